@@ -1,0 +1,114 @@
+# Campaign Manager: a plain Makefile.
+#   make            build every tool into bin/
+#   make test       unit tests, tool tests, then both again under ASan+UBSan
+#   make lint       warnings as errors, cppcheck, clang-format check
+#   make fmt        clang-format in place
+#   make bench      benchmarks against jq and Miller (reports, never fails)
+#   make fuzz       libFuzzer harnesses, bounded time (FUZZ_SECONDS)
+#   make install    PREFIX=/usr/local DESTDIR=
+# O=DIR puts every build product under DIR (O=build/asan for the sanitizer
+# build), so several builds can share one tree.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/campaign-manager
+O ?= .
+OBJ := $(O)/build
+OUTBIN := $(O)/bin
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wvla -Wno-unused-parameter
+PKGS := hiredis libpq libpcre2-8 libmicrohttpd libjwt libsodium
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CPPFLAGS += -Isrc/lib -D_GNU_SOURCE $(PKG_CFLAGS)
+LDLIBS := -Wl,--as-needed $(PKG_LIBS) -ljq -lcsv -lm -lpthread
+ifdef SAN
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC := $(sort $(wildcard src/lib/*.c))
+LIB_OBJ := $(patsubst src/lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC))
+LIBCM := $(OBJ)/libcm.a
+CMD_SRC := $(sort $(wildcard src/cmd/*.c))
+TOOLS := $(patsubst src/cmd/%.c,$(OUTBIN)/%,$(CMD_SRC))
+SCRIPTS := $(filter-out $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC)),$(wildcard bin/cm-*))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(OBJ)/tests/%,$(UNIT_SRC))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(patsubst tests/fuzz/%.c,$(OBJ)/fuzz/replay_%,$(FUZZ_SRC))
+GEN := $(OBJ)/tests/cm-gen
+
+all: $(TOOLS)
+
+$(OBJ)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(LIBCM): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(OUTBIN)/%: src/cmd/%.c $(LIBCM)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBCM) $(LDLIBS)
+
+$(OBJ)/tests/test_%: tests/unit/test_%.c $(LIBCM)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(LIBCM) -lcmocka $(LDLIBS)
+
+$(GEN): tests/bench/cm-gen.c $(LIBCM)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBCM) $(LDLIBS)
+
+# The fuzz harnesses, linked with a driver that replays a corpus (for make test).
+$(OBJ)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBCM)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIBCM) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+replay: $(REPLAY_BIN)
+gen: $(GEN)
+testbins: all unit replay gen
+
+# Everything the suites need, in the normal and the sanitizer build.
+test:
+	@$(MAKE) --no-print-directory testbins
+	@$(MAKE) --no-print-directory O=build/asan SAN=1 testbins
+	@tests/run.sh
+
+check: test
+
+lint:
+	@$(MAKE) --no-print-directory all unit
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib src tests/unit tests/fuzz tests/bench
+	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
+	mandoc -Tlint -Werror man/* >/dev/null
+
+fmt:
+	clang-format -i src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
+
+bench: all gen
+	@tests/bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DATADIR)/sql
+	install -m 755 $(TOOLS) $(SCRIPTS) $(DESTDIR)$(BINDIR)
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
+	$(if $(wildcard share/sql/*.sql),install -m 644 $(wildcard share/sql/*.sql) $(DESTDIR)$(DATADIR)/sql)
+
+clean:
+	rm -rf build $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC))
+
+.PHONY: all unit replay gen testbins test check lint fmt bench fuzz install clean
+.DELETE_ON_ERROR:

@@ -1,0 +1,90 @@
+/* out.c - buffered record output that notices a closed pipe. */
+#include "out.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OUT_CAP (128 * 1024)
+
+void cm_out_init(struct cm_out *o, int fd)
+{
+	memset(o, 0, sizeof(*o));
+	o->fd = fd;
+	o->tty = isatty(fd);
+}
+
+/* Writes everything in p, retrying short writes and EINTR. */
+static int write_all(struct cm_out *o, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(o->fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EPIPE)
+				o->closed = 1;
+			else
+				o->error = errno;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int cm_out_flush(struct cm_out *o)
+{
+	int rc;
+
+	if (o->closed || o->error)
+		return -1;
+	rc = write_all(o, o->buf, o->len);
+	o->len = 0;
+	return rc;
+}
+
+int cm_out_write(struct cm_out *o, const void *p, size_t n)
+{
+	if (o->closed || o->error)
+		return -1;
+	if (!o->buf) {
+		o->buf = malloc(OUT_CAP);
+		if (!o->buf) {
+			o->error = ENOMEM;
+			return -1;
+		}
+		o->cap = OUT_CAP;
+	}
+	if (o->len + n > o->cap) {
+		if (cm_out_flush(o) < 0)
+			return -1;
+		if (n > o->cap)
+			return write_all(o, p, n);
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+int cm_out_endrec(struct cm_out *o)
+{
+	if (cm_out_write(o, "\n", 1) < 0)
+		return -1;
+	return o->tty ? cm_out_flush(o) : 0;
+}
+
+int cm_out_release(struct cm_out *o)
+{
+	int rc = 0;
+
+	if (o->len)
+		rc = cm_out_flush(o);
+	free(o->buf);
+	o->buf = NULL;
+	o->len = o->cap = 0;
+	return rc || o->closed || o->error ? -1 : 0;
+}

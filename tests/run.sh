@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs every suite (C unit tests, fuzz corpus replay, tool tests) against the
+# normal build and the ASan+UBSan build, and ends with "N passed, N failed".
+# TESTS_BUILDS="plain" or "asan" limits the builds; BATS_FILTER limits the
+# .bats files (a glob under tests/).
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+builds=${TESTS_BUILDS:-"plain asan"}
+pass=0 fail=0
+failed=()
+log=$(mktemp -d "${TMPDIR:-/tmp}/cm-test.XXXXXX")
+trap 'rm -rf "$log"' EXIT
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
+
+# count SUITE FILE: adds the TAP results in FILE to the totals.
+count() {
+	local suite=$1 file=$2 ok nok
+	ok=$(grep -c '^ok ' "$file")
+	nok=$(grep -c '^not ok ' "$file")
+	pass=$((pass + ok))
+	fail=$((fail + nok))
+	printf '%-28s %5d passed, %d failed\n' "$suite" "$ok" "$nok"
+	if [ "$nok" -gt 0 ]; then
+		failed+=("$suite")
+		grep -A15 '^not ok ' "$file" | sed 's/^/    /' | head -60
+	fi
+}
+
+for b in $builds; do
+	case $b in
+	plain) o=${O:-.} ;;
+	asan) o=build/asan ;;
+	*) echo "unknown build $b" >&2; exit 2 ;;
+	esac
+	export CM_BIN=$top/$o/bin CM_BUILD=$top/$o/build
+	# C unit tests (cmocka, TAP output).
+	for t in "$o"/build/tests/test_*; do
+		[ -x "$t" ] || continue
+		name=$(basename "$t")
+		out=$log/$b-$name.tap
+		CMOCKA_MESSAGE_OUTPUT=TAP "$t" >"$out" 2>&1
+		rc=$?
+		if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out"; then
+			echo "not ok - $name exited with status $rc" >>"$out"
+		fi
+		count "$b unit $name" "$out"
+	done
+	# Fuzz corpus replay: each harness over its stored corpus is one test.
+	out=$log/$b-fuzz.tap
+	: >"$out"
+	for r in "$o"/build/fuzz/replay_*; do
+		[ -x "$r" ] || continue
+		name=${r##*/replay_}
+		if "$r" tests/fuzz/corpus/"$name" >"$log/$b-$name.out" 2>&1; then
+			echo "ok - $name corpus" >>"$out"
+		else
+			echo "not ok - $name corpus" >>"$out"
+			tail -20 "$log/$b-$name.out" >>"$out"
+		fi
+	done
+	[ -s "$out" ] && count "$b fuzz replay" "$out"
+	# Tool tests (bats).
+	for f in tests/${BATS_FILTER:-*}.bats; do
+		[ -f "$f" ] || continue
+		out=$log/$b-$(basename "$f").tap
+		bats --tap "$f" >"$out" 2>&1
+		rc=$?
+		if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out"; then
+			echo "not ok - $f: bats exited with status $rc" >>"$out"
+			tail -20 "$out" | sed 's/^/# /' >>"$out"
+		fi
+		count "$b $(basename "$f")" "$out"
+	done
+done
+
+[ ${#failed[@]} -gt 0 ] && printf 'failed suites: %s\n' "${failed[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
