@@ -30,11 +30,11 @@ int cm_buf_grow(struct cm_buf *b, size_t n)
 
 	if (n > SIZE_MAX - b->len - 1)
 		return -1;
+	if (b->max && b->len + n > b->max)
+		return -1;
 	need = b->len + n + 1;
 	if (need <= b->cap)
 		return 0;
-	if (b->max && b->len + n > b->max)
-		return -1;
 	cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
@@ -59,7 +59,7 @@ int cm_buf_add(struct cm_buf *b, const void *p, size_t n)
 
 int cm_buf_addc(struct cm_buf *b, char c)
 {
-	if ((b->len + 2 > b->cap || (b->max && b->len >= b->max)) && cm_buf_grow(b, 1) < 0)
+	if ((b->len + 2 > b->cap || b->max) && cm_buf_grow(b, 1) < 0)
 		return -1;
 	b->data[b->len++] = c;
 	b->data[b->len] = 0;
