@@ -2,7 +2,7 @@
 # Runs every suite (C unit tests, fuzz corpus replay, tool tests) against the
 # normal build and the ASan+UBSan build, and ends with "N passed, N failed".
 # TESTS_BUILDS="plain" or "asan" limits the builds; BATS_FILTER limits the
-# .bats files (a glob under tests/).
+# .bats files (a glob under tests/); O and ASAN_O name other build dirs.
 set -u
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -32,10 +32,11 @@ count() {
 for b in $builds; do
 	case $b in
 	plain) o=${O:-.} ;;
-	asan) o=build/asan ;;
+	asan) o=${ASAN_O:-build/asan} ;;
 	*) echo "unknown build $b" >&2; exit 2 ;;
 	esac
-	export CM_BIN=$top/$o/bin CM_BUILD=$top/$o/build
+	case $o in /*) ;; *) o=$top/$o ;; esac
+	export CM_BIN=$o/bin CM_BUILD=$o/build
 	# C unit tests (cmocka, TAP output).
 	for t in "$o"/build/tests/test_*; do
 		[ -x "$t" ] || continue
