@@ -6,6 +6,7 @@
 #   make bench      benchmarks against jq and Miller (reports, never fails)
 #   make fuzz       libFuzzer harnesses, bounded time (FUZZ_SECONDS)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        a binary Debian package under build/deb
 # O=DIR puts every build product under DIR (O=build/asan for the sanitizer
 # build), so several builds can share one tree.
 
@@ -107,8 +108,21 @@ install: all
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
 	$(if $(wildcard share/sql/*.sql),install -m 644 $(wildcard share/sql/*.sql) $(DESTDIR)$(DATADIR)/sql)
 
+VERSION := $(shell sed -n 's/^\#define CM_VERSION "\(.*\)"/\1/p' src/lib/cli.h)
+DEBSRC := $(OBJ)/deb/campaign-manager-$(VERSION)
+
+# A binary Debian package of the work tree, under $(OBJ)/deb (needs
+# debhelper): the tree is copied there with packaging/debian as debian/.
+deb:
+	rm -rf $(OBJ)/deb && mkdir -p $(DEBSRC)
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null --ignore-failed-read -T - -c | tar -x -C $(DEBSRC)
+	cp -r packaging/debian $(DEBSRC)/debian
+	cd $(DEBSRC) && dpkg-buildpackage -us -uc -b
+	@ls $(OBJ)/deb/*.deb
+
 clean:
 	rm -rf build $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC))
 
-.PHONY: all unit replay gen testbins test check lint fmt bench fuzz install clean
+.PHONY: all unit replay gen testbins test check lint fmt bench fuzz install deb clean
 .DELETE_ON_ERROR:
