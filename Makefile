@@ -44,6 +44,15 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(patsubst tests/fuzz/%.c,$(OBJ)/fuzz/replay_%,$(FUZZ_SRC))
 GEN := $(OBJ)/tests/cm-gen
 
+# Shell tools live in bin/; other build dirs get a copy next to their binaries
+# so that they run their own build's stages.
+ifneq ($(abspath $(OUTBIN)),$(abspath bin))
+TOOLS += $(patsubst bin/%,$(OUTBIN)/%,$(SCRIPTS))
+$(OUTBIN)/%: bin/%
+	@mkdir -p $(@D)
+	cp $< $@
+endif
+
 all: $(TOOLS)
 
 $(OBJ)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
