@@ -1,0 +1,995 @@
+/* event.c - normalising input records into canonical events (CONTRACT 1.1)
+ * and checking that a value already is one. */
+#include "event.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "buf.h"
+#include "err.h"
+#include "json.h"
+#include "timefmt.h"
+
+/* The top-level keys any accepted shape gives a meaning to. */
+enum key {
+	K_EVENT_ID,
+	K_EVENT_TYPE,
+	K_USER_ID,
+	K_OCCURRED_AT,
+	K_PROPERTIES,
+	K_TYPE,
+	K_EVENT,
+	K_MESSAGE_ID,
+	K_SEG_USER_ID,
+	K_ANONYMOUS_ID,
+	K_TIMESTAMP,
+	K_SPECVERSION,
+	K_ID,
+	K_SUBJECT,
+	K_TIME,
+	K_DATA,
+	K_MATCHES,
+	K_NKEYS,
+	K_META = K_NKEYS, /* "_"-prefixed */
+	K_OTHER,
+};
+
+static const char *const key_name[K_NKEYS] = {
+    "event_id", "event_type", "user_id", "occurred_at", "properties", "type",
+    "event",    "messageId",  "userId",  "anonymousId", "timestamp",  "specversion",
+    "id",       "subject",    "time",    "data",        "matches",
+};
+
+/* The value token of each known key, and the first key no shape knows. */
+struct scan {
+	uint32_t v[K_NKEYS];
+	uint32_t unknown; /* key token of the first unknown key, or CM_JNONE */
+};
+
+/* Where each canonical part comes from, and the input's name for it (for
+ * messages that point at what the user wrote). */
+struct src {
+	uint32_t id, type, user, time, props;
+	const char *n_id, *n_type, *n_user, *n_time, *n_props;
+	int segment;
+};
+
+/* Maps a decoded key to its enum with a switch on the length, because this
+ * runs for every member of every record. */
+static int classify(const char *s, size_t n)
+{
+	switch (n) {
+	case 2:
+		if (!memcmp(s, "id", 2))
+			return K_ID;
+		break;
+	case 4:
+		if (!memcmp(s, "type", 4))
+			return K_TYPE;
+		if (!memcmp(s, "time", 4))
+			return K_TIME;
+		if (!memcmp(s, "data", 4))
+			return K_DATA;
+		break;
+	case 5:
+		if (!memcmp(s, "event", 5))
+			return K_EVENT;
+		break;
+	case 6:
+		if (!memcmp(s, "userId", 6))
+			return K_SEG_USER_ID;
+		break;
+	case 7:
+		if (!memcmp(s, "user_id", 7))
+			return K_USER_ID;
+		if (!memcmp(s, "subject", 7))
+			return K_SUBJECT;
+		if (!memcmp(s, "matches", 7))
+			return K_MATCHES;
+		break;
+	case 8:
+		if (!memcmp(s, "event_id", 8))
+			return K_EVENT_ID;
+		break;
+	case 9:
+		if (!memcmp(s, "messageId", 9))
+			return K_MESSAGE_ID;
+		if (!memcmp(s, "timestamp", 9))
+			return K_TIMESTAMP;
+		break;
+	case 10:
+		if (!memcmp(s, "event_type", 10))
+			return K_EVENT_TYPE;
+		if (!memcmp(s, "properties", 10))
+			return K_PROPERTIES;
+		break;
+	case 11:
+		if (!memcmp(s, "occurred_at", 11))
+			return K_OCCURRED_AT;
+		if (!memcmp(s, "anonymousId", 11))
+			return K_ANONYMOUS_ID;
+		if (!memcmp(s, "specversion", 11))
+			return K_SPECVERSION;
+		break;
+	}
+	if (n > 0 && s[0] == '_')
+		return K_META;
+	return K_OTHER;
+}
+
+/* True when key token k decodes to a name starting with '_', judged on the
+ * raw text ("\u005f" is the only escape that decodes to '_'). */
+static int key_is_meta(const struct cm_jdoc *d, uint32_t k)
+{
+	const struct cm_jtok *t = &d->tok[k];
+	const char *s = d->src + t->off;
+
+	if (t->len >= 1 && s[0] == '_')
+		return 1;
+	return t->esc && t->len >= 6 && !memcmp(s, "\\u005", 5) && (s[5] == 'f' || s[5] == 'F');
+}
+
+/* Copies at most 40 bytes of s into b for a message, cut at a UTF-8
+ * boundary, control bytes shown as '?', optionally in quotes. */
+static const char *snippet(const char *s, size_t n, int quote, char *b, size_t bn)
+{
+	size_t keep = cm_utf8_valid_prefix(s, n < 40 ? n : 40);
+	int cut = keep < n;
+	size_t j = 0;
+
+	if (bn < 52)
+		return "?";
+	if (quote)
+		b[j++] = '"';
+	for (size_t i = 0; i < keep; i++)
+		b[j++] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
+	if (cut) {
+		memcpy(b + j, "...", 3);
+		j += 3;
+	}
+	if (quote)
+		b[j++] = '"';
+	b[j] = 0;
+	return b;
+}
+
+/* Describes value t for a "got ..." message: short scalars as written,
+ * containers by kind. */
+static const char *got(const struct cm_jdoc *d, uint32_t t, char *b, size_t bn)
+{
+	const struct cm_jtok *k = &d->tok[t];
+
+	switch (k->type) {
+	case CM_JOBJ:
+		return "an object";
+	case CM_JARR:
+		return "an array";
+	case CM_JSTR:
+		return snippet(d->src + k->off, k->len, 1, b, bn);
+	default:
+		return snippet(d->src + k->off, k->len, 0, b, bn);
+	}
+}
+
+/* True when value t is there and not null: null counts as absent. */
+static int present(const struct cm_jdoc *d, uint32_t t)
+{
+	return t != CM_JNONE && d->tok[t].type != CM_JNULL;
+}
+
+/* Collects the value of every known key in one pass over the members, so
+ * that a record costs one walk whatever its shape. */
+static int scan_members(const struct cm_jdoc *d, uint32_t root, struct scan *sc,
+                        struct cm_buf *scratch, struct cm_err *err)
+{
+	const struct cm_jtok *tok = d->tok;
+	uint32_t k = root + 1, count = tok[root].count;
+
+	for (int i = 0; i < K_NKEYS; i++)
+		sc->v[i] = CM_JNONE;
+	sc->unknown = CM_JNONE;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t v = k + 1;
+		const char *ks = d->src + tok[k].off;
+		size_t kn = tok[k].len;
+		int c;
+
+		if (tok[k].esc) {
+			ks = cm_json_str(d, k, scratch, &kn);
+			if (!ks)
+				return cm_errf(err, "out of memory");
+		}
+		c = classify(ks, kn);
+		if (c < K_NKEYS) {
+			if (sc->v[c] != CM_JNONE)
+				return cm_errf(err, "duplicate key '%s'", key_name[c]);
+			sc->v[c] = v;
+		} else if (c == K_OTHER && sc->unknown == CM_JNONE) {
+			sc->unknown = k;
+		}
+		k = tok[v].next;
+	}
+	return 0;
+}
+
+/* True when container t is written without insignificant whitespace, found
+ * by adding up the compact length of its tokens (no byte is read). */
+static int is_compact(const struct cm_jdoc *d, uint32_t t)
+{
+	const struct cm_jtok *tk = d->tok;
+	uint32_t end = tk[t].next;
+	size_t want = 0;
+
+	for (uint32_t i = t; i < end; i++) {
+		switch (tk[i].type) {
+		case CM_JSTR:
+			want += (size_t)tk[i].len + 2;
+			break;
+		case CM_JARR:
+			want += 2 + (tk[i].count ? tk[i].count - 1 : 0);
+			break;
+		case CM_JOBJ:
+			want += 2 + (tk[i].count ? 2 * (size_t)tk[i].count - 1 : 0);
+			break;
+		default:
+			want += tk[i].len;
+		}
+	}
+	return want == tk[t].len;
+}
+
+/* Appends bytes without a call when they fit, since a record is built
+ * from a dozen small pieces; the NUL is written by the caller at the end. */
+static inline int put(struct cm_buf *o, const void *p, size_t n)
+{
+	if (o->len + n < o->cap) {
+		memcpy(o->data + o->len, p, n);
+		o->len += n;
+		return 0;
+	}
+	return cm_buf_add(o, p, n);
+}
+
+/* Appends value t compactly, copying the source bytes when they already are
+ * compact (the common case) instead of re-serialising. */
+static int put_value(struct cm_buf *o, const struct cm_jdoc *d, uint32_t t)
+{
+	const struct cm_jtok *k = &d->tok[t];
+
+	switch (k->type) {
+	case CM_JSTR:
+		return put(o, d->src + k->off - 1, (size_t)k->len + 2);
+	case CM_JOBJ:
+	case CM_JARR:
+		if (!is_compact(d, t))
+			return cm_json_write(d, t, o);
+		return put(o, d->src + k->off, k->len);
+	default:
+		return put(o, d->src + k->off, k->len);
+	}
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is
+ * not one (overlong forms, surrogates and code points past U+10FFFF
+ * included). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+	if (c >= 0xE0 && c <= 0xEF) {
+		if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+			return 0;
+		if (c == 0xE0 && s[1] < 0xA0)
+			return 0;
+		if (c == 0xED && s[1] > 0x9F)
+			return 0;
+		return 3;
+	}
+	if (c >= 0xF0 && c <= 0xF4) {
+		if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
+		    (s[3] & 0xC0) != 0x80)
+			return 0;
+		if (c == 0xF0 && s[1] < 0x90)
+			return 0;
+		if (c == 0xF4 && s[1] > 0x8F)
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/* Finds where valid UTF-8 stops, so callers can refuse or replace the rest. */
+size_t cm_utf8_valid_prefix(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		size_t l;
+
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		l = utf8_seq(u + i, n - i);
+		if (!l)
+			break;
+		i += l;
+	}
+	return i;
+}
+
+/* Bytes that a JSON string cannot hold as they are (1) or that start a
+ * multi-byte UTF-8 sequence to be checked (2). */
+static const unsigned char str_class[256] = {
+    [0 ... 0x1F] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+    [0x80 ... 0xFF] = 2,
+};
+
+/* True when none of the 8 bytes in w needs escaping or a UTF-8 check (no
+ * byte below 0x20, none from 0x80, no quote, no backslash), tested a word at
+ * a time since most text is plain ASCII. */
+static inline int word_plain(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+
+	return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high);
+}
+
+/* Writes bytes from outside (CSV cells) as a JSON string, refusing what is not UTF-8. */
+int cm_event_put_str(struct cm_buf *out, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	for (uint64_t w; i + 8 <= n; i += 8) {
+		memcpy(&w, s + i, 8);
+		if (!word_plain(w))
+			break;
+	}
+	while (i < n && !str_class[u[i]])
+		i++;
+	if (cm_buf_grow(out, n + 2))
+		return -1;
+	if (i == n) {
+		/* nothing to escape or check: the common case */
+		char *p = out->data + out->len;
+
+		p[0] = '"';
+		memcpy(p + 1, s, n);
+		p[n + 1] = '"';
+		p[n + 2] = 0;
+		out->len += n + 2;
+		return 0;
+	}
+	i = 0;
+	if (cm_buf_addc(out, '"'))
+		return -1;
+	while (i < n) {
+		size_t j = i;
+		char esc[8];
+
+		while (j < n && !str_class[u[j]])
+			j++;
+		if (j > i && cm_buf_add(out, s + i, j - i))
+			return -1;
+		if (j == n)
+			break;
+		if (str_class[u[j]] == 2) {
+			size_t l = utf8_seq(u + j, n - j);
+
+			if (!l || cm_buf_add(out, s + j, l))
+				return -1;
+			i = j + l;
+			continue;
+		}
+		switch (u[j]) {
+		case '"':
+			memcpy(esc, "\\\"", 2);
+			break;
+		case '\\':
+			memcpy(esc, "\\\\", 2);
+			break;
+		case '\n':
+			memcpy(esc, "\\n", 2);
+			break;
+		case '\r':
+			memcpy(esc, "\\r", 2);
+			break;
+		case '\t':
+			memcpy(esc, "\\t", 2);
+			break;
+		default:
+			esc[0] = '\\';
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = "0123456789abcdef"[u[j] >> 4];
+			esc[5] = "0123456789abcdef"[u[j] & 15];
+			if (cm_buf_add(out, esc, 6))
+				return -1;
+			i = j + 1;
+			continue;
+		}
+		if (cm_buf_add(out, esc, 2))
+			return -1;
+		i = j + 1;
+	}
+	return cm_buf_addc(out, '"');
+}
+
+/* Checks the event_type charset with a table, since it runs for every record. */
+int cm_event_type_ok(const char *s, size_t n)
+{
+	static const unsigned char ok[256] = {
+	    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['_'] = 1,
+	    ['.'] = 1,         [':'] = 1,         ['-'] = 1,
+	};
+
+	if (n < 1 || n > CM_EVENT_TYPE_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!ok[(unsigned char)s[i]])
+			return 0;
+	return 1;
+}
+
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+
+/* Lets libsodium pick its fastest BLAKE2b code once per process; hashing
+ * works (more slowly) even if that fails, so the result is not needed. */
+static void sodium_start(void)
+{
+	if (sodium_init() < 0)
+		return;
+}
+
+/* Hashes the record as read, so that the same record always gets the same id. */
+void cm_event_derive_id(const void *raw, size_t len, char out[CM_EVENT_DERIVED_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char h[16];
+
+	pthread_once(&sodium_once, sodium_start);
+	crypto_generichash(h, sizeof(h), raw, len, NULL, 0);
+	memcpy(out, "ev-", 3);
+	for (int i = 0; i < 16; i++) {
+		out[3 + 2 * i] = hex[h[i] >> 4];
+		out[4 + 2 * i] = hex[h[i] & 15];
+	}
+	out[CM_EVENT_DERIVED_LEN] = 0;
+}
+
+/* Appends the derived id of raw as a JSON string. */
+static int put_derived_id(struct cm_buf *o, const char *raw, size_t rawlen)
+{
+	char id[CM_EVENT_DERIVED_LEN + 3];
+
+	id[0] = '"';
+	cm_event_derive_id(raw, rawlen, id + 1);
+	id[CM_EVENT_DERIVED_LEN + 1] = '"';
+	return put(o, id, CM_EVENT_DERIVED_LEN + 2);
+}
+
+/* Checks the decoded bytes of an identifier (event_id, user_id): 1 to max
+ * bytes, no NUL (PostgreSQL text cannot hold one). The value is described
+ * from token t of d, or from s when d is NULL, only when it is wrong. */
+static int check_ident(const char *name, const char *s, size_t n, size_t max,
+                       const struct cm_jdoc *d, uint32_t t, struct cm_err *err)
+{
+	char b[64];
+
+	if (n >= 1 && n <= max && !memchr(s, 0, n))
+		return 0;
+	if (n < 1 || n > max) {
+		if (n > max)
+			return cm_errf(
+			    err, "field '%s': expected a string of 1-%zu bytes, got %zu bytes",
+			    name, max, n);
+		return cm_errf(err, "field '%s': expected a string of 1-%zu bytes, got \"\"", name,
+		               max);
+	}
+	return cm_errf(err, "field '%s': must not contain NUL (\\u0000), got %s", name,
+	               d ? got(d, t, b, sizeof(b)) : snippet(s, n, 1, b, sizeof(b)));
+}
+
+/* The message for an event_type that breaks the charset or length rule;
+ * Segment names such as "Order Completed" get a hint, since they are the
+ * usual case. */
+static int type_error(const char *name, size_t n, const char *gotv, int segment, struct cm_err *err)
+{
+	char sz[32] = "";
+
+	if (n > CM_EVENT_TYPE_MAX)
+		snprintf(sz, sizeof(sz), " (%zu bytes)", n);
+	if (segment)
+		return cm_errf(
+		    err,
+		    "field '%s': expected 1-%d bytes of [A-Za-z0-9_.:-] for event_type, got "
+		    "%s%s; rename it, e.g. cm-ingest --jq '.event |= gsub(\" \"; \"_\")'",
+		    name, CM_EVENT_TYPE_MAX, gotv, sz);
+	return cm_errf(err, "field '%s': expected 1-%d bytes of [A-Za-z0-9_.:-], got %s%s", name,
+	               CM_EVENT_TYPE_MAX, gotv, sz);
+}
+
+/* Appends the time t as canonical UTC with Z; ms gets its value. */
+static int put_time(struct cm_buf *o, int64_t ms)
+{
+	char b[CM_TIME_MAX + 2];
+	size_t n;
+
+	b[0] = '"';
+	n = cm_time_format(ms, b + 1);
+	b[n + 1] = '"';
+	return put(o, b, n + 2);
+}
+
+/* True when s[0..n) already has the canonical form ("...:SSZ" or
+ * "...:SS.mmmZ" with a non-zero fraction), so that a valid time can be copied
+ * instead of formatted again. */
+static int time_canonical(const char *s, size_t n)
+{
+	if (n == 20)
+		return s[10] == 'T' && s[19] == 'Z';
+	return n == 24 && s[10] == 'T' && s[19] == '.' && s[23] == 'Z' &&
+	       memcmp(s + 20, "000", 3) != 0;
+}
+
+/* The time of ingestion: now_ms, or the clock when it is CM_EVENT_NOW. */
+static int64_t now_of(int64_t now_ms)
+{
+	return now_ms == CM_EVENT_NOW ? cm_time_now() : now_ms;
+}
+
+/* Decodes string token t, using scratch only when it holds escapes. */
+static inline const char *str_of(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scratch,
+                                 size_t *n, struct cm_err *err)
+{
+	const char *s;
+
+	if (!d->tok[t].esc) {
+		*n = d->tok[t].len;
+		return d->src + d->tok[t].off;
+	}
+	s = cm_json_str(d, t, scratch, n);
+
+	if (!s)
+		cm_errf(err, "out of memory");
+	return s;
+}
+
+/* Works out the record's shape from the keys it has and where each
+ * canonical part comes from. */
+static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src *m,
+                      struct cm_err *err)
+{
+	const uint32_t *v = sc->v;
+	uint32_t ty = v[K_TYPE];
+	int seg_ids = v[K_MESSAGE_ID] != CM_JNONE || v[K_SEG_USER_ID] != CM_JNONE ||
+	              v[K_ANONYMOUS_ID] != CM_JNONE;
+	int ty_str = ty != CM_JNONE && d->tok[ty].type == CM_JSTR;
+	char b[64];
+
+	memset(m, 0, sizeof(*m));
+	if (v[K_SPECVERSION] != CM_JNONE) {
+		uint32_t sv = v[K_SPECVERSION];
+
+		if (d->tok[sv].type != CM_JSTR || !cm_json_str_eq(d, sv, "1.0", 3))
+			return cm_errf(err, "field 'specversion': expected \"1.0\", got %s",
+			               got(d, sv, b, sizeof(b)));
+		m->id = v[K_ID];
+		m->type = v[K_TYPE];
+		m->user = v[K_SUBJECT];
+		m->time = v[K_TIME];
+		m->props = v[K_DATA];
+		m->n_id = "id";
+		m->n_type = "type";
+		m->n_user = "subject";
+		m->n_time = "time";
+		m->n_props = "data";
+		return 0;
+	}
+	if ((ty_str && cm_json_str_eq(d, ty, "track", 5)) ||
+	    (v[K_EVENT_TYPE] == CM_JNONE && v[K_EVENT] != CM_JNONE && seg_ids)) {
+		m->segment = 1;
+		m->id = v[K_MESSAGE_ID];
+		m->type = v[K_EVENT];
+		m->user = v[K_SEG_USER_ID];
+		m->n_user = "userId";
+		if (!present(d, m->user) && present(d, v[K_ANONYMOUS_ID])) {
+			m->user = v[K_ANONYMOUS_ID];
+			m->n_user = "anonymousId";
+		}
+		m->time = v[K_TIMESTAMP];
+		m->props = v[K_PROPERTIES];
+		m->n_id = "messageId";
+		m->n_type = "event";
+		m->n_time = "timestamp";
+		m->n_props = "properties";
+		return 0;
+	}
+	if (v[K_EVENT_TYPE] == CM_JNONE && ty_str && seg_ids)
+		return cm_errf(err,
+		               "field 'type': a Segment %s call is not an event; only \"track\" "
+		               "calls are accepted",
+		               got(d, ty, b, sizeof(b)));
+	if (sc->unknown != CM_JNONE || v[K_MATCHES] != CM_JNONE) {
+		uint32_t k = sc->unknown;
+		const char *name;
+
+		if (k != CM_JNONE)
+			name = snippet(d->src + d->tok[k].off, d->tok[k].len, 0, b, sizeof(b));
+		else
+			name = "matches";
+		return cm_errf(
+		    err,
+		    "unknown key '%s': event data belongs under 'properties' (or map the "
+		    "record with cm-ingest --jq)",
+		    name);
+	}
+	for (int i = K_TYPE; i < K_NKEYS; i++)
+		if (v[i] != CM_JNONE)
+			return cm_errf(
+			    err,
+			    "unknown key '%s': event data belongs under 'properties' (or "
+			    "map the record with cm-ingest --jq)",
+			    key_name[i]);
+	m->id = v[K_EVENT_ID];
+	m->type = v[K_EVENT_TYPE];
+	m->user = v[K_USER_ID];
+	m->time = v[K_OCCURRED_AT];
+	m->props = v[K_PROPERTIES];
+	m->n_id = "event_id";
+	m->n_type = "event_type";
+	m->n_user = "user_id";
+	m->n_time = "occurred_at";
+	m->n_props = "properties";
+	return 0;
+}
+
+/* Appends the "_"-prefixed members of root, verbatim and in input order. */
+static int put_meta(struct cm_buf *o, const struct cm_jdoc *d, uint32_t root)
+{
+	const struct cm_jtok *tok = d->tok;
+	uint32_t k = root + 1, count = tok[root].count;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t v = k + 1;
+
+		if (key_is_meta(d, k)) {
+			if (put(o, ",", 1) || put_value(o, d, k) || put(o, ":", 1) ||
+			    put_value(o, d, v))
+				return -1;
+		}
+		k = tok[v].next;
+	}
+	return 0;
+}
+
+/* Writes the canonical line for the parts located by m, validating each. */
+static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, const char *raw,
+                size_t rawlen, int64_t now_ms, struct cm_buf *o, struct cm_event_ref *ref,
+                struct cm_buf *scratch, struct cm_err *err)
+{
+	char b[64];
+	const char *s;
+	size_t n;
+	int64_t ms;
+
+	if (cm_buf_grow(o, d->tok[root].len + 256) || put(o, "{\"event_id\":", 12))
+		return cm_errf(err, "out of memory");
+	if (ref)
+		ref->id_off = o->len;
+	if (present(d, m->id)) {
+		if (d->tok[m->id].type != CM_JSTR)
+			return cm_errf(err, "field '%s': expected a string, got %s", m->n_id,
+			               got(d, m->id, b, sizeof(b)));
+		if (!(s = str_of(d, m->id, scratch, &n, err)))
+			return -1;
+		if (check_ident(m->n_id, s, n, CM_EVENT_ID_MAX, d, m->id, err))
+			return -1;
+		if (put_value(o, d, m->id))
+			return cm_errf(err, "out of memory");
+	} else if (put_derived_id(o, raw, rawlen)) {
+		return cm_errf(err, "out of memory");
+	}
+	if (ref)
+		ref->id_len = o->len - ref->id_off;
+
+	if (!present(d, m->type))
+		return cm_errf(err, "field '%s': missing (required)", m->n_type);
+	if (d->tok[m->type].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected a string, got %s", m->n_type,
+		               got(d, m->type, b, sizeof(b)));
+	if (!(s = str_of(d, m->type, scratch, &n, err)))
+		return -1;
+	if (!cm_event_type_ok(s, n))
+		return type_error(m->n_type, n, got(d, m->type, b, sizeof(b)), m->segment, err);
+	if (put(o, ",\"event_type\":\"", 15) || put(o, s, n) || put(o, "\",\"user_id\":", 12))
+		return cm_errf(err, "out of memory");
+
+	if (!present(d, m->user)) {
+		if (m->segment)
+			return cm_errf(err, "field 'userId': missing (a Segment track call needs "
+			                    "userId or anonymousId)");
+		return cm_errf(err, "field '%s': missing (required)", m->n_user);
+	}
+	if (d->tok[m->user].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected a string, got %s", m->n_user,
+		               got(d, m->user, b, sizeof(b)));
+	if (!(s = str_of(d, m->user, scratch, &n, err)))
+		return -1;
+	if (check_ident(m->n_user, s, n, CM_EVENT_USER_MAX, d, m->user, err))
+		return -1;
+	if (put_value(o, d, m->user) || put(o, ",\"occurred_at\":", 15))
+		return cm_errf(err, "out of memory");
+
+	if (present(d, m->time)) {
+		if (d->tok[m->time].type != CM_JSTR)
+			return cm_errf(err, "field '%s': expected an RFC 3339 time, got %s",
+			               m->n_time, got(d, m->time, b, sizeof(b)));
+		if (!(s = str_of(d, m->time, scratch, &n, err)))
+			return -1;
+		if (cm_time_parse(s, n, &ms))
+			return cm_errf(err, "field '%s': expected an RFC 3339 time, got %s",
+			               m->n_time, got(d, m->time, b, sizeof(b)));
+		if (!d->tok[m->time].esc && time_canonical(s, n)) {
+			if (put_value(o, d, m->time))
+				return cm_errf(err, "out of memory");
+		} else if (put_time(o, ms)) {
+			return cm_errf(err, "out of memory");
+		}
+	} else {
+		ms = now_of(now_ms);
+		if (put_time(o, ms))
+			return cm_errf(err, "out of memory");
+	}
+	if (put(o, ",\"properties\":", 14))
+		return cm_errf(err, "out of memory");
+	if (ref)
+		ref->occurred_ms = ms;
+
+	if (present(d, m->props)) {
+		if (d->tok[m->props].type != CM_JOBJ)
+			return cm_errf(err, "field '%s': expected an object, got %s", m->n_props,
+			               got(d, m->props, b, sizeof(b)));
+		if (put_value(o, d, m->props))
+			return cm_errf(err, "out of memory");
+	} else if (put(o, "{}", 2)) {
+		return cm_errf(err, "out of memory");
+	}
+	if (put_meta(o, d, root) || cm_buf_addc(o, '}'))
+		return cm_errf(err, "out of memory");
+	return 0;
+}
+
+/* Normalises any accepted shape; on failure rolls out back to where it was. */
+int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *raw, size_t rawlen,
+                           int64_t now_ms, struct cm_buf *out, struct cm_event_ref *ref,
+                           struct cm_err *err)
+{
+	struct cm_buf scratch = CM_BUF_INIT;
+	struct scan sc;
+	struct src m;
+	size_t mark = out->len;
+	char b[64];
+	int rc = -1;
+
+	if (d->tok[root].type != CM_JOBJ) {
+		cm_errf(err, "expected a JSON object, got %s", got(d, root, b, sizeof(b)));
+		goto out;
+	}
+	if (scan_members(d, root, &sc, &scratch, err) || pick_shape(d, &sc, &m, err))
+		goto out;
+	if (emit(d, root, &m, raw, rawlen, now_ms, out, ref, &scratch, err))
+		goto out;
+	rc = 0;
+out:
+	if (rc) {
+		out->len = mark;
+		if (out->data)
+			out->data[mark] = 0;
+	}
+	cm_buf_release(&scratch);
+	return rc;
+}
+
+/* The common case of cm_event_normalize_ref, without the reference. */
+int cm_event_normalize(const struct cm_jdoc *d, uint32_t root, const char *raw, size_t rawlen,
+                       int64_t now_ms, struct cm_buf *out, struct cm_err *err)
+{
+	return cm_event_normalize_ref(d, root, raw, rawlen, now_ms, out, NULL, err);
+}
+
+/* Checks one identifier-like canonical field (event_id, user_id). */
+static int check_ident_tok(const struct cm_jdoc *d, uint32_t t, const char *name, size_t max,
+                           struct cm_buf *scratch, struct cm_err *err)
+{
+	char b[64];
+	const char *s;
+	size_t n;
+
+	if (t == CM_JNONE)
+		return cm_errf(err, "field '%s': missing (required)", name);
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected a string, got %s", name,
+		               got(d, t, b, sizeof(b)));
+	if (!(s = str_of(d, t, scratch, &n, err)))
+		return -1;
+	return check_ident(name, s, n, max, d, t, err);
+}
+
+/* The checks of cm_event_check_ref, with the scratch buffer owned by it. */
+static int check_event(const struct cm_jdoc *d, uint32_t root, struct cm_event_ref *ref,
+                       struct cm_buf *scratch, struct cm_err *err)
+{
+	struct scan sc;
+	char b[64];
+	const char *s;
+	size_t n;
+	int64_t ms;
+	uint32_t t;
+
+	if (d->tok[root].type != CM_JOBJ)
+		return cm_errf(err, "expected a JSON object, got %s", got(d, root, b, sizeof(b)));
+	if (scan_members(d, root, &sc, scratch, err))
+		return -1;
+	if (sc.unknown != CM_JNONE)
+		return cm_errf(err, "unknown key '%s'",
+		               snippet(d->src + d->tok[sc.unknown].off, d->tok[sc.unknown].len, 0,
+		                       b, sizeof(b)));
+	for (int i = K_TYPE; i < K_MATCHES; i++)
+		if (sc.v[i] != CM_JNONE)
+			return cm_errf(err, "unknown key '%s'", key_name[i]);
+	if (check_ident_tok(d, sc.v[K_EVENT_ID], "event_id", CM_EVENT_ID_MAX, scratch, err))
+		return -1;
+	t = sc.v[K_EVENT_TYPE];
+	if (t == CM_JNONE)
+		return cm_errf(err, "field 'event_type': missing (required)");
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field 'event_type': expected a string, got %s",
+		               got(d, t, b, sizeof(b)));
+	if (!(s = str_of(d, t, scratch, &n, err)))
+		return -1;
+	if (!cm_event_type_ok(s, n))
+		return type_error("event_type", n, got(d, t, b, sizeof(b)), 0, err);
+	if (check_ident_tok(d, sc.v[K_USER_ID], "user_id", CM_EVENT_USER_MAX, scratch, err))
+		return -1;
+	t = sc.v[K_OCCURRED_AT];
+	if (t == CM_JNONE)
+		return cm_errf(err, "field 'occurred_at': missing (required)");
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field 'occurred_at': expected an RFC 3339 time, got %s",
+		               got(d, t, b, sizeof(b)));
+	if (!(s = str_of(d, t, scratch, &n, err)))
+		return -1;
+	if (cm_time_parse(s, n, &ms))
+		return cm_errf(err, "field 'occurred_at': expected an RFC 3339 time, got %s",
+		               got(d, t, b, sizeof(b)));
+	t = sc.v[K_PROPERTIES];
+	if (t == CM_JNONE)
+		return cm_errf(err, "field 'properties': missing (required)");
+	if (d->tok[t].type != CM_JOBJ)
+		return cm_errf(err, "field 'properties': expected an object, got %s",
+		               got(d, t, b, sizeof(b)));
+	t = sc.v[K_MATCHES];
+	if (t != CM_JNONE && d->tok[t].type != CM_JARR)
+		return cm_errf(err, "field 'matches': expected an array, got %s",
+		               got(d, t, b, sizeof(b)));
+	if (ref) {
+		t = sc.v[K_EVENT_ID];
+		ref->id_off = d->tok[t].off - 1;
+		ref->id_len = (size_t)d->tok[t].len + 2;
+		ref->occurred_ms = ms;
+	}
+	return 0;
+}
+
+/* Checks a canonical event, owning the scratch buffer for escaped strings. */
+int cm_event_check_ref(const struct cm_jdoc *d, uint32_t root, struct cm_event_ref *ref,
+                       struct cm_err *err)
+{
+	struct cm_buf scratch = CM_BUF_INIT;
+	int rc = check_event(d, root, ref, &scratch, err);
+
+	cm_buf_release(&scratch);
+	return rc;
+}
+
+/* The common case of cm_event_check_ref, without the reference. */
+int cm_event_check(const struct cm_jdoc *d, uint32_t root, struct cm_err *err)
+{
+	return cm_event_check_ref(d, root, NULL, err);
+}
+
+/* Checks an identifier given as bytes (a CSV cell) and appends it. */
+static int build_ident(struct cm_buf *o, const char *name, const char *s, size_t n, size_t max,
+                       struct cm_err *err)
+{
+	char b[64];
+
+	if (cm_utf8_valid_prefix(s, n) != n)
+		return cm_errf(err, "field '%s': expected UTF-8 text, got %s", name,
+		               snippet(s, n, 1, b, sizeof(b)));
+	if (check_ident(name, s, n, max, NULL, 0, err))
+		return -1;
+	if (cm_event_put_str(o, s, n))
+		return cm_errf(err, "out of memory");
+	return 0;
+}
+
+/* Builds an event from decoded parts (a CSV row) with the rules and messages of normalise. */
+int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawlen, int64_t now_ms,
+                   struct cm_buf *out, struct cm_err *err)
+{
+	size_t mark = out->len;
+	int64_t ms;
+	char b[64];
+	int rc = -1;
+
+	if (cm_buf_grow(out, p->props_len + p->id_len + p->user_len + p->type_len + 160) ||
+	    put(out, "{\"event_id\":", 12)) {
+		cm_errf(err, "out of memory");
+		goto out;
+	}
+	if (p->id) {
+		if (build_ident(out, "event_id", p->id, p->id_len, CM_EVENT_ID_MAX, err))
+			goto out;
+	} else if (put_derived_id(out, raw, rawlen)) {
+		cm_errf(err, "out of memory");
+		goto out;
+	}
+	if (!p->type) {
+		cm_errf(err, "field 'event_type': missing (required)");
+		goto out;
+	}
+	if (!cm_event_type_ok(p->type, p->type_len)) {
+		type_error("event_type", p->type_len,
+		           snippet(p->type, p->type_len, 1, b, sizeof(b)), 0, err);
+		goto out;
+	}
+	if (put(out, ",\"event_type\":\"", 15) || put(out, p->type, p->type_len) ||
+	    put(out, "\",\"user_id\":", 12)) {
+		cm_errf(err, "out of memory");
+		goto out;
+	}
+	if (!p->user) {
+		cm_errf(err, "field 'user_id': missing (required)");
+		goto out;
+	}
+	if (build_ident(out, "user_id", p->user, p->user_len, CM_EVENT_USER_MAX, err))
+		goto out;
+	if (!p->time)
+		ms = now_of(now_ms);
+	else if (cm_time_parse(p->time, p->time_len, &ms)) {
+		cm_errf(err, "field 'occurred_at': expected an RFC 3339 time, got %s",
+		        snippet(p->time, p->time_len, 1, b, sizeof(b)));
+		goto out;
+	}
+	if (put(out, ",\"occurred_at\":", 15) ||
+	    (p->time && time_canonical(p->time, p->time_len)
+	         ? put(out, "\"", 1) || put(out, p->time, p->time_len) || put(out, "\"", 1)
+	         : put_time(out, ms)) ||
+	    put(out, ",\"properties\":", 14) ||
+	    (p->props ? put(out, p->props, p->props_len) : put(out, "{}", 2)) ||
+	    cm_buf_addc(out, '}')) {
+		cm_errf(err, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc) {
+		out->len = mark;
+		if (out->data)
+			out->data[mark] = 0;
+	}
+	return rc;
+}
