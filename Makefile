@@ -25,7 +25,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 PKGS := hiredis libpq libpcre2-8 libmicrohttpd libjwt libsodium
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CPPFLAGS += -Isrc/lib -D_GNU_SOURCE $(PKG_CFLAGS)
+CPPFLAGS += -Isrc/lib -D_GNU_SOURCE -DCM_DATADIR=\"$(DATADIR)\" $(PKG_CFLAGS)
 LDLIBS := -Wl,--as-needed $(PKG_LIBS) -ljq -lcsv -lm -lpthread
 ifdef SAN
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -17,4 +17,73 @@ redisContext *cm_redis_connect(const char *url, struct cm_err *err);
 /* The URL to use: opt if set, else $CM_REDIS_URL, else the default. */
 const char *cm_redis_url(const char *opt);
 
+/* --- Stream helpers shared by cm-publish, cm-consume and cm-store. --- */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The stream entry format: one field, "data", holding the event as compact
+ * JSON (XADD KEY * data JSON). Defaults of --stream and --group, and the
+ * dead-letter stream's name (KEY + ":dead"). */
+#define CM_REDIS_FIELD          "data"
+#define CM_REDIS_DEFAULT_STREAM "cm:events"
+#define CM_REDIS_DEFAULT_GROUP  "cm-workers"
+#define CM_REDIS_DEAD_SUFFIX    ":dead"
+
+/* cm_redis_connect gives up connecting after CM_REDIS_CONNECT_MS and sets a
+ * read/write timeout of CM_REDIS_IO_MS on the context (a command that blocks
+ * longer, such as XREADGROUP BLOCK, must raise it with redisSetTimeout). */
+#define CM_REDIS_CONNECT_MS 5000
+#define CM_REDIS_IO_MS      30000
+
+/* A parsed URL: redis://[[user]:password@]host[:port][/db][?db=N] or
+ * unix://[[user]:password@]/path[?db=N]. The user and password may be
+ * percent-encoded; a bare "password@" (no colon) is a password. */
+struct cm_redis_url {
+	int is_unix;
+	char host[256]; /* TCP host, an IPv6 address without its brackets */
+	int port;       /* 6379 unless given */
+	char path[108]; /* unix socket path */
+	char user[128]; /* empty: the default user (AUTH password) */
+	char pass[256]; /* empty: no AUTH */
+	int db;         /* SELECTed when not 0 */
+	char safe[512]; /* the URL for messages, the password shown as "***" */
+};
+
+/* Parses url into u; on failure err says what is wrong without repeating the
+ * password. */
+int cm_redis_url_parse(const char *url, struct cm_redis_url *u, struct cm_err *err);
+/* cm_redis_connect for an already parsed URL. */
+redisContext *cm_redis_connect_url(const struct cm_redis_url *u, struct cm_err *err);
+
+/* True when an error reply is worth retrying after a pause: the server is
+ * loading its data, busy with a script, out of memory, read-only or
+ * otherwise temporarily refusing (LOADING, BUSY, TRYAGAIN, OOM, ...). */
+int cm_redis_error_transient(const char *msg, size_t len);
+
+/* A stream entry id, MS-SEQ. */
+struct cm_stream_id {
+	uint64_t ms, seq;
+};
+#define CM_STREAM_ID_MAX 42 /* longest formatted id with its NUL */
+
+/* Parses "MS-SEQ" (or "MS", meaning MS-0) from s[0..n); 0 or -1. */
+int cm_stream_id_parse(const char *s, size_t n, struct cm_stream_id *id);
+/* Writes id as "MS-SEQ" into out (CM_STREAM_ID_MAX bytes); returns its length. */
+size_t cm_stream_id_format(const struct cm_stream_id *id, char *out);
+/* <0, 0 or >0 as a sorts before, equal to or after b. */
+int cm_stream_id_cmp(const struct cm_stream_id *a, const struct cm_stream_id *b);
+
+/* Safe retention. The lowest id that some consumer group of stream key still
+ * needs: for each group the smaller of its oldest pending (delivered, not
+ * acknowledged) entry and the id just after its last-delivered-id; the
+ * minimum over all groups. Returns 1 with *minid set, 0 when the stream has
+ * no groups or does not exist (then nothing may be trimmed), -1 on error. */
+int cm_redis_safe_minid(redisContext *c, const char *key, struct cm_stream_id *minid,
+                        struct cm_err *err);
+/* Trims stream key below cm_redis_safe_minid (XTRIM key MINID id, exact), so
+ * that only entries every group has acknowledged go; *trimmed (if not NULL)
+ * gets the number of entries removed. A stream without groups is left alone. */
+int cm_redis_trim_safe(redisContext *c, const char *key, long long *trimmed, struct cm_err *err);
+
 #endif

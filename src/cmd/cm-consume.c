@@ -1,0 +1,873 @@
+/* cm-consume - a Redis stream consumer group member: writes each entry's
+ * event with its "_stream_id" to stdout, re-reads its own pending entries
+ * after a restart, claims those of dead consumers, and dead-letters entries
+ * that keep coming back or are not events. */
+#include "buf.h"
+#include "cli.h"
+#include "err.h"
+#include "event.h"
+#include "json.h"
+#include "out.h"
+#include "redisx.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit statuses beyond CONTRACT's 0, 1, 2. */
+#define EXIT_REDIS  3 /* Redis unreachable for --retry-for, or refusing */
+#define EXIT_OUTPUT 4 /* standard output failed (other than a closed pipe) */
+
+static const char usage_text[] =
+    "Usage: cm-consume [--redis URL] [--stream KEY] [--group NAME] [--consumer NAME]\n"
+    "                  [--count N] [--follow] [--block MS] [--claim-idle MS]\n"
+    "                  [--max-deliveries N] [--ack] [--trim-interval S]\n"
+    "                  [--retry-for SECONDS]\n"
+    "Read events from a Redis stream as a member of a consumer group and write\n"
+    "them to standard output, one per line, with \"_stream_id\" added.\n"
+    "\n"
+    "  --redis URL           redis://[[user]:password@]host[:port][/db] or\n"
+    "                        unix:///path[?db=N] (default $CM_REDIS_URL, else\n"
+    "                        redis://127.0.0.1:6379)\n"
+    "  --stream KEY          stream key (default cm:events)\n"
+    "  --group NAME          consumer group, created when missing (default cm-workers)\n"
+    "  --consumer NAME       consumer name (default HOSTNAME-$CM_WORKER_ID, else\n"
+    "                        HOSTNAME-1)\n"
+    "  --count N             entries per read (default 500)\n"
+    "  --follow              keep waiting for new entries instead of exiting\n"
+    "  --block MS            with --follow, longest wait per read (default 2000)\n"
+    "  --claim-idle MS       claim other consumers' entries idle this long\n"
+    "                        (default 60000; 0: never claim)\n"
+    "  --max-deliveries N    dead-letter an entry delivered more often (default 5)\n"
+    "  --ack                 acknowledge entries as soon as they are written\n"
+    "                        (at-most-once; by default cm-store --ack does it)\n"
+    "  --trim-interval S     trim the stream of entries all groups have\n"
+    "                        acknowledged every S seconds (default 10; 0: never)\n"
+    "  --retry-for SECONDS   give up when Redis stays unreachable this long\n"
+    "                        (default 30; with --follow: retry forever)\n"
+    "  -h, --help            this help\n"
+    "  -V, --version         version\n"
+    "\n"
+    "Exit status: 0 done, or stopped by SIGTERM/SIGINT or a closed output; 2 usage\n"
+    "error; 3 Redis unreachable or refusing; 4 output error.\n";
+
+static volatile sig_atomic_t stop_flag;
+
+/* SIGTERM and SIGINT only ask the main loop to finish what it wrote. */
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+struct con {
+	struct cm_redis_url url;
+	const char *key, *group;
+	char consumer[256];
+	struct cm_buf dead_key;
+	long count;
+	int64_t block_ms, claim_idle, trim_ms, retry_ms; /* retry_ms < 0: forever */
+	long max_deliveries;
+	int follow, ack;
+	sigset_t waitmask; /* the mask while waiting: the signals unblocked */
+	redisContext *ctx;
+	int warned; /* an outage was reported and not yet its end */
+	struct cm_out out;
+	struct cm_jdoc doc;
+	struct cm_buf scratch;
+	const char **ackv; /* XACK key group id... for --ack */
+	size_t nack;
+	unsigned long long emitted, dead, deleted;
+};
+
+/* Outcome of a Redis exchange. */
+enum {
+	RX_OK = 0,
+	RX_LOST = -1,    /* connection gone (dropped) or transient refusal: retry */
+	RX_STOP = -2,    /* a signal arrived while waiting */
+	RX_FATAL = -3,   /* Redis refused for good (reported) */
+	RX_NOGROUP = -4, /* the group (or stream) vanished: create it again */
+};
+
+/* Milliseconds on a clock that does not jump. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps up to ms, waking early for SIGTERM/SIGINT. */
+static void nap(struct con *p, int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	if (!stop_flag)
+		ppoll(NULL, 0, &ts, &p->waitmask);
+}
+
+/* Drops the connection; the next loop turn reconnects. */
+static int drop(struct con *p, const char *why)
+{
+	if (!p->warned)
+		cm_warn("%s: %s; reconnecting", p->url.safe, why);
+	p->warned = 1;
+	if (p->ctx)
+		redisFree(p->ctx);
+	p->ctx = NULL;
+	return RX_LOST;
+}
+
+/* Waits for the next reply, writing out queued commands first. The wait is a
+ * ppoll with SIGTERM/SIGINT unblocked, so a signal ends it at once (the
+ * connection is then dropped: a read left in flight only leaves entries
+ * pending, which the next start re-reads). */
+static int get_reply(struct con *p, redisReply **out, int64_t timeout_ms)
+{
+	void *r = NULL;
+	int done = 0;
+	int64_t deadline = mono_ms() + timeout_ms, left;
+
+	*out = NULL;
+	if (redisGetReplyFromReader(p->ctx, &r) != REDIS_OK)
+		return drop(p, p->ctx->errstr);
+	while (!r) {
+		struct pollfd pfd = {p->ctx->fd, POLLIN, 0};
+		struct timespec ts;
+		int n;
+
+		while (!done)
+			if (redisBufferWrite(p->ctx, &done) != REDIS_OK)
+				return drop(p, p->ctx->errstr);
+		if (stop_flag) {
+			redisFree(p->ctx);
+			p->ctx = NULL;
+			return RX_STOP;
+		}
+		left = deadline - mono_ms();
+		if (left <= 0)
+			return drop(p, "no reply in time");
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		n = ppoll(&pfd, 1, &ts, &p->waitmask);
+		if (n < 0 && errno != EINTR)
+			return drop(p, strerror(errno));
+		if (n <= 0)
+			continue;
+		if (redisBufferRead(p->ctx) != REDIS_OK ||
+		    redisGetReplyFromReader(p->ctx, &r) != REDIS_OK)
+			return drop(p, p->ctx->errstr[0] ? p->ctx->errstr : "connection lost");
+	}
+	*out = r;
+	return RX_OK;
+}
+
+/* Classifies an error reply: NOGROUP or UNBLOCKED means the stream was
+ * deleted under us, LOADING and the like mean wait, anything else is for a
+ * human. */
+static int reply_error(struct con *p, redisReply *r, const char *what)
+{
+	int rc;
+
+	if ((r->len >= 7 && memcmp(r->str, "NOGROUP", 7) == 0) ||
+	    (r->len >= 9 && memcmp(r->str, "UNBLOCKED", 9) == 0)) {
+		/* UNBLOCKED: the stream was deleted while we waited on it. */
+		rc = RX_NOGROUP;
+	} else if (cm_redis_error_transient(r->str, r->len)) {
+		if (!p->warned)
+			cm_warn("%s: %s: %.200s; retrying", p->url.safe, what, r->str);
+		p->warned = 1;
+		rc = RX_LOST;
+	} else {
+		cm_warn("%s: %s: %.300s", p->url.safe, what, r->str);
+		rc = RX_FATAL;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+/* Sends one command and waits for its reply (errors classified). */
+static int command(struct con *p, int argc, const char **argv, const size_t *lens, redisReply **out,
+                   int64_t timeout_ms)
+{
+	int rc;
+
+	*out = NULL;
+	if (redisAppendCommandArgv(p->ctx, argc, argv, lens) != REDIS_OK)
+		return drop(p, p->ctx->errstr);
+	rc = get_reply(p, out, timeout_ms);
+	if (rc == RX_OK && (*out)->type == REDIS_REPLY_ERROR) {
+		rc = reply_error(p, *out, argv[0]);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* Creates the group (and the stream) when missing: from id 0, so that
+ * events published before the first worker started are processed too. */
+static int create_group(struct con *p)
+{
+	const char *argv[] = {"XGROUP", "CREATE", p->key, p->group, "0", "MKSTREAM"};
+	redisReply *r = NULL;
+	int rc;
+
+	if (redisAppendCommandArgv(p->ctx, 6, argv, NULL) != REDIS_OK)
+		return drop(p, p->ctx->errstr);
+	rc = get_reply(p, &r, CM_REDIS_IO_MS);
+	if (rc != RX_OK)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR && !(r->len >= 9 && memcmp(r->str, "BUSYGROUP", 9) == 0))
+		return reply_error(p, r, "XGROUP CREATE");
+	freeReplyObject(r);
+	return RX_OK;
+}
+
+/* Connects and makes sure the group exists, retrying with backoff while the
+ * outage lasts no longer than --retry-for (forever with --follow, unless
+ * --retry-for was given). */
+static int connect_ready(struct con *p)
+{
+	struct cm_err err = {""};
+	int64_t start = mono_ms(), backoff = 50;
+	int rc;
+
+	for (;;) {
+		if (!p->ctx) {
+			p->ctx = cm_redis_connect_url(&p->url, &err);
+			if (!p->ctx && !p->warned) {
+				cm_warn("%s; retrying", err.msg);
+				p->warned = 1;
+			}
+		}
+		if (p->ctx) {
+			rc = create_group(p);
+			if (rc == RX_OK) {
+				if (p->warned)
+					cm_warn("%s: connected", p->url.safe);
+				p->warned = 0;
+				return RX_OK;
+			}
+			if (rc == RX_FATAL || rc == RX_STOP)
+				return rc;
+		}
+		if (stop_flag)
+			return RX_STOP;
+		if (p->retry_ms >= 0 && mono_ms() - start >= p->retry_ms) {
+			cm_warn("%s: unreachable for %lld s; giving up", p->url.safe,
+			        (long long)(p->retry_ms / 1000));
+			return RX_FATAL;
+		}
+		nap(p, backoff);
+		backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+	}
+}
+
+/* Moves an entry to KEY:dead with the reason and acknowledges it, both in
+ * one MULTI/EXEC so that it is never lost between the two. */
+static int dead_letter(struct con *p, const char *id, const char *data, size_t dlen,
+                       const char *reason, long long deliveries)
+{
+	char dn[24];
+	const char *xadd[] = {"XADD",      p->dead_key.data, "*",      CM_REDIS_FIELD,
+	                      data,        "reason",         reason,   "id",
+	                      id,          "group",          p->group, "consumer",
+	                      p->consumer, "deliveries",     dn};
+	size_t xlen[15];
+	const char *xack[] = {"XACK", p->key, p->group, id};
+	redisReply *r[4] = {NULL, NULL, NULL, NULL};
+	int i, rc = RX_OK;
+
+	snprintf(dn, sizeof(dn), "%lld", deliveries);
+	for (i = 0; i < 15; i++)
+		xlen[i] = strlen(xadd[i]);
+	xlen[4] = dlen;
+	if (redisAppendCommand(p->ctx, "MULTI") != REDIS_OK ||
+	    redisAppendCommandArgv(p->ctx, 15, xadd, xlen) != REDIS_OK ||
+	    redisAppendCommandArgv(p->ctx, 4, xack, NULL) != REDIS_OK ||
+	    redisAppendCommand(p->ctx, "EXEC") != REDIS_OK)
+		return drop(p, p->ctx->errstr);
+	/* OK, QUEUED, QUEUED, then EXEC's array of the two results. */
+	for (i = 0; i < 4; i++) {
+		rc = get_reply(p, &r[i], CM_REDIS_IO_MS);
+		if (rc != RX_OK)
+			goto out;
+	}
+	for (i = 0; i < 4 && r[i]->type != REDIS_REPLY_ERROR; i++)
+		;
+	if (i < 4) {
+		rc = reply_error(p, r[i], "dead-lettering (MULTI/EXEC)");
+		r[i] = NULL;
+		goto out;
+	}
+	if (r[3]->type != REDIS_REPLY_ARRAY || r[3]->elements != 2) {
+		cm_warn("%s %s: dead-lettering: unexpected EXEC reply", p->key, id);
+		rc = RX_FATAL;
+		goto out;
+	}
+	for (i = 0; i < 2; i++)
+		if (r[3]->element[i]->type == REDIS_REPLY_ERROR) {
+			cm_warn("%s %s: dead-lettering: %.300s", p->key, id, r[3]->element[i]->str);
+			rc = RX_FATAL;
+			goto out;
+		}
+	cm_warn("%s %s: %s; moved to %s", p->key, id, reason, p->dead_key.data);
+	p->dead++;
+out:
+	for (i = 0; i < 4; i++)
+		if (r[i])
+			freeReplyObject(r[i]);
+	return rc;
+}
+
+/* Acknowledges one entry (one whose data was trimmed or deleted). */
+static int ack_one(struct con *p, const char *id)
+{
+	const char *argv[] = {"XACK", p->key, p->group, id};
+	redisReply *r;
+	int rc = command(p, 4, argv, NULL, &r, CM_REDIS_IO_MS);
+
+	if (r)
+		freeReplyObject(r);
+	return rc;
+}
+
+/* Acknowledges the entries written since the last call (--ack). */
+static int ack_written(struct con *p)
+{
+	redisReply *r;
+	int rc;
+
+	if (p->nack == 0)
+		return RX_OK;
+	rc = command(p, (int)(3 + p->nack), p->ackv, NULL, &r, CM_REDIS_IO_MS);
+	if (r)
+		freeReplyObject(r);
+	p->nack = 0;
+	return rc;
+}
+
+/* Writes the event with "_stream_id" as its last key; an old _stream_id in
+ * the data (from an earlier trip through a stream) is left out. */
+static int emit(struct con *p, const char *id, size_t idlen)
+{
+	const struct cm_jdoc *d = &p->doc;
+	const struct cm_jtok *root = &d->tok[0];
+	int rc = 0, members = root->count > 0;
+
+	if (cm_json_get(d, 0, "_stream_id", 10) == CM_JNONE) {
+		/* The object's text up to its closing brace. */
+		rc |= cm_out_write(&p->out, d->src + root->off, root->len - 1);
+	} else {
+		uint32_t t, first = 1;
+
+		cm_buf_reset(&p->scratch);
+		rc |= cm_buf_addc(&p->scratch, '{');
+		for (t = 1; t < root->next; t = d->tok[t + 1].next) {
+			if (cm_json_str_eq(d, t, "_stream_id", 10))
+				continue;
+			if (!first)
+				rc |= cm_buf_addc(&p->scratch, ',');
+			first = 0;
+			rc |= cm_buf_addc(&p->scratch, '"');
+			rc |= cm_buf_add(&p->scratch, d->src + d->tok[t].off, d->tok[t].len);
+			rc |= cm_buf_adds(&p->scratch, "\":");
+			rc |= cm_json_write(d, t + 1, &p->scratch);
+		}
+		if (rc == 0)
+			rc |= cm_out_write(&p->out, p->scratch.data, p->scratch.len);
+		members = !first;
+	}
+	if (members)
+		rc |= cm_out_write(&p->out, ",", 1);
+	rc |= cm_out_write(&p->out, "\"_stream_id\":\"", 14);
+	rc |= cm_out_write(&p->out, id, idlen);
+	rc |= cm_out_write(&p->out, "\"}", 2);
+	rc |= cm_out_endrec(&p->out);
+	return rc ? -1 : 0;
+}
+
+/* The value of field name in an entry's flat field array, or NULL. */
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	for (i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *k = fields->element[i];
+
+		if (k->type == REDIS_REPLY_STRING && k->len == n && memcmp(k->str, name, n) == 0)
+			return fields->element[i + 1];
+	}
+	return NULL;
+}
+
+/* Looks up the delivery counts of entries (pipelined XPENDING key group id id
+ * 1), for those re-read or claimed: only they can have been delivered
+ * before. */
+static int delivery_counts(struct con *p, redisReply **ents, size_t n, long long *counts)
+{
+	size_t i;
+	int rc = RX_OK;
+
+	for (i = 0; i < n; i++) {
+		const char *id = ents[i]->element[0]->str;
+		const char *argv[] = {"XPENDING", p->key, p->group, id, id, "1"};
+
+		counts[i] = 1;
+		if (redisAppendCommandArgv(p->ctx, 6, argv, NULL) != REDIS_OK)
+			return drop(p, p->ctx->errstr);
+	}
+	for (i = 0; i < n; i++) {
+		redisReply *r = NULL;
+		int g = get_reply(p, &r, CM_REDIS_IO_MS);
+
+		if (g != RX_OK)
+			return g;
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+		    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 4 &&
+		    r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
+			counts[i] = r->element[0]->element[3]->integer;
+		else if (r->type == REDIS_REPLY_ERROR && rc == RX_OK)
+			rc = RX_LOST; /* checked again at the next delivery */
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+/* Handles a batch of entries ([id, fields] pairs): writes the events, acks
+ * the deleted ones, dead-letters poison and the too often delivered.
+ * known_new: the entries were never delivered before (read with ">"). */
+static int handle_entries(struct con *p, redisReply **ents, size_t n, int known_new)
+{
+	long long *counts = NULL;
+	struct cm_err err;
+	char reason[sizeof(err.msg) + 32];
+	size_t i;
+	int rc = RX_OK;
+
+	if (n == 0)
+		return RX_OK;
+	counts = calloc(n, sizeof(*counts));
+	if (!counts) {
+		cm_warn("out of memory");
+		return RX_FATAL;
+	}
+	if (!known_new && (rc = delivery_counts(p, ents, n, counts)) != RX_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		const redisReply *e = ents[i], *data;
+		const char *id;
+		long long dc = known_new ? 1 : counts[i];
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		id = e->element[0]->str;
+		if (e->element[1]->type != REDIS_REPLY_ARRAY) {
+			/* The entry's data was trimmed or deleted: nothing to do. */
+			if ((rc = ack_one(p, id)) != RX_OK)
+				goto out;
+			cm_warn("%s %s: entry was deleted from the stream; acknowledged", p->key,
+			        id);
+			p->deleted++;
+			continue;
+		}
+		data = field(e->element[1], CM_REDIS_FIELD);
+		if (!data || data->type != REDIS_REPLY_STRING) {
+			rc = dead_letter(p, id, "", 0,
+			                 "not an event: no '" CM_REDIS_FIELD "' field", dc);
+		} else if (cm_json_parse(&p->doc, data->str, data->len, &err) < 0 ||
+		           cm_event_check(&p->doc, 0, &err) < 0) {
+			snprintf(reason, sizeof(reason), "not an event: %s", err.msg);
+			rc = dead_letter(p, id, data->str, data->len, reason, dc);
+		} else if (dc > p->max_deliveries) {
+			snprintf(reason, sizeof(reason), "delivered %lld times", dc);
+			rc = dead_letter(p, id, data->str, data->len, reason, dc);
+		} else {
+			if (emit(p, id, e->element[0]->len) < 0)
+				break;
+			p->emitted++;
+			if (p->ack)
+				p->ackv[3 + p->nack++] = id;
+		}
+		if (rc != RX_OK)
+			goto out;
+	}
+	if (cm_out_flush(&p->out) == 0 && p->ack)
+		rc = ack_written(p);
+out:
+	p->nack = 0;
+	free(counts);
+	return rc;
+}
+
+/* One XREADGROUP: id "0"-style (own pending, after cursor) or ">" (new). Sets
+ * *got to the number of entries seen; the last id read goes to cursor. */
+static int read_group(struct con *p, char *cursor, int new_entries, int64_t block, size_t *got)
+{
+	char countv[24], blockv[24];
+	const char *argv[12];
+	redisReply *r = NULL, *ents;
+	int argc = 0, rc;
+
+	*got = 0;
+	snprintf(countv, sizeof(countv), "%ld", p->count);
+	snprintf(blockv, sizeof(blockv), "%lld", (long long)block);
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = p->group;
+	argv[argc++] = p->consumer;
+	argv[argc++] = "COUNT";
+	argv[argc++] = countv;
+	if (block > 0) {
+		argv[argc++] = "BLOCK";
+		argv[argc++] = blockv;
+	}
+	argv[argc++] = "STREAMS";
+	argv[argc++] = p->key;
+	argv[argc++] = new_entries ? ">" : cursor;
+	rc = command(p, argc, argv, NULL, &r, block + CM_REDIS_IO_MS);
+	if (rc != RX_OK)
+		return rc;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+	    r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+		ents = r->element[0]->element[1];
+		*got = ents->elements;
+		if (*got > 0) {
+			const redisReply *last = ents->element[*got - 1];
+
+			if (last->type == REDIS_REPLY_ARRAY && last->elements == 2 &&
+			    last->element[0]->type == REDIS_REPLY_STRING &&
+			    last->element[0]->len < CM_STREAM_ID_MAX)
+				memcpy(cursor, last->element[0]->str, last->element[0]->len + 1);
+		}
+		rc = handle_entries(p, ents->element, ents->elements, new_entries);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+/* Takes over entries that other consumers left idle longer than
+ * --claim-idle (XAUTOCLAIM, a full scan of the pending list). */
+static int claim_idle(struct con *p)
+{
+	char cursor[CM_STREAM_ID_MAX] = "0-0", idle[24], countv[24];
+	int rc = RX_OK;
+
+	snprintf(idle, sizeof(idle), "%lld", (long long)p->claim_idle);
+	snprintf(countv, sizeof(countv), "%ld", p->count);
+	do {
+		const char *argv[] = {"XAUTOCLAIM", p->key, p->group, p->consumer,
+		                      idle,         cursor, "COUNT",  countv};
+		redisReply *r = NULL;
+		size_t i;
+
+		rc = command(p, 8, argv, NULL, &r, CM_REDIS_IO_MS);
+		if (rc != RX_OK)
+			return rc;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[0]->len >= CM_STREAM_ID_MAX ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			cm_warn("%s: XAUTOCLAIM: unexpected reply", p->url.safe);
+			return RX_FATAL;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+		/* Redis 7 lists the ids whose data is gone (and already drops
+		 * them from the pending list): count them. */
+		if (r->elements > 2 && r->element[2]->type == REDIS_REPLY_ARRAY)
+			for (i = 0; i < r->element[2]->elements && rc == RX_OK; i++) {
+				const redisReply *d = r->element[2]->element[i];
+
+				if (d->type != REDIS_REPLY_STRING)
+					continue;
+				rc = ack_one(p, d->str);
+				cm_warn("%s %s: entry was deleted from the stream; acknowledged",
+				        p->key, d->str);
+				p->deleted++;
+			}
+		if (rc == RX_OK && r->element[1]->elements > 0)
+			rc = handle_entries(p, r->element[1]->element, r->element[1]->elements, 0);
+		freeReplyObject(r);
+	} while (rc == RX_OK && strcmp(cursor, "0-0") != 0 && !stop_flag && !p->out.closed);
+	return rc;
+}
+
+/* Trims what every group has acknowledged; a failure is reported, not fatal
+ * (the next interval tries again). */
+static void trim(struct con *p)
+{
+	struct cm_err err;
+
+	if (!p->ctx)
+		return;
+	if (cm_redis_trim_safe(p->ctx, p->key, NULL, &err) < 0) {
+		if (p->ctx->err)
+			drop(p, err.msg);
+		else
+			cm_warn("%s: %s", p->url.safe, err.msg);
+	}
+}
+
+/* The default consumer name: stable across restarts of the same worker, so
+ * that a restarted worker re-reads its own pending entries. */
+static void default_consumer(char *out, size_t n)
+{
+	char host[200];
+	const char *id = getenv("CM_WORKER_ID");
+
+	if (gethostname(host, sizeof(host)) < 0 || !host[0])
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(out, n, "%s-%s", host, id && *id ? id : "1");
+}
+
+/* The main loop: own pending entries first, then claims and new entries. */
+static int run(struct con *p)
+{
+	char cursor[CM_STREAM_ID_MAX] = "0";
+	int64_t next_claim = 0, next_trim = mono_ms() + p->trim_ms, now;
+	int pending_phase = 1, rc = RX_OK;
+	size_t got;
+
+	while (!stop_flag && !p->out.closed && !p->out.error) {
+		if (!p->ctx) {
+			rc = connect_ready(p);
+			if (rc != RX_OK)
+				break;
+			/* Whatever was in flight is pending on us now. */
+			pending_phase = 1;
+			snprintf(cursor, sizeof(cursor), "0");
+		}
+		now = mono_ms();
+		if (!pending_phase && p->claim_idle > 0 && now >= next_claim) {
+			rc = claim_idle(p);
+			next_claim = now + (p->claim_idle / 2 > 100 ? p->claim_idle / 2 : 100);
+		} else if (p->follow && p->trim_ms > 0 && now >= next_trim) {
+			trim(p);
+			next_trim = now + p->trim_ms;
+		} else if (pending_phase) {
+			rc = read_group(p, cursor, 0, 0, &got);
+			if (rc == RX_OK && got == 0)
+				pending_phase = 0;
+		} else {
+			rc = read_group(p, cursor, 1, p->follow ? p->block_ms : 0, &got);
+			if (rc == RX_OK && got == 0 && !p->follow)
+				break;
+		}
+		if (rc == RX_NOGROUP) {
+			/* The stream was deleted: reconnecting creates it again. */
+			drop(p, "the consumer group vanished");
+			rc = RX_OK;
+		} else if (rc == RX_LOST) {
+			/* Entries of the failed exchange may be pending on us
+			 * unseen: read the own pending list again. */
+			pending_phase = 1;
+			snprintf(cursor, sizeof(cursor), "0");
+			nap(p, 100);
+			rc = RX_OK;
+		} else if (rc == RX_STOP) {
+			rc = RX_OK;
+			break;
+		} else if (rc != RX_OK) {
+			break;
+		}
+	}
+	if (rc == RX_OK && !p->follow && p->trim_ms > 0 && !stop_flag)
+		trim(p);
+	return rc;
+}
+
+enum {
+	OPT_REDIS = 256,
+	OPT_STREAM,
+	OPT_GROUP,
+	OPT_CONSUMER,
+	OPT_COUNT,
+	OPT_BLOCK,
+	OPT_FOLLOW,
+	OPT_CLAIM,
+	OPT_MAXDEL,
+	OPT_ACK,
+	OPT_TRIM,
+	OPT_RETRY,
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"redis", required_argument, NULL, OPT_REDIS},
+	    {"stream", required_argument, NULL, OPT_STREAM},
+	    {"group", required_argument, NULL, OPT_GROUP},
+	    {"consumer", required_argument, NULL, OPT_CONSUMER},
+	    {"count", required_argument, NULL, OPT_COUNT},
+	    {"block", required_argument, NULL, OPT_BLOCK},
+	    {"follow", no_argument, NULL, OPT_FOLLOW},
+	    {"claim-idle", required_argument, NULL, OPT_CLAIM},
+	    {"max-deliveries", required_argument, NULL, OPT_MAXDEL},
+	    {"ack", no_argument, NULL, OPT_ACK},
+	    {"trim-interval", required_argument, NULL, OPT_TRIM},
+	    {"retry-for", required_argument, NULL, OPT_RETRY},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct con p;
+	struct cm_err err;
+	struct sigaction sa;
+	sigset_t block;
+	const char *url = NULL;
+	int64_t v;
+	int c, rc, status = CM_EXIT_OK, retry_given = 0;
+
+	cm_cli_init(argv[0]);
+	memset(&p, 0, sizeof(p));
+	p.key = CM_REDIS_DEFAULT_STREAM;
+	p.group = CM_REDIS_DEFAULT_GROUP;
+	p.count = 500;
+	p.block_ms = 2000;
+	p.claim_idle = 60000;
+	p.max_deliveries = 5;
+	p.trim_ms = 10000;
+	p.retry_ms = 30000;
+	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_REDIS:
+			url = optarg;
+			break;
+		case OPT_STREAM:
+			if (!*optarg)
+				cm_usage_error("--stream: empty key");
+			p.key = optarg;
+			break;
+		case OPT_GROUP:
+			if (!*optarg)
+				cm_usage_error("--group: empty name");
+			p.group = optarg;
+			break;
+		case OPT_CONSUMER:
+			if (!*optarg || strlen(optarg) >= sizeof(p.consumer))
+				cm_usage_error("--consumer: expected a name of 1 to %zu bytes",
+				               sizeof(p.consumer) - 1);
+			snprintf(p.consumer, sizeof(p.consumer), "%s", optarg);
+			break;
+		case OPT_COUNT:
+			if (cm_parse_i64(optarg, 1, 100000, &v) < 0)
+				cm_usage_error(
+				    "--count: expected a number from 1 to 100000, got '%s'",
+				    optarg);
+			p.count = (long)v;
+			break;
+		case OPT_BLOCK:
+			if (cm_parse_i64(optarg, 1, 3600000, &v) < 0)
+				cm_usage_error("--block: expected 1 to 3600000 ms, got '%s'",
+				               optarg);
+			p.block_ms = v;
+			break;
+		case OPT_FOLLOW:
+			p.follow = 1;
+			break;
+		case OPT_CLAIM:
+			if (cm_parse_i64(optarg, 0, INT64_C(1) << 40, &v) < 0)
+				cm_usage_error("--claim-idle: expected ms (0 or more), got '%s'",
+				               optarg);
+			p.claim_idle = v;
+			break;
+		case OPT_MAXDEL:
+			if (cm_parse_i64(optarg, 1, 1000000, &v) < 0)
+				cm_usage_error("--max-deliveries: expected 1 to 1000000, got '%s'",
+				               optarg);
+			p.max_deliveries = (long)v;
+			break;
+		case OPT_ACK:
+			p.ack = 1;
+			break;
+		case OPT_TRIM:
+			if (cm_parse_i64(optarg, 0, 86400 * 365, &v) < 0)
+				cm_usage_error(
+				    "--trim-interval: expected seconds (0 or more), got '%s'",
+				    optarg);
+			p.trim_ms = v * 1000;
+			break;
+		case OPT_RETRY:
+			if (cm_parse_i64(optarg, 0, 86400 * 365, &v) < 0)
+				cm_usage_error(
+				    "--retry-for: expected seconds (0 or more), got '%s'", optarg);
+			p.retry_ms = v * 1000;
+			retry_given = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_USAGE;
+		case 'V':
+			cm_print_version();
+		default:
+			fprintf(stderr, "Try 'cm-consume --help' for more information.\n");
+			return CM_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		cm_usage_error("unexpected argument '%s'", argv[optind]);
+	if (cm_redis_url_parse(cm_redis_url(url), &p.url, &err) < 0)
+		cm_usage_error("%s", err.msg);
+	if (p.follow && !retry_given)
+		p.retry_ms = -1;
+	if (!p.consumer[0])
+		default_consumer(p.consumer, sizeof(p.consumer));
+
+	/* SIGTERM/SIGINT stay blocked except while waiting in ppoll, so that a
+	 * signal can only interrupt a wait, never a half-written record. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &p.waitmask);
+	sigdelset(&p.waitmask, SIGTERM);
+	sigdelset(&p.waitmask, SIGINT);
+
+	cm_out_init(&p.out, 1);
+	cm_jdoc_init(&p.doc, 0);
+	cm_buf_init(&p.scratch, 0);
+	cm_buf_init(&p.dead_key, 0);
+	p.ackv = calloc((size_t)p.count + 3, sizeof(*p.ackv));
+	if (!p.ackv || cm_buf_adds(&p.dead_key, p.key) < 0 ||
+	    cm_buf_adds(&p.dead_key, CM_REDIS_DEAD_SUFFIX) < 0) {
+		cm_warn("out of memory");
+		status = EXIT_REDIS;
+		goto out;
+	}
+	p.ackv[0] = "XACK";
+	p.ackv[1] = p.key;
+	p.ackv[2] = p.group;
+
+	rc = run(&p);
+	if (rc != RX_OK)
+		status = EXIT_REDIS;
+	if (p.dead || p.deleted)
+		cm_warn("%llu written, %llu dead-lettered, %llu deleted ones acknowledged",
+		        p.emitted, p.dead, p.deleted);
+out:
+	if (cm_out_release(&p.out) < 0 && p.out.error && !p.out.closed) {
+		cm_warn("standard output: %s", strerror(p.out.error));
+		status = EXIT_OUTPUT;
+	}
+	if (p.ctx)
+		redisFree(p.ctx);
+	free(p.ackv);
+	cm_jdoc_release(&p.doc);
+	cm_buf_release(&p.scratch);
+	cm_buf_release(&p.dead_key);
+	return status;
+}
