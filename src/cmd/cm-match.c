@@ -1,0 +1,598 @@
+/* cm-match - events and campaigns in, events annotated with the campaigns
+ * they match out (CONTRACT sections 1.2-1.4 and 2). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "err.h"
+#include "json.h"
+#include "lines.h"
+#include "out.h"
+#include "rule.h"
+
+/* jq runtime errors reported one by one before they are only counted. */
+#define JQ_WARN_MAX 5
+
+static const char usage_text[] =
+    "Usage: cm-match -c FILE [OPTION]... [FILE]...\n"
+    "Match NDJSON events (from FILEs, or stdin when none or -) against campaigns\n"
+    "and write each event with \"matches\":[{\"campaign_id\":N},...] added.\n"
+    "\n"
+    "  -c, --campaigns FILE   campaigns: a JSON array or one campaign per line\n"
+    "      --matched-only     write only events that match at least one campaign\n"
+    "      --emit events|matches\n"
+    "                         events (default): every event, annotated;\n"
+    "                         matches: one line per (campaign, event) match\n"
+    "      --check            validate the campaigns and exit; read no events\n"
+    "      --stats            print counts on stderr at the end\n"
+    "      --max-line SIZE    longest event line accepted (default 1M)\n"
+    "  -h, --help             show this help and exit\n"
+    "  -V, --version          show the version and exit\n"
+    "\n"
+    "SIGHUP reloads the campaigns file; a file that fails validation leaves the\n"
+    "campaigns in use unchanged. Exit status: 0 all events processed, 1 some\n"
+    "lines rejected, 2 usage, configuration or I/O error.\n";
+
+enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK, OPT_MAX_LINE };
+
+static const struct option long_options[] = {
+    {"campaigns", required_argument, NULL, 'c'},
+    {"matched-only", no_argument, NULL, OPT_MATCHED_ONLY},
+    {"emit", required_argument, NULL, OPT_EMIT},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"stats", no_argument, NULL, OPT_STATS},
+    {"max-line", required_argument, NULL, OPT_MAX_LINE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static volatile sig_atomic_t reload_wanted;
+
+/* Only sets a flag: the reload happens between two events. */
+static void on_hup(int sig)
+{
+	(void)sig;
+	reload_wanted = 1;
+}
+
+struct run {
+	const char *campaigns;
+	int matched_only, emit_matches, stats, check;
+	size_t max_line;
+	struct cm_ruleset *set;
+	struct cm_out out;
+	struct cm_jdoc doc;
+	struct cm_buf scratch;
+	struct cm_buf rec;  /* the matches part of one output record */
+	struct cm_buf tail; /* --emit matches: the part after the campaign id */
+	struct cm_progress progress;
+	unsigned long long events, matched, matches, rejected;
+	unsigned long long jq_errors_before; /* from sets replaced by reloads */
+	const char *file;
+	unsigned long line;
+	unsigned jq_warned;
+	int io_error;
+};
+
+/* Prints each campaign problem as it is found. */
+static void report_problem(void *ctx, const char *msg)
+{
+	(void)ctx;
+	cm_warn("%s", msg);
+}
+
+/* Reports the first few jq runtime errors with the event's position. */
+static void report_jq_error(void *ctx, int64_t id, const char *msg)
+{
+	struct run *r = ctx;
+
+	if (r->jq_warned < JQ_WARN_MAX)
+		cm_warn("%s:%lu: campaign %lld: jq error: %s", r->file, r->line, (long long)id,
+		        msg);
+	else if (r->jq_warned == JQ_WARN_MAX)
+		cm_warn("further jq errors are only counted (see --stats)");
+	r->jq_warned++;
+}
+
+/* True when spec names a PostgreSQL database rather than a file. */
+static int is_conninfo(const char *spec)
+{
+	return strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0 ||
+	       strchr(spec, '=') != NULL;
+}
+
+/* Reads a whole campaigns file into buf (bounded by CM_RULE_MAX_TEXT). */
+static int read_file(const char *path, struct cm_buf *buf, struct cm_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
+
+	if (fd < 0)
+		return cm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+	for (;;) {
+		ssize_t n;
+
+		if (cm_buf_grow(buf, 64 * 1024) < 0) {
+			cm_errf(err, "%s: larger than %u bytes", path, CM_RULE_MAX_TEXT);
+			goto out;
+		}
+		n = read(fd, buf->data + buf->len, buf->cap - buf->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cm_errf(err, "%s: read error: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		buf->len += (size_t)n;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/* Loads and compiles the campaigns named by spec, printing every problem;
+ * returns NULL when there was any. (PostgreSQL, with the Redis and
+ * PostgreSQL work, becomes a second branch here.) */
+static struct cm_ruleset *load_campaigns(const char *spec)
+{
+	struct cm_buf text;
+	struct cm_ruleset *set = NULL;
+	struct cm_err err;
+	int bad;
+
+	cm_buf_init(&text, CM_RULE_MAX_TEXT);
+	if (read_file(spec, &text, &err) < 0) {
+		cm_warn("%s", err.msg);
+		goto out;
+	}
+	set = cm_ruleset_new();
+	if (!set) {
+		cm_warn("out of memory");
+		goto out;
+	}
+	bad =
+	    cm_ruleset_load(set, text.data ? text.data : "", text.len, spec, report_problem, NULL);
+	if (cm_ruleset_compile(set, report_problem, NULL) != 0 || bad != 0) {
+		cm_ruleset_free(set);
+		set = NULL;
+	}
+out:
+	cm_buf_release(&text);
+	return set;
+}
+
+/* Replaces the campaign set with a fresh load of the file, or keeps the
+ * old one when the new file has problems. */
+static void reload(struct run *r)
+{
+	struct cm_ruleset *set;
+
+	reload_wanted = 0;
+	set = load_campaigns(r->campaigns);
+	if (!set) {
+		cm_warn("%s: not reloaded, still using the %zu campaigns loaded before",
+		        r->campaigns, cm_ruleset_count(r->set));
+		return;
+	}
+	r->jq_errors_before += cm_ruleset_jq_errors(r->set);
+	cm_ruleset_free(r->set);
+	r->set = set;
+	cm_ruleset_on_jq_error(set, report_jq_error, r);
+	cm_warn("reloaded %zu campaigns from %s", cm_ruleset_count(set), r->campaigns);
+}
+
+/* Writes the decimal form of v at p and returns the end; two digits per
+ * step, since a busy event writes dozens of ids. */
+static char *put_i64(char *p, int64_t v)
+{
+	static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+	                               "25262728293031323334353637383940414243444546474849"
+	                               "50515253545556575859606162636465666768697071727374"
+	                               "75767778798081828384858687888990919293949596979899";
+	char tmp[24], *q = tmp + sizeof(tmp);
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	while (u >= 100) {
+		unsigned d = (unsigned)(u % 100) * 2;
+
+		u /= 100;
+		*--q = pairs[d + 1];
+		*--q = pairs[d];
+	}
+	if (u >= 10) {
+		*--q = pairs[u * 2 + 1];
+		*--q = pairs[u * 2];
+	} else {
+		*--q = (char)('0' + u);
+	}
+	if (v < 0)
+		*--q = '-';
+	memcpy(p, q, (size_t)(tmp + sizeof(tmp) - q));
+	return p + (tmp + sizeof(tmp) - q);
+}
+
+/* Appends bytes at p and returns the end. */
+static inline char *put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/* The raw text of value token t, strings with their quotes. */
+static void raw_value(const struct cm_jdoc *d, uint32_t t, const char **p, size_t *n)
+{
+	const struct cm_jtok *k = &d->tok[t];
+
+	if (k->type == CM_JSTR) {
+		*p = d->src + k->off - 1;
+		*n = (size_t)k->len + 2;
+	} else {
+		*p = d->src + k->off;
+		*n = k->len;
+	}
+}
+
+/* True when key token t decodes to s. */
+static int key_is(const struct cm_jdoc *d, uint32_t t, const char *s, size_t n)
+{
+	return cm_json_str_eq(d, t, s, n);
+}
+
+/* True when key token t decodes to a name starting with '_'. */
+static int key_is_meta(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scratch)
+{
+	size_t n;
+	const char *p;
+
+	if (!d->tok[t].esc)
+		return d->tok[t].len > 0 && d->src[d->tok[t].off] == '_';
+	p = cm_json_str(d, t, scratch, &n);
+	return p && n > 0 && p[0] == '_';
+}
+
+/* Writes the event as read, with "matches" added before its closing brace;
+ * an existing top-level "matches" member is dropped (the object is then
+ * rebuilt member by member). */
+static void emit_event(struct run *r, const struct cm_rule_event *ev, const int64_t *ids, size_t n)
+{
+	const struct cm_jdoc *d = ev->doc;
+	const struct cm_jtok *root = &d->tok[0];
+	struct cm_out *o = &r->out;
+	int first = 1;
+	char *p;
+
+	if (ev->matches_key == CM_JNONE) {
+		cm_out_write(o, d->src + root->off, root->len - 1);
+		first = root->count == 0;
+	} else {
+		uint32_t i = 1;
+
+		cm_out_write(o, "{", 1);
+		for (uint32_t m = root->count; m; m--) {
+			uint32_t v = i + 1;
+
+			if (!key_is(d, i, "matches", 7)) {
+				const char *val;
+				size_t len;
+
+				raw_value(d, v, &val, &len);
+				if (!first)
+					cm_out_write(o, ",", 1);
+				first = 0;
+				cm_out_write(o, d->src + d->tok[i].off - 1,
+				             (size_t)(val + len - (d->src + d->tok[i].off - 1)));
+			}
+			i = d->tok[v].next;
+		}
+	}
+	cm_buf_reset(&r->rec);
+	if (cm_buf_grow(&r->rec, 16 + n * 40) < 0) {
+		r->out.error = ENOMEM;
+		return;
+	}
+	p = r->rec.data;
+	p = first ? put(p, "\"matches\":[", 11) : put(p, ",\"matches\":[", 12);
+	for (size_t k = 0; k < n; k++) {
+		p = k ? put(p, ",{\"campaign_id\":", 16) : put(p, "{\"campaign_id\":", 15);
+		p = put_i64(p, ids[k]);
+		*p++ = '}';
+	}
+	p = put(p, "]}", 2);
+	cm_out_write(o, r->rec.data, (size_t)(p - r->rec.data));
+	cm_out_endrec(o);
+}
+
+/* Writes one CONTRACT 1.3 match line per campaign, with the event's
+ * top-level '_' members copied verbatim; the part after the campaign id is
+ * the same on every line, so it is built once. */
+static void emit_matches(struct run *r, const struct cm_rule_event *ev, const int64_t *ids,
+                         size_t n)
+{
+	const struct cm_jdoc *d = ev->doc;
+	struct cm_buf *tail = &r->tail;
+	static const char *const names[4] = {
+	    ",\"event_id\":", ",\"user_id\":", ",\"event_type\":", ",\"occurred_at\":"};
+	uint32_t toks[4] = {ev->id_tok, ev->user_tok, ev->type_tok, ev->time_tok};
+	char *p;
+
+	if (n == 0)
+		return;
+	cm_buf_reset(tail);
+	for (int f = 0; f < 4; f++) {
+		const char *val;
+		size_t len;
+
+		raw_value(d, toks[f], &val, &len);
+		cm_buf_adds(tail, names[f]);
+		cm_buf_add(tail, val, len);
+	}
+	if (ev->has_meta) {
+		uint32_t i = 1;
+
+		for (uint32_t m = d->tok[0].count; m; m--) {
+			uint32_t v = i + 1;
+
+			if (key_is_meta(d, i, &r->scratch)) {
+				const char *val;
+				size_t len;
+				const char *key = d->src + d->tok[i].off - 1;
+
+				raw_value(d, v, &val, &len);
+				cm_buf_addc(tail, ',');
+				cm_buf_add(tail, key, (size_t)(val + len - key));
+			}
+			i = d->tok[v].next;
+		}
+	}
+	if (cm_buf_addc(tail, '}') < 0) {
+		r->out.error = ENOMEM;
+		return;
+	}
+	cm_buf_reset(&r->rec);
+	if (n > SIZE_MAX / 2 / (tail->len + 48) || cm_buf_grow(&r->rec, n * (tail->len + 48)) < 0) {
+		r->out.error = ENOMEM;
+		return;
+	}
+	p = r->rec.data;
+	for (size_t k = 0; k < n; k++) {
+		if (k)
+			*p++ = '\n';
+		p = put(p, "{\"campaign_id\":", 15);
+		p = put_i64(p, ids[k]);
+		p = put(p, tail->data, tail->len);
+	}
+	cm_out_write(&r->out, r->rec.data, (size_t)(p - r->rec.data));
+	cm_out_endrec(&r->out);
+}
+
+/* Reports a rejected line, on one line whatever the message quotes. */
+static void reject(struct run *r, const char *msg)
+{
+	char line[600];
+
+	snprintf(line, sizeof(line), "%s", msg);
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	r->rejected++;
+	cm_warn("%s:%lu: %s", r->file, r->line, line);
+}
+
+/* Parses, checks and matches one line, and writes what it yields. */
+static void process_line(struct run *r, const char *line, size_t len)
+{
+	struct cm_rule_event ev;
+	struct cm_err err;
+	const int64_t *ids;
+	size_t n, i = 0;
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+		i++;
+	if (i == len)
+		return;
+	if (cm_json_parse(&r->doc, line, len, &err) < 0) {
+		char msg[sizeof(err.msg) + 16];
+
+		snprintf(msg, sizeof(msg), "invalid JSON: %s", err.msg);
+		reject(r, msg);
+		return;
+	}
+	if (cm_rule_event_init(&ev, &r->doc, &r->scratch, &err) < 0) {
+		reject(r, err.msg);
+		return;
+	}
+	n = cm_ruleset_match(r->set, &ev, &ids);
+	r->events++;
+	if (n) {
+		r->matched++;
+		r->matches += n;
+	}
+	if (r->emit_matches)
+		emit_matches(r, &ev, ids, n);
+	else if (n || !r->matched_only)
+		emit_event(r, &ev, ids, n);
+}
+
+/* Reads one input and processes its lines; output is flushed whenever the
+ * next line is not in the reader's buffer yet, so that a slow stream
+ * (cm-consume --follow) is not held back behind our buffer. Returns -1 on
+ * an input error (reported). */
+static int process_file(struct run *r, const char *path)
+{
+	struct cm_lines lr;
+	struct cm_err err;
+	const char *line;
+	size_t len;
+	unsigned long long last_bytes = 0;
+	const char *last_buf = NULL, *lf = NULL;
+	int rc = 0;
+
+	if (cm_lines_open(&lr, path, r->max_line, &err) < 0) {
+		cm_warn("%s", err.msg);
+		return -1;
+	}
+	r->file = lr.name;
+	for (;;) {
+		int st = cm_lines_next(&lr, &line, &len, &err);
+
+		/* A SIGHUP seen while waiting for this line applies to it. */
+		if (reload_wanted)
+			reload(r);
+		if (st == CM_LINE_EOF)
+			break;
+		if (st == CM_LINE_ERR) {
+			cm_warn("%s", err.msg);
+			rc = -1;
+			break;
+		}
+		r->line = lr.lineno;
+		if (st == CM_LINE_LONG) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "line longer than %zu bytes", r->max_line);
+			reject(r, msg);
+		} else {
+			process_line(r, line, len);
+		}
+		cm_progress_tick(&r->progress, len + 1);
+		if (r->out.closed || r->out.error)
+			break;
+		if (lr.buf != last_buf || lr.bytes != last_bytes) {
+			last_buf = lr.buf;
+			last_bytes = lr.bytes;
+			lf = lr.end ? memrchr(lr.buf, '\n', lr.end) : NULL;
+		}
+		if (!lf || lr.start > (size_t)(lf - lr.buf))
+			cm_out_flush(&r->out);
+	}
+	cm_lines_release(&lr);
+	return rc;
+}
+
+/* Parses the options into r; exits on --help, --version and usage errors. */
+static void parse_options(struct run *r, int argc, char **argv)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":c:hV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			r->campaigns = optarg;
+			break;
+		case OPT_MATCHED_ONLY:
+			r->matched_only = 1;
+			break;
+		case OPT_EMIT:
+			if (strcmp(optarg, "events") == 0)
+				r->emit_matches = 0;
+			else if (strcmp(optarg, "matches") == 0)
+				r->emit_matches = 1;
+			else
+				cm_usage_error("--emit: expected events or matches, not '%s'",
+				               optarg);
+			break;
+		case OPT_CHECK:
+			r->check = 1;
+			break;
+		case OPT_STATS:
+			r->stats = 1;
+			break;
+		case OPT_MAX_LINE:
+			if (cm_parse_size(optarg, 16, (size_t)1 << 30, &r->max_line) < 0)
+				cm_usage_error(
+				    "--max-line: expected a size from 16 to 1G, not '%s'", optarg);
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_USAGE);
+		case 'V':
+			cm_print_version();
+		case ':':
+			cm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			cm_usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!r->campaigns)
+		cm_usage_error("missing -c/--campaigns FILE");
+	if (!*r->campaigns)
+		cm_usage_error("-c/--campaigns: empty file name");
+}
+
+/* Options, the campaigns, then the inputs in order; the exit status of
+ * CONTRACT section 2 (a write error other than a closed pipe is 2). */
+int main(int argc, char **argv)
+{
+	struct run r;
+	struct sigaction sa;
+	int status = CM_EXIT_OK, input_error = 0;
+
+	cm_cli_init(argv[0]);
+	memset(&r, 0, sizeof(r));
+	r.max_line = 1024 * 1024;
+	opterr = 0;
+	parse_options(&r, argc, argv);
+	if (is_conninfo(r.campaigns)) {
+		cm_warn("PostgreSQL campaigns are not supported yet");
+		return CM_EXIT_USAGE;
+	}
+	r.set = load_campaigns(r.campaigns);
+	if (!r.set)
+		return CM_EXIT_USAGE;
+	if (r.check) {
+		cm_warn("%s: %zu campaigns valid (%zu active)", r.campaigns,
+		        cm_ruleset_count(r.set), cm_ruleset_active(r.set));
+		cm_ruleset_free(r.set);
+		return CM_EXIT_OK;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_hup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &sa, NULL);
+
+	cm_ruleset_on_jq_error(r.set, report_jq_error, &r);
+	cm_out_init(&r.out, STDOUT_FILENO);
+	cm_jdoc_init(&r.doc, 64);
+	cm_buf_init(&r.scratch, 0);
+	cm_buf_init(&r.rec, 0);
+	cm_buf_init(&r.tail, 0);
+	cm_progress_init(&r.progress);
+	if (optind >= argc) {
+		input_error |= process_file(&r, "-") < 0;
+	} else {
+		for (int i = optind; i < argc && !r.out.closed && !r.out.error; i++)
+			input_error |= process_file(&r, argv[i]) < 0;
+	}
+	cm_progress_end(&r.progress);
+	if (cm_out_release(&r.out) < 0 && r.out.error) {
+		cm_warn("write error: %s", strerror(r.out.error));
+		status = CM_EXIT_USAGE;
+	} else if (!r.out.closed) {
+		if (input_error)
+			status = CM_EXIT_USAGE;
+		else if (r.rejected)
+			status = CM_EXIT_REJECTED;
+	}
+	if (r.stats)
+		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors",
+		        r.events, r.matched, r.matches, r.rejected,
+		        r.jq_errors_before + cm_ruleset_jq_errors(r.set));
+	cm_ruleset_free(r.set);
+	cm_jdoc_release(&r.doc);
+	cm_buf_release(&r.scratch);
+	cm_buf_release(&r.rec);
+	cm_buf_release(&r.tail);
+	return status;
+}

@@ -1,0 +1,109 @@
+/* rule.h - campaigns (CONTRACT section 1.2): loading with full validation,
+ * and matching events against a compiled set.
+ *
+ * A ruleset is filled by cm_ruleset_load (a JSON array of campaigns, or one
+ * campaign object per line) and/or cm_ruleset_add (one campaign at a time,
+ * for campaigns that come from a database), then frozen by
+ * cm_ruleset_compile, which compiles the jq predicates and builds the
+ * indexes. Every campaign is validated, whatever its status; only active
+ * ones match. Each problem is handed to a report callback as one line:
+ *
+ *     campaigns.json:12: campaign 7: rule.where.all[1].op: unknown operator "gte2" (...)
+ *
+ * ("campaign #3" when the id itself is bad), and a set that had any problem
+ * matches nothing: callers treat it as a configuration error.
+ *
+ * Ownership: the set copies what it needs from the texts it is given, so
+ * they can be freed after each call. Results of cm_ruleset_match point into
+ * the set and are valid until its next call. A set is not thread safe: it
+ * keeps its per-event scratch (and its jq states) inside; use one per thread.
+ */
+#ifndef CM_RULE_H
+#define CM_RULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cm_buf;
+struct cm_err;
+struct cm_jdoc;
+struct cm_ruleset;
+
+/* Largest campaign id, 2^53 (ids must survive a trip through a double). */
+#define CM_RULE_MAX_ID 9007199254740992LL
+/* Deepest rule.where tree accepted. */
+#define CM_RULE_MAX_DEPTH 64
+/* Largest campaigns text cm_ruleset_load accepts. */
+#define CM_RULE_MAX_TEXT (512u * 1024 * 1024)
+
+/* Receives one problem as a line of text (no newline). */
+typedef void cm_rule_reportfn(void *ctx, const char *msg);
+/* Receives a jq runtime error raised while matching. */
+typedef void cm_rule_jqerrfn(void *ctx, int64_t campaign_id, const char *msg);
+
+struct cm_ruleset *cm_ruleset_new(void);
+void cm_ruleset_free(struct cm_ruleset *s);
+
+/* Adds every campaign of text[0..len): a JSON array (first non-space byte
+ * '[') or NDJSON, one campaign object per line (blank lines skipped).
+ * source names the text in messages ("campaigns.json"). Every problem is
+ * reported; returns their number (0: all valid), or -1 when memory runs out
+ * (also reported). */
+int cm_ruleset_load(struct cm_ruleset *s, const char *text, size_t len, const char *source,
+                    cm_rule_reportfn *report, void *ctx);
+/* Adds the campaign at value v of d (for campaigns built from database
+ * rows); source and line (0: none) only label messages. Returns the number
+ * of problems reported, or -1 when memory runs out. */
+int cm_ruleset_add(struct cm_ruleset *s, const struct cm_jdoc *d, uint32_t v, const char *source,
+                   unsigned long line, cm_rule_reportfn *report, void *ctx);
+/* Compiles the jq predicates (reporting each that fails, with its campaign)
+ * and builds the matcher over the active campaigns. Call once, after the
+ * last add. Returns the number of problems (including those found while
+ * adding: a set is usable only when this returns 0), or -1 when memory runs
+ * out. */
+int cm_ruleset_compile(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx);
+
+/* Number of campaigns added (any status), and of active ones. */
+size_t cm_ruleset_count(const struct cm_ruleset *s);
+size_t cm_ruleset_active(const struct cm_ruleset *s);
+
+/* An event prepared for matching: its parsed document and the members every
+ * event must have (CONTRACT section 1.1), checked by cm_rule_event_init. */
+struct cm_rule_event {
+	const struct cm_jdoc *doc;                     /* root is token 0, a JSON object */
+	uint32_t id_tok, type_tok, user_tok, time_tok; /* value tokens */
+	uint32_t matches_key; /* key token of a top-level "matches", or CM_JNONE */
+	int has_meta;         /* some top-level key starts with '_' */
+	const char *type;     /* decoded event_type (may point into scratch) */
+	size_t type_len;
+	int64_t time_ms; /* occurred_at */
+};
+
+/* Checks that doc is an object with event_id (1-128 bytes), event_type (1-64
+ * bytes of [A-Za-z0-9_.:-]), user_id (1-128 bytes) and occurred_at (RFC
+ * 3339) strings, and fills ev. scratch holds decoded text that ev points to.
+ * Returns 0, or -1 with err like "field 'occurred_at': expected an RFC 3339
+ * time". */
+int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *doc, struct cm_buf *scratch,
+                       struct cm_err *err);
+
+/* Matches ev against the compiled set: sets *ids to the ids of the matching
+ * campaigns in ascending order and returns their number. The event's jq
+ * value is built at most once, and only when a campaign with a jq predicate
+ * has passed all its other conditions. */
+size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, const int64_t **ids);
+
+/* Runtime errors of jq predicates so far (each made its rule false). */
+unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s);
+/* Sets a callback for each jq runtime error (none by default). */
+void cm_ruleset_on_jq_error(struct cm_ruleset *s, cm_rule_jqerrfn *fn, void *ctx);
+
+/* Flags of cm_campaign_validate. */
+enum { CM_RULE_ID_OPTIONAL = 1 /* the id may be absent (assigned later) */ };
+/* Validates one campaign object text completely (jq and regular
+ * expressions compiled) and returns 0, or -1 with the first problem in err
+ * as "PATH: message" ("rule.where.any[0].value: ..."), or just the message
+ * when it is about the whole text ("invalid JSON: ..."). */
+int cm_campaign_validate(const char *json, size_t len, unsigned flags, struct cm_err *err);
+
+#endif
