@@ -1,0 +1,247 @@
+#!/usr/bin/env bats
+# The documentation agrees with the tools: every long option a tool has (in
+# its --help and in the option table of its source) is documented in its man
+# page, every option the page lists exists, mandoc finds nothing to warn
+# about, the rules shown in cm-rules(7) load, and the Debian packaging carries
+# the tools' version.
+
+load lib/common
+
+# tools: the src/cmd tools that have a built binary, one per line.
+tools() {
+	local c t
+	for c in "$TOP"/src/cmd/*.c; do
+		[ -f "$c" ] || continue
+		t=$(basename "$c" .c)
+		[ -x "$CM_BIN/$t" ] && echo "$t"
+	done
+	return 0
+}
+
+# paged: the built tools that have a man page (the first test reports the
+# others).
+paged() {
+	local t
+	for t in $(tools); do
+		[ -f "$TOP/man/$t.1" ] && echo "$t"
+	done
+	return 0
+}
+
+# help_opts TOOL: the long options that TOOL --help mentions, without "--".
+help_opts() {
+	"$CM_BIN/$1" --help | grep -oE -- '--[a-z][a-z0-9-]*' | sed 's/^--//' | sort -u
+}
+
+# table_opts TOOL: the names in the struct option table of src/cmd/TOOL.c.
+table_opts() {
+	grep -oE '\{ *"[a-z][a-z0-9-]*" *, *(no|required|optional)_argument' "$TOP/src/cmd/$1.c" |
+		sed -E 's/^\{ *"([^"]*)".*/\1/' | sort -u
+}
+
+# page_text PAGE: the page rendered as plain text.
+page_text() {
+	mandoc -Tascii "$1" 2>/dev/null | sed -e 's/.\x08//g'
+}
+
+# page_opts TOOL: the long options that the OPTIONS section of its page lists.
+page_opts() {
+	sed -n '/^\.Sh OPTIONS/,/^\.Sh [^O]/p' "$TOP/man/$1.1" | grep -E '^\.It ' |
+		grep -oE 'Fl \\-[a-z][a-z0-9\\-]*' | sed -E 's/^Fl \\-//; s/\\-/-/g' | sort -u
+}
+
+# documented PAGE OPT...: prints each OPT that the rendered PAGE never shows as --OPT.
+documented() {
+	local page=$1 text o
+	shift
+	text=$(page_text "$page")
+	for o in "$@"; do
+		grep -qE -- "--$o([^a-z0-9-]|\$)" <<<"$text" || echo "$o"
+	done
+	return 0
+}
+
+@test "some tool is built, and every built tool has a man page" {
+	local t n=0 missing=""
+	for t in $(tools); do
+		n=$((n + 1))
+		[ -f "$TOP/man/$t.1" ] || missing="$missing $t"
+	done
+	echo "built tools: $n; without a page:$missing"
+	[ "$n" -gt 0 ]
+	[ -z "$missing" ]
+}
+
+@test "every long option in a tool's --help is in its man page" {
+	local t bad="" miss
+	for t in $(paged); do
+		run help_opts "$t"
+		[ "$status" -eq 0 ]
+		[ -n "$output" ] || bad="$bad $t:(no long options in --help)"
+		miss=$(documented "$TOP/man/$t.1" $output)
+		[ -z "$miss" ] || bad="$bad $t:$(echo $miss | tr ' ' ,)"
+	done
+	echo "undocumented:$bad"
+	[ -z "$bad" ]
+}
+
+@test "every long option in a tool's option table is in its man page and its --help" {
+	local t bad="" o miss help
+	for t in $(paged); do
+		run table_opts "$t"
+		[ -n "$output" ] || bad="$bad $t:(no option table found)"
+		miss=$(documented "$TOP/man/$t.1" $output)
+		[ -z "$miss" ] || bad="$bad $t:page:$(echo $miss | tr ' ' ,)"
+		help=$(help_opts "$t")
+		for o in $output; do
+			grep -qx -- "$o" <<<"$help" || bad="$bad $t:help:$o"
+		done
+	done
+	echo "missing:$bad"
+	[ -z "$bad" ]
+}
+
+@test "every option a man page lists exists in the tool's option table" {
+	local t bad="" o table
+	for t in $(paged); do
+		table=$(table_opts "$t")
+		run page_opts "$t"
+		[ -n "$output" ] || bad="$bad $t:(no options listed)"
+		for o in $output; do
+			grep -qx -- "$o" <<<"$table" || bad="$bad $t:$o"
+		done
+	done
+	echo "listed but not in the source:$bad"
+	[ -z "$bad" ]
+}
+
+@test "the tool pages have the standard sections" {
+	local t s bad=""
+	for t in $(paged); do
+		for s in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT 'EXIT STATUS' EXAMPLES 'SEE ALSO'; do
+			grep -qx "\.Sh $s" "$TOP/man/$t.1" || bad="$bad $t:'$s'"
+		done
+	done
+	echo "missing sections:$bad"
+	[ -z "$bad" ]
+}
+
+@test "cm-rules(7) shows every operator of the rule language" {
+	local op text bad=""
+	text=$(page_text "$TOP/man/cm-rules.7")
+	for op in eq ne lt lte gt gte in not_in contains starts_with exists not_exists matches; do
+		grep -qE "\"op\": \"$op\"" <<<"$text" || bad="$bad $op"
+	done
+	echo "operators without an example:$bad"
+	[ -z "$bad" ]
+}
+
+@test "mandoc -Tlint reports no warnings or errors in any man page" {
+	local pages=("$TOP"/man/*.[1-8])
+	[ -f "${pages[0]}" ]
+	run mandoc -Tlint -Wwarning "${pages[@]}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+# literal_blocks PAGE SECTION: the .Bd -literal blocks of SECTION in PAGE,
+# unescaped, each followed by a line "--".
+literal_blocks() {
+	awk -v sec="$2" '
+		/^\.Sh / { insec = (substr($0, 5) == sec); next }
+		insec && /^\.Bd -literal/ { inblk = 1; next }
+		inblk && /^\.Ed/ { inblk = 0; print "--"; next }
+		inblk { gsub(/\\e/, "\\"); gsub(/\\&/, ""); print }
+	' "$1"
+}
+
+# campaigns_of PAGE SECTION: every block of SECTION that starts with "{" as
+# one compact campaign per line; conditions are wrapped into a campaign.
+campaigns_of() {
+	local blk="" line n=0
+	while IFS= read -r line; do
+		if [ "$line" != "--" ]; then
+			blk+="$line"$'\n'
+			continue
+		fi
+		if [ "${blk:0:1}" = "{" ]; then
+			printf '%s' "$blk" | jq -c --argjson base $((n * 100)) '
+				if has("id") then . else
+				{id: ($base + input_line_number + 1), name: "page", status: "active",
+				 rule: {where: .}} end' || echo "unparsable block: $blk" >&2
+		fi
+		n=$((n + 1))
+		blk=""
+	done < <(literal_blocks "$1" "$2")
+}
+
+@test "every campaign and condition shown in cm-rules(7) validates" {
+	[ -x "$CM_BIN/cm-match" ]
+	campaigns_of "$TOP/man/cm-rules.7" OPERATORS >"$T/ops.jsonl"
+	campaigns_of "$TOP/man/cm-rules.7" EXAMPLES >"$T/ex.jsonl"
+	campaigns_of "$TOP/man/cm-rules.7" DESCRIPTION >"$T/desc.jsonl"
+	echo "conditions: $(wc -l <"$T/ops.jsonl"), campaigns: $(wc -l <"$T/ex.jsonl")"
+	[ "$(wc -l <"$T/ops.jsonl")" -ge 15 ]
+	[ "$(wc -l <"$T/ex.jsonl")" -ge 3 ]
+	[ "$(wc -l <"$T/desc.jsonl")" -ge 1 ]
+	# ids must be unique across one file: renumber the conditions
+	jq -c '.id = input_line_number' "$T/ops.jsonl" >"$T/ops2.jsonl"
+	run cm-match -c "$T/ops2.jsonl" --check
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run cm-match -c "$T/ex.jsonl" --check
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run cm-match -c "$T/desc.jsonl" --check
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# the predicates of JQ PREDICATES, one "jq": "..." member a line
+	literal_blocks "$TOP/man/cm-rules.7" 'JQ PREDICATES' | grep '^"jq": ' |
+		sed 's/^/{/; s/$/}/' |
+		jq -c '{id: input_line_number, name: "jq", status: "active", rule: .}' >"$T/jq.jsonl"
+	[ "$(wc -l <"$T/jq.jsonl")" -ge 3 ]
+	run cm-match -c "$T/jq.jsonl" --check
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "the validation messages shown in cm-rules(7) are the ones cm-match prints" {
+	[ -x "$CM_BIN/cm-match" ]
+	cat >"$T/campaigns.json" <<'JSON'
+[
+ {"id":7,"name":"x","status":"active","rule":{"event_type":"purchase","where":{"all":[{"field":"properties.amount","op":"gte","value":100},{"field":"properties.country","op":"equals","value":"DE"}]}}},
+ {"id":8,"name":"y","status":"running","rule":{"event_type":[],"where":{"field":"properties.sku","op":"matches","value":"(unclosed"},"jq":".a |"}},
+ {"id":9,"name":"z","status":"active","rule":{"where":{"field":"a","op":"eq","value":null}}},
+ {"id":"x","name":"w","status":"paused","rule":{}},
+ {"id":10,"name":"v","status":"active","rule":{}},
+ {"id":11,"name":"u","status":"active","rule":{}},
+ {"id":12,"name":"t","status":"active","rule":{"where":{"field":"a","op":"exists","value":1}}}
+]
+JSON
+	cd "$T"
+	run cm-match -c campaigns.json --check
+	[ "$status" -eq 2 ]
+	# the page's example block, its continuation lines joined
+	literal_blocks "$TOP/man/cm-rules.7" VALIDATION |
+		awk '/^--$/ { next } /^cm-match:/ { if (m != "") print m; m = $0; next }
+			/^    / { sub(/^    /, " "); m = m $0; next } END { if (m != "") print m }' >"$T/want"
+	[ "$(wc -l <"$T/want")" -ge 5 ]
+	local line bad=0
+	while IFS= read -r line; do
+		grep -qxF -- "$line" <<<"$output" || { echo "not printed: $line"; bad=1; }
+	done <"$T/want"
+	[ "$bad" -eq 0 ]
+}
+
+@test "the Debian changelog's version is the one the tools print" {
+	local t want got
+	want=$(sed -n '1s/^campaign-manager (\([^)]*\)).*/\1/p' "$TOP/packaging/debian/changelog")
+	[ -n "$want" ]
+	for t in $(tools); do
+		got=$("$CM_BIN/$t" --version)
+		echo "$t: '$got', changelog: '$want'"
+		[ "$got" = "$t $want" ]
+	done
+	[ -n "$(tools)" ]
+}
