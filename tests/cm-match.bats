@@ -71,15 +71,6 @@ wait_for() {
 	[[ "$stderr" == *"cm-match: $T/nope.json: cannot open"* ]]
 }
 
-@test "a PostgreSQL conninfo is recognised and refused for now" {
-	for c in postgres://u@h/db postgresql://h/db "dbname=cm host=/tmp"; do
-		run --separate-stderr cm-match -c "$c" "$MF/events.ndjson"
-		[ "$status" -eq 2 ]
-		[ -z "$output" ]
-		[ "$stderr" = "cm-match: PostgreSQL campaigns are not supported yet" ]
-	done
-}
-
 @test "an invalid campaigns file exits 2, lists every problem and matches nothing" {
 	run --separate-stderr cm-match -c "$MF/bad-campaigns.json" "$MF/events.ndjson"
 	[ "$status" -eq 2 ]

@@ -11,22 +11,27 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "campdb.h"
 #include "cli.h"
 #include "err.h"
 #include "json.h"
 #include "lines.h"
 #include "out.h"
+#include "pg.h"
 #include "rule.h"
 
 /* jq runtime errors reported one by one before they are only counted. */
 #define JQ_WARN_MAX 5
 
 static const char usage_text[] =
-    "Usage: cm-match -c FILE [OPTION]... [FILE]...\n"
+    "Usage: cm-match -c FILE|CONNINFO [OPTION]... [FILE]...\n"
     "Match NDJSON events (from FILEs, or stdin when none or -) against campaigns\n"
     "and write each event with \"matches\":[{\"campaign_id\":N},...] added.\n"
     "\n"
-    "  -c, --campaigns FILE   campaigns: a JSON array or one campaign per line\n"
+    "  -c, --campaigns FILE|CONNINFO\n"
+    "                         campaigns: a JSON array or one campaign per line,\n"
+    "                         or the active campaigns of a PostgreSQL database\n"
+    "                         (a libpq conninfo or postgres:// URI)\n"
     "      --matched-only     write only events that match at least one campaign\n"
     "      --emit events|matches\n"
     "                         events (default): every event, annotated;\n"
@@ -38,8 +43,10 @@ static const char usage_text[] =
     "  -V, --version          show the version and exit\n"
     "\n"
     "SIGHUP reloads the campaigns file; a file that fails validation leaves the\n"
-    "campaigns in use unchanged. Exit status: 0 all events processed, 1 some\n"
-    "lines rejected, 2 usage, configuration or I/O error.\n";
+    "campaigns in use unchanged. Database campaigns reload by themselves when\n"
+    "they change; one that does not compile is reported and skipped.\n"
+    "Exit status: 0 all events processed, 1 some lines rejected, 2 usage,\n"
+    "configuration or I/O error, 3 the database cannot be reached.\n";
 
 enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK, OPT_MAX_LINE };
 
@@ -69,6 +76,7 @@ struct run {
 	int matched_only, emit_matches, stats, check;
 	size_t max_line;
 	struct cm_ruleset *set;
+	struct cm_campdb *db; /* when the campaigns come from PostgreSQL */
 	struct cm_out out;
 	struct cm_jdoc doc;
 	struct cm_buf scratch;
@@ -142,8 +150,7 @@ out:
 }
 
 /* Loads and compiles the campaigns named by spec, printing every problem;
- * returns NULL when there was any. (PostgreSQL, with the Redis and
- * PostgreSQL work, becomes a second branch here.) */
+ * returns NULL when there was any. (Database campaigns: see open_db.) */
 static struct cm_ruleset *load_campaigns(const char *spec)
 {
 	struct cm_buf text;
@@ -190,6 +197,30 @@ static void reload(struct run *r)
 	r->set = set;
 	cm_ruleset_on_jq_error(set, report_jq_error, r);
 	cm_warn("reloaded %zu campaigns from %s", cm_ruleset_count(set), r->campaigns);
+}
+
+/* Switches to the newest set the database thread has built. */
+static void take_db_set(struct run *r)
+{
+	r->jq_errors_before += cm_ruleset_jq_errors(r->set);
+	r->set = cm_campdb_current(r->db, NULL);
+	cm_ruleset_on_jq_error(r->set, report_jq_error, r);
+}
+
+/* Opens the database source and takes its first set; exits 2 for a bad
+ * conninfo, 3 when the database cannot be reached or read. */
+static void open_db(struct run *r)
+{
+	struct cm_err err;
+
+	if (cm_pg_conninfo_check(r->campaigns, &err) < 0)
+		cm_usage_error("-c/--campaigns: %s", err.msg);
+	r->db = cm_campdb_open(r->campaigns, report_problem, NULL, &err);
+	if (!r->db) {
+		cm_warn("campaigns: %s", err.msg);
+		exit(CM_PG_EXIT_UNREACHABLE);
+	}
+	r->set = cm_campdb_current(r->db, NULL);
 }
 
 /* Writes the decimal form of v at p and returns the end; two digits per
@@ -449,6 +480,8 @@ static int process_file(struct run *r, const char *path)
 		/* A SIGHUP seen while waiting for this line applies to it. */
 		if (reload_wanted)
 			reload(r);
+		if (r->db && cm_campdb_pending(r->db))
+			take_db_set(r);
 		if (st == CM_LINE_EOF)
 			break;
 		if (st == CM_LINE_ERR) {
@@ -544,12 +577,20 @@ int main(int argc, char **argv)
 	opterr = 0;
 	parse_options(&r, argc, argv);
 	if (is_conninfo(r.campaigns)) {
-		cm_warn("PostgreSQL campaigns are not supported yet");
-		return CM_EXIT_USAGE;
+		open_db(&r);
+		if (r.check) {
+			size_t skipped = cm_campdb_skipped(r.db);
+
+			cm_warn("database: %zu active campaigns valid, %zu skipped",
+			        cm_ruleset_active(r.set), skipped);
+			cm_campdb_close(r.db);
+			return skipped ? CM_EXIT_USAGE : CM_EXIT_OK;
+		}
+	} else {
+		r.set = load_campaigns(r.campaigns);
+		if (!r.set)
+			return CM_EXIT_USAGE;
 	}
-	r.set = load_campaigns(r.campaigns);
-	if (!r.set)
-		return CM_EXIT_USAGE;
 	if (r.check) {
 		cm_warn("%s: %zu campaigns valid (%zu active)", r.campaigns,
 		        cm_ruleset_count(r.set), cm_ruleset_active(r.set));
@@ -557,7 +598,7 @@ int main(int argc, char **argv)
 		return CM_EXIT_OK;
 	}
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_hup;
+	sa.sa_handler = r.db ? SIG_IGN : on_hup;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
@@ -589,7 +630,10 @@ int main(int argc, char **argv)
 		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors",
 		        r.events, r.matched, r.matches, r.rejected,
 		        r.jq_errors_before + cm_ruleset_jq_errors(r.set));
-	cm_ruleset_free(r.set);
+	if (r.db)
+		cm_campdb_close(r.db); /* owns r.set */
+	else
+		cm_ruleset_free(r.set);
 	cm_jdoc_release(&r.doc);
 	cm_buf_release(&r.scratch);
 	cm_buf_release(&r.rec);
