@@ -14,18 +14,25 @@ struct cm_buf {
 	size_t max; /* 0: no cap; otherwise appends past max fail */
 };
 
-#define CM_BUF_INIT {NULL, 0, 0, 0}
+#define CM_BUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0, 0                                                                      \
+	}
 
 void cm_buf_init(struct cm_buf *b, size_t max);
 void cm_buf_release(struct cm_buf *b);
-static inline void cm_buf_reset(struct cm_buf *b) { b->len = 0; if (b->data) b->data[0] = 0; }
+static inline void cm_buf_reset(struct cm_buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = 0;
+}
 /* Makes room for n more bytes; -1 if that would pass max or memory is out. */
 int cm_buf_grow(struct cm_buf *b, size_t n);
 int cm_buf_add(struct cm_buf *b, const void *p, size_t n);
 int cm_buf_addc(struct cm_buf *b, char c);
 int cm_buf_adds(struct cm_buf *b, const char *s);
-int cm_buf_addf(struct cm_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int cm_buf_addf(struct cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s[0..n) as a JSON string literal, with quotes; s must be UTF-8. */
 int cm_buf_add_jstr(struct cm_buf *b, const char *s, size_t n);
 int cm_buf_add_i64(struct cm_buf *b, int64_t v);

@@ -26,9 +26,9 @@
 #define CAMPDB_MAX_TOKENS (64u * 1024 * 1024)
 
 static const char load_sql[] =
-	"SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'status', status,"
-	" 'starts_at', starts_at, 'ends_at', ends_at, 'rule', rule) ORDER BY id), '[]')::text"
-	" FROM campaigns WHERE status = 'active'";
+    "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'status', status,"
+    " 'starts_at', starts_at, 'ends_at', ends_at, 'rule', rule) ORDER BY id), '[]')::text"
+    " FROM campaigns WHERE status = 'active'";
 
 struct cm_campdb {
 	char *conninfo;
@@ -41,8 +41,8 @@ struct cm_campdb {
 	volatile sig_atomic_t stop;
 	_Atomic(struct cm_ruleset *) next; /* built, not yet taken by the matcher */
 	struct cm_ruleset *cur;            /* the matcher's */
-	unsigned long generation; /* the matcher's count of sets taken */
-	size_t skipped;           /* campaigns left out of the first load */
+	unsigned long generation;          /* the matcher's count of sets taken */
+	size_t skipped;                    /* campaigns left out of the first load */
 };
 
 /* Counts the problems of one campaign while passing them on. */
@@ -138,7 +138,8 @@ struct cm_ruleset *cm_campdb_build(const char *json, size_t len, const char *sou
 			uint32_t rule;
 
 			if (skip[k] || (rule = cm_json_get(&d, i, "rule", 4)) == CM_JNONE ||
-			    d.tok[rule].type != CM_JOBJ || cm_json_get(&d, rule, "jq", 2) == CM_JNONE)
+			    d.tok[rule].type != CM_JOBJ ||
+			    cm_json_get(&d, rule, "jq", 2) == CM_JNONE)
 				continue;
 			cm_buf_reset(&one);
 			if (cm_json_write(&d, i, &one) < 0)
@@ -282,7 +283,8 @@ static void *reload_thread(void *arg)
 
 				snprintf(msg, sizeof(msg),
 				         "reloaded %zu active campaigns from the database%s",
-				         cm_ruleset_active(s), skipped ? " (some skipped, see above)" : "");
+				         cm_ruleset_active(s),
+				         skipped ? " (some skipped, see above)" : "");
 				db->report(db->ctx, msg);
 			}
 		}

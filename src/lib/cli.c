@@ -49,8 +49,7 @@ void cm_usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", progname, msg,
-		progname);
+	fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", progname, msg, progname);
 	exit(CM_EXIT_USAGE);
 }
 
@@ -87,9 +86,21 @@ int cm_parse_size(const char *s, size_t min, size_t max, size_t *out)
 	if (errno)
 		return -1;
 	switch (*end) {
-	case 'k': case 'K': mul = 1024ULL; end++; break;
-	case 'm': case 'M': mul = 1024ULL * 1024; end++; break;
-	case 'g': case 'G': mul = 1024ULL * 1024 * 1024; end++; break;
+	case 'k':
+	case 'K':
+		mul = 1024ULL;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1024ULL * 1024;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1024ULL * 1024 * 1024;
+		end++;
+		break;
 	}
 	if ((*end == 'B' || *end == 'b') && mul > 1)
 		end++;
@@ -124,7 +135,7 @@ void cm_progress_tick(struct cm_progress *p, size_t bytes)
 	double secs = (double)(now - p->start_ms) / 1000.0;
 
 	fprintf(stderr, "\r%s: %llu records, %.1f MB/s ", progname, p->records,
-		secs > 0 ? (double)p->bytes / 1e6 / secs : 0.0);
+	        secs > 0 ? (double)p->bytes / 1e6 / secs : 0.0);
 }
 
 void cm_progress_end(struct cm_progress *p)

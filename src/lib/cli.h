@@ -17,8 +17,7 @@ const char *cm_progname(void);
 /* "cm-TOOL: message\n" on stderr. */
 void cm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "cm-TOOL: message" and "Try 'cm-TOOL --help'." and exits 2. */
-void cm_usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
+void cm_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* Prints "cm-TOOL X.Y.Z" on stdout and exits 0. */
 void cm_print_version(void) __attribute__((noreturn));
 /* Checked number parsers for option values: the whole string must be a

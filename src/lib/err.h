@@ -11,12 +11,10 @@ struct cm_err {
 
 /* Formats a message into err (if not NULL) and returns -1, so that callers
  * can write `return cm_errf(err, "...")`. */
-int cm_errf(struct cm_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int cm_errf(struct cm_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes the message already in err with a formatted context ("line 4: ")
  * and returns -1. */
-int cm_err_prefix(struct cm_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int cm_err_prefix(struct cm_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -29,16 +29,16 @@ enum cm_jtype {
 #define CM_JNONE UINT32_MAX /* "no such value" */
 
 struct cm_jtok {
-	uint8_t type;  /* enum cm_jtype */
-	uint8_t esc;   /* CM_JSTR: the raw text holds a backslash escape */
+	uint8_t type; /* enum cm_jtype */
+	uint8_t esc;  /* CM_JSTR: the raw text holds a backslash escape */
 	uint16_t pad;
-	uint32_t off;  /* byte offset of the value in the source; for strings,
-	                  of the first byte after the opening quote */
-	uint32_t len;  /* strings: raw bytes between the quotes; numbers and
-	                  literals: their text; containers: bytes from the
-	                  opening to the closing bracket, inclusive */
-	uint32_t next; /* index of the token after this value and all its
-	                  children (so next - index = 1 for scalars) */
+	uint32_t off;   /* byte offset of the value in the source; for strings,
+	                   of the first byte after the opening quote */
+	uint32_t len;   /* strings: raw bytes between the quotes; numbers and
+	                   literals: their text; containers: bytes from the
+	                   opening to the closing bracket, inclusive */
+	uint32_t next;  /* index of the token after this value and all its
+	                   children (so next - index = 1 for scalars) */
 	uint32_t count; /* containers: number of elements or members */
 };
 
@@ -47,8 +47,8 @@ struct cm_jdoc {
 	size_t len;
 	struct cm_jtok *tok;
 	uint32_t ntok, cap;
-	unsigned max_depth;   /* nesting limit; deeper input is an error */
-	uint32_t max_tokens;  /* 0: no limit */
+	unsigned max_depth;  /* nesting limit; deeper input is an error */
+	uint32_t max_tokens; /* 0: no limit */
 };
 
 /* Prepares an empty document with the given nesting limit (0: 64). */
@@ -73,7 +73,7 @@ struct cm_jpath {
 		const char *name;
 		uint32_t len;
 		int64_t index; /* -1 when the segment is not a valid array index */
-	} *seg;
+	} * seg;
 	char *text; /* owned copy of the path */
 };
 /* Splits path; -1 for an empty path or an empty segment ("a..b"). */

@@ -12,8 +12,8 @@ struct cm_lines {
 	const char *name; /* for messages: a path or "stdin" */
 	char *buf;
 	size_t cap, start, end;
-	size_t max;        /* maximum line length in bytes */
-	unsigned long lineno; /* number of the line last returned, from 1 */
+	size_t max;               /* maximum line length in bytes */
+	unsigned long lineno;     /* number of the line last returned, from 1 */
 	unsigned long long bytes; /* bytes consumed so far */
 	int eof;
 	int no_newline; /* the line last returned had no trailing LF (end of input) */
@@ -21,10 +21,10 @@ struct cm_lines {
 };
 
 enum {
-	CM_LINE_OK = 0,    /* *line, *len set */
-	CM_LINE_EOF = 1,   /* no more input */
-	CM_LINE_LONG = 2,  /* line lineno was longer than max; it was skipped */
-	CM_LINE_ERR = -1,  /* read error; err says why */
+	CM_LINE_OK = 0,   /* *line, *len set */
+	CM_LINE_EOF = 1,  /* no more input */
+	CM_LINE_LONG = 2, /* line lineno was longer than max; it was skipped */
+	CM_LINE_ERR = -1, /* read error; err says why */
 };
 
 struct cm_err;

@@ -67,10 +67,10 @@ static void test_err(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_append),
-		cmocka_unit_test(test_cap),
-		cmocka_unit_test(test_jstr),
-		cmocka_unit_test(test_err),
+	    cmocka_unit_test(test_append),
+	    cmocka_unit_test(test_cap),
+	    cmocka_unit_test(test_jstr),
+	    cmocka_unit_test(test_err),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,14 +56,14 @@ static void release_statics(void)
 	cm_ruleset_free(s);
 }
 
-#define CAMP(id, extra)                                                                        \
-	"{\"id\":" #id ",\"name\":\"c" #id "\",\"status\":\"active\",\"starts_at\":null,"       \
+#define CAMP(id, extra)                                                                            \
+	"{\"id\":" #id ",\"name\":\"c" #id "\",\"status\":\"active\",\"starts_at\":null,"          \
 	"\"ends_at\":null,\"rule\":{\"event_type\":\"purchase\"" extra "}}"
 
 static void test_all_good(void **state)
 {
 	const char *json = "[" CAMP(1, "") "," CAMP(
-		2, ",\"where\":{\"field\":\"properties.amount\",\"op\":\"gte\",\"value\":100}") "]";
+	    2, ",\"where\":{\"field\":\"properties.amount\",\"op\":\"gte\",\"value\":100}") "]";
 	size_t skipped = 9;
 	const int64_t *ids;
 	struct cm_ruleset *s;
@@ -84,7 +84,7 @@ static void test_all_good(void **state)
 static void test_bad_rule_skipped(void **state)
 {
 	const char *json = "[" CAMP(1, "") "," CAMP(
-		2, ",\"where\":{\"field\":\"properties.amount\",\"op\":\"gte2\",\"value\":1}") "]";
+	    2, ",\"where\":{\"field\":\"properties.amount\",\"op\":\"gte2\",\"value\":1}") "]";
 	size_t skipped = 0;
 	const int64_t *ids;
 	struct cm_ruleset *s;
@@ -103,7 +103,7 @@ static void test_bad_rule_skipped(void **state)
 static void test_bad_jq_skipped(void **state)
 {
 	const char *json = "[" CAMP(1, ",\"jq\":\".properties.amount > 10\"") "," CAMP(
-		2, ",\"jq\":\".properties.amount >\"") "," CAMP(3, "") "]";
+	    2, ",\"jq\":\".properties.amount >\"") "," CAMP(3, "") "]";
 	size_t skipped = 0;
 	const int64_t *ids;
 	struct cm_ruleset *s;
@@ -137,10 +137,10 @@ static void test_not_array(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_all_good),
-		cmocka_unit_test(test_bad_rule_skipped),
-		cmocka_unit_test(test_bad_jq_skipped),
-		cmocka_unit_test(test_not_array),
+	    cmocka_unit_test(test_all_good),
+	    cmocka_unit_test(test_bad_rule_skipped),
+	    cmocka_unit_test(test_bad_jq_skipped),
+	    cmocka_unit_test(test_not_array),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,8 +44,8 @@ static void test_size(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_i64),
-		cmocka_unit_test(test_size),
+	    cmocka_unit_test(test_i64),
+	    cmocka_unit_test(test_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

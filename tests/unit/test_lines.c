@@ -195,10 +195,10 @@ static void test_out_large(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_basic),           cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_long_lines),      cmocka_unit_test(test_many_lines),
-		cmocka_unit_test(test_open_missing),    cmocka_unit_test(test_out_pipe_closed),
-		cmocka_unit_test(test_out_large),
+	    cmocka_unit_test(test_basic),        cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_long_lines),   cmocka_unit_test(test_many_lines),
+	    cmocka_unit_test(test_open_missing), cmocka_unit_test(test_out_pipe_closed),
+	    cmocka_unit_test(test_out_large),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

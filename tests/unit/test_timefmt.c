@@ -113,12 +113,9 @@ static void test_now(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_basic),
-		cmocka_unit_test(test_parse_offsets_fractions),
-		cmocka_unit_test(test_parse_rejects),
-		cmocka_unit_test(test_format),
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_now),
+	    cmocka_unit_test(test_parse_basic),   cmocka_unit_test(test_parse_offsets_fractions),
+	    cmocka_unit_test(test_parse_rejects), cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_now),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
