@@ -140,3 +140,54 @@ readme_block() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 }
+
+# readme_recipe FIRST LAST: the indented README lines from the one that
+# starts with FIRST to the one that contains LAST, unindented.
+readme_recipe() {
+	FIRST="    $1" LAST="$2" awk '
+		!on && index($0, ENVIRON["FIRST"]) == 1 { on = 1 }
+		on { sub(/^    /, ""); print }
+		on && index($0, ENVIRON["LAST"]) { exit }
+	' "$TOP/README.md"
+}
+
+teardown() {
+	if [ -n "${REDIS_DIR:-}" ]; then
+		redis_cleanup
+	fi
+}
+
+@test "the README's dead-letter replay recipe republishes exactly the replayable entries and deletes them" {
+	load lib/redis
+	run readme_recipe 'redis-cli --json XRANGE cm:events:dead' 'XDEL cm:events:dead'
+	[ "${#lines[@]}" -ge 4 ]
+	printf '%s\n' "$output" >"$T/recipe.sh"
+	redis_start
+	# redis-cli as the recipe calls it, aimed at the test server
+	mkdir "$T/bin"
+	printf '#!/bin/sh\nexec /usr/bin/redis-cli -p %s "$@"\n' "$REDIS_PORT" >"$T/bin/redis-cli"
+	chmod +x "$T/bin/redis-cli"
+	cat >"$T/ev.jsonl" <<'J'
+{"event_id":"e-1","event_type":"purchase","user_id":"u-1","occurred_at":"2026-11-27T10:00:00Z","properties":{"note":"a \"quoted\" \\ line\nbreak"},"_source":"web"}
+{"event_id":"e-2","event_type":"purchase","user_id":"u-2","occurred_at":"2026-11-27T10:00:01Z","properties":{"x":"{not json"}}
+J
+	cm-publish "$T/ev.jsonl"
+	rcli XADD cm:events '*' data 'not json' >/dev/null
+	# dead-letter all three: the bad one at once, the others on their second delivery
+	cm-consume --max-deliveries 1 >/dev/null 2>&1
+	cm-consume --max-deliveries 1 --claim-idle 1 >/dev/null 2>&1
+	sleep 0.1
+	cm-consume --max-deliveries 1 --claim-idle 1 >/dev/null 2>&1
+	[ "$(rcli XLEN cm:events:dead)" -eq 3 ]
+	local len=$(rcli XLEN cm:events)
+	cd "$T"
+	PATH=$T/bin:$PATH run bash -e "$T/recipe.sh"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# the entry that is not an event stays; the two events were published again
+	[ "$(rcli XLEN cm:events:dead)" -eq 1 ]
+	[ "$(rcli XRANGE cm:events:dead - + | sed -n 3p)" = "not json" ]
+	[ "$(rcli XLEN cm:events)" -eq $((len + 2)) ]
+	cm-consume --ack 2>/dev/null | jq -c 'del(._stream_id)' >"$T/back.jsonl"
+	jq -c . "$T/ev.jsonl" | diff -u - "$T/back.jsonl"
+}
