@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# make bench: generates its own data with cm-gen, times the tools against jq
-# and Miller on the same files and prints records/s, MB/s and the ratio to
-# the baseline measured in the same run. Each figure is the best of
-# BENCH_RUNS (3) runs. It reports and never fails on timing: the exit status
-# is non-zero only when a tool itself errors.
+# make bench: generates its own data with cm-gen, times the tools against jq,
+# Miller, redis-benchmark and psql \copy on the same data and prints
+# records/s, MB/s and the ratio to the baseline measured in the same run.
+# Each figure is the best of BENCH_RUNS (3) runs (worker and latency: one).
+# It reports and never fails on timing: the exit status is non-zero only
+# when a tool itself errors.
 #
 # Environment:
 #   O=DIR            build output dir, as for make (tools in DIR/bin)
 #   BENCH_ONLY=LIST  run only these sections (comma or space separated):
-#                    match_one match_many load ingest memory
+#                    match_one match_many load ingest memory (issue 2),
+#                    publish store worker latency (issue 3: these start their
+#                    own redis-server and PostgreSQL on odd ports)
 #   BENCH_DIR=DIR    keep the generated data there (default: a temp dir, removed)
 #   BENCH_EVENTS=N   events in the main file (default 1000000)
 #   BENCH_RUNS=N     runs per figure, the best is kept (default 3)
@@ -16,6 +19,8 @@
 #   BENCH_BIG=1      memory section streams 10,000,000 events (~2 GB) instead
 #                    of 1,000,000 (~200 MB)
 #   BENCH_TIME=proc  peak RSS by polling /proc even when GNU time is there
+#   BENCH_N=N        events in the issue 3 sections (default 1000000)
+#   BENCH_LAT_SECS=S length of the latency run at 1,000 events/s (default 10)
 #
 # Adding a section: write bench_NAME, append NAME to SECTIONS, and use
 # need_* for data, measure/best_of for runs and row for the table.
@@ -30,7 +35,7 @@ SEED=${BENCH_SEED:-1}
 EVENTS=${BENCH_EVENTS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 TYPES=50
-SECTIONS=(match_one match_many load ingest memory)
+SECTIONS=(match_one match_many load ingest memory publish store worker latency)
 export LC_ALL=C
 
 errors=0
@@ -41,8 +46,13 @@ if [ -n "${BENCH_DIR:-}" ]; then
 	mkdir -p "$D" || exit 2
 else
 	D=$(mktemp -d "${TMPDIR:-/tmp}/cm-bench.XXXXXX") || exit 2
-	trap 'rm -rf "$D"' EXIT
+	D_TEMP=1
 fi
+# cleanup (defined below) stops the servers and workers started here and
+# removes a temporary data dir, also after a failure or an interrupt.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Peak RSS from GNU time when it is there (BENCH_TIME=proc forces the
 # fallback: polling VmHWM in /proc).
@@ -125,9 +135,14 @@ best_of() {
 	M_SECS=$best M_RSS=$rss M_RC=$rc
 }
 
-# header: the column titles of a section's table.
+# header TITLE: a section's title and the column titles of its table.
 header() {
 	printf '\n== %s\n' "$1"
+	columns
+}
+
+# columns: the column titles of a section's table.
+columns() {
 	printf '  %-34s %10s %8s %12s %8s %9s %9s  %s\n' what records "best s" "records/s" "MB/s" "RSS MiB" ratio target
 }
 
@@ -348,6 +363,424 @@ bench_memory() {
 			"$(awk -v k="$rss_b" 'BEGIN { print k / 1024 }')" "(big run: ${M_SECS}s)" "$verdict"
 		summary+=("$(printf '%-34s RSS %s on %s records vs %s: %s' "$name" "$label" "$big" "$small" "$verdict")")
 	done
+}
+
+# ---- issue 3: the queue and the database (Redis and PostgreSQL started here)
+
+N3=${BENCH_N:-1000000}
+LAT_RATE=1000
+LAT_SECS=${BENCH_LAT_SECS:-10}
+SRV_UP=0
+SRV_FAILED=0
+STREAM=cm:events
+WORKER_PIDS=()
+
+# have_cmd CMD...: true when each command is installed; otherwise says the
+# section is skipped.
+have_cmd() {
+	local c
+	for c in "$@"; do
+		if ! command -v "$c" >/dev/null; then
+			say "skipped: $c is not installed"
+			summary+=("skipped: $c not installed")
+			return 1
+		fi
+	done
+}
+
+# servers: starts the benchmark's own Redis (appendonly yes, appendfsync
+# everysec) and PostgreSQL 15 (fsync and synchronous_commit on) on odd ports
+# once; cleanup stops them, also when the run fails or is interrupted.
+servers() {
+	[ "$SRV_UP" -eq 1 ] && return 0
+	[ "$SRV_FAILED" -eq 1 ] && { say "skipped: the servers did not start"; return 1; }
+	have_cmd redis-server redis-cli psql || return 1
+	if ! [ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" ]; then
+		say "skipped: PostgreSQL server binaries are not installed"
+		summary+=("skipped: PostgreSQL server not installed")
+		return 1
+	fi
+	# shellcheck source=../lib/redis.bash
+	. "$top/tests/lib/redis.bash"
+	# shellcheck source=../lib/pg.bash
+	. "$top/tests/lib/pg.bash"
+	SRV_FAILED=1
+	redis_start || { loud "could not start redis-server"; return 1; }
+	SRV_UP=1
+	pg_start || { loud "could not start PostgreSQL"; return 1; }
+	SRV_FAILED=0
+	say "servers: $(redis-server --version | cut -d' ' -f3 | cut -d= -f2) on port $REDIS_PORT (appendonly yes," \
+		"appendfsync everysec) and PostgreSQL $(pg_sql 'SHOW server_version' | cut -d' ' -f1)" \
+		"on port $PG_PORT (fsync on, synchronous_commit $(pg_sql 'SHOW synchronous_commit')):"
+	say "both run on this same $(nproc)-core machine as the tools they are measured with"
+	say "(each figure starts after a CHECKPOINT and with no AOF rewrite running)"
+}
+
+# stop_workers: SIGTERM to each worker started here (its own process group),
+# then KILL to whatever is left of the group after 10 s.
+stop_workers() {
+	local p i
+	for p in "${WORKER_PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${WORKER_PIDS[@]}"; do
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL -- "-$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	WORKER_PIDS=()
+}
+
+# cleanup: on exit, stops the workers and servers started here and removes
+# the temporary data.
+cleanup() {
+	stop_workers
+	if [ "$SRV_UP" -eq 1 ]; then
+		pg_stop
+		redis_cleanup
+	fi
+	[ -n "${D_TEMP:-}" ] && rm -rf "$D"
+}
+
+# need_events3: the events file of issue 3's sections ($N3 events).
+need_events3() {
+	if [ "$N3" -eq "$EVENTS" ]; then
+		need_events
+		EV3=$EV
+	else
+		EV3=$D/events-$N3.ndjson
+		if ! [ -s "$EV3" ] || [ "$(cat "$D/.events3-args" 2>/dev/null)" != "$N3 $SEED" ]; then
+			"$GEN" events "$N3" --seed "$SEED" --types "$TYPES" >"$EV3" || exit 2
+			echo "$N3 $SEED" >"$D/.events3-args"
+		fi
+	fi
+	EV3_BYTES=$(stat -c %s "$EV3")
+}
+
+# need_matched: the events of need_events3 with their "matches" (cm-match
+# against 1,000 campaigns over $TYPES types) in $MATCHED.
+need_matched() {
+	need_events3
+	need_campaigns 1000 1
+	MATCHED=$D/matched-$N3.ndjson
+	if ! [ -s "$MATCHED" ] || [ "$(cat "$D/.matched-args" 2>/dev/null)" != "$N3 $SEED" ]; then
+		"$BIN/cm-match" -c "$CAMP" "$EV3" >"$MATCHED" || exit 2
+		echo "$N3 $SEED" >"$D/.matched-args"
+	fi
+	MATCHED_BYTES=$(stat -c %s "$MATCHED")
+}
+
+# new_db PREFIX: drops the previous benchmark database (so that its autovacuum
+# does not run during the next figure) and creates an empty one.
+new_db() {
+	if [ -n "${PG_DB:-}" ] && [ "$PG_DB" != cm ]; then
+		psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres \
+			-c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
+	fi
+	pg_newdb "$1$((${PG_NDB:-0} + 1))_$$"
+}
+
+# quiet: a checkpoint, and no AOF rewrite in progress, so that a figure does
+# not pay for the previous one's writes.
+quiet() {
+	local i
+	pg_sql CHECKPOINT >/dev/null
+	for ((i = 0; i < 100; i++)); do
+		rcli INFO persistence | grep -q '^aof_rewrite_in_progress:0' && break
+		sleep 0.1
+	done
+}
+
+# fresh_db: a new empty database with the project's schema (CM_DATABASE_URL).
+fresh_db() {
+	new_db b &&
+		CM_SQL_DIR=$top/share/sql "$BIN/cm-admin" --db "$CM_DATABASE_URL" migrate >/dev/null 2>"$D/.stderr"
+}
+
+# load_campaigns FILE: inserts a JSON array of campaigns into the database
+# (read by psql itself: the file is larger than one argument may be).
+load_campaigns() {
+	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-v file="$1" <<'SQL'
+\set doc `cat :'file'`
+INSERT INTO campaigns (id, name, status, starts_at, ends_at, rule)
+SELECT (c->>'id')::bigint, c->>'name', c->>'status', (c->>'starts_at')::timestamptz,
+       (c->>'ends_at')::timestamptz, c->'rule'
+FROM jsonb_array_elements(:'doc'::jsonb) AS c;
+SQL
+}
+
+# fresh_stream: removes the stream (and with it its consumer group).
+fresh_stream() { rcli DEL "$STREAM" >/dev/null; }
+
+# group_field NAME: a field of XINFO GROUPS for the stream's first group
+# (entries-read, pending, lag ...), empty when there is no group yet.
+group_field() {
+	rcli XINFO GROUPS "$STREAM" 2>/dev/null | awk -v k="$1" 'p { print; exit } $0 == k { p = 1 }'
+}
+
+# pending: the number of entries delivered to the group and not acknowledged.
+pending() { rcli XPENDING "$STREAM" cm-workers 2>/dev/null | head -1; }
+
+# wait_stored N T0 TIMEOUT: polls until the events table holds N rows and
+# nothing is pending; Redis is polled first (cheap: every entry read by the
+# group and none pending), the table is counted only then, so that polling
+# does not load the 2-core machine. Sets M_SECS from T0; false on timeout.
+wait_stored() {
+	local n=$1 t0=$2 limit=$3 read pend cnt now
+	while :; do
+		now=$EPOCHREALTIME
+		if awk -v a="$t0" -v b="$now" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+			M_SECS=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.3f", b - a }')
+			return 1
+		fi
+		read=$(group_field entries-read)
+		pend=$(pending)
+		# (entries-read is nil when Redis cannot tell: then the table decides.)
+		if [ "$pend" = 0 ] && { ! [ "$read" -eq "$read" ] 2>/dev/null || [ "$read" -ge "$n" ]; }; then
+			cnt=$(pg_sql "SELECT count(*) FROM events")
+			if [ "$cnt" -ge "$n" ] && [ "$(pending)" = 0 ]; then
+				M_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+				return 0
+			fi
+		fi
+		sleep 0.1
+	done
+}
+
+# start_worker ID: bin/cm-worker with CM_WORKER_ID=ID in its own process
+# group (so that a stuck worker's stages can be killed with it).
+start_worker() {
+	CM_WORKER_ID=$1 setsid "$BIN/cm-worker" --db "$CM_DATABASE_URL" \
+		>/dev/null 2>>"$D/worker$1.log" </dev/null &
+	WORKER_PIDS+=($!)
+}
+
+# abs_verdict WHAT TARGET_RATE: met / NOT MET for RATE against an absolute
+# events/s target, added to the summary.
+abs_verdict() {
+	local v
+	v=$(awk -v r="$RATE" -v t="$2" 'BEGIN { print (r >= t) ? "met" : "NOT MET" }')
+	summary+=("$(printf '%-34s %9s/s (target >= %s/s: %s)' "$1" "$RATE" "$2" "$v")")
+	say "target: >= $2 events/s: $v"
+}
+
+# (f) cm-publish of N3 events into a fresh stream, against redis-benchmark's
+# pipelined XADD of the same payload.
+bench_publish() {
+	printf '\n== %s\n' "(f) cm-publish, $N3 events into a fresh stream, vs redis-benchmark XADD -P 256"
+	have cm-publish && servers || return 0
+	columns
+	need_events3
+	local i best='' rss=0 rc=0 n rb=''
+	for ((i = 0; i < RUNS; i++)); do
+		fresh_stream
+		quiet
+		measure /dev/null "$EV3" "$BIN/cm-publish" --stream "$STREAM"
+		[ "$M_RC" -ne 0 ] && [ "$rc" -eq 0 ] && rc=$M_RC
+		if [ -z "$best" ] || awk -v a="$M_SECS" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+			best=$M_SECS
+		fi
+		[ "$M_RSS" -gt "$rss" ] && rss=$M_RSS
+	done
+	M_SECS=$best M_RSS=$rss
+	[ "$rc" -ne 0 ] && tool_error "cm-publish" "$rc"
+	n=$(rcli XLEN "$STREAM")
+	[ "$n" != "$N3" ] && loud "MISMATCH: the stream holds $n entries after publishing $N3 events"
+	fresh_stream
+	if command -v redis-benchmark >/dev/null; then
+		rb=$(redis-benchmark -p "$REDIS_PORT" -n 200000 -P 256 -c 1 -q \
+			XADD rb:bench '*' data "$(head -1 "$EV3")" 2>/dev/null | tr '\r' '\n' |
+			sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+		rcli DEL rb:bench >/dev/null
+	fi
+	local mrss=$M_RSS msecs=$M_SECS
+	if [ -n "$rb" ]; then
+		M_SECS=$(awk -v r="$rb" 'BEGIN { printf "%.3f", 200000 / r }') M_RSS=0
+		row "redis-benchmark XADD -P 256 (base)" 200000 \
+			$((200000 * $(head -1 "$EV3" | wc -c))) "" ""
+		rb=$RATE
+	else
+		say "redis-benchmark is not installed: no baseline"
+	fi
+	M_SECS=$msecs M_RSS=$mrss
+	row "cm-publish" "$N3" "$EV3_BYTES" "$rb" ""
+	abs_verdict "cm-publish" 200000
+}
+
+# (g) cm-store alone: N3 events with their matches into a fresh migrated
+# database, synchronous commit on, against psql \copy of as many rows of the
+# same size into a plain one-column table.
+bench_store() {
+	printf '\n== %s\n' "(g) cm-store, $N3 events with matches (1000 campaigns), vs psql \\copy into a plain table"
+	have cm-store && have cm-match && have cm-admin && servers || return 0
+	columns
+	need_matched
+	local i best='' rss=0 rc=0 cbest='' ev mt nm
+	nm=$(grep -o '"campaign_id":' "$MATCHED" | wc -l)
+	say "input: $N3 events, $nm matches ($(awk -v m="$nm" -v e="$N3" 'BEGIN { printf "%.2f", m / e }')" \
+		"per event), $((MATCHED_BYTES / N3)) bytes per line"
+	# The baseline: PostgreSQL's own COPY of the same lines, one text column
+	# (delimiter and quote bytes that never occur in the lines).
+	for ((i = 0; i < RUNS; i++)); do
+		new_db c || break
+		pg_sql "CREATE TABLE plain (line text)"
+		quiet
+		measure /dev/null /dev/null psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres \
+			-d "$PG_DB" -v ON_ERROR_STOP=1 -c "\\copy plain (line) from '$MATCHED' \
+			with (format csv, delimiter E'\\x01', quote E'\\x02')"
+		[ "$M_RC" -ne 0 ] && { tool_error "psql \\copy" "$M_RC"; break; }
+		if [ -z "$cbest" ] || awk -v a="$M_SECS" -v b="$cbest" 'BEGIN { exit !(a < b) }'; then
+			cbest=$M_SECS
+		fi
+	done
+	local base=''
+	if [ -n "$cbest" ]; then
+		M_SECS=$cbest M_RSS=0
+		row "psql \\copy, plain table (base)" "$N3" "$MATCHED_BYTES" "" ""
+		base=$RATE
+	fi
+	for ((i = 0; i < RUNS; i++)); do
+		fresh_db || { tool_error "cm-admin migrate" $?; return 0; }
+		quiet
+		measure /dev/null /dev/null "$BIN/cm-store" --db "$CM_DATABASE_URL" "$MATCHED"
+		[ "$M_RC" -ne 0 ] && [ "$rc" -eq 0 ] && rc=$M_RC
+		if [ -z "$best" ] || awk -v a="$M_SECS" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+			best=$M_SECS
+		fi
+		[ "$M_RSS" -gt "$rss" ] && rss=$M_RSS
+	done
+	M_SECS=$best M_RSS=$rss
+	[ "$rc" -ne 0 ] && tool_error "cm-store" "$rc"
+	ev=$(pg_sql "SELECT count(*) FROM events")
+	mt=$(pg_sql "SELECT count(*) FROM matches")
+	row "cm-store" "$N3" "$MATCHED_BYTES" "$base" ""
+	[ "$ev" != "$N3" ] && loud "MISMATCH: cm-store stored $ev events of $N3"
+	[ "$mt" != "$nm" ] && loud "MISMATCH: cm-store stored $mt matches of $nm"
+	abs_verdict "cm-store" 100000
+}
+
+# worker_run K: K workers end to end on a fresh stream and database holding
+# N3 published events and 1,000 campaigns; sets M_SECS (0 when they did not
+# finish in time).
+worker_run() {
+	local k=$1 i t0 n
+	fresh_stream
+	"$BIN/cm-publish" --stream "$STREAM" "$EV3" 2>"$D/.stderr" ||
+		{ tool_error "cm-publish (setup)" $?; return 1; }
+	fresh_db || { tool_error "cm-admin migrate" $?; return 1; }
+	load_campaigns "$CAMP" >/dev/null || { tool_error "loading campaigns" 1; return 1; }
+	quiet
+	t0=$EPOCHREALTIME
+	for ((i = 1; i <= k; i++)); do
+		start_worker "$i"
+	done
+	if ! wait_stored "$N3" "$t0" 600; then
+		loud "$k worker(s) did not store $N3 events in 600 s (stored $(pg_sql 'SELECT count(*) FROM events'))"
+	fi
+	stop_workers
+	n=$(pg_sql "SELECT count(*) FROM events")
+	[ "$n" != "$N3" ] && loud "MISMATCH: $k worker(s) stored $n events of $N3"
+	for ((i = 1; i <= k; i++)); do
+		[ -s "$D/worker$i.log" ] && { say "worker $i said:"; sed 's/^/      /' "$D/worker$i.log" | head -5; }
+		rm -f "$D/worker$i.log"
+	done
+	return 0
+}
+
+# (h) one worker end to end, then two, from N3 events already in the stream
+# until all are committed and acknowledged.
+bench_worker() {
+	printf '\n== %s\n' "(h) cm-worker end to end: $N3 events already in the stream -> committed and acked"
+	have cm-worker && have cm-publish && have cm-admin && servers || return 0
+	columns
+	need_events3
+	need_campaigns 1000 1
+	say "1000 campaigns in the database; timed from the start of the worker(s) until the"
+	say "events table holds every event and XPENDING is 0 (polled every 0.1 s), then SIGTERM"
+	worker_run 1 || return 0
+	M_RSS=0
+	row "1 worker (cm-worker)" "$N3" "$EV3_BYTES" "" ""
+	local one=$RATE
+	abs_verdict "1 worker" 50000
+	worker_run 2 || return 0
+	M_RSS=0
+	row "2 workers" "$N3" "$EV3_BYTES" "$one" ""
+	local v
+	v=$(awk -v a="$RATE" -v b="$one" 'BEGIN { print (a > b) ? "met" : "NOT MET" }')
+	say "target: two workers faster than one: $v"
+	summary+=("$(printf '%-34s %9s (target > 1x: %s)' "2 workers / 1 worker" \
+		"$(awk -v a="$RATE" -v b="$one" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')" "$v")")
+}
+
+# lat_writer: LAT_RATE events/s for LAT_SECS s, a tenth of a second's worth
+# every 100 ms, each with properties.sent_ms, the time it was written (ms).
+lat_writer() {
+	local per=$((LAT_RATE / 10)) ticks=$((LAT_SECS * 10)) t k j us ms next now ts
+	next=${EPOCHREALTIME/./}
+	for ((t = 0; t < ticks; t++)); do
+		us=${EPOCHREALTIME/./}
+		ms=${us:0:${#us}-3}
+		printf -v ts '%(%Y-%m-%dT%H:%M:%SZ)T' "${ms:0:${#ms}-3}"
+		for ((j = 0; j < per; j++)); do
+			k=$((t * per + j))
+			printf '{"event_id":"lat-%d","event_type":"purchase","user_id":"u-%d","occurred_at":"%s","properties":{"sent_ms":%s,"amount":%d,"currency":"USD","country":"US","items":1}}\n' \
+				"$k" $((k % 1000)) "$ts" "$ms" $((k % 300))
+		done
+		next=$((next + 100000))
+		now=${EPOCHREALTIME/./}
+		if [ "$next" -gt "$now" ]; then
+			sleep "$(printf '0.%06d' $((next - now)))"
+		fi
+	done
+}
+
+# (i) latency at a steady LAT_RATE events/s into a running worker: from the
+# write into cm-publish's pipe to the row's stored_at.
+bench_latency() {
+	local n=$((LAT_RATE * LAT_SECS)) t0 stats
+	printf '\n== (i) latency, %s events/s for %s s into one running worker\n' "$LAT_RATE" "$LAT_SECS"
+	have cm-worker && have cm-publish && have cm-admin && servers || return 0
+	need_campaigns 1000 1
+	fresh_stream
+	fresh_db || { tool_error "cm-admin migrate" $?; return 0; }
+	load_campaigns "$CAMP" >/dev/null || { tool_error "loading campaigns" 1; return 0; }
+	quiet
+	start_worker 1
+	# Let the worker create its group and load its campaigns first.
+	t0=$EPOCHREALTIME
+	while [ -z "$(group_field pending)" ]; do
+		awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a > 10) }' && break
+		sleep 0.05
+	done
+	sleep 0.5
+	lat_writer | "$BIN/cm-publish" --stream "$STREAM" 2>"$D/.stderr" ||
+		tool_error "cm-publish (latency writer)" $?
+	wait_stored "$n" "$t0" 120 || loud "the worker did not store $n events within 120 s"
+	stop_workers
+	stats=$(pg_sql "SELECT count(*),
+		round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 1),
+		round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 1),
+		round(max(l), 1)
+		FROM (SELECT extract(epoch FROM stored_at) * 1000 - (properties->>'sent_ms')::numeric AS l
+		      FROM events) s")
+	[ -s "$D/worker1.log" ] && { say "worker said:"; sed 's/^/      /' "$D/worker1.log" | head -5; }
+	rm -f "$D/worker1.log"
+	local cnt p50 p99 max v
+	IFS='|' read -r cnt p50 p99 max <<<"$stats"
+	[ "$cnt" != "$n" ] && loud "MISMATCH: $cnt of $n latency events stored"
+	printf '  %-34s %10s %10s %10s %10s\n' what events "p50 ms" "p99 ms" "max ms"
+	printf '  %-34s %10s %10s %10s %10s\n' "write -> stored_at, 1 worker" "$cnt" "$p50" "$p99" "$max"
+	say "latency: properties.sent_ms (written by the writer as it writes the line into"
+	say "cm-publish's stdin, 100 events every 100 ms) to events.stored_at (now() of the"
+	say "storing transaction, so the commit itself is not included)"
+	v=$(awk -v p="${p99:-1e9}" 'BEGIN { print (p < 250) ? "met" : "NOT MET" }')
+	say "target: p99 under 250 ms: $v"
+	summary+=("$(printf '%-34s p50 %s ms, p99 %s ms (target p99 < 250 ms: %s)' \
+		"latency at $LAT_RATE/s" "$p50" "$p99" "$v")")
 }
 
 # machine: what the figures were measured on.
