@@ -31,6 +31,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "event.h"
 #include "jqx.h"
 #include "json.h"
 #include "timefmt.h"
@@ -1340,23 +1341,6 @@ static uint32_t build_node(struct lctx *lc, uint32_t t, unsigned depth)
 
 /* ---- loading: campaigns ---- */
 
-static int type_char_ok(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '.' || c == ':' || c == '-';
-}
-
-/* True when p[0..n) is a valid event type: 1-64 bytes of [A-Za-z0-9_.:-]. */
-static int type_ok(const char *p, size_t n)
-{
-	if (n < 1 || n > 64)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!type_char_ok((unsigned char)p[i]))
-			return 0;
-	return 1;
-}
-
 /* Checks one event type string at token t and stores it in typerefs. */
 static int add_type(struct lctx *lc, uint32_t t)
 {
@@ -1370,7 +1354,7 @@ static int add_type(struct lctx *lc, uint32_t t)
 		return -1;
 	}
 	p = tok_str(lc, t, &n);
-	if (!type_ok(p, n)) {
+	if (!cm_event_type_ok(p, n)) {
 		problem(lc,
 		        "invalid event type \"%.*s\" (expected 1 to 64 bytes of "
 		        "[A-Za-z0-9_.:-])",
@@ -3019,7 +3003,7 @@ int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *d, struct
 	if (ev->type_tok == CM_JNONE)
 		return cm_errf(err, "field 'event_type': missing");
 	p = cm_json_str(d, ev->type_tok, scratch, &n);
-	if (!p || !type_ok(p, n))
+	if (!p || !cm_event_type_ok(p, n))
 		return cm_errf(err,
 		               "field 'event_type': expected 1 to 64 bytes of [A-Za-z0-9_.:-]");
 	if (check_str(d, ev->user_tok, "user_id", 128, scratch, err) < 0)
