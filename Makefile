@@ -35,7 +35,12 @@ endif
 LIB_SRC := $(sort $(wildcard src/lib/*.c))
 LIB_OBJ := $(patsubst src/lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC))
 LIBCM := $(OBJ)/libcm.a
-CMD_SRC := $(sort $(wildcard src/cmd/*.c))
+CMD_SRC := $(sort $(wildcard src/cmd/cm-*.c))
+# The tools' side of the line (messages, shared options): tool_*.c, linked
+# into every tool but never into the library or its tests.
+TOOL_SRC := $(sort $(wildcard src/cmd/tool_*.c))
+TOOL_OBJ := $(patsubst src/cmd/%.c,$(OBJ)/cmd/%.o,$(TOOL_SRC))
+LIBTOOL := $(OBJ)/libcmtool.a
 TOOLS := $(patsubst src/cmd/%.c,$(OUTBIN)/%,$(CMD_SRC))
 SCRIPTS := $(filter-out $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC)),$(wildcard bin/cm-*))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -63,9 +68,17 @@ $(LIBCM): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(OUTBIN)/%: src/cmd/%.c $(LIBCM)
+$(OBJ)/cmd/%.o: src/cmd/%.c src/cmd/tool.h $(wildcard src/lib/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBCM) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(LIBTOOL): $(TOOL_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(OUTBIN)/%: src/cmd/%.c src/cmd/tool.h $(LIBTOOL) $(LIBCM)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBTOOL) $(LIBCM) $(LDLIBS)
 
 $(OBJ)/tests/test_%: tests/unit/test_%.c $(LIBCM)
 	@mkdir -p $(@D)
@@ -96,12 +109,14 @@ check: test
 lint:
 	@$(MAKE) --no-print-directory all unit
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib src tests/unit tests/fuzz tests/bench
-	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
+		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib -Isrc/cmd src tests/unit tests/fuzz tests/bench
+	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
 	mandoc -Tlint -Werror man/* >/dev/null
+	@if grep -nE '^[[:space:]]*! ' tests/*.bats; then \
+		echo "lint: a bare '! cmd' never fails a bats test: write 'run ! cmd'" >&2; exit 1; fi
 
 fmt:
-	clang-format -i src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
+	clang-format -i src/lib/*.[ch] src/cmd/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
 
 bench: all gen
 	@tests/bench/run.sh
@@ -117,7 +132,7 @@ install: all
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
 	$(if $(wildcard share/sql/*.sql),install -m 644 $(wildcard share/sql/*.sql) $(DESTDIR)$(DATADIR)/sql)
 
-VERSION := $(shell sed -n 's/^\#define CM_VERSION "\(.*\)"/\1/p' src/lib/cli.h)
+VERSION := $(shell sed -n 's/^\#define CM_VERSION "\(.*\)"/\1/p' src/lib/version.h)
 DEBSRC := $(OBJ)/deb/campaign-manager-$(VERSION)
 
 # A binary Debian package of the work tree, under $(OBJ)/deb (needs

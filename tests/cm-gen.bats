@@ -23,7 +23,7 @@ jqf() { jq -cs "$1" "$2"; }
 @test "events: different seeds give different data" {
 	"$GEN" events 200 --seed 1 | sed 's/"event_id":"[^"]*"//' >"$T/a"
 	"$GEN" events 200 --seed 2 | sed 's/"event_id":"[^"]*"//' >"$T/b"
-	! cmp -s "$T/a" "$T/b"
+	run ! cmp -s "$T/a" "$T/b"
 }
 
 @test "events: output is pinned (change the digest only when changing the generator on purpose)" {
@@ -268,7 +268,7 @@ print([r[0] for r in body[:2]])
 @test "csv: times are RFC 3339, some with milliseconds or a numeric offset" {
 	"$GEN" csv 2000 | mlr --icsv --onidx --ofs tab cut -f occurred_at >"$T/times"
 	[ "$(wc -l <"$T/times")" -eq 2000 ]
-	! grep -vqE '^2026-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?(Z|[+-][0-9]{2}:[0-9]{2})$' "$T/times"
+	run ! grep -vqE '^2026-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?(Z|[+-][0-9]{2}:[0-9]{2})$' "$T/times"
 	grep -qE '\+[0-9]{2}:[0-9]{2}$' "$T/times"
 	grep -qE '\.[0-9]{3}Z$' "$T/times"
 }
@@ -278,7 +278,7 @@ print([r[0] for r in body[:2]])
 	"$GEN" csv 1000 --seed 11 >"$T/b"
 	cmp "$T/a" "$T/b"
 	"$GEN" csv 1000 --seed 12 >"$T/c"
-	! cmp -s "$T/a" "$T/c"
+	run ! cmp -s "$T/a" "$T/c"
 }
 
 @test "usage errors exit 2 with a message on stderr, nothing on stdout" {

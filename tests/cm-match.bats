@@ -295,10 +295,18 @@ wait_for() {
 	[ ! -s "$T/err" ]
 }
 
-@test "a write error other than a closed pipe exits 2" {
+@test "a write error other than a closed pipe exits 5, a read error 5, a missing input 2" {
 	run bash -c "cm-match -c '$MF/campaigns.json' '$MF/events.ndjson' >/dev/full"
-	[ "$status" -eq 2 ]
+	[ "$status" -eq 5 ]
 	[[ "$output" == *"cm-match: write error: No space left on device"* ]]
+	# a directory opens but cannot be read; the other input is still matched
+	run --separate-stderr cm-match -c "$MF/campaigns.json" "$T" "$MF/events.ndjson"
+	[ "$status" -eq 5 ]
+	[[ "$stderr" == *"cm-match: $T: read error: Is a directory"* ]]
+	[ "${#lines[@]}" -eq "$(grep -c . "$MF/events.ndjson")" ]
+	run --separate-stderr cm-match -c "$MF/campaigns.json" "$T/none" "$MF/events.ndjson"
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"cm-match: $T/none: cannot open: No such file or directory"* ]]
 }
 
 @test "SIGHUP reloads the campaigns; a bad file keeps the old set" {

@@ -7,36 +7,69 @@
 
 load lib/common
 
-# tools: the src/cmd tools that have a built binary, one per line.
+# tools: the tools that have a built binary (src/cmd/cm-*.c) and the shell
+# tools in bin/, one per line.
 tools() {
 	local c t
-	for c in "$TOP"/src/cmd/*.c; do
+	for c in "$TOP"/src/cmd/cm-*.c; do
 		[ -f "$c" ] || continue
 		t=$(basename "$c" .c)
 		[ -x "$CM_BIN/$t" ] && echo "$t"
 	done
-	return 0
+	scripts
 }
 
-# paged: the built tools that have a man page (the first test reports the
-# others).
-paged() {
-	local t
-	for t in $(tools); do
-		[ -f "$TOP/man/$t.1" ] && echo "$t"
+# scripts: the shell tools of bin/ (no C source).
+scripts() {
+	local f t
+	for f in "$TOP"/bin/cm-*; do
+		t=$(basename "$f")
+		[ -x "$f" ] && [ ! -f "$TOP/src/cmd/$t.c" ] && echo "$t"
 	done
 	return 0
 }
 
-# help_opts TOOL: the long options that TOOL --help mentions, without "--".
-help_opts() {
-	"$CM_BIN/$1" --help | grep -oE -- '--[a-z][a-z0-9-]*' | sed 's/^--//' | sort -u
+# page TOOL: its man page, section 1 (a command) or 8 (a daemon).
+page() {
+	local s
+	for s in 1 8; do
+		[ -f "$TOP/man/$1.$s" ] && { echo "$TOP/man/$1.$s"; return 0; }
+	done
+	return 1
 }
 
-# table_opts TOOL: the names in the struct option table of src/cmd/TOOL.c.
+# bin TOOL: the program to run (the build's binary, or the script).
+bin() {
+	if [ -x "$CM_BIN/$1" ]; then echo "$CM_BIN/$1"; else echo "$TOP/bin/$1"; fi
+}
+
+# paged: the tools that have a man page (the first test reports the others).
+paged() {
+	local t
+	for t in $(tools); do
+		page "$t" >/dev/null && echo "$t"
+	done
+	return 0
+}
+
+# help_opts TOOL: the long options that TOOL --help lists, without "--": the
+# first long option of each line that starts (after spaces) with an option.
+help_opts() {
+	"$(bin "$1")" --help | sed -nE 's/^ +(-[A-Za-z0-9], )?--([a-z][a-z0-9-]*).*/\2/p' | sort -u
+}
+
+# table_opts TOOL: the names in the struct option table of src/cmd/TOOL.c,
+# including the shared options it lists by their CM_OPTION_* macro (whose
+# names src/cmd/tool.h defines).
 table_opts() {
-	grep -oE '\{ *"[a-z][a-z0-9-]*" *, *(no|required|optional)_argument' "$TOP/src/cmd/$1.c" |
-		sed -E 's/^\{ *"([^"]*)".*/\1/' | sort -u
+	local src=$TOP/src/cmd/$1.c m
+	{
+		grep -oE '\{ *"[a-z][a-z0-9-]*" *, *(no|required|optional)_argument' "$src" |
+			sed -E 's/^\{ *"([^"]*)".*/\1/'
+		for m in $(grep -oE '\bCM_OPTION_[A-Z_]+\b' "$src" | sort -u); do
+			sed -nE "s/^#define $m +\\{\"([a-z0-9-]+)\".*/\\1/p" "$TOP/src/cmd/tool.h"
+		done
+	} | sort -u
 }
 
 # page_text PAGE: the page rendered as plain text.
@@ -44,82 +77,106 @@ page_text() {
 	mandoc -Tascii "$1" 2>/dev/null | sed -e 's/.\x08//g'
 }
 
-# page_opts TOOL: the long options that the OPTIONS section of its page lists.
+# page_opts TOOL: the long options that the OPTIONS section of its page lists
+# as items (.It Fl \-name), the only place that documents an option.
 page_opts() {
-	sed -n '/^\.Sh OPTIONS/,/^\.Sh [^O]/p' "$TOP/man/$1.1" | grep -E '^\.It ' |
-		grep -oE 'Fl \\-[a-z][a-z0-9\\-]*' | sed -E 's/^Fl \\-//; s/\\-/-/g' | sort -u
+	sed -n '/^\.Sh OPTIONS/,/^\.Sh [^O]/p' "$(page "$1")" | grep -E '^\.It ' |
+		grep -oE 'Fl \\?-[a-z][a-z0-9\\-]*' | sed -E 's/^Fl \\?-//; s/\\-/-/g' | sort -u
 }
 
-# documented PAGE OPT...: prints each OPT that the rendered PAGE never shows as --OPT.
-documented() {
-	local page=$1 text o
+# missing_from LIST OPT...: prints each OPT not in the newline-separated LIST.
+missing_from() {
+	local list=$1 o
 	shift
-	text=$(page_text "$page")
 	for o in "$@"; do
-		grep -qE -- "--$o([^a-z0-9-]|\$)" <<<"$text" || echo "$o"
+		grep -qx -- "$o" <<<"$list" || echo "$o"
 	done
 	return 0
 }
 
-@test "some tool is built, and every built tool has a man page" {
+@test "some tool is built, and every tool has a man page" {
 	local t n=0 missing=""
 	for t in $(tools); do
 		n=$((n + 1))
-		[ -f "$TOP/man/$t.1" ] || missing="$missing $t"
+		page "$t" >/dev/null || missing="$missing $t"
 	done
-	echo "built tools: $n; without a page:$missing"
+	echo "tools: $n; without a page:$missing"
 	[ "$n" -gt 0 ]
+	[ -n "$(scripts)" ]
 	[ -z "$missing" ]
 }
 
-@test "every long option in a tool's --help is in its man page" {
+@test "every long option in a tool's --help is an item of its man page's OPTIONS" {
 	local t bad="" miss
 	for t in $(paged); do
 		run help_opts "$t"
 		[ "$status" -eq 0 ]
 		[ -n "$output" ] || bad="$bad $t:(no long options in --help)"
-		miss=$(documented "$TOP/man/$t.1" $output)
+		miss=$(missing_from "$(page_opts "$t")" $output)
 		[ -z "$miss" ] || bad="$bad $t:$(echo $miss | tr ' ' ,)"
 	done
 	echo "undocumented:$bad"
 	[ -z "$bad" ]
 }
 
-@test "every long option in a tool's option table is in its man page and its --help" {
-	local t bad="" o miss help
+@test "every long option in a tool's option table is in its man page's OPTIONS and its --help" {
+	local t bad="" miss
 	for t in $(paged); do
+		[ -f "$TOP/src/cmd/$t.c" ] || continue
 		run table_opts "$t"
 		[ -n "$output" ] || bad="$bad $t:(no option table found)"
-		miss=$(documented "$TOP/man/$t.1" $output)
+		miss=$(missing_from "$(page_opts "$t")" $output)
 		[ -z "$miss" ] || bad="$bad $t:page:$(echo $miss | tr ' ' ,)"
-		help=$(help_opts "$t")
-		for o in $output; do
-			grep -qx -- "$o" <<<"$help" || bad="$bad $t:help:$o"
-		done
+		miss=$(missing_from "$(help_opts "$t")" $output)
+		[ -z "$miss" ] || bad="$bad $t:help:$(echo $miss | tr ' ' ,)"
 	done
 	echo "missing:$bad"
 	[ -z "$bad" ]
 }
 
-@test "every option a man page lists exists in the tool's option table" {
-	local t bad="" o table
+@test "every option a man page lists exists in the tool (its option table, or a script's --help)" {
+	local t bad="" have miss
 	for t in $(paged); do
-		table=$(table_opts "$t")
+		if [ -f "$TOP/src/cmd/$t.c" ]; then have=$(table_opts "$t"); else have=$(help_opts "$t"); fi
 		run page_opts "$t"
 		[ -n "$output" ] || bad="$bad $t:(no options listed)"
-		for o in $output; do
-			grep -qx -- "$o" <<<"$table" || bad="$bad $t:$o"
+		miss=$(missing_from "$have" $output)
+		[ -z "$miss" ] || bad="$bad $t:$(echo $miss | tr ' ' ,)"
+	done
+	echo "listed but not in the tool:$bad"
+	[ -z "$bad" ]
+}
+
+@test "a shell tool accepts every option its page lists" {
+	local t o bad=""
+	for t in $(scripts); do
+		for o in $(page_opts "$t"); do
+			run "$TOP/bin/$t" "--$o"
+			[[ "$output" != *"unrecognized argument '--$o'"* ]] || bad="$bad $t:$o"
 		done
 	done
-	echo "listed but not in the source:$bad"
+	echo "refused:$bad"
 	[ -z "$bad" ]
+}
+
+@test "the option tests can fail: a page without one option item is caught" {
+	local t=cm-ingest opts
+	[ -x "$CM_BIN/$t" ]
+	# the page with the --delimiter item removed (it is still in SYNOPSIS)
+	mkdir -p "$T/man"
+	awk '/^\.It Fl \\-delimiter/ { skip = 1; next } skip && /^\.It / { skip = 0 } !skip' \
+		"$TOP/man/$t.1" >"$T/man/$t.1"
+	grep -q 'delimiter' "$T/man/$t.1"
+	opts=$(TOP=$T page_opts "$t")
+	run missing_from "$opts" $(table_opts "$t")
+	[ "$output" = "delimiter" ]
 }
 
 @test "the tool pages have the standard sections" {
 	local t s bad=""
 	for t in $(paged); do
 		for s in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT 'EXIT STATUS' EXAMPLES 'SEE ALSO'; do
-			grep -qx "\.Sh $s" "$TOP/man/$t.1" || bad="$bad $t:'$s'"
+			grep -qx "\.Sh $s" "$(page "$t")" || bad="$bad $t:'$s'"
 		done
 	done
 	echo "missing sections:$bad"
@@ -239,7 +296,7 @@ JSON
 	want=$(sed -n '1s/^campaign-manager (\([^)]*\)).*/\1/p' "$TOP/packaging/debian/changelog")
 	[ -n "$want" ]
 	for t in $(tools); do
-		got=$("$CM_BIN/$t" --version)
+		got=$("$(bin "$t")" --version)
 		echo "$t: '$got', changelog: '$want'"
 		[ "$got" = "$t $want" ]
 	done

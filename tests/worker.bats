@@ -128,7 +128,7 @@ SQL
 	kill_stage
 	wait "$pub"
 	[ -e "$T/published" ]
-	! grep -q failed "$T/chaos.log"
+	run ! grep -q failed "$T/chaos.log"
 
 	# Drain: every event stored and nothing pending, within a bound.
 	local stored pending

@@ -11,13 +11,13 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "cli.h"
+#include "tool.h"
 #include "err.h"
 #include "out.h"
 #include "pg.h"
 
 /* Exit statuses beyond CONTRACT's 0, 1 (the user exists or is unknown), 2. */
-enum { EXIT_UNREACHABLE = CM_PG_EXIT_UNREACHABLE, EXIT_DBERROR = 4 };
+enum { EXIT_UNREACHABLE = CM_EXIT_UNREACHABLE, EXIT_DBERROR = 4 };
 
 #define PASSWORD_MAX 1024
 #define USERNAME_MAX 128

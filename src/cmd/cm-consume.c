@@ -3,7 +3,7 @@
  * after a restart, claims those of dead consumers, and dead-letters entries
  * that keep coming back or are not events. */
 #include "buf.h"
-#include "cli.h"
+#include "tool.h"
 #include "err.h"
 #include "event.h"
 #include "json.h"
@@ -234,7 +234,7 @@ static int create_group(struct con *p)
  * --retry-for was given). */
 static int connect_ready(struct con *p)
 {
-	struct cm_err err = {""};
+	struct cm_err err = {"", 0};
 	int64_t start = mono_ms(), backoff = 50;
 	int rc;
 

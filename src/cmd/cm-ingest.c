@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "cli.h"
+#include "tool.h"
 #include "csvin.h"
 #include "err.h"
 #include "event.h"

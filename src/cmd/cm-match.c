@@ -12,7 +12,7 @@
 
 #include "buf.h"
 #include "campdb.h"
-#include "cli.h"
+#include "tool.h"
 #include "err.h"
 #include "json.h"
 #include "lines.h"
@@ -45,10 +45,11 @@ static const char usage_text[] =
     "SIGHUP reloads the campaigns file; a file that fails validation leaves the\n"
     "campaigns in use unchanged. Database campaigns reload by themselves when\n"
     "they change; one that does not compile is reported and skipped.\n"
-    "Exit status: 0 all events processed, 1 some lines rejected, 2 usage,\n"
-    "configuration or I/O error, 3 the database cannot be reached.\n";
+    "Exit status: 0 all events processed, 1 some lines rejected, 2 usage or\n"
+    "configuration error, 3 the database cannot be reached, 5 a read or write\n"
+    "error.\n";
 
-enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK, OPT_MAX_LINE };
+enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK };
 
 static const struct option long_options[] = {
     {"campaigns", required_argument, NULL, 'c'},
@@ -56,7 +57,7 @@ static const struct option long_options[] = {
     {"emit", required_argument, NULL, OPT_EMIT},
     {"check", no_argument, NULL, OPT_CHECK},
     {"stats", no_argument, NULL, OPT_STATS},
-    {"max-line", required_argument, NULL, OPT_MAX_LINE},
+    CM_OPTION_MAX_LINE,
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -74,7 +75,7 @@ static void on_hup(int sig)
 struct run {
 	const char *campaigns;
 	int matched_only, emit_matches, stats, check;
-	size_t max_line;
+	struct cm_common_opts opt; /* --max-line */
 	struct cm_ruleset *set;
 	struct cm_campdb *db; /* when the campaigns come from PostgreSQL */
 	struct cm_out out;
@@ -218,7 +219,7 @@ static void open_db(struct run *r)
 	r->db = cm_campdb_open(r->campaigns, report_problem, NULL, &err);
 	if (!r->db) {
 		cm_warn("campaigns: %s", err.msg);
-		exit(CM_PG_EXIT_UNREACHABLE);
+		exit(CM_EXIT_UNREACHABLE);
 	}
 	r->set = cm_campdb_current(r->db, NULL);
 }
@@ -457,8 +458,9 @@ static void process_line(struct run *r, const char *line, size_t len)
 
 /* Reads one input and processes its lines; output is flushed whenever the
  * next line is not in the reader's buffer yet, so that a slow stream
- * (cm-consume --follow) is not held back behind our buffer. Returns -1 on
- * an input error (reported). */
+ * (cm-consume --follow) is not held back behind our buffer. Returns 0, or
+ * the exit status of an input error (reported): CM_EXIT_USAGE for a file
+ * that cannot be opened, CM_EXIT_SYSTEM for a read error. */
 static int process_file(struct run *r, const char *path)
 {
 	struct cm_lines lr;
@@ -469,9 +471,9 @@ static int process_file(struct run *r, const char *path)
 	const char *last_buf = NULL, *lf = NULL;
 	int rc = 0;
 
-	if (cm_lines_open(&lr, path, r->max_line, &err) < 0) {
+	if (cm_lines_open(&lr, path, r->opt.max_line, &err) < 0) {
 		cm_warn("%s", err.msg);
-		return -1;
+		return CM_EXIT_USAGE;
 	}
 	r->file = lr.name;
 	for (;;) {
@@ -486,14 +488,14 @@ static int process_file(struct run *r, const char *path)
 			break;
 		if (st == CM_LINE_ERR) {
 			cm_warn("%s", err.msg);
-			rc = -1;
+			rc = CM_EXIT_SYSTEM;
 			break;
 		}
 		r->line = lr.lineno;
 		if (st == CM_LINE_LONG) {
 			char msg[96];
 
-			snprintf(msg, sizeof(msg), "line longer than %zu bytes", r->max_line);
+			snprintf(msg, sizeof(msg), "line longer than %zu bytes", r->opt.max_line);
 			reject(r, msg);
 		} else {
 			process_line(r, line, len);
@@ -511,6 +513,13 @@ static int process_file(struct run *r, const char *path)
 	}
 	cm_lines_release(&lr);
 	return rc;
+}
+
+/* The exit status that says more of two: a system error over a usage
+ * error over none. */
+static int worse(int a, int b)
+{
+	return a > b ? a : b;
 }
 
 /* Parses the options into r; exits on --help, --version and usage errors. */
@@ -541,20 +550,13 @@ static void parse_options(struct run *r, int argc, char **argv)
 		case OPT_STATS:
 			r->stats = 1;
 			break;
-		case OPT_MAX_LINE:
-			if (cm_parse_size(optarg, 16, (size_t)1 << 30, &r->max_line) < 0)
-				cm_usage_error(
-				    "--max-line: expected a size from 16 to 1G, not '%s'", optarg);
-			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			exit(fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_USAGE);
+			cm_print_help(usage_text);
 		case 'V':
 			cm_print_version();
-		case ':':
-			cm_usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			cm_usage_error("unknown option '%s'", argv[optind - 1]);
+			if (!cm_opts_common(&r->opt, c, optarg))
+				cm_opts_bad(c, argc, argv);
 		}
 	}
 	if (!r->campaigns)
@@ -573,7 +575,7 @@ int main(int argc, char **argv)
 
 	cm_cli_init(argv[0]);
 	memset(&r, 0, sizeof(r));
-	r.max_line = 1024 * 1024;
+	r.opt.max_line = 1024 * 1024;
 	opterr = 0;
 	parse_options(&r, argc, argv);
 	if (is_conninfo(r.campaigns)) {
@@ -611,18 +613,18 @@ int main(int argc, char **argv)
 	cm_buf_init(&r.tail, 0);
 	cm_progress_init(&r.progress);
 	if (optind >= argc) {
-		input_error |= process_file(&r, "-") < 0;
+		input_error = process_file(&r, "-");
 	} else {
 		for (int i = optind; i < argc && !r.out.closed && !r.out.error; i++)
-			input_error |= process_file(&r, argv[i]) < 0;
+			input_error = worse(input_error, process_file(&r, argv[i]));
 	}
 	cm_progress_end(&r.progress);
 	if (cm_out_release(&r.out) < 0 && r.out.error) {
 		cm_warn("write error: %s", strerror(r.out.error));
-		status = CM_EXIT_USAGE;
+		status = CM_EXIT_SYSTEM;
 	} else if (!r.out.closed) {
 		if (input_error)
-			status = CM_EXIT_USAGE;
+			status = input_error;
 		else if (r.rejected)
 			status = CM_EXIT_REJECTED;
 	}

@@ -1,7 +1,7 @@
 /* cm-publish - canonical events (NDJSON) into a Redis stream, XADD in
  * pipelined batches; retries a failed batch, and trims the stream safely. */
 #include "buf.h"
-#include "cli.h"
+#include "tool.h"
 #include "err.h"
 #include "event.h"
 #include "json.h"
@@ -268,7 +268,7 @@ static void drop_front(struct pub *p, size_t n)
  * when Redis stayed unreachable or refused an entry for good. */
 static int flush_all(struct pub *p)
 {
-	struct cm_err err = {""};
+	struct cm_err err = {"", 0};
 	int64_t deadline = -1, backoff = 50, now;
 	int rc, warned = 0;
 

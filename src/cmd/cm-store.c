@@ -27,16 +27,17 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "cli.h"
+#include "tool.h"
 #include "err.h"
 #include "event.h"
 #include "json.h"
 #include "pg.h"
 #include "redisx.h"
+#include "retry.h"
 #include "timefmt.h"
 
 /* Exit statuses beyond CONTRACT's 0, 1, 2 (documented in cm-store(1)). */
-enum { EXIT_UNREACHABLE = CM_PG_EXIT_UNREACHABLE, EXIT_REFUSED = 4 };
+enum { EXIT_UNREACHABLE = CM_EXIT_UNREACHABLE, EXIT_REFUSED = CM_EXIT_REFUSED };
 
 #define READ_CHUNK     (256 * 1024)
 #define BATCH_MAX_COPY (64u << 20) /* flush early when the staged text is this big */
@@ -124,7 +125,7 @@ struct batch {
 	struct cm_buf sids; /* the rows' stream ids, back to back */
 	struct row *rows;
 	size_t n, cap;
-	int64_t first_ms; /* when the first row was read */
+	int64_t first_ms; /* when the first row was read (cm_mono_ms) */
 };
 
 struct stats {
@@ -624,7 +625,7 @@ static int stage_line(struct store *s, const char *line, size_t len, const char 
 	r->file = file;
 	r->line = lineno;
 	if (b->n == 1)
-		b->first_ms = cm_time_now();
+		b->first_ms = cm_mono_ms();
 	s->st.events += !is_match;
 	s->st.matches += nmatch;
 	return 0;
@@ -642,17 +643,11 @@ fail:
 /* Sleeps before the next attempt with SIGTERM and SIGINT open, so that a
  * second signal ends a hopeless wait; -1 when the budget is spent or a second
  * signal came. */
-static int retry_wait(struct cm_pg_backoff *bo)
+static int retry_wait(struct cm_backoff *bo)
 {
-	sigset_t blocked;
-	int rc;
-
 	if (signals >= 2)
 		return -1;
-	pthread_sigmask(SIG_SETMASK, &open_mask, &blocked);
-	rc = cm_pg_backoff_wait(bo);
-	pthread_sigmask(SIG_SETMASK, &blocked, NULL);
-	return rc < 0 || signals >= 2 ? -1 : 0;
+	return cm_backoff_wait(bo, &open_mask) < 0 || signals >= 2 ? -1 : 0;
 }
 
 /* Prepares a new connection: the staging tables, a commit that waits for
@@ -789,7 +784,7 @@ abort:
  * when rows are there already; -1 with *fail FAIL_DATA when a row is at
  * fault, or with c->exit_code set when giving up. */
 static int store_range(struct conn *c, const struct batch *b, size_t lo, size_t hi,
-                       struct cm_pg_backoff *bo, enum fail *fail, struct cm_err *err)
+                       struct cm_backoff *bo, enum fail *fail, struct cm_err *err)
 {
 	const struct store *s = c->s;
 
@@ -844,7 +839,7 @@ static int store_range(struct conn *c, const struct batch *b, size_t lo, size_t 
 /* Finds the rows the server refuses by halving the range, so that one bad
  * value costs its own line and not the whole batch. */
 static int store_bisect(struct conn *c, struct batch *b, size_t lo, size_t hi,
-                        struct cm_pg_backoff *bo, struct cm_err *err)
+                        struct cm_backoff *bo, struct cm_err *err)
 {
 	enum fail fail;
 	size_t i, mid;
@@ -933,7 +928,7 @@ out:
 
 /* Acknowledges the batch, reconnecting for --retry-for: the rows are
  * committed, so acknowledging late (or twice) is harmless. */
-static int ack_batch(struct conn *c, const struct batch *b, struct cm_pg_backoff *bo,
+static int ack_batch(struct conn *c, const struct batch *b, struct cm_backoff *bo,
                      struct cm_err *err)
 {
 	size_t i;
@@ -1010,17 +1005,17 @@ static void batch_free(struct batch *b)
  * what was committed; -1 with c->exit_code when giving up. */
 static int store_batch(struct conn *c, struct batch *b)
 {
-	struct cm_pg_backoff bo;
+	struct cm_backoff bo;
 	struct cm_err err;
 
-	cm_pg_backoff_start(&bo, c->s->retry_ms);
+	cm_backoff_start(&bo, c->s->retry_ms);
 	if (store_bisect(c, b, 0, b->n, &bo, &err) < 0)
 		goto fail;
 	c->st.batches++;
 	if (c->staged_left > 0)
 		c->staged_left--;
 	if (c->s->ack) {
-		cm_pg_backoff_start(&bo, c->s->retry_ms);
+		cm_backoff_start(&bo, c->s->retry_ms);
 		if (ack_batch(c, b, &bo, &err) < 0)
 			goto fail;
 	}
@@ -1107,7 +1102,7 @@ static int flush_timeout(const struct store *s)
 
 	if (s->cur->n == 0)
 		return -1;
-	left = s->cur->first_ms + s->flush_ms - cm_time_now();
+	left = s->cur->first_ms + s->flush_ms - cm_mono_ms();
 	return left < 0 ? 0 : left > 3600000 ? 3600000 : (int)left;
 }
 
@@ -1305,10 +1300,10 @@ static void parse_options(struct store *s, int argc, char **argv)
 static int first_connect(struct store *s)
 {
 	struct conn *c = &s->conns[0];
-	struct cm_pg_backoff bo;
+	struct cm_backoff bo;
 	struct cm_err err;
 
-	cm_pg_backoff_start(&bo, s->retry_ms);
+	cm_backoff_start(&bo, s->retry_ms);
 	for (;;) {
 		c->pg = cm_pg_connect(s->conninfo, &err);
 		if (c->pg && pg_setup(c, &err) == 0)
@@ -1324,7 +1319,7 @@ static int first_connect(struct store *s)
 		if (bo.attempts == 0 && s->retry_ms > 0)
 			cm_warn("%s; retrying for up to %lld s", err.msg,
 			        (long long)(s->retry_ms / 1000));
-		if (signals || cm_pg_backoff_wait(&bo) < 0 || signals) {
+		if (signals || cm_backoff_wait(&bo, &open_mask) < 0 || signals) {
 			cm_warn("gave up: %s", err.msg);
 			return EXIT_UNREACHABLE;
 		}

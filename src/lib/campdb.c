@@ -6,6 +6,7 @@
 #include "err.h"
 #include "json.h"
 #include "pg.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -323,7 +324,7 @@ struct cm_campdb *cm_campdb_open(const char *conninfo, cm_rule_reportfn *report,
 {
 	struct cm_campdb *db = calloc(1, sizeof(*db));
 	struct cm_ruleset *s = NULL;
-	struct cm_pg_backoff backoff;
+	struct cm_backoff backoff;
 
 	if (!db) {
 		cm_errf(err, "out of memory");
@@ -339,7 +340,7 @@ struct cm_campdb *cm_campdb_open(const char *conninfo, cm_rule_reportfn *report,
 		goto fail;
 	}
 	/* The server may be restarting as we start: retry within the budget. */
-	cm_pg_backoff_start(&backoff, CAMPDB_OPEN_BUDGET_MS);
+	cm_backoff_start(&backoff, CAMPDB_OPEN_BUDGET_MS);
 	for (;;) {
 		db->conn = connect_listen(db, CAMPDB_OPEN_BUDGET_MS, err);
 		if (db->conn && load(db, db->conn, &s, &db->skipped, err) == 0)
@@ -347,7 +348,7 @@ struct cm_campdb *cm_campdb_open(const char *conninfo, cm_rule_reportfn *report,
 		if (db->conn)
 			PQfinish(db->conn);
 		db->conn = NULL;
-		if (cm_pg_backoff_wait(&backoff) < 0)
+		if (cm_backoff_wait(&backoff, NULL) < 0)
 			goto fail;
 	}
 	db->cur = s;

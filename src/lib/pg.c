@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "cli.h"
+#include "retry.h"
 #include "err.h"
 #include "timefmt.h"
 
@@ -107,18 +107,18 @@ PGconn *cm_pg_connect(const char *conninfo, struct cm_err *err)
 {
 	const char *kw[] = {"connect_timeout", "fallback_application_name", "dbname",
 	                    "client_encoding", NULL};
-	const char *val[] = {"10", cm_progname(), conninfo, "UTF8", NULL};
+	const char *val[] = {"10", program_invocation_short_name, conninfo, "UTF8", NULL};
 	char msg[400];
 	PGconn *c;
 
 	c = PQconnectdbParams(kw, val, 1);
 	if (!c) {
-		cm_errf(err, "cannot connect to PostgreSQL: out of memory");
+		cm_errc(err, CM_EXIT_SYSTEM, "cannot connect to PostgreSQL: out of memory");
 		return NULL;
 	}
 	if (PQstatus(c) != CONNECTION_OK) {
 		one_line(msg, sizeof(msg), PQerrorMessage(c));
-		cm_errf(err, "cannot connect to PostgreSQL%s: %s",
+		cm_errc(err, CM_EXIT_UNREACHABLE, "cannot connect to PostgreSQL%s: %s",
 		        *conninfo ? "" : " (no --db or CM_DATABASE_URL; libpq defaults)", msg);
 		PQfinish(c);
 		return NULL;
@@ -127,47 +127,20 @@ PGconn *cm_pg_connect(const char *conninfo, struct cm_err *err)
 	return c;
 }
 
-/* Starts a backoff schedule with a time budget. */
-void cm_pg_backoff_start(struct cm_pg_backoff *b, int64_t budget_ms)
-{
-	b->deadline_ms = cm_time_now() + budget_ms;
-	b->delay_ms = 50;
-	b->attempts = 0;
-}
-
-/* Sleeps the next delay (never past the deadline), so that a server that
- * comes back is found quickly and one that does not is not hammered. */
-int cm_pg_backoff_wait(struct cm_pg_backoff *b)
-{
-	int64_t now = cm_time_now(), d = b->delay_ms;
-	struct timespec ts;
-
-	if (now >= b->deadline_ms)
-		return -1;
-	if (d > b->deadline_ms - now)
-		d = b->deadline_ms - now;
-	ts.tv_sec = d / 1000;
-	ts.tv_nsec = (d % 1000) * 1000000;
-	nanosleep(&ts, NULL); /* EINTR: the caller looks at its stop flag */
-	b->delay_ms = b->delay_ms >= 500 ? 1000 : b->delay_ms * 2;
-	b->attempts++;
-	return 0;
-}
-
 /* Connects, retrying for a while, because a worker may start before its
  * database or outlive a restart of it. */
 PGconn *cm_pg_connect_retry(const char *conninfo, int64_t budget_ms,
                             const volatile sig_atomic_t *stop, struct cm_err *err)
 {
-	struct cm_pg_backoff b;
+	struct cm_backoff b;
 	PGconn *c;
 
-	cm_pg_backoff_start(&b, budget_ms);
+	cm_backoff_start(&b, budget_ms);
 	for (;;) {
 		c = cm_pg_connect(conninfo, err);
 		if (c)
 			return c;
-		if ((stop && *stop) || cm_pg_backoff_wait(&b) < 0 || (stop && *stop))
+		if ((stop && *stop) || cm_backoff_wait(&b, NULL) < 0 || (stop && *stop))
 			break;
 	}
 	cm_err_prefix(err, "gave up after %.1f s: ", (double)budget_ms / 1000);
@@ -223,8 +196,14 @@ int cm_pg_errf(struct cm_err *err, PGconn *c, const PGresult *r, const char *wha
 {
 	char msg[450];
 
+	static const int code[] = {
+	    [CM_PG_FATAL] = CM_EXIT_REFUSED,
+	    [CM_PG_RETRY] = CM_EXIT_UNREACHABLE,
+	    [CM_PG_DATA] = CM_EXIT_REJECTED,
+	};
+
 	pg_message(msg, sizeof(msg), c, r);
-	return cm_errf(err, "%s: %s", what, msg);
+	return cm_errc(err, code[cm_pg_classify(c, r)], "%s: %s", what, msg);
 }
 
 /* Runs statements whose results nobody needs (SET, BEGIN, DDL). */

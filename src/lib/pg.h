@@ -17,9 +17,6 @@
 struct cm_err;
 struct cm_buf;
 
-/* Exit status of a tool whose database stayed unreachable. */
-#define CM_PG_EXIT_UNREACHABLE 3
-
 /* The conninfo to use: opt if set, else $CM_DATABASE_URL, else "" (libpq's
  * own defaults: PGHOST, PGDATABASE, the local socket). */
 const char *cm_pg_conninfo(const char *opt);
@@ -30,17 +27,6 @@ int cm_pg_conninfo_check(const char *conninfo, struct cm_err *err);
  * encoding UTF8, application name the tool's); NULL with err on failure. */
 PGconn *cm_pg_connect(const char *conninfo, struct cm_err *err);
 
-/* Exponential backoff between attempts: 50 ms doubling up to 1 s, within a
- * time budget counted from _start. */
-struct cm_pg_backoff {
-	int64_t deadline_ms;
-	int64_t delay_ms;
-	unsigned attempts;
-};
-void cm_pg_backoff_start(struct cm_pg_backoff *b, int64_t budget_ms);
-/* Sleeps before the next attempt (a signal cuts the sleep short); -1 without
- * sleeping once the budget is spent. */
-int cm_pg_backoff_wait(struct cm_pg_backoff *b);
 /* Connects, retrying with backoff for budget_ms; gives up early when *stop
  * becomes non-zero (stop may be NULL). */
 PGconn *cm_pg_connect_retry(const char *conninfo, int64_t budget_ms,

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "version.h"
 
 #define OUT_CAP   (1u << 20)
 #define MAX_N     1000000000000LL

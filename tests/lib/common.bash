@@ -1,5 +1,6 @@
 # Shared setup for the tool tests: the tools under test come from $CM_BIN
 # (the plain or the sanitizer build), fixtures from tests/fixtures.
+bats_require_minimum_version 1.5.0
 TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 CM_BIN=${CM_BIN:-$TOP/bin}
 PATH=$CM_BIN:$TOP/bin:$PATH

@@ -1,5 +1,5 @@
 /* Tests for pg.c: the parts that need no server (COPY escaping, error
- * positions, conninfo handling, backoff, finding and ordering migrations). */
+ * positions, conninfo handling, finding and ordering migrations). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,22 +90,6 @@ static void test_unreachable(void **state)
 	assert_int_equal(cm_pg_classify(NULL, NULL), CM_PG_RETRY);
 }
 
-static void test_backoff(void **state)
-{
-	struct cm_pg_backoff b;
-	int64_t t0 = cm_time_now();
-
-	cm_pg_backoff_start(&b, 0);
-	assert_int_equal(cm_pg_backoff_wait(&b), -1);
-	cm_pg_backoff_start(&b, 160);
-	assert_int_equal(cm_pg_backoff_wait(&b), 0); /* 50 ms */
-	assert_int_equal(cm_pg_backoff_wait(&b), 0); /* 100 ms */
-	assert_int_equal(cm_pg_backoff_wait(&b), 0); /* the 10 ms left */
-	assert_int_equal(cm_pg_backoff_wait(&b), -1);
-	assert_int_equal(b.attempts, 3);
-	assert_true(cm_time_now() - t0 >= 160);
-}
-
 /* writef DIR NAME TEXT: writes a file for the migration tests. */
 static void writef(const char *dir, const char *name, const char *text)
 {
@@ -185,10 +169,9 @@ static void test_sql_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_copy_escape), cmocka_unit_test(test_pos_line),
-	    cmocka_unit_test(test_conninfo),    cmocka_unit_test(test_unreachable),
-	    cmocka_unit_test(test_backoff),     cmocka_unit_test(test_migrations_load),
-	    cmocka_unit_test(test_sql_dir),
+	    cmocka_unit_test(test_copy_escape),     cmocka_unit_test(test_pos_line),
+	    cmocka_unit_test(test_conninfo),        cmocka_unit_test(test_unreachable),
+	    cmocka_unit_test(test_migrations_load), cmocka_unit_test(test_sql_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

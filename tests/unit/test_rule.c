@@ -769,7 +769,7 @@ static void test_jq(void **state)
 
 static void test_validate_one(void **state)
 {
-	struct cm_err err = {""};
+	struct cm_err err = {"", 0};
 	static const char good[] =
 	    "{\"name\":\"n\",\"status\":\"active\",\"rule\":{\"where\":{\"field\":\"a\","
 	    "\"op\":\"eq\",\"value\":1},\"jq\":\".a\"}}";

@@ -1,17 +1,15 @@
-/* cli.c - what every tool shares: name, messages, version, option numbers,
- * progress on a terminal. */
-#include "cli.h"
+/* tool_msgs.c - the tools' messages: name, warnings, usage errors, --help,
+ * --version and progress on a terminal. */
+#include "tool.h"
 
-#include "timefmt.h"
-
-#include <ctype.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "timefmt.h"
 
 static const char *progname = "cm";
 
@@ -24,11 +22,13 @@ void cm_cli_init(const char *name)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* The name messages start with. */
 const char *cm_progname(void)
 {
 	return progname;
 }
 
+/* Formats the whole line first, so that it goes out in one write. */
 void cm_warn(const char *fmt, ...)
 {
 	char msg[2048];
@@ -37,10 +37,10 @@ void cm_warn(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* One write per message so that lines from parallel tools do not mix. */
 	fprintf(stderr, "%s: %s\n", progname, msg);
 }
 
+/* Says what is wrong and where to look, then exits 2. */
 void cm_usage_error(const char *fmt, ...)
 {
 	char msg[2048];
@@ -53,66 +53,21 @@ void cm_usage_error(const char *fmt, ...)
 	exit(CM_EXIT_USAGE);
 }
 
+/* --version: a failed write to stdout is an output error of the system. */
 void cm_print_version(void)
 {
 	printf("%s %s\n", progname, CM_VERSION);
-	exit(fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_USAGE);
+	exit(fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_SYSTEM);
 }
 
-int cm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+/* --help, with the same care for the write. */
+void cm_print_help(const char *text)
 {
-	char *end;
-	long long v;
-
-	if (!s || !*s || isspace((unsigned char)*s))
-		return -1;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
+	fputs(text, stdout);
+	exit(fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_SYSTEM);
 }
 
-int cm_parse_size(const char *s, size_t min, size_t max, size_t *out)
-{
-	char *end;
-	unsigned long long v, mul = 1;
-
-	if (!s || !*s || !isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		mul = 1024ULL;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		mul = 1024ULL * 1024;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mul = 1024ULL * 1024 * 1024;
-		end++;
-		break;
-	}
-	if ((*end == 'B' || *end == 'b') && mul > 1)
-		end++;
-	if (*end || v > (unsigned long long)SIZE_MAX / mul)
-		return -1;
-	v *= mul;
-	if (v < min || v > max)
-		return -1;
-	*out = (size_t)v;
-	return 0;
-}
-
+/* Progress only makes sense for a person watching a terminal. */
 void cm_progress_init(struct cm_progress *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -138,6 +93,7 @@ void cm_progress_tick(struct cm_progress *p, size_t bytes)
 	        secs > 0 ? (double)p->bytes / 1e6 / secs : 0.0);
 }
 
+/* Clears the progress line, if one was printed. */
 void cm_progress_end(struct cm_progress *p)
 {
 	if (p->on && p->last_ms != p->start_ms)

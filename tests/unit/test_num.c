@@ -1,11 +1,11 @@
-/* Tests for cli.c: checked option numbers. */
+/* Tests for num.c: checked option numbers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "cli.h"
+#include "num.h"
 
 static void test_i64(void **state)
 {

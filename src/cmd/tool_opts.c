@@ -1,0 +1,100 @@
+/* tool_opts.c - the options several tools share, parsed and range-checked in
+ * one place, so that every tool words a bad value, an unknown option and a
+ * missing value the same way. */
+#include "tool.h"
+
+#include <string.h>
+
+#include "pg.h"
+#include "redisx.h"
+
+/* Takes one of the shared options, or says it is the tool's own. */
+int cm_opts_common(struct cm_common_opts *o, int c, const char *arg)
+{
+	int64_t v;
+
+	switch (c) {
+	case CM_OPT_REDIS:
+		if (!*arg)
+			cm_usage_error("--redis: expected a URL, not an empty string");
+		o->redis = arg;
+		return 1;
+	case CM_OPT_DB:
+		o->db = arg;
+		return 1;
+	case CM_OPT_STREAM:
+		if (!*arg)
+			cm_usage_error("--stream: expected a stream key, not an empty string");
+		o->stream = arg;
+		return 1;
+	case CM_OPT_GROUP:
+		if (!*arg)
+			cm_usage_error("--group: expected a group name, not an empty string");
+		o->group = arg;
+		return 1;
+	case CM_OPT_RETRY_FOR:
+		if (cm_parse_i64(arg, 0, CM_RETRY_FOR_MAX, &v) < 0)
+			cm_usage_error("--retry-for: expected seconds from 0 to %lld, not '%s'",
+			               CM_RETRY_FOR_MAX, arg);
+		o->retry_ms = v * 1000;
+		return 1;
+	case CM_OPT_MAX_LINE:
+		if (cm_parse_size(arg, CM_MAX_LINE_MIN, CM_MAX_LINE_MAX, &o->max_line) < 0)
+			cm_usage_error("--max-line: expected a size from %zu to 1G, not '%s'",
+			               CM_MAX_LINE_MIN, arg);
+		return 1;
+	}
+	return 0;
+}
+
+/* The option getopt_long stopped at: its own text when it was a long option
+ * or a cluster, else the short option letter. */
+static const char *bad_name(int argc, char **argv, char *b, size_t bn)
+{
+	int i = optind - 1;
+
+	if (i >= 1 && i < argc && argv[i][0] == '-' && argv[i][1] == '-')
+		return argv[i];
+	if (optopt > 0 && optopt < 0x100) {
+		b[0] = '-';
+		b[1] = (char)optopt;
+		b[2] = 0;
+		return b;
+	}
+	return i >= 1 && i < argc ? argv[i] : "?";
+}
+
+/* One wording for the two ways getopt_long refuses an argument. */
+void cm_opts_bad(int c, int argc, char **argv)
+{
+	char b[4];
+	const char *name = bad_name(argc, argv, b, sizeof(b));
+	size_t n = strcspn(name, "=");
+
+	if (c == ':')
+		cm_usage_error("option '%.*s' needs a value", (int)n, name);
+	cm_usage_error("unknown option '%.*s'", (int)n, name);
+}
+
+/* Resolves and checks the Redis URL once, before any connection. */
+const char *cm_opts_redis(const struct cm_common_opts *o)
+{
+	struct cm_redis_url u;
+	struct cm_err err;
+	const char *url = cm_redis_url(o->redis);
+
+	if (cm_redis_url_parse(url, &u, &err) < 0)
+		cm_usage_error("--redis: %s", err.msg);
+	return url;
+}
+
+/* Resolves and checks the conninfo once, before any connection. */
+const char *cm_opts_db(const struct cm_common_opts *o)
+{
+	struct cm_err err;
+	const char *db = cm_pg_conninfo(o->db);
+
+	if (cm_pg_conninfo_check(db, &err) < 0)
+		cm_usage_error("--db: %s", err.msg);
+	return db;
+}
