@@ -1,0 +1,976 @@
+/* rule_compile.c - freezing a loaded set into the matcher: jq compiled,
+ * each active campaign's key chosen and the rest of its where compiled to
+ * instructions, string constants numbered per path, then the type buckets
+ * with their key tables and candidate lists (see rule_int.h). */
+#include "rule_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "jqx.h"
+
+/* ---- jq and keys ---- */
+
+/* Remembers jq's message for a slot that does not compile. */
+static void on_bad_slot(void *ctx, uint32_t slot, const char *msg)
+{
+	struct cm_ruleset *s = ctx;
+
+	if (slot < s->nslotbad && !s->slotbad[slot])
+		s->slotbad[slot] = strdup(msg);
+	if (slot < s->nslotbad && !s->slotbad[slot])
+		s->slotbad[slot] = strdup("");
+}
+
+/* Compiles jq, keeping each failing slot's message for report_jq. */
+int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err)
+{
+	uint32_t nslots = cm_jqx_count(s->jqx);
+
+	s->slotbad = calloc(nslots ? nslots : 1, sizeof(*s->slotbad));
+	if (!s->slotbad)
+		return cm_errf(err, "out of memory");
+	s->nslotbad = nslots;
+	return cm_jqx_compile(s->jqx, on_bad_slot, s, err) < 0 ? -1 : 0;
+}
+
+/* Reports, for every campaign, a jq expression that did not compile. */
+static int report_jq(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
+{
+	struct lctx lc;
+
+	rule_lctx_init(&lc, s, report, ctx, NULL);
+	for (uint32_t i = 0; i < s->ncamp; i++) {
+		struct camp *c = &s->camps[i];
+
+		if (c->jq < 0 || !s->slotbad[c->jq])
+			continue;
+		lc.source = c->src == NONE ? NULL : s->sources[c->src];
+		lc.line = c->line;
+		lc.pos = c->pos;
+		lc.id = c->id;
+		rule_path_pop(&lc, 0);
+		cm_buf_adds(&lc.path, "rule.jq");
+		rule_problem(&lc, "does not compile: %s", s->slotbad[c->jq]);
+		c->bad = 1;
+	}
+	return rule_lctx_release(&lc);
+}
+
+/* Can leaf n serve as a campaign's key, and how good is it (lower is
+ * better)? Returns 0 when it cannot. */
+static unsigned key_score(const struct cm_ruleset *s, const struct node *n)
+{
+	if (n->kind != K_LEAF)
+		return 0;
+	switch (n->op) {
+	case OP_EQ: {
+		int cls = s->vals[n->a].cls;
+
+		return cls == C_NUM || cls == C_STR || cls == C_BOOL ? 2 : 0;
+	}
+	case OP_IN: {
+		const struct inset *set = &s->sets[n->a];
+
+		if (set->ncplx)
+			return 0;
+		return set->total == 0 ? 1 : 3 + (set->total > 50 ? 50 : set->total);
+	}
+	case OP_STARTS_WITH:
+		return s->vals[n->a].len > 0 ? 60 : 0;
+	case OP_LT:
+	case OP_LTE:
+	case OP_GT:
+	case OP_GTE:
+		return s->vals[n->a].cls == C_NUM ? 100 : 0;
+	default:
+		return 0;
+	}
+}
+
+/* Picks the key of an active campaign and builds what remains of its where
+ * once the key holds. */
+static int choose_key(struct cm_ruleset *s, struct act *a, uint32_t where)
+{
+	const struct node *root;
+	unsigned best = 0;
+	uint32_t bestk = NONE;
+
+	a->key = NONE;
+	a->multi = 0;
+	a->resid = where;
+	if (where == NONE)
+		return 0;
+	root = &s->nodes[where];
+	if (root->kind == K_LEAF) {
+		if (key_score(s, root)) {
+			a->key = where;
+			a->resid = NONE;
+		}
+		return 0;
+	}
+	if (root->kind == K_ANY) {
+		/* An any of key leaves holds exactly when one of its keys does:
+		 * list the campaign under each, with nothing left to test. */
+		for (uint32_t i = 0; i < root->n; i++)
+			if (!key_score(s, &s->nodes[s->kids[root->a + i]]))
+				return 0;
+		if (root->n == 0)
+			return 0;
+		a->key = where;
+		a->multi = 1;
+		a->resid = NONE;
+		return 0;
+	}
+	if (root->kind != K_ALL)
+		return 0;
+	for (uint32_t i = 0; i < root->n; i++) {
+		unsigned sc = key_score(s, &s->nodes[s->kids[root->a + i]]);
+
+		if (sc && (!best || sc < best)) {
+			best = sc;
+			bestk = i;
+		}
+	}
+	if (bestk == NONE)
+		return 0;
+	a->key = s->kids[root->a + bestk];
+	if (root->n == 1) {
+		a->resid = NONE;
+		return 0;
+	}
+	{
+		struct node nd = *root;
+		uint32_t first = s->nkid;
+
+		for (uint32_t i = 0; i < root->n; i++) {
+			if (i == bestk)
+				continue;
+			if (PUSH(s->kids, s->nkid, s->kidcap, s->kids[s->nodes[where].a + i]) < 0)
+				return -1;
+		}
+		nd.a = first;
+		nd.n = s->nodes[where].n - 1;
+		if (PUSH(s->nodes, s->nnode, s->nodecap, nd) < 0)
+			return -1;
+		a->resid = s->nnode - 1;
+	}
+	return 0;
+}
+
+/* Orders active campaigns by id, which is the order of results. */
+static int act_cmp(const void *a, const void *b)
+{
+	const struct act *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* ---- string ids ---- */
+
+/* Gives the string at pool offset off an id on path (once). */
+static int sid_add(struct cm_ruleset *s, uint32_t path, uint32_t off, uint32_t len)
+{
+	const char *p = pool_at(s, off);
+	uint64_t h = hash_bytes(p, len, (uint64_t)path * 0x9E3779B97F4A7C15ULL + 3);
+	uint32_t i;
+
+	if ((s->nsid + 1) * 2 > s->sidcap) {
+		uint32_t cap = s->sidcap ? s->sidcap * 2 : 256;
+		struct sent *t = calloc(cap, sizeof(*t));
+
+		if (!t)
+			return -1;
+		for (uint32_t k = 0; k < s->sidcap; k++) {
+			if (!s->sids[k].sid)
+				continue;
+			for (i = (uint32_t)s->sids[k].h & (cap - 1); t[i].sid;
+			     i = (i + 1) & (cap - 1))
+				;
+			t[i] = s->sids[k];
+		}
+		free(s->sids);
+		s->sids = t;
+		s->sidcap = cap;
+	}
+	for (i = (uint32_t)h & (s->sidcap - 1); s->sids[i].sid; i = (i + 1) & (s->sidcap - 1)) {
+		const struct sent *e = &s->sids[i];
+
+		if (e->h == h && e->path == path && e->len == len &&
+		    memcmp(pool_at(s, e->off), p, len) == 0)
+			return 0;
+	}
+	s->sids[i].h = h;
+	s->sids[i].path = path;
+	s->sids[i].off = off;
+	s->sids[i].len = len;
+	s->sids[i].sid = ++s->pathsids[path];
+	s->nsid++;
+	return 0;
+}
+
+/* Gives ids to the string constants of eq, ne, in and not_in leaves, per
+ * path, in the order they first appear. */
+static int assign_sids(struct cm_ruleset *s)
+{
+	s->pathsids = calloc(s->npath ? s->npath : 1, sizeof(*s->pathsids));
+	if (!s->pathsids)
+		return -1;
+	for (uint32_t i = 0; i < s->nnode; i++) {
+		const struct node *n = &s->nodes[i];
+
+		if (n->kind != K_LEAF)
+			continue;
+		if ((n->op == OP_EQ || n->op == OP_NE) && s->vals[n->a].cls == C_STR) {
+			if (sid_add(s, n->path, s->vals[n->a].off, s->vals[n->a].len) < 0)
+				return -1;
+		} else if (n->op == OP_IN || n->op == OP_NOT_IN) {
+			const struct inset *set = &s->sets[n->a];
+
+			for (uint32_t k = 0; k < set->nstr; k++)
+				if (sid_add(s, n->path, s->setstrs[set->strs + k].off,
+				            s->setstrs[set->strs + k].len) < 0)
+					return -1;
+		}
+	}
+	return 0;
+}
+
+/* Orders starts_with leaves by path, then by node (arg: the nodes). */
+static int leaf_path_cmp(const void *a, const void *b, void *arg)
+{
+	const struct node *nodes = arg;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	if (nodes[x].path != nodes[y].path)
+		return nodes[x].path < nodes[y].path ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* Numbers the distinct starts_with prefixes of each path (up to 64), so
+ * that an event tests each prefix of a path once and each condition is a
+ * bit test. */
+static int assign_prefixes(struct cm_ruleset *s)
+{
+	uint32_t *leaves = NULL, nl = 0, cap = 0;
+	int rc = -1;
+
+	s->pathpfx = calloc(s->npath ? s->npath : 1, sizeof(*s->pathpfx));
+	s->pathnpfx = calloc(s->npath ? s->npath : 1, sizeof(*s->pathnpfx));
+	if (!s->pathpfx || !s->pathnpfx)
+		goto out;
+	for (uint32_t i = 0; i < s->nnode; i++)
+		if (s->nodes[i].kind == K_LEAF && s->nodes[i].op == OP_STARTS_WITH &&
+		    PUSH(leaves, nl, cap, i) < 0)
+			goto out;
+	if (nl > 1)
+		qsort_r(leaves, nl, sizeof(*leaves), leaf_path_cmp, s->nodes);
+	for (uint32_t i = 0; i < nl;) {
+		uint32_t path = s->nodes[leaves[i]].path, first = s->npfx;
+
+		for (; i < nl && s->nodes[leaves[i]].path == path; i++) {
+			const struct rval *v = &s->vals[s->nodes[leaves[i]].a];
+			uint32_t k;
+
+			for (k = first; k < s->npfx; k++)
+				if (s->pfx[k].len == v->len &&
+				    memcmp(pool_at(s, s->pfx[k].off), pool_at(s, v->off), v->len) ==
+				        0)
+					break;
+			if (k < s->npfx || s->npfx - first >= 64)
+				continue;
+			if (rule_grow_array((void **)&s->pfx, &s->pfxcap, s->npfx + 1,
+			                    sizeof(*s->pfx)) < 0)
+				goto out;
+			s->pfx[s->npfx].off = v->off;
+			s->pfx[s->npfx].len = v->len;
+			s->npfx++;
+		}
+		s->pathpfx[path] = first;
+		s->pathnpfx[path] = (uint8_t)(s->npfx - first);
+	}
+	rc = 0;
+out:
+	free(leaves);
+	return rc;
+}
+
+/* The number of a prefix on its path, or -1. */
+static int prefix_bit(const struct cm_ruleset *s, uint32_t path, const struct rval *v)
+{
+	for (uint32_t k = 0; k < s->pathnpfx[path]; k++) {
+		const struct sref *r = &s->pfx[s->pathpfx[path] + k];
+
+		if (r->len == v->len && memcmp(pool_at(s, r->off), pool_at(s, v->off), v->len) == 0)
+			return (int)k;
+	}
+	return -1;
+}
+
+/* ---- programs ---- */
+
+/* The mask of string ids of an in-set that holds only strings, all with
+ * ids below 64; returns -1 when the set does not fit a mask. */
+static int set_mask(const struct cm_ruleset *s, uint32_t path, const struct inset *set,
+                    uint64_t *mask)
+{
+	*mask = 0;
+	if (set->total == 0 || set->nstr != set->total)
+		return -1;
+	for (uint32_t k = 0; k < set->nstr; k++) {
+		const struct sref *r = &s->setstrs[set->strs + k];
+		uint32_t id = sid_find(s, path, pool_at(s, r->off), r->len);
+
+		if (id == 0 || id >= 64)
+			return -1;
+		*mask |= (uint64_t)1 << id;
+	}
+	return 0;
+}
+
+/* Appends the instructions of node ni to pins; returns the subtree size,
+ * or 0 when memory is out. */
+static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
+{
+	const struct node *n = &s->nodes[ni];
+	struct ins in;
+	uint32_t at = s->npins, size = 1;
+
+	memset(&in, 0, sizeof(in));
+	in.path = n->path;
+	in.op = I_NODE;
+	in.v.u[0] = ni;
+	switch (n->kind) {
+	case K_ALL:
+	case K_ANY:
+		in.op = n->kind == K_ALL ? I_ALL : I_ANY;
+		in.v.u[0] = n->n;
+		in.path = NONE;
+		break;
+	case K_NOT:
+		in.op = I_NOT;
+		in.path = NONE;
+		break;
+	default:
+		switch (n->op) {
+		case OP_EXISTS:
+			in.op = I_EXISTS;
+			break;
+		case OP_NOT_EXISTS:
+			in.op = I_NEXISTS;
+			break;
+		case OP_EQ:
+		case OP_NE:
+		case OP_LT:
+		case OP_LTE:
+		case OP_GT:
+		case OP_GTE: {
+			const struct rval *c = &s->vals[n->a];
+
+			if (c->cls == C_NUM) {
+				static const uint8_t nops[] = {I_NEQ, I_NNE, I_NLT,
+				                               I_NLE, I_NGT, I_NGE};
+
+				in.op = nops[n->op - OP_EQ];
+				in.v.num = c->num;
+			} else if (c->cls == C_STR && (n->op == OP_EQ || n->op == OP_NE)) {
+				in.op = n->op == OP_EQ ? I_SEQ : I_SNE;
+				in.v.u[0] = sid_find(s, n->path, pool_at(s, c->off), c->len);
+			}
+			break;
+		}
+		case OP_IN:
+		case OP_NOT_IN: {
+			uint64_t mask;
+
+			if (set_mask(s, n->path, &s->sets[n->a], &mask) == 0) {
+				in.op = n->op == OP_IN ? I_SIN : I_SNOTIN;
+				in.v.mask = mask;
+			}
+			break;
+		}
+		case OP_STARTS_WITH: {
+			const struct rval *c = &s->vals[n->a];
+			int bit = prefix_bit(s, n->path, c);
+
+			if (bit >= 0) {
+				in.op = I_PFX;
+				in.v.u[0] = (uint32_t)bit;
+			} else if (c->len <= 8) {
+				in.op = I_PREFIX;
+				in.aux = (uint8_t)c->len;
+				memcpy(in.v.b, pool_at(s, c->off), c->len);
+			}
+			break;
+		}
+		default:
+			break;
+		}
+		break;
+	}
+	if (PUSH(s->pins, s->npins, s->pinscap, in) < 0)
+		return 0;
+	if (n->kind == K_ALL || n->kind == K_ANY) {
+		for (uint32_t i = 0; i < n->n; i++) {
+			uint32_t k = emit_ins(s, s->kids[s->nodes[ni].a + i]);
+
+			if (!k)
+				return 0;
+			size += k;
+		}
+	} else if (n->kind == K_NOT) {
+		uint32_t k = emit_ins(s, s->nodes[ni].a);
+
+		if (!k)
+			return 0;
+		size += k;
+	}
+	/* A subtree too big for the size field is evaluated from the tree. */
+	if (size > UINT16_MAX) {
+		s->npins = at + 1;
+		s->pins[at].op = I_NODE;
+		s->pins[at].path = NONE;
+		s->pins[at].v.u[0] = ni;
+		size = 1;
+	}
+	s->pins[at].size = (uint16_t)size;
+	return size;
+}
+
+/* Appends the candidate block of campaign rank to code; t and strict are
+ * for range lists. */
+static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, double t, uint32_t flags)
+{
+	const struct act *a = &s->act[rank];
+	size_t words;
+	struct cblk h;
+	char *p;
+
+	memset(&h, 0, sizeof(h));
+	h.local = local;
+	h.jq = (int32_t)a->jq;
+	h.nins = (uint16_t)a->nprog;
+	h.flags = (uint16_t)(flags | (a->multi ? B_MULTI : 0));
+	if (a->start != INT64_MIN || a->end != INT64_MAX)
+		h.flags |= B_WINDOW;
+	words = (sizeof(h) + (h.flags & B_RANGE ? 8 : 0) + (h.flags & B_WINDOW ? 16 : 0) +
+	         a->nprog * sizeof(struct ins)) /
+	        8;
+	h.words = (uint32_t)words;
+	if (a->nprog > UINT16_MAX || s->ncode + words >= UINT32_MAX / 2 ||
+	    rule_grow_array((void **)&s->code, &s->codecap, s->ncode + (uint32_t)words,
+	                    sizeof(*s->code)) < 0)
+		return -1;
+	p = (char *)(s->code + s->ncode);
+	memcpy(p, &h, sizeof(h));
+	p += sizeof(h);
+	if (h.flags & B_RANGE) {
+		memcpy(p, &t, 8);
+		p += 8;
+	}
+	if (h.flags & B_WINDOW) {
+		memcpy(p, &a->start, 8);
+		memcpy(p + 8, &a->end, 8);
+		p += 16;
+	}
+	if (a->nprog)
+		memcpy(p, s->pins + a->prog, a->nprog * sizeof(struct ins));
+	s->ncode += (uint32_t)words;
+	return 0;
+}
+
+/* ---- indexes ---- */
+
+/* A key tuple gathered while building the key table. */
+struct ktmp {
+	uint32_t probe;
+	uint32_t cls;
+	double num;
+	uint32_t off, len;
+	uint32_t rank;
+	uint32_t local;
+};
+
+/* Orders key tuples by probe, class, value, rank (arg: the set). */
+static int ktmp_cmp(const void *a, const void *b, void *arg)
+{
+	const struct ktmp *x = a, *y = b;
+	const struct cm_ruleset *s = arg;
+	int c;
+
+	if (x->probe != y->probe)
+		return x->probe < y->probe ? -1 : 1;
+	if (x->cls != y->cls)
+		return x->cls < y->cls ? -1 : 1;
+	if (x->cls == C_STR) {
+		c = bytes_cmp(pool_at(s, x->off), x->len, pool_at(s, y->off), y->len);
+		if (c)
+			return c;
+	} else if (x->num != y->num) {
+		return x->num < y->num ? -1 : 1;
+	}
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+/* A range tuple: a threshold campaign under a probe. */
+struct rtmp {
+	uint32_t probe;
+	uint32_t rank;
+	uint32_t local;
+	double t;
+	int strict;
+	int desc;
+};
+
+/* Orders range tuples by probe, then threshold (descending for upper
+ * bounds), then rank. */
+static int rtmp_cmp(const void *a, const void *b)
+{
+	const struct rtmp *x = a, *y = b;
+
+	if (x->probe != y->probe)
+		return x->probe < y->probe ? -1 : 1;
+	if (x->t != y->t)
+		return (x->t < y->t) != x->desc ? -1 : 1;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+/* Finds (or creates) the probe of bucket b for a key leaf. */
+static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct node *k)
+{
+	struct probe p;
+
+	memset(&p, 0, sizeof(p));
+	p.path = k->path;
+	switch (k->op) {
+	case OP_EQ:
+	case OP_IN:
+		p.kind = P_EQ;
+		break;
+	case OP_STARTS_WITH:
+		p.kind = P_PREFIX;
+		p.plen = s->vals[k->a].len;
+		break;
+	case OP_GT:
+	case OP_GTE:
+		p.kind = P_LOWER;
+		break;
+	default:
+		p.kind = P_UPPER;
+		break;
+	}
+	for (uint32_t i = b->probes; i < b->probes + b->nprobes; i++)
+		if (s->probes[i].kind == p.kind && s->probes[i].path == p.path &&
+		    s->probes[i].plen == p.plen)
+			return i;
+	if (PUSH(s->probes, s->nprobe, s->probecap, p) < 0)
+		return NONE;
+	b->nprobes++;
+	return s->nprobe - 1;
+}
+
+/* True when two sorted key tuples name the same key. */
+static int same_key(const struct cm_ruleset *s, const struct ktmp *x, const struct ktmp *y)
+{
+	if (x->probe != y->probe || x->cls != y->cls)
+		return 0;
+	if (x->cls == C_STR)
+		return x->len == y->len &&
+		       memcmp(pool_at(s, x->off), pool_at(s, y->off), x->len) == 0;
+	return x->num == y->num;
+}
+
+/* Builds the key table and the keyed candidate lists from the tuples. */
+static int build_keys(struct cm_ruleset *s, struct ktmp *kt, uint32_t nk)
+{
+	uint32_t groups = 0, cap = 16;
+
+	if (nk > 1)
+		qsort_r(kt, nk, sizeof(*kt), ktmp_cmp, s);
+	for (uint32_t i = 0; i < nk; i++)
+		if (i == 0 || !same_key(s, &kt[i], &kt[i - 1]))
+			groups++;
+	while (cap < groups * 2)
+		cap *= 2;
+	s->keys = calloc(cap, sizeof(*s->keys));
+	if (!s->keys)
+		return -1;
+	s->keycap = cap;
+	for (uint32_t i = 0; i < nk;) {
+		uint32_t j = i + 1, h;
+		struct kent e;
+
+		while (j < nk && same_key(s, &kt[i], &kt[j]))
+			j++;
+		memset(&e, 0, sizeof(e));
+		e.probe = kt[i].probe;
+		e.cls = kt[i].cls;
+		e.num = kt[i].num;
+		e.off = kt[i].off;
+		e.len = kt[i].len;
+		e.h = key_hash(e.probe, e.cls, e.num, pool_at(s, e.off), e.len);
+		e.begin = s->ncode;
+		for (uint32_t k = i; k < j; k++) {
+			if (k > i && kt[k].rank == kt[k - 1].rank)
+				continue;
+			if (emit_block(s, kt[k].rank, kt[k].local, 0, 0) < 0)
+				return -1;
+		}
+		e.end = s->ncode;
+		if (e.cls == C_SID) {
+			/* String keys are found by id, without hashing. */
+			uint32_t at = s->probes[e.probe].sidbase + (uint32_t)e.num;
+
+			s->sidlists[2 * at] = e.begin;
+			s->sidlists[2 * at + 1] = e.end;
+			i = j;
+			continue;
+		}
+		for (h = (uint32_t)e.h & (cap - 1); s->keys[h].end; h = (h + 1) & (cap - 1))
+			;
+		s->keys[h] = e;
+		i = j;
+	}
+	return 0;
+}
+
+/* Builds the range candidate lists from the tuples. */
+static int build_ranges(struct cm_ruleset *s, struct rtmp *rt, uint32_t nr)
+{
+	if (nr > 1)
+		qsort(rt, nr, sizeof(*rt), rtmp_cmp);
+	for (uint32_t i = 0; i < nr;) {
+		struct probe *p = &s->probes[rt[i].probe];
+		uint32_t j = i;
+
+		p->begin = s->ncode;
+		for (; j < nr && rt[j].probe == rt[i].probe; j++)
+			if (emit_block(s, rt[j].rank, rt[j].local, rt[j].t,
+			               B_RANGE | (rt[j].strict ? B_STRICT : 0)) < 0)
+				return -1;
+		p->end = s->ncode;
+		i = j;
+	}
+	return 0;
+}
+
+/* Adds the key tuples of campaign rank (key leaf k) under probe p. */
+static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct node *k, uint32_t rank,
+                       uint32_t local, struct ktmp **kt, uint32_t *nk, uint32_t *kcap)
+{
+	struct ktmp t;
+
+	memset(&t, 0, sizeof(t));
+	t.probe = p;
+	t.rank = rank;
+	t.local = local;
+	if (k->op == OP_EQ || k->op == OP_STARTS_WITH) {
+		const struct rval *v = &s->vals[k->a];
+
+		t.cls = v->cls;
+		t.num = v->cls == C_BOOL ? v->b : v->num;
+		t.off = v->off;
+		t.len = v->len;
+		if (k->op == OP_EQ && v->cls == C_STR) {
+			/* Strings of eq keys are looked up by their id. */
+			t.cls = C_SID;
+			t.num = sid_find(s, k->path, pool_at(s, v->off), v->len);
+			t.off = t.len = 0;
+		}
+		return PUSH(*kt, *nk, *kcap, t);
+	}
+	{
+		const struct inset *set = &s->sets[k->a];
+
+		t.cls = C_NUM;
+		for (uint32_t i = 0; i < set->nnum; i++) {
+			t.num = s->setnums[set->nums + i];
+			if (PUSH(*kt, *nk, *kcap, t) < 0)
+				return -1;
+		}
+		t.cls = C_SID;
+		for (uint32_t i = 0; i < set->nstr; i++) {
+			const struct sref *r = &s->setstrs[set->strs + i];
+
+			t.num = sid_find(s, k->path, pool_at(s, r->off), r->len);
+			if (PUSH(*kt, *nk, *kcap, t) < 0)
+				return -1;
+		}
+		t.cls = C_BOOL;
+		t.off = t.len = 0;
+		if (set->has_true) {
+			t.num = 1;
+			if (PUSH(*kt, *nk, *kcap, t) < 0)
+				return -1;
+		}
+		if (set->has_false) {
+			t.num = 0;
+			if (PUSH(*kt, *nk, *kcap, t) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* Lists campaign rank under key leaf k in bucket b: as key tuples for an
+ * eq or prefix probe, as a range tuple for a threshold. */
+static int add_key(struct cm_ruleset *s, struct bucket *b, const struct node *k, uint32_t rank,
+                   uint32_t local, struct ktmp **kt, uint32_t *nk, uint32_t *kcap, struct rtmp **rt,
+                   uint32_t *nr, uint32_t *rcap)
+{
+	uint32_t p = probe_for(s, b, k);
+	struct rtmp r;
+
+	if (p == NONE)
+		return -1;
+	if (s->probes[p].kind == P_EQ || s->probes[p].kind == P_PREFIX)
+		return gather_keys(s, p, k, rank, local, kt, nk, kcap);
+	r.probe = p;
+	r.rank = rank;
+	r.local = local;
+	r.t = s->vals[k->a].num;
+	r.strict = k->op == OP_GT || k->op == OP_LT;
+	r.desc = s->probes[p].kind == P_UPPER;
+	return PUSH(*rt, *nr, *rcap, r);
+}
+
+/* Fills bucket b from the ranks in members[0..n): campaigns without a key
+ * get their blocks in the bucket's own list, keyed ones become tuples. */
+static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *members, uint32_t n,
+                       struct ktmp **kt, uint32_t *nk, uint32_t *kcap, struct rtmp **rt,
+                       uint32_t *nr, uint32_t *rcap)
+{
+	b->probes = s->nprobe;
+	b->nprobes = 0;
+	b->ids = s->nbids;
+	b->nmem = n;
+	for (uint32_t i = 0; i < n; i++)
+		s->bids[s->nbids++] = s->act[members[i]].id;
+	b->begin = s->ncode;
+	for (uint32_t i = 0; i < n; i++)
+		if (s->act[members[i]].key == NONE && emit_block(s, members[i], i, 0, 0) < 0)
+			return -1;
+	b->end = s->ncode;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct act *a = &s->act[members[i]];
+		const struct node *root;
+
+		if (a->key == NONE)
+			continue;
+		root = &s->nodes[a->key];
+		if (!a->multi) {
+			if (add_key(s, b, root, members[i], i, kt, nk, kcap, rt, nr, rcap) < 0)
+				return -1;
+			continue;
+		}
+		for (uint32_t k = 0; k < root->n; k++)
+			if (add_key(s, b, &s->nodes[s->kids[s->nodes[a->key].a + k]], members[i], i,
+			            kt, nk, kcap, rt, nr, rcap) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/* Builds the type map, the buckets and their indexes over the active
+ * campaigns. */
+static int build_matcher(struct cm_ruleset *s)
+{
+	uint32_t ntypes = 0, **members = NULL, *nmem = NULL, *memcap = NULL, maxmem = 0;
+	struct ktmp *kt = NULL;
+	struct rtmp *rt = NULL;
+	uint32_t nk = 0, kcap = 0, nr = 0, rcap = 0;
+	int rc = -1;
+
+	/* Active campaigns in id order, with their key and program. */
+	for (uint32_t i = 0; i < s->ncamp; i++)
+		if (s->camps[i].active && !s->camps[i].bad)
+			s->nact++;
+	s->act = calloc(s->nact ? s->nact : 1, sizeof(*s->act));
+	if (!s->act)
+		goto out;
+	for (uint32_t i = 0, r = 0; i < s->ncamp; i++) {
+		const struct camp *c = &s->camps[i];
+
+		if (!c->active || c->bad)
+			continue;
+		s->act[r].id = c->id;
+		s->act[r].start = c->start;
+		s->act[r].end = c->end;
+		s->act[r].jq = c->jq;
+		s->act[r].camp = i;
+		r++;
+	}
+	if (s->nact > 1)
+		qsort(s->act, s->nact, sizeof(*s->act), act_cmp);
+	for (uint32_t r = 0; r < s->nact; r++)
+		if (choose_key(s, &s->act[r], s->camps[s->act[r].camp].where) < 0)
+			goto out;
+	if (assign_sids(s) < 0 || assign_prefixes(s) < 0)
+		goto out;
+	for (uint32_t r = 0; r < s->nact; r++) {
+		s->act[r].prog = s->npins;
+		if (s->act[r].resid != NONE && !emit_ins(s, s->act[r].resid))
+			goto out;
+		s->act[r].nprog = s->npins - s->act[r].prog;
+	}
+
+	/* The type map: every distinct type of an active campaign. */
+	s->tmapcap = 16;
+	for (uint32_t r = 0; r < s->nact; r++)
+		ntypes += s->camps[s->act[r].camp].ntypes;
+	while (s->tmapcap < ntypes * 2)
+		s->tmapcap *= 2;
+	s->tmap = malloc(s->tmapcap * sizeof(*s->tmap));
+	if (!s->tmap)
+		goto out;
+	for (uint32_t i = 0; i < s->tmapcap; i++)
+		s->tmap[i].bucket = NONE;
+	s->nbucket = 1;
+	for (uint32_t r = 0; r < s->nact; r++) {
+		const struct camp *c = &s->camps[s->act[r].camp];
+
+		for (uint32_t k = 0; k < c->ntypes; k++) {
+			const struct sref *t = &s->typerefs[c->types + k];
+			const char *p = pool_at(s, t->off);
+			uint64_t h = hash_bytes(p, t->len, 0x51);
+			uint32_t i;
+
+			for (i = (uint32_t)h & (s->tmapcap - 1); s->tmap[i].bucket != NONE;
+			     i = (i + 1) & (s->tmapcap - 1))
+				if (s->tmap[i].h == h && s->tmap[i].len == t->len &&
+				    memcmp(pool_at(s, s->tmap[i].off), p, t->len) == 0)
+					break;
+			if (s->tmap[i].bucket == NONE) {
+				s->tmap[i].h = h;
+				s->tmap[i].off = t->off;
+				s->tmap[i].len = t->len;
+				s->tmap[i].bucket = s->nbucket++;
+			}
+		}
+	}
+	/* Members of each bucket, in rank order. */
+	members = calloc(s->nbucket, sizeof(*members));
+	nmem = calloc(s->nbucket, sizeof(*nmem));
+	memcap = calloc(s->nbucket, sizeof(*memcap));
+	s->buckets = calloc(s->nbucket, sizeof(*s->buckets));
+	if (!members || !nmem || !memcap || !s->buckets)
+		goto out;
+	for (uint32_t r = 0; r < s->nact; r++) {
+		const struct camp *c = &s->camps[s->act[r].camp];
+
+		if (c->ntypes == 0) {
+			for (uint32_t b = 0; b < s->nbucket; b++)
+				if (PUSH(members[b], nmem[b], memcap[b], r) < 0)
+					goto out;
+			continue;
+		}
+		for (uint32_t k = 0; k < c->ntypes; k++) {
+			const struct sref *t = &s->typerefs[c->types + k];
+			uint32_t b = type_bucket(s, pool_at(s, t->off), t->len);
+
+			if (nmem[b] && members[b][nmem[b] - 1] == r)
+				continue;
+			if (PUSH(members[b], nmem[b], memcap[b], r) < 0)
+				goto out;
+		}
+	}
+	{
+		size_t total = 0;
+
+		for (uint32_t b = 0; b < s->nbucket; b++) {
+			total += nmem[b];
+			maxmem = nmem[b] > maxmem ? nmem[b] : maxmem;
+		}
+		if (total >= UINT32_MAX / 2)
+			goto out;
+		s->bids = malloc((total ? total : 1) * sizeof(*s->bids));
+		if (!s->bids)
+			goto out;
+	}
+	for (uint32_t b = 0; b < s->nbucket; b++)
+		if (fill_bucket(s, &s->buckets[b], members[b], nmem[b], &kt, &nk, &kcap, &rt, &nr,
+		                &rcap) < 0)
+			goto out;
+	{
+		size_t total = 0;
+
+		for (uint32_t p = 0; p < s->nprobe; p++) {
+			if (s->probes[p].kind != P_EQ)
+				continue;
+			s->probes[p].sidbase = (uint32_t)total;
+			total += s->pathsids[s->probes[p].path] + 1;
+		}
+		if (total >= UINT32_MAX / 4)
+			goto out;
+		s->sidlists = calloc(2 * total + 2, sizeof(*s->sidlists));
+		if (!s->sidlists)
+			goto out;
+		s->nsidlists = (uint32_t)total;
+	}
+	if (build_keys(s, kt, nk) < 0 || build_ranges(s, rt, nr) < 0)
+		goto out;
+	free(s->pins);
+	s->pins = NULL;
+	s->npins = s->pinscap = 0;
+
+	/* Per-event scratch, so that matching allocates nothing. */
+	s->pc = calloc(s->npath ? s->npath : 1, sizeof(*s->pc));
+	s->hits = malloc((s->nact ? s->nact : 1) * sizeof(*s->hits));
+	s->hitbits = calloc(maxmem / 64 + 1, sizeof(*s->hitbits));
+	s->ids = malloc((s->nact ? s->nact : 1) * sizeof(*s->ids));
+	s->slotgen = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slotgen));
+	s->slotres = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slotres));
+	if (cm_jqx_count(s->jqx)) {
+		s->kjvcap = 1024;
+		s->kjv = calloc(s->kjvcap, sizeof(*s->kjv));
+		if (!s->kjv)
+			goto out;
+	}
+	s->md = pcre2_match_data_create(1, NULL);
+	s->mctx = pcre2_match_context_create(NULL);
+	s->jstack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+	if (!s->pc || !s->hits || !s->hitbits || !s->ids || !s->slotgen || !s->slotres || !s->md ||
+	    !s->mctx || !s->jstack)
+		goto out;
+	pcre2_jit_stack_assign(s->mctx, NULL, s->jstack);
+	pcre2_set_match_limit(s->mctx, 1000000);
+	pcre2_set_depth_limit(s->mctx, 10000);
+	s->gen = 1;
+	rc = 0;
+out:
+	for (uint32_t b = 0; members && b < s->nbucket; b++)
+		free(members[b]);
+	free(members);
+	free(nmem);
+	free(memcap);
+	free(kt);
+	free(rt);
+	return rc;
+}
+
+/* Compiles jq, reports what failed, and builds the matcher. */
+int cm_ruleset_compile(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
+{
+	struct cm_err err;
+	int n;
+
+	if (s->compiled)
+		return s->problems;
+	s->compiled = 1;
+	if (rule_compile_jq(s, &err) < 0)
+		goto oom;
+	n = report_jq(s, report, ctx);
+	if (n < 0)
+		goto oom;
+	if (s->problems)
+		return s->problems;
+	if (build_matcher(s) < 0)
+		goto oom;
+	return 0;
+oom:
+	s->problems++;
+	if (report)
+		report(ctx, "campaigns: out of memory");
+	return -1;
+}

@@ -1,0 +1,572 @@
+/* rule_int.h - the rule engine's insides, shared by its files (the API is
+ * rule.h; nothing outside src/lib/rule*.c includes this).
+ *
+ * Loading validates each campaign and turns its rule.where into nodes of a
+ * flat array, with field paths interned into a trie so that an event
+ * resolves each path at most once (a per-event cache stamped with a
+ * generation number).
+ *
+ * Compiling sorts the active campaigns by id, buckets them by event type
+ * (campaigns of any type go into every bucket) and, inside a bucket, lists
+ * each campaign under one "key" condition of its top-level all, its only
+ * leaf, or each leaf of a top-level any: eq/in values (strings by a per-path
+ * string id), starts_with prefixes, numeric thresholds sorted so that a scan
+ * stops at the first that fails. An event then looks at the campaigns whose
+ * key holds, plus the few that have none. Each list entry is a self-contained
+ * block (rank within the bucket, jq slot, window if any, and the rest of the
+ * conditions compiled to a pre-order instruction array using string ids and
+ * prefix bit masks), so a candidate costs a cache line or two, not a walk
+ * over scattered nodes. Hits are sorted through a small bitmap of ranks.
+ * jq runs last, natively when it can (jqx.h), and per event the event is
+ * converted to a jq value at most once.
+ *
+ * The engine in files, in the order a campaign goes through them:
+ *
+ *     rule.c          the set's lifecycle, growing arrays, reporting problems
+ *     rule_load.c     campaigns: cm_ruleset_load, cm_ruleset_add and
+ *                     cm_campaign_validate
+ *     rule_where.c    a rule.where: interned paths, constants, the condition tree
+ *     rule_compile.c  cm_ruleset_compile: keys, string ids, programs, indexes
+ *     rule_match.c    cm_rule_event_init and cm_ruleset_match
+ */
+#ifndef CM_RULE_INT_H
+#define CM_RULE_INT_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <jv.h>
+#include <pcre2.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "buf.h"
+#include "json.h"
+#include "rule.h"
+
+#define NONE UINT32_MAX
+/* JSON nesting allowed in a campaigns text: each where level takes two
+ * (an object and an array), plus the campaign and the file's array. */
+#define DOC_DEPTH    (CM_RULE_MAX_DEPTH * 2 + 16)
+#define MAX_PATH_LEN 1024
+#define MAX_NAME_LEN 200
+
+/* Value classes for "same type" comparisons; 0 is missing (absent or null). */
+enum { C_NONE = 0, C_BOOL, C_NUM, C_STR, C_ARR, C_OBJ };
+/* The class of a key that is a string id (eq / in probes on strings). */
+#define C_SID 7
+
+enum {
+	OP_EQ,
+	OP_NE,
+	OP_LT,
+	OP_LTE,
+	OP_GT,
+	OP_GTE,
+	OP_IN,
+	OP_NOT_IN,
+	OP_CONTAINS,
+	OP_STARTS_WITH,
+	OP_EXISTS,
+	OP_NOT_EXISTS,
+	OP_MATCHES,
+	OP_COUNT
+};
+
+enum { K_LEAF, K_ALL, K_ANY, K_NOT };
+
+struct node {
+	uint8_t kind;
+	uint8_t op;
+	uint16_t cost;
+	uint32_t path; /* leaf: interned path */
+	uint32_t a;    /* all/any: first kid in kids; not: child; leaf: value, set or regex */
+	uint32_t n;    /* all/any: number of kids */
+};
+
+/* A constant from a rule. Strings live in the pool; arrays and objects in
+ * their own parsed document (cvals). */
+struct rval {
+	uint8_t cls;
+	uint8_t b;
+	double num;
+	uint32_t off, len;
+	uint32_t cv;
+};
+
+struct cval {
+	char *text;
+	struct cm_jdoc doc;
+};
+
+struct sref {
+	uint32_t off, len;
+};
+
+/* The array of an in / not_in leaf, sorted for binary search. */
+struct inset {
+	uint32_t nums, nnum;  /* into setnums */
+	uint32_t strs, nstr;  /* into setstrs, ordered by length then bytes */
+	uint32_t cplx, ncplx; /* into vals */
+	uint8_t classes;      /* bit 1 << class for each class present */
+	uint8_t has_true, has_false;
+	uint32_t total;
+};
+
+/* One segment of an interned path; parent NONE means the event root. */
+struct pnode {
+	uint32_t parent;
+	uint32_t off, len;
+	int64_t index;
+	uint64_t hash;
+};
+
+struct camp {
+	int64_t id; /* 0 when absent or invalid */
+	uint32_t pos;
+	uint32_t src;
+	unsigned long line;
+	uint8_t active, bad;
+	int64_t start, end;
+	uint32_t types, ntypes; /* into typerefs; 0 types: any */
+	uint32_t where;
+	int64_t jq;
+};
+
+/* An active campaign as the matcher sees it, indexed by rank (id order). */
+struct act {
+	int64_t id;
+	int64_t start, end;
+	uint32_t resid; /* what remains of where once the key holds, or NONE */
+	uint32_t key;   /* key leaf (or, when multi, an any of key leaves), or NONE */
+	int multi;      /* reached through each leaf of an any: dedupe hits */
+	int64_t jq;
+	uint32_t camp;
+	uint32_t prog, nprog; /* the residual compiled, in pins */
+};
+
+/* Compiled conditions: a pre-order array where each instruction knows the
+ * size of its subtree, so that a campaign's whole test sits in a few cache
+ * lines next to its candidate header. Strings compared against constants
+ * use per-path string ids, computed once per event and path. */
+enum {
+	I_ALL,     /* v.u[0] kids follow */
+	I_ANY,     /* v.u[0] kids follow */
+	I_NOT,     /* one kid follows */
+	I_EXISTS,  /* path present and not null */
+	I_NEXISTS, /* path absent or null */
+	I_SEQ,     /* string with id v.u[0] */
+	I_SNE,     /* string other than id v.u[0] */
+	I_SIN,     /* string whose id is in mask v.mask */
+	I_SNOTIN,  /* string whose id is not in mask v.mask */
+	I_NLT,     /* number < v.num, and so on */
+	I_NLE,
+	I_NGT,
+	I_NGE,
+	I_NEQ,
+	I_NNE,
+	I_PREFIX, /* string starting with the aux bytes of v.b */
+	I_PFX,    /* string starting with the path's prefix number v.u[0] */
+	I_NODE,   /* anything else: the node v.u[0], evaluated from the tree */
+};
+
+struct ins {
+	uint8_t op;
+	uint8_t aux;
+	uint16_t size; /* instructions in this subtree, itself included */
+	uint32_t path;
+	union {
+		double num;
+		uint64_t mask;
+		uint32_t u[2];
+		char b[8];
+	} v;
+};
+
+/* A candidate in a list: the campaign (by its rank within the bucket, so
+ * that hits sort over a few words of bitmap), its jq slot, then what it
+ * needs of: the threshold (range lists), the window, and its compiled
+ * residual. Most campaigns fit a cache line. */
+struct cblk {
+	uint32_t local; /* rank within the bucket (id order) */
+	int32_t jq;
+	uint16_t nins;  /* instructions at the end */
+	uint16_t flags; /* B_* */
+	uint32_t words; /* size of the whole block in 8-byte words */
+};
+
+enum {
+	B_STRICT = 1, /* range lists: gt / lt rather than gte / lte */
+	B_MULTI = 2,  /* listed under several keys: skip when already a hit */
+	B_RANGE = 4,  /* a double threshold follows the header */
+	B_WINDOW = 8, /* int64 start and end (ms) follow */
+};
+
+/* The parts of a block after its header. */
+static inline double blk_t(const struct cblk *b)
+{
+	return *(const double *)(b + 1);
+}
+
+/* The window of a block with B_WINDOW: start, end. */
+static inline const int64_t *blk_window(const struct cblk *b)
+{
+	return (const int64_t *)((const char *)(b + 1) + (b->flags & B_RANGE ? 8 : 0));
+}
+
+/* The first instruction of a block's residual. */
+static inline const struct ins *blk_ins(const struct cblk *b)
+{
+	return (const struct ins *)((const char *)(b + 1) + (b->flags & B_RANGE ? 8 : 0) +
+	                            (b->flags & B_WINDOW ? 16 : 0));
+}
+
+enum { P_EQ, P_PREFIX, P_LOWER, P_UPPER };
+
+struct probe {
+	uint8_t kind;
+	uint32_t path;
+	uint32_t plen;
+	uint32_t sidbase;    /* P_EQ: the lists of string keys, by id, in sidlists */
+	uint32_t begin, end; /* P_LOWER (ascending t) / P_UPPER (descending t): in code */
+};
+
+struct bucket {
+	uint32_t begin, end; /* campaigns without a key: in code */
+	uint32_t probes, nprobes;
+	uint32_t ids, nmem; /* the members' ids in local rank order: in bids */
+};
+
+/* An entry of the key table: a probe, a value and its candidate list. */
+struct kent {
+	uint64_t h;
+	uint32_t probe;
+	uint32_t cls;
+	double num;
+	uint32_t off, len;
+	uint32_t begin, end; /* in code; end 0: empty slot */
+};
+
+struct tent {
+	uint64_t h;
+	uint32_t off, len;
+	uint32_t bucket; /* NONE: empty slot */
+};
+
+/* An entry of the string id table: a string constant on a path. */
+struct sent {
+	uint64_t h;
+	uint32_t path;
+	uint32_t off, len;
+	uint32_t sid; /* 0: empty slot */
+};
+
+/* A cached jv of an object key. */
+struct kjv {
+	uint64_t h;
+	jv key;
+	uint8_t used, len;
+	char text[48];
+};
+
+/* A path's value in the current event, filled lazily. */
+struct pval {
+	uint32_t gen;
+	uint32_t tok;
+	uint8_t cls;
+	uint8_t numok, strok, sidok, pfxok;
+	uint32_t sid;
+	uint64_t pfx; /* bit k: starts with the path's prefix k */
+	double num;
+	uint32_t soff, slen;
+};
+
+struct cm_ruleset {
+	struct camp *camps;
+	uint32_t ncamp, campcap;
+	struct cm_buf pool;
+	struct node *nodes;
+	uint32_t nnode, nodecap;
+	uint32_t *kids;
+	uint32_t nkid, kidcap;
+	struct rval *vals;
+	uint32_t nval, valcap;
+	struct cval *cvals;
+	uint32_t ncval, cvalcap;
+	struct inset *sets;
+	uint32_t nset, setcap;
+	double *setnums;
+	uint32_t nsetnum, setnumcap;
+	struct sref *setstrs;
+	uint32_t nsetstr, setstrcap;
+	struct sref *typerefs;
+	uint32_t ntyperef, typerefcap;
+	pcre2_code **res;
+	uint32_t nre, recap;
+	uint8_t *rejit;
+	struct pnode *paths;
+	uint32_t npath, pathcap;
+	uint32_t *ptab; /* path intern table: index + 1 */
+	uint32_t ptabcap;
+	char **sources;
+	uint32_t nsrc, srccap;
+	uint32_t *idtab; /* id table: camp index + 1 */
+	uint32_t idtabcap, nids;
+	struct cm_jqx *jqx;
+	char **slotbad;
+	uint32_t nslotbad;
+	int problems;
+	int compiled;
+
+	/* The matcher. */
+	struct act *act;
+	uint32_t nact;
+	struct bucket *buckets;
+	uint32_t nbucket;
+	struct tent *tmap;
+	uint32_t tmapcap;
+	struct probe *probes;
+	uint32_t nprobe, probecap;
+	struct kent *keys;
+	uint32_t keycap;
+	uint64_t *code; /* candidate blocks, in 8-byte words */
+	uint32_t ncode, codecap;
+	struct ins *pins; /* residual programs while building */
+	uint32_t npins, pinscap;
+	struct sent *sids;
+	uint32_t sidcap, nsid;
+	uint32_t *sidlists; /* pairs begin, end per (P_EQ probe, string id) */
+	uint32_t nsidlists;
+	uint32_t *pathsids; /* per path: string ids given so far */
+	struct sref *pfx;   /* starts_with prefixes, grouped by path */
+	uint32_t npfx, pfxcap;
+	uint32_t *pathpfx; /* per path: first prefix in pfx (count in pathnpfx) */
+	uint8_t *pathnpfx;
+
+	/* Per-event scratch. */
+	const struct cm_jdoc *doc;
+	struct pval *pc;
+	uint32_t gen;
+	struct cm_buf arena;
+	struct cm_buf tmp;
+	uint32_t *hits;
+	uint32_t nhits;
+	uint64_t *hitbits; /* by local rank */
+	int64_t *bids;     /* each bucket's member ids */
+	uint32_t nbids;
+	const struct bucket *cur; /* the bucket of the event being matched */
+	int64_t *ids;
+	jv ev;
+	int have_ev;
+	struct kjv *kjv; /* key cache for building event jvs */
+	uint32_t kjvcap, nkjv;
+	uint32_t *slotgen;
+	uint8_t *slotres;
+	pcre2_match_data *md;
+	pcre2_match_context *mctx;
+	pcre2_jit_stack *jstack;
+	unsigned long long jq_errors;
+	cm_rule_jqerrfn *on_jq;
+	void *on_jq_ctx;
+};
+
+/* What a campaign being loaded needs: where it came from (for messages) and
+ * the JSON path of the part being looked at. */
+struct lctx {
+	struct cm_ruleset *s;
+	const struct cm_jdoc *d;
+	cm_rule_reportfn *report;
+	void *ctx;
+	const char *source;
+	unsigned long line;
+	int64_t id;
+	uint32_t pos;
+	int bare;
+	unsigned flags;
+	int nprob;
+	int oom;
+	struct cm_buf path;
+	struct cm_buf msg;
+};
+
+/* ---- small helpers, inline: matching uses them on every event ---- */
+
+/* A fast hash for short strings (keys, types, values), 8 bytes at a time. */
+static inline uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
+{
+	uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL);
+
+	while (n >= 8) {
+		uint64_t w;
+
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+		h ^= h >> 31;
+		s += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t w = 0;
+
+		memcpy(&w, s, n);
+		h = (h ^ w) * 0x94D049BB133111EBULL;
+		h ^= h >> 29;
+	}
+	h *= 0xBF58476D1CE4E5B9ULL;
+	return h ^ (h >> 32);
+}
+
+/* Mixes a 64-bit value into a hash. */
+static inline uint64_t hash_u64(uint64_t x, uint64_t seed)
+{
+	x ^= seed;
+	x ^= x >> 33;
+	x *= 0xFF51AFD7ED558CCDULL;
+	x ^= x >> 33;
+	x *= 0xC4CEB9FE1A85EC53ULL;
+	return x ^ (x >> 33);
+}
+
+/* The hash of a number key: -0 and 0 are the same number. */
+static inline uint64_t hash_num(double v, uint64_t seed)
+{
+	uint64_t bits;
+
+	if (v == 0)
+		v = 0;
+	memcpy(&bits, &v, sizeof(bits));
+	return hash_u64(bits, seed);
+}
+
+/* Bytes at a pool offset (offsets survive the pool growing). */
+static inline const char *pool_at(const struct cm_ruleset *s, uint32_t off)
+{
+	return s->pool.data + off;
+}
+
+/* The comparison class of a JSON token type (true and false are one). */
+static inline int cls_of_type(uint8_t t)
+{
+	switch (t) {
+	case CM_JTRUE:
+	case CM_JFALSE:
+		return C_BOOL;
+	case CM_JNUM:
+		return C_NUM;
+	case CM_JSTR:
+		return C_STR;
+	case CM_JARR:
+		return C_ARR;
+	case CM_JOBJ:
+		return C_OBJ;
+	default:
+		return C_NONE;
+	}
+}
+
+/* Orders strings by bytes, the shorter first on a common prefix (the order of
+ * lt/gt on strings). */
+static inline int bytes_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	if (c)
+		return c;
+	return an < bn ? -1 : an > bn;
+}
+
+/* The hash of a key value for a probe. */
+static inline uint64_t key_hash(uint32_t probe, uint32_t cls, double num, const char *p, size_t n)
+{
+	uint64_t seed = ((uint64_t)probe << 8 | cls) * 0x9E3779B97F4A7C15ULL;
+
+	return cls == C_STR ? hash_bytes(p, n, seed) : hash_num(num, seed);
+}
+
+/* ---- index lookups, inline: compiling and matching use them ---- */
+
+/* The id of string p[0..n) on path, or 0 when no rule compares that path
+ * with that string. */
+static inline uint32_t sid_find(const struct cm_ruleset *s, uint32_t path, const char *p, size_t n)
+{
+	uint64_t h;
+
+	if (!s->sidcap)
+		return 0;
+	h = hash_bytes(p, n, (uint64_t)path * 0x9E3779B97F4A7C15ULL + 3);
+	for (uint32_t i = (uint32_t)h & (s->sidcap - 1); s->sids[i].sid;
+	     i = (i + 1) & (s->sidcap - 1)) {
+		const struct sent *e = &s->sids[i];
+
+		if (e->h == h && e->path == path && e->len == n &&
+		    memcmp(pool_at(s, e->off), p, n) == 0)
+			return e->sid;
+	}
+	return 0;
+}
+
+/* Finds the bucket of an event type, or bucket 0 (any-type campaigns). */
+static inline uint32_t type_bucket(const struct cm_ruleset *s, const char *p, size_t n)
+{
+	uint64_t h;
+
+	if (!s->tmapcap)
+		return 0;
+	h = hash_bytes(p, n, 0x51);
+	for (uint32_t i = (uint32_t)h & (s->tmapcap - 1); s->tmap[i].bucket != NONE;
+	     i = (i + 1) & (s->tmapcap - 1)) {
+		const struct tent *t = &s->tmap[i];
+
+		if (t->h == h && t->len == n && memcmp(pool_at(s, t->off), p, n) == 0)
+			return t->bucket;
+	}
+	return 0;
+}
+
+/* ---- shared helpers (rule.c) ---- */
+
+/* Grows an array of elsize-byte elements so that it holds need elements;
+ * -1 when memory is out or the count would overflow. */
+int rule_grow_array(void **p, uint32_t *cap, uint32_t need, size_t elsize);
+/* Appends val to arr[0..n), growing it; 0 or -1. */
+#define PUSH(arr, n, cap, val)                                                                     \
+	(rule_grow_array((void **)&(arr), &(cap), (n) + 1, sizeof(*(arr))) < 0                     \
+	     ? -1                                                                                  \
+	     : ((arr)[(n)++] = (val), 0))
+/* Copies bytes into the pool and returns their offset, NONE on failure. */
+uint32_t rule_pool_add(struct cm_ruleset *s, const char *p, size_t n);
+/* Makes a message one printable line (control bytes become '?'). */
+void rule_one_line(char *m);
+/* The kind of value at token t, for messages ("a string"). */
+const char *rule_type_word(const struct cm_jdoc *d, uint32_t t);
+
+/* Prepares a loading context; lc->path and lc->msg are released by
+ * rule_lctx_release. */
+void rule_lctx_init(struct lctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx,
+                    const char *source);
+/* Ends a loading context: adds its problems to the set's count (an out of
+ * memory condition is reported once) and returns its problem count or -1. */
+int rule_lctx_release(struct lctx *lc);
+/* Reports one problem at the current path, with the campaign's label. */
+void rule_problem(struct lctx *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends ".name" (or "name" at the start) to the path; returns the old
+ * length for rule_path_pop. */
+size_t rule_path_key(struct lctx *lc, const char *name, size_t n);
+/* Appends "[i]" to the path; returns the old length. */
+size_t rule_path_index(struct lctx *lc, uint32_t i);
+/* Cuts the path back to what it was at mark. */
+void rule_path_pop(struct lctx *lc, size_t mark);
+/* Decoded bytes of string token t (valid until the next call). */
+const char *rule_tok_str(struct lctx *lc, uint32_t t, size_t *n);
+
+/* ---- between the parts ---- */
+
+/* Builds the condition tree of the rule.where at token t (rule_where.c),
+ * reporting every problem inside it; returns its root, NONE if there was
+ * any. */
+uint32_t rule_where_build(struct lctx *lc, uint32_t t);
+/* Compiles the set's jq predicates, keeping jq's message for each that
+ * fails in slotbad (rule_compile.c). Returns 0, or -1 with err when memory
+ * is out. */
+int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err);
+
+#endif
