@@ -20,6 +20,7 @@
 
 #define NO_CHUNK UINT32_MAX
 
+/* One distinct predicate: its text, where it was compiled, its native form. */
 struct slot {
 	char *text;
 	size_t len;
@@ -29,6 +30,7 @@ struct slot {
 	uint32_t native; /* root of the native program, or NONE_J */
 };
 
+/* A set of predicates (jqx.h). */
 struct cm_jqx {
 	struct slot *slots;
 	uint32_t n, cap;

@@ -32,6 +32,7 @@ void jqx_native_release(struct jqx_native *nv)
 	pcre2_match_data_free(nv->md);
 }
 
+/* The operations of a native program node. */
 enum {
 	J_DOT,
 	J_FIELD,
@@ -71,6 +72,7 @@ enum {
  * < arrays < objects). */
 enum { V_NULL, V_FALSE, V_TRUE, V_NUM, V_STR, V_ARR, V_OBJ };
 
+/* A node of a native program: an operation and its operands. */
 struct jnode {
 	uint8_t op;
 	uint8_t lk;    /* J_LIT: kind */
@@ -96,9 +98,11 @@ struct jval {
 	const struct jval *items;
 };
 
+/* Values an evaluation may build (the items of [a, b]). */
 #define JPOOL 64
 
-struct jctx {
+/* One evaluation: the programs, the event, and room for built values. */
+struct jeval {
 	struct jqx_native *nv;
 	const struct cm_jdoc *d;
 	struct jval pool[JPOOL];
@@ -122,7 +126,7 @@ static uint32_t jn_add(struct jqx_native *nv, const struct jnode *n)
 }
 
 /* The parser state over one predicate text. */
-struct jp {
+struct jparser {
 	struct jqx_native *nv;
 	const char *s, *e;
 	int bad;
@@ -130,14 +134,14 @@ struct jp {
 };
 
 /* Skips whitespace (comments are not in the subset). */
-static void jp_ws(struct jp *p)
+static void jp_ws(struct jparser *p)
 {
 	while (p->s < p->e && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
 		p->s++;
 }
 
 /* True (and consumed) when the text continues with the punctuation tok. */
-static int jp_punct(struct jp *p, const char *tok)
+static int jp_punct(struct jparser *p, const char *tok)
 {
 	size_t n = strlen(tok);
 
@@ -164,7 +168,7 @@ static int jp_identc(char c, int first)
 }
 
 /* True (and consumed) when the text continues with the word w. */
-static int jp_word(struct jp *p, const char *w)
+static int jp_word(struct jparser *p, const char *w)
 {
 	size_t n = strlen(w);
 
@@ -178,7 +182,7 @@ static int jp_word(struct jp *p, const char *w)
 }
 
 /* Reads an identifier into name (at most size - 1 bytes); 0 if none. */
-static int jp_ident(struct jp *p, char *name, size_t size)
+static int jp_ident(struct jparser *p, char *name, size_t size)
 {
 	size_t n = 0;
 
@@ -198,7 +202,7 @@ static int jp_ident(struct jp *p, char *name, size_t size)
 }
 
 /* Reads a string literal without interpolation into the pool, decoded. */
-static int jp_string(struct jp *p, uint32_t *off, uint32_t *len)
+static int jp_string(struct jparser *p, uint32_t *off, uint32_t *len)
 {
 	struct cm_buf *b = &p->nv->npool;
 	size_t start = b->len;
@@ -257,7 +261,7 @@ static int jp_string(struct jp *p, uint32_t *off, uint32_t *len)
 }
 
 /* Reads a number literal of the form -?D+(.D+)?([eE][+-]?D+)? */
-static int jp_number(struct jp *p, double *v)
+static int jp_number(struct jparser *p, double *v)
 {
 	const char *s;
 	char buf[64];
@@ -300,7 +304,7 @@ static int jp_number(struct jp *p, double *v)
 }
 
 /* Reads an integer literal (for indexes and slices). */
-static int jp_int(struct jp *p, int64_t *v)
+static int jp_int(struct jparser *p, int64_t *v)
 {
 	double d;
 
@@ -356,11 +360,11 @@ static int jp_regex_ok(const char *r, size_t n)
 	return !cls;
 }
 
-static uint32_t jp_pipe(struct jp *p);
-static uint32_t jp_alt(struct jp *p);
+static uint32_t jp_pipe(struct jparser *p);
+static uint32_t jp_alt(struct jparser *p);
 
 /* Postfix: .name, ."name", [n], [n:m], ["name"] after a term. */
-static uint32_t jp_post(struct jp *p, uint32_t a)
+static uint32_t jp_post(struct jparser *p, uint32_t a)
 {
 	for (;;) {
 		struct jnode nd;
@@ -421,7 +425,7 @@ static uint32_t jp_post(struct jp *p, uint32_t a)
 }
 
 /* A builtin call: name without arguments, or name(arg). */
-static uint32_t jp_call(struct jp *p, const char *name)
+static uint32_t jp_call(struct jparser *p, const char *name)
 {
 	static const struct {
 		const char *name;
@@ -485,7 +489,7 @@ static uint32_t jp_call(struct jp *p, const char *name)
 }
 
 /* A term: . .name literal (e) [a, b] call, then postfixes. */
-static uint32_t jp_term(struct jp *p)
+static uint32_t jp_term(struct jparser *p)
 {
 	struct jnode nd;
 	char name[64];
@@ -573,7 +577,7 @@ static uint32_t jp_term(struct jp *p)
 
 /* A left-associative level: operands from next, joined by the operators
  * ops (punctuation) mapped to codes. */
-static uint32_t jp_binary(struct jp *p, uint32_t a, uint8_t op, uint32_t b)
+static uint32_t jp_binary(struct jparser *p, uint32_t a, uint8_t op, uint32_t b)
 {
 	struct jnode nd;
 
@@ -587,7 +591,7 @@ static uint32_t jp_binary(struct jp *p, uint32_t a, uint8_t op, uint32_t b)
 }
 
 /* Products: * / % (left-associative). */
-static uint32_t jp_mul(struct jp *p)
+static uint32_t jp_mul(struct jparser *p)
 {
 	uint32_t a = jp_term(p);
 
@@ -605,7 +609,7 @@ static uint32_t jp_mul(struct jp *p)
 }
 
 /* Sums: + - (left-associative). */
-static uint32_t jp_add(struct jp *p)
+static uint32_t jp_add(struct jparser *p)
 {
 	uint32_t a = jp_mul(p);
 
@@ -621,7 +625,7 @@ static uint32_t jp_add(struct jp *p)
 }
 
 /* Comparisons do not chain in jq. */
-static uint32_t jp_cmp(struct jp *p)
+static uint32_t jp_cmp(struct jparser *p)
 {
 	static const struct {
 		const char *tok;
@@ -648,7 +652,7 @@ static uint32_t jp_cmp(struct jp *p)
 }
 
 /* and, binding tighter than or. */
-static uint32_t jp_and(struct jp *p)
+static uint32_t jp_and(struct jparser *p)
 {
 	uint32_t a = jp_cmp(p);
 
@@ -658,7 +662,7 @@ static uint32_t jp_and(struct jp *p)
 }
 
 /* or. */
-static uint32_t jp_or(struct jp *p)
+static uint32_t jp_or(struct jparser *p)
 {
 	uint32_t a = jp_and(p);
 
@@ -668,7 +672,7 @@ static uint32_t jp_or(struct jp *p)
 }
 
 /* "//" is right-associative. */
-static uint32_t jp_alt(struct jp *p)
+static uint32_t jp_alt(struct jparser *p)
 {
 	uint32_t a = jp_or(p);
 
@@ -678,7 +682,7 @@ static uint32_t jp_alt(struct jp *p)
 }
 
 /* A pipe, the loosest operator of the subset (no comma). */
-static uint32_t jp_pipe(struct jp *p)
+static uint32_t jp_pipe(struct jparser *p)
 {
 	uint32_t a = jp_alt(p);
 
@@ -691,7 +695,7 @@ static uint32_t jp_pipe(struct jp *p)
  * the subset (then only libjq runs it). */
 uint32_t jqx_native_compile(struct jqx_native *nv, const char *text, size_t len)
 {
-	struct jp p = {nv, text, text + len, 0, 0};
+	struct jparser p = {nv, text, text + len, 0, 0};
 	uint32_t mark = nv->njn, root;
 
 	root = jp_pipe(&p);
@@ -705,7 +709,7 @@ uint32_t jqx_native_compile(struct jqx_native *nv, const char *text, size_t len)
 
 /* The value of event token t; -1 for what the evaluator does not model
  * (strings with escapes). */
-static int tok_val(const struct jctx *c, uint32_t t, struct jval *v)
+static int tok_val(const struct jeval *c, uint32_t t, struct jval *v)
 {
 	const struct cm_jtok *k = &c->d->tok[t];
 
@@ -766,7 +770,7 @@ static inline void set_num(struct jval *v, double n)
 }
 
 /* Element i of an array value. */
-static int arr_at(const struct jctx *c, const struct jval *a, uint32_t i, struct jval *out)
+static int arr_at(const struct jeval *c, const struct jval *a, uint32_t i, struct jval *out)
 {
 	if (a->built) {
 		*out = a->items[i];
@@ -878,10 +882,10 @@ static int jadd(const struct jval *a, const struct jval *b, struct jval *out)
 	return 0;
 }
 
-static int jeval(struct jctx *c, uint32_t ni, const struct jval *in, struct jval *out);
+static int jeval(struct jeval *c, uint32_t ni, const struct jval *in, struct jval *out);
 
 /* Evaluates both operands of a binary node. */
-static int jeval2(struct jctx *c, const struct jnode *n, const struct jval *in, struct jval *a,
+static int jeval2(struct jeval *c, const struct jnode *n, const struct jval *in, struct jval *a,
                   struct jval *b)
 {
 	if (jeval(c, n->a, in, a) < 0 || jeval(c, n->b, in, b) < 0)
@@ -891,7 +895,7 @@ static int jeval2(struct jctx *c, const struct jnode *n, const struct jval *in, 
 
 /* Evaluates node ni on input in: 0 with out set, or -1 when jq would raise
  * an error or the case is not modelled. */
-static int jeval(struct jctx *c, uint32_t ni, const struct jval *in, struct jval *out)
+static int jeval(struct jeval *c, uint32_t ni, const struct jval *in, struct jval *out)
 {
 	const struct jnode *n = &c->nv->jn[ni];
 	struct jval a, b;
@@ -1194,7 +1198,7 @@ static int jeval(struct jctx *c, uint32_t ni, const struct jval *in, struct jval
 /* Runs the program at root on the document's root. */
 int jqx_native_eval(struct jqx_native *nv, uint32_t root, const struct cm_jdoc *d)
 {
-	struct jctx c;
+	struct jeval c;
 	struct jval in, out;
 
 	if (d->ntok == 0)

@@ -98,25 +98,25 @@ void cm_ruleset_free(struct cm_ruleset *s)
 {
 	if (!s)
 		return;
-	for (uint32_t i = 0; i < s->ncval; i++) {
-		cm_jdoc_release(&s->cvals[i].doc);
-		free(s->cvals[i].text);
+	for (uint32_t i = 0; i < s->ncontainers; i++) {
+		cm_jdoc_release(&s->containers[i].doc);
+		free(s->containers[i].text);
 	}
-	for (uint32_t i = 0; i < s->nre; i++)
-		pcre2_code_free(s->res[i]);
+	for (uint32_t i = 0; i < s->nregex; i++)
+		pcre2_code_free(s->regexes[i]);
 	for (uint32_t i = 0; i < s->nsrc; i++)
 		free(s->sources[i]);
-	for (uint32_t i = 0; i < s->nslotbad; i++)
-		free(s->slotbad[i]);
-	if (s->have_ev)
-		jv_free(s->ev);
-	for (uint32_t i = 0; i < s->kjvcap; i++)
-		if (s->kjv[i].used)
-			jv_free(s->kjv[i].key);
-	free(s->kjv);
-	pcre2_match_data_free(s->md);
-	pcre2_match_context_free(s->mctx);
-	pcre2_jit_stack_free(s->jstack);
+	for (uint32_t i = 0; i < s->nslot_errors; i++)
+		free(s->slot_errors[i]);
+	if (s->have_ev_jv)
+		jv_free(s->ev_jv);
+	for (uint32_t i = 0; i < s->key_jvcap; i++)
+		if (s->key_jvs[i].used)
+			jv_free(s->key_jvs[i].key);
+	free(s->key_jvs);
+	pcre2_match_data_free(s->match_data);
+	pcre2_match_context_free(s->match_ctx);
+	pcre2_jit_stack_free(s->jit_stack);
 	cm_jqx_free(s->jqx);
 	cm_buf_release(&s->pool);
 	cm_buf_release(&s->arena);
@@ -124,39 +124,39 @@ void cm_ruleset_free(struct cm_ruleset *s)
 	free(s->camps);
 	free(s->nodes);
 	free(s->kids);
-	free(s->vals);
-	free(s->cvals);
+	free(s->values);
+	free(s->containers);
 	free(s->sets);
 	free(s->setnums);
 	free(s->setstrs);
 	free(s->typerefs);
-	free(s->res);
-	free(s->rejit);
+	free(s->regexes);
+	free(s->regex_jit);
 	free(s->paths);
-	free(s->ptab);
+	free(s->path_tab);
 	free(s->sources);
 	free(s->idtab);
-	free(s->slotbad);
-	free(s->act);
+	free(s->slot_errors);
+	free(s->active);
 	free(s->buckets);
-	free(s->tmap);
+	free(s->type_map);
 	free(s->probes);
 	free(s->keys);
 	free(s->code);
-	free(s->pins);
+	free(s->progs);
 	free(s->sids);
-	free(s->pathsids);
+	free(s->path_nsids);
 	free(s->sidlists);
-	free(s->pfx);
-	free(s->pathpfx);
-	free(s->pathnpfx);
+	free(s->prefixes);
+	free(s->path_prefix);
+	free(s->path_nprefixes);
 	free(s->hitbits);
-	free(s->bids);
-	free(s->pc);
+	free(s->member_ids);
+	free(s->pathvals);
 	free(s->hits);
 	free(s->ids);
-	free(s->slotgen);
-	free(s->slotres);
+	free(s->slot_gen);
+	free(s->slot_answer);
 	free(s);
 }
 
@@ -168,7 +168,7 @@ size_t cm_ruleset_count(const struct cm_ruleset *s)
 /* Active campaigns in the matcher. */
 size_t cm_ruleset_active(const struct cm_ruleset *s)
 {
-	return s->nact;
+	return s->nactive;
 }
 /* jq runtime errors counted so far. */
 unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s)
@@ -186,7 +186,7 @@ void cm_ruleset_on_jq_error(struct cm_ruleset *s, cm_rule_jqerrfn *fn, void *ctx
 /* ---- problems ---- */
 
 /* Reports one problem at the current path, with the campaign's label. */
-void rule_problem(struct lctx *lc, const char *fmt, ...)
+void rule_problem(struct load_ctx *lc, const char *fmt, ...)
 {
 	char text[600];
 	va_list ap;
@@ -217,7 +217,7 @@ void rule_problem(struct lctx *lc, const char *fmt, ...)
 
 /* Appends ".name" (or "name" at the start) to the path; returns the old
  * length for rule_path_pop. Names are cut and made printable. */
-size_t rule_path_key(struct lctx *lc, const char *name, size_t n)
+size_t rule_path_key(struct load_ctx *lc, const char *name, size_t n)
 {
 	size_t mark = lc->path.len, lim = n < 64 ? n : 64;
 
@@ -232,7 +232,7 @@ size_t rule_path_key(struct lctx *lc, const char *name, size_t n)
 }
 
 /* Appends "[i]" to the path. */
-size_t rule_path_index(struct lctx *lc, uint32_t i)
+size_t rule_path_index(struct load_ctx *lc, uint32_t i)
 {
 	size_t mark = lc->path.len;
 
@@ -241,7 +241,7 @@ size_t rule_path_index(struct lctx *lc, uint32_t i)
 }
 
 /* Cuts the path back to what it was at mark. */
-void rule_path_pop(struct lctx *lc, size_t mark)
+void rule_path_pop(struct load_ctx *lc, size_t mark)
 {
 	lc->path.len = mark;
 	if (lc->path.data)
@@ -250,7 +250,7 @@ void rule_path_pop(struct lctx *lc, size_t mark)
 
 /* Decoded bytes of string token t, in the set's scratch (valid until the
  * next call). */
-const char *rule_tok_str(struct lctx *lc, uint32_t t, size_t *n)
+const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n)
 {
 	const char *p = cm_json_str(lc->d, t, &lc->s->tmp, n);
 
@@ -263,9 +263,9 @@ const char *rule_tok_str(struct lctx *lc, uint32_t t, size_t *n)
 }
 
 /* Prepares a loading context; lc->path and lc->msg are released by
- * rule_lctx_release. */
-void rule_lctx_init(struct lctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx,
-                    const char *source)
+ * rule_load_ctx_release. */
+void rule_load_ctx_init(struct load_ctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report,
+                        void *ctx, const char *source)
 {
 	memset(lc, 0, sizeof(*lc));
 	lc->s = s;
@@ -278,7 +278,7 @@ void rule_lctx_init(struct lctx *lc, struct cm_ruleset *s, cm_rule_reportfn *rep
 
 /* Ends a loading context: adds its problems to the set's count (an out of
  * memory condition is reported once) and returns its problem count or -1. */
-int rule_lctx_release(struct lctx *lc)
+int rule_load_ctx_release(struct load_ctx *lc)
 {
 	int n = lc->nprob;
 

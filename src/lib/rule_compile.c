@@ -17,10 +17,10 @@ static void on_bad_slot(void *ctx, uint32_t slot, const char *msg)
 {
 	struct cm_ruleset *s = ctx;
 
-	if (slot < s->nslotbad && !s->slotbad[slot])
-		s->slotbad[slot] = strdup(msg);
-	if (slot < s->nslotbad && !s->slotbad[slot])
-		s->slotbad[slot] = strdup("");
+	if (slot < s->nslot_errors && !s->slot_errors[slot])
+		s->slot_errors[slot] = strdup(msg);
+	if (slot < s->nslot_errors && !s->slot_errors[slot])
+		s->slot_errors[slot] = strdup("");
 }
 
 /* Compiles jq, keeping each failing slot's message for report_jq. */
@@ -28,23 +28,23 @@ int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err)
 {
 	uint32_t nslots = cm_jqx_count(s->jqx);
 
-	s->slotbad = calloc(nslots ? nslots : 1, sizeof(*s->slotbad));
-	if (!s->slotbad)
+	s->slot_errors = calloc(nslots ? nslots : 1, sizeof(*s->slot_errors));
+	if (!s->slot_errors)
 		return cm_errf(err, "out of memory");
-	s->nslotbad = nslots;
+	s->nslot_errors = nslots;
 	return cm_jqx_compile(s->jqx, on_bad_slot, s, err) < 0 ? -1 : 0;
 }
 
 /* Reports, for every campaign, a jq expression that did not compile. */
 static int report_jq(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
 {
-	struct lctx lc;
+	struct load_ctx lc;
 
-	rule_lctx_init(&lc, s, report, ctx, NULL);
+	rule_load_ctx_init(&lc, s, report, ctx, NULL);
 	for (uint32_t i = 0; i < s->ncamp; i++) {
-		struct camp *c = &s->camps[i];
+		struct campaign *c = &s->camps[i];
 
-		if (c->jq < 0 || !s->slotbad[c->jq])
+		if (c->jq < 0 || !s->slot_errors[c->jq])
 			continue;
 		lc.source = c->src == NONE ? NULL : s->sources[c->src];
 		lc.line = c->line;
@@ -52,38 +52,38 @@ static int report_jq(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
 		lc.id = c->id;
 		rule_path_pop(&lc, 0);
 		cm_buf_adds(&lc.path, "rule.jq");
-		rule_problem(&lc, "does not compile: %s", s->slotbad[c->jq]);
+		rule_problem(&lc, "does not compile: %s", s->slot_errors[c->jq]);
 		c->bad = 1;
 	}
-	return rule_lctx_release(&lc);
+	return rule_load_ctx_release(&lc);
 }
 
 /* Can leaf n serve as a campaign's key, and how good is it (lower is
  * better)? Returns 0 when it cannot. */
-static unsigned key_score(const struct cm_ruleset *s, const struct node *n)
+static unsigned key_score(const struct cm_ruleset *s, const struct cond_node *n)
 {
 	if (n->kind != K_LEAF)
 		return 0;
 	switch (n->op) {
 	case OP_EQ: {
-		int cls = s->vals[n->a].cls;
+		int cls = s->values[n->arg].cls;
 
 		return cls == C_NUM || cls == C_STR || cls == C_BOOL ? 2 : 0;
 	}
 	case OP_IN: {
-		const struct inset *set = &s->sets[n->a];
+		const struct in_set *set = &s->sets[n->arg];
 
 		if (set->ncplx)
 			return 0;
 		return set->total == 0 ? 1 : 3 + (set->total > 50 ? 50 : set->total);
 	}
 	case OP_STARTS_WITH:
-		return s->vals[n->a].len > 0 ? 60 : 0;
+		return s->values[n->arg].len > 0 ? 60 : 0;
 	case OP_LT:
 	case OP_LTE:
 	case OP_GT:
 	case OP_GTE:
-		return s->vals[n->a].cls == C_NUM ? 100 : 0;
+		return s->values[n->arg].cls == C_NUM ? 100 : 0;
 	default:
 		return 0;
 	}
@@ -91,42 +91,42 @@ static unsigned key_score(const struct cm_ruleset *s, const struct node *n)
 
 /* Picks the key of an active campaign and builds what remains of its where
  * once the key holds. */
-static int choose_key(struct cm_ruleset *s, struct act *a, uint32_t where)
+static int choose_key(struct cm_ruleset *s, struct active_campaign *a, uint32_t where)
 {
-	const struct node *root;
+	const struct cond_node *root;
 	unsigned best = 0;
 	uint32_t bestk = NONE;
 
 	a->key = NONE;
 	a->multi = 0;
-	a->resid = where;
+	a->rest = where;
 	if (where == NONE)
 		return 0;
 	root = &s->nodes[where];
 	if (root->kind == K_LEAF) {
 		if (key_score(s, root)) {
 			a->key = where;
-			a->resid = NONE;
+			a->rest = NONE;
 		}
 		return 0;
 	}
 	if (root->kind == K_ANY) {
 		/* An any of key leaves holds exactly when one of its keys does:
 		 * list the campaign under each, with nothing left to test. */
-		for (uint32_t i = 0; i < root->n; i++)
-			if (!key_score(s, &s->nodes[s->kids[root->a + i]]))
+		for (uint32_t i = 0; i < root->nkids; i++)
+			if (!key_score(s, &s->nodes[s->kids[root->arg + i]]))
 				return 0;
-		if (root->n == 0)
+		if (root->nkids == 0)
 			return 0;
 		a->key = where;
 		a->multi = 1;
-		a->resid = NONE;
+		a->rest = NONE;
 		return 0;
 	}
 	if (root->kind != K_ALL)
 		return 0;
-	for (uint32_t i = 0; i < root->n; i++) {
-		unsigned sc = key_score(s, &s->nodes[s->kids[root->a + i]]);
+	for (uint32_t i = 0; i < root->nkids; i++) {
+		unsigned sc = key_score(s, &s->nodes[s->kids[root->arg + i]]);
 
 		if (sc && (!best || sc < best)) {
 			best = sc;
@@ -135,34 +135,34 @@ static int choose_key(struct cm_ruleset *s, struct act *a, uint32_t where)
 	}
 	if (bestk == NONE)
 		return 0;
-	a->key = s->kids[root->a + bestk];
-	if (root->n == 1) {
-		a->resid = NONE;
+	a->key = s->kids[root->arg + bestk];
+	if (root->nkids == 1) {
+		a->rest = NONE;
 		return 0;
 	}
 	{
-		struct node nd = *root;
+		struct cond_node nd = *root;
 		uint32_t first = s->nkid;
 
-		for (uint32_t i = 0; i < root->n; i++) {
+		for (uint32_t i = 0; i < root->nkids; i++) {
 			if (i == bestk)
 				continue;
-			if (PUSH(s->kids, s->nkid, s->kidcap, s->kids[s->nodes[where].a + i]) < 0)
+			if (PUSH(s->kids, s->nkid, s->kidcap, s->kids[s->nodes[where].arg + i]) < 0)
 				return -1;
 		}
-		nd.a = first;
-		nd.n = s->nodes[where].n - 1;
+		nd.arg = first;
+		nd.nkids = s->nodes[where].nkids - 1;
 		if (PUSH(s->nodes, s->nnode, s->nodecap, nd) < 0)
 			return -1;
-		a->resid = s->nnode - 1;
+		a->rest = s->nnode - 1;
 	}
 	return 0;
 }
 
 /* Orders active campaigns by id, which is the order of results. */
-static int act_cmp(const void *a, const void *b)
+static int active_cmp(const void *a, const void *b)
 {
-	const struct act *x = a, *y = b;
+	const struct active_campaign *x = a, *y = b;
 
 	return x->id < y->id ? -1 : x->id > y->id;
 }
@@ -178,14 +178,14 @@ static int sid_add(struct cm_ruleset *s, uint32_t path, uint32_t off, uint32_t l
 
 	if ((s->nsid + 1) * 2 > s->sidcap) {
 		uint32_t cap = s->sidcap ? s->sidcap * 2 : 256;
-		struct sent *t = calloc(cap, sizeof(*t));
+		struct string_id *t = calloc(cap, sizeof(*t));
 
 		if (!t)
 			return -1;
 		for (uint32_t k = 0; k < s->sidcap; k++) {
 			if (!s->sids[k].sid)
 				continue;
-			for (i = (uint32_t)s->sids[k].h & (cap - 1); t[i].sid;
+			for (i = (uint32_t)s->sids[k].hash & (cap - 1); t[i].sid;
 			     i = (i + 1) & (cap - 1))
 				;
 			t[i] = s->sids[k];
@@ -195,17 +195,17 @@ static int sid_add(struct cm_ruleset *s, uint32_t path, uint32_t off, uint32_t l
 		s->sidcap = cap;
 	}
 	for (i = (uint32_t)h & (s->sidcap - 1); s->sids[i].sid; i = (i + 1) & (s->sidcap - 1)) {
-		const struct sent *e = &s->sids[i];
+		const struct string_id *e = &s->sids[i];
 
-		if (e->h == h && e->path == path && e->len == len &&
+		if (e->hash == h && e->path == path && e->len == len &&
 		    memcmp(pool_at(s, e->off), p, len) == 0)
 			return 0;
 	}
-	s->sids[i].h = h;
+	s->sids[i].hash = h;
 	s->sids[i].path = path;
 	s->sids[i].off = off;
 	s->sids[i].len = len;
-	s->sids[i].sid = ++s->pathsids[path];
+	s->sids[i].sid = ++s->path_nsids[path];
 	s->nsid++;
 	return 0;
 }
@@ -214,19 +214,19 @@ static int sid_add(struct cm_ruleset *s, uint32_t path, uint32_t off, uint32_t l
  * path, in the order they first appear. */
 static int assign_sids(struct cm_ruleset *s)
 {
-	s->pathsids = calloc(s->npath ? s->npath : 1, sizeof(*s->pathsids));
-	if (!s->pathsids)
+	s->path_nsids = calloc(s->npath ? s->npath : 1, sizeof(*s->path_nsids));
+	if (!s->path_nsids)
 		return -1;
 	for (uint32_t i = 0; i < s->nnode; i++) {
-		const struct node *n = &s->nodes[i];
+		const struct cond_node *n = &s->nodes[i];
 
 		if (n->kind != K_LEAF)
 			continue;
-		if ((n->op == OP_EQ || n->op == OP_NE) && s->vals[n->a].cls == C_STR) {
-			if (sid_add(s, n->path, s->vals[n->a].off, s->vals[n->a].len) < 0)
+		if ((n->op == OP_EQ || n->op == OP_NE) && s->values[n->arg].cls == C_STR) {
+			if (sid_add(s, n->path, s->values[n->arg].off, s->values[n->arg].len) < 0)
 				return -1;
 		} else if (n->op == OP_IN || n->op == OP_NOT_IN) {
-			const struct inset *set = &s->sets[n->a];
+			const struct in_set *set = &s->sets[n->arg];
 
 			for (uint32_t k = 0; k < set->nstr; k++)
 				if (sid_add(s, n->path, s->setstrs[set->strs + k].off,
@@ -240,7 +240,7 @@ static int assign_sids(struct cm_ruleset *s)
 /* Orders starts_with leaves by path, then by node (arg: the nodes). */
 static int leaf_path_cmp(const void *a, const void *b, void *arg)
 {
-	const struct node *nodes = arg;
+	const struct cond_node *nodes = arg;
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
 	if (nodes[x].path != nodes[y].path)
@@ -256,9 +256,9 @@ static int assign_prefixes(struct cm_ruleset *s)
 	uint32_t *leaves = NULL, nl = 0, cap = 0;
 	int rc = -1;
 
-	s->pathpfx = calloc(s->npath ? s->npath : 1, sizeof(*s->pathpfx));
-	s->pathnpfx = calloc(s->npath ? s->npath : 1, sizeof(*s->pathnpfx));
-	if (!s->pathpfx || !s->pathnpfx)
+	s->path_prefix = calloc(s->npath ? s->npath : 1, sizeof(*s->path_prefix));
+	s->path_nprefixes = calloc(s->npath ? s->npath : 1, sizeof(*s->path_nprefixes));
+	if (!s->path_prefix || !s->path_nprefixes)
 		goto out;
 	for (uint32_t i = 0; i < s->nnode; i++)
 		if (s->nodes[i].kind == K_LEAF && s->nodes[i].op == OP_STARTS_WITH &&
@@ -267,28 +267,28 @@ static int assign_prefixes(struct cm_ruleset *s)
 	if (nl > 1)
 		qsort_r(leaves, nl, sizeof(*leaves), leaf_path_cmp, s->nodes);
 	for (uint32_t i = 0; i < nl;) {
-		uint32_t path = s->nodes[leaves[i]].path, first = s->npfx;
+		uint32_t path = s->nodes[leaves[i]].path, first = s->nprefixes;
 
 		for (; i < nl && s->nodes[leaves[i]].path == path; i++) {
-			const struct rval *v = &s->vals[s->nodes[leaves[i]].a];
+			const struct rule_value *v = &s->values[s->nodes[leaves[i]].arg];
 			uint32_t k;
 
-			for (k = first; k < s->npfx; k++)
-				if (s->pfx[k].len == v->len &&
-				    memcmp(pool_at(s, s->pfx[k].off), pool_at(s, v->off), v->len) ==
-				        0)
+			for (k = first; k < s->nprefixes; k++)
+				if (s->prefixes[k].len == v->len &&
+				    memcmp(pool_at(s, s->prefixes[k].off), pool_at(s, v->off),
+				           v->len) == 0)
 					break;
-			if (k < s->npfx || s->npfx - first >= 64)
+			if (k < s->nprefixes || s->nprefixes - first >= 64)
 				continue;
-			if (rule_grow_array((void **)&s->pfx, &s->pfxcap, s->npfx + 1,
-			                    sizeof(*s->pfx)) < 0)
+			if (rule_grow_array((void **)&s->prefixes, &s->prefixcap, s->nprefixes + 1,
+			                    sizeof(*s->prefixes)) < 0)
 				goto out;
-			s->pfx[s->npfx].off = v->off;
-			s->pfx[s->npfx].len = v->len;
-			s->npfx++;
+			s->prefixes[s->nprefixes].off = v->off;
+			s->prefixes[s->nprefixes].len = v->len;
+			s->nprefixes++;
 		}
-		s->pathpfx[path] = first;
-		s->pathnpfx[path] = (uint8_t)(s->npfx - first);
+		s->path_prefix[path] = first;
+		s->path_nprefixes[path] = (uint8_t)(s->nprefixes - first);
 	}
 	rc = 0;
 out:
@@ -297,10 +297,10 @@ out:
 }
 
 /* The number of a prefix on its path, or -1. */
-static int prefix_bit(const struct cm_ruleset *s, uint32_t path, const struct rval *v)
+static int prefix_bit(const struct cm_ruleset *s, uint32_t path, const struct rule_value *v)
 {
-	for (uint32_t k = 0; k < s->pathnpfx[path]; k++) {
-		const struct sref *r = &s->pfx[s->pathpfx[path] + k];
+	for (uint32_t k = 0; k < s->path_nprefixes[path]; k++) {
+		const struct str_ref *r = &s->prefixes[s->path_prefix[path] + k];
 
 		if (r->len == v->len && memcmp(pool_at(s, r->off), pool_at(s, v->off), v->len) == 0)
 			return (int)k;
@@ -312,14 +312,14 @@ static int prefix_bit(const struct cm_ruleset *s, uint32_t path, const struct rv
 
 /* The mask of string ids of an in-set that holds only strings, all with
  * ids below 64; returns -1 when the set does not fit a mask. */
-static int set_mask(const struct cm_ruleset *s, uint32_t path, const struct inset *set,
+static int set_mask(const struct cm_ruleset *s, uint32_t path, const struct in_set *set,
                     uint64_t *mask)
 {
 	*mask = 0;
 	if (set->total == 0 || set->nstr != set->total)
 		return -1;
 	for (uint32_t k = 0; k < set->nstr; k++) {
-		const struct sref *r = &s->setstrs[set->strs + k];
+		const struct str_ref *r = &s->setstrs[set->strs + k];
 		uint32_t id = sid_find(s, path, pool_at(s, r->off), r->len);
 
 		if (id == 0 || id >= 64)
@@ -329,13 +329,13 @@ static int set_mask(const struct cm_ruleset *s, uint32_t path, const struct inse
 	return 0;
 }
 
-/* Appends the instructions of node ni to pins; returns the subtree size,
+/* Appends the instructions of node ni to progs; returns the subtree size,
  * or 0 when memory is out. */
 static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 {
-	const struct node *n = &s->nodes[ni];
-	struct ins in;
-	uint32_t at = s->npins, size = 1;
+	const struct cond_node *n = &s->nodes[ni];
+	struct instruction in;
+	uint32_t at = s->nprogs, size = 1;
 
 	memset(&in, 0, sizeof(in));
 	in.path = n->path;
@@ -345,7 +345,7 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 	case K_ALL:
 	case K_ANY:
 		in.op = n->kind == K_ALL ? I_ALL : I_ANY;
-		in.v.u[0] = n->n;
+		in.v.u[0] = n->nkids;
 		in.path = NONE;
 		break;
 	case K_NOT:
@@ -366,7 +366,7 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 		case OP_LTE:
 		case OP_GT:
 		case OP_GTE: {
-			const struct rval *c = &s->vals[n->a];
+			const struct rule_value *c = &s->values[n->arg];
 
 			if (c->cls == C_NUM) {
 				static const uint8_t nops[] = {I_NEQ, I_NNE, I_NLT,
@@ -384,14 +384,14 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 		case OP_NOT_IN: {
 			uint64_t mask;
 
-			if (set_mask(s, n->path, &s->sets[n->a], &mask) == 0) {
+			if (set_mask(s, n->path, &s->sets[n->arg], &mask) == 0) {
 				in.op = n->op == OP_IN ? I_SIN : I_SNOTIN;
 				in.v.mask = mask;
 			}
 			break;
 		}
 		case OP_STARTS_WITH: {
-			const struct rval *c = &s->vals[n->a];
+			const struct rule_value *c = &s->values[n->arg];
 			int bit = prefix_bit(s, n->path, c);
 
 			if (bit >= 0) {
@@ -409,18 +409,18 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 		}
 		break;
 	}
-	if (PUSH(s->pins, s->npins, s->pinscap, in) < 0)
+	if (PUSH(s->progs, s->nprogs, s->progscap, in) < 0)
 		return 0;
 	if (n->kind == K_ALL || n->kind == K_ANY) {
-		for (uint32_t i = 0; i < n->n; i++) {
-			uint32_t k = emit_ins(s, s->kids[s->nodes[ni].a + i]);
+		for (uint32_t i = 0; i < n->nkids; i++) {
+			uint32_t k = emit_ins(s, s->kids[s->nodes[ni].arg + i]);
 
 			if (!k)
 				return 0;
 			size += k;
 		}
 	} else if (n->kind == K_NOT) {
-		uint32_t k = emit_ins(s, s->nodes[ni].a);
+		uint32_t k = emit_ins(s, s->nodes[ni].arg);
 
 		if (!k)
 			return 0;
@@ -428,13 +428,13 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 	}
 	/* A subtree too big for the size field is evaluated from the tree. */
 	if (size > UINT16_MAX) {
-		s->npins = at + 1;
-		s->pins[at].op = I_NODE;
-		s->pins[at].path = NONE;
-		s->pins[at].v.u[0] = ni;
+		s->nprogs = at + 1;
+		s->progs[at].op = I_NODE;
+		s->progs[at].path = NONE;
+		s->progs[at].v.u[0] = ni;
 		size = 1;
 	}
-	s->pins[at].size = (uint16_t)size;
+	s->progs[at].size = (uint16_t)size;
 	return size;
 }
 
@@ -442,9 +442,9 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
  * for range lists. */
 static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, double t, uint32_t flags)
 {
-	const struct act *a = &s->act[rank];
+	const struct active_campaign *a = &s->active[rank];
 	size_t words;
-	struct cblk h;
+	struct campaign_block h;
 	char *p;
 
 	memset(&h, 0, sizeof(h));
@@ -455,7 +455,7 @@ static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, doubl
 	if (a->start != INT64_MIN || a->end != INT64_MAX)
 		h.flags |= B_WINDOW;
 	words = (sizeof(h) + (h.flags & B_RANGE ? 8 : 0) + (h.flags & B_WINDOW ? 16 : 0) +
-	         a->nprog * sizeof(struct ins)) /
+	         a->nprog * sizeof(struct instruction)) /
 	        8;
 	h.words = (uint32_t)words;
 	if (a->nprog > UINT16_MAX || s->ncode + words >= UINT32_MAX / 2 ||
@@ -475,7 +475,7 @@ static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, doubl
 		p += 16;
 	}
 	if (a->nprog)
-		memcpy(p, s->pins + a->prog, a->nprog * sizeof(struct ins));
+		memcpy(p, s->progs + a->prog, a->nprog * sizeof(struct instruction));
 	s->ncode += (uint32_t)words;
 	return 0;
 }
@@ -483,7 +483,7 @@ static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, doubl
 /* ---- indexes ---- */
 
 /* A key tuple gathered while building the key table. */
-struct ktmp {
+struct key_tuple {
 	uint32_t probe;
 	uint32_t cls;
 	double num;
@@ -493,9 +493,9 @@ struct ktmp {
 };
 
 /* Orders key tuples by probe, class, value, rank (arg: the set). */
-static int ktmp_cmp(const void *a, const void *b, void *arg)
+static int key_tuple_cmp(const void *a, const void *b, void *arg)
 {
-	const struct ktmp *x = a, *y = b;
+	const struct key_tuple *x = a, *y = b;
 	const struct cm_ruleset *s = arg;
 	int c;
 
@@ -514,7 +514,7 @@ static int ktmp_cmp(const void *a, const void *b, void *arg)
 }
 
 /* A range tuple: a threshold campaign under a probe. */
-struct rtmp {
+struct range_tuple {
 	uint32_t probe;
 	uint32_t rank;
 	uint32_t local;
@@ -525,9 +525,9 @@ struct rtmp {
 
 /* Orders range tuples by probe, then threshold (descending for upper
  * bounds), then rank. */
-static int rtmp_cmp(const void *a, const void *b)
+static int range_tuple_cmp(const void *a, const void *b)
 {
-	const struct rtmp *x = a, *y = b;
+	const struct range_tuple *x = a, *y = b;
 
 	if (x->probe != y->probe)
 		return x->probe < y->probe ? -1 : 1;
@@ -537,7 +537,7 @@ static int rtmp_cmp(const void *a, const void *b)
 }
 
 /* Finds (or creates) the probe of bucket b for a key leaf. */
-static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct node *k)
+static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct cond_node *k)
 {
 	struct probe p;
 
@@ -550,7 +550,7 @@ static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct n
 		break;
 	case OP_STARTS_WITH:
 		p.kind = P_PREFIX;
-		p.plen = s->vals[k->a].len;
+		p.plen = s->values[k->arg].len;
 		break;
 	case OP_GT:
 	case OP_GTE:
@@ -571,7 +571,8 @@ static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct n
 }
 
 /* True when two sorted key tuples name the same key. */
-static int same_key(const struct cm_ruleset *s, const struct ktmp *x, const struct ktmp *y)
+static int same_key(const struct cm_ruleset *s, const struct key_tuple *x,
+                    const struct key_tuple *y)
 {
 	if (x->probe != y->probe || x->cls != y->cls)
 		return 0;
@@ -582,12 +583,12 @@ static int same_key(const struct cm_ruleset *s, const struct ktmp *x, const stru
 }
 
 /* Builds the key table and the keyed candidate lists from the tuples. */
-static int build_keys(struct cm_ruleset *s, struct ktmp *kt, uint32_t nk)
+static int build_keys(struct cm_ruleset *s, struct key_tuple *kt, uint32_t nk)
 {
 	uint32_t groups = 0, cap = 16;
 
 	if (nk > 1)
-		qsort_r(kt, nk, sizeof(*kt), ktmp_cmp, s);
+		qsort_r(kt, nk, sizeof(*kt), key_tuple_cmp, s);
 	for (uint32_t i = 0; i < nk; i++)
 		if (i == 0 || !same_key(s, &kt[i], &kt[i - 1]))
 			groups++;
@@ -599,7 +600,7 @@ static int build_keys(struct cm_ruleset *s, struct ktmp *kt, uint32_t nk)
 	s->keycap = cap;
 	for (uint32_t i = 0; i < nk;) {
 		uint32_t j = i + 1, h;
-		struct kent e;
+		struct key_entry e;
 
 		while (j < nk && same_key(s, &kt[i], &kt[j]))
 			j++;
@@ -609,7 +610,7 @@ static int build_keys(struct cm_ruleset *s, struct ktmp *kt, uint32_t nk)
 		e.num = kt[i].num;
 		e.off = kt[i].off;
 		e.len = kt[i].len;
-		e.h = key_hash(e.probe, e.cls, e.num, pool_at(s, e.off), e.len);
+		e.hash = key_hash(e.probe, e.cls, e.num, pool_at(s, e.off), e.len);
 		e.begin = s->ncode;
 		for (uint32_t k = i; k < j; k++) {
 			if (k > i && kt[k].rank == kt[k - 1].rank)
@@ -627,7 +628,7 @@ static int build_keys(struct cm_ruleset *s, struct ktmp *kt, uint32_t nk)
 			i = j;
 			continue;
 		}
-		for (h = (uint32_t)e.h & (cap - 1); s->keys[h].end; h = (h + 1) & (cap - 1))
+		for (h = (uint32_t)e.hash & (cap - 1); s->keys[h].end; h = (h + 1) & (cap - 1))
 			;
 		s->keys[h] = e;
 		i = j;
@@ -636,10 +637,10 @@ static int build_keys(struct cm_ruleset *s, struct ktmp *kt, uint32_t nk)
 }
 
 /* Builds the range candidate lists from the tuples. */
-static int build_ranges(struct cm_ruleset *s, struct rtmp *rt, uint32_t nr)
+static int build_ranges(struct cm_ruleset *s, struct range_tuple *rt, uint32_t nr)
 {
 	if (nr > 1)
-		qsort(rt, nr, sizeof(*rt), rtmp_cmp);
+		qsort(rt, nr, sizeof(*rt), range_tuple_cmp);
 	for (uint32_t i = 0; i < nr;) {
 		struct probe *p = &s->probes[rt[i].probe];
 		uint32_t j = i;
@@ -656,20 +657,20 @@ static int build_ranges(struct cm_ruleset *s, struct rtmp *rt, uint32_t nr)
 }
 
 /* Adds the key tuples of campaign rank (key leaf k) under probe p. */
-static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct node *k, uint32_t rank,
-                       uint32_t local, struct ktmp **kt, uint32_t *nk, uint32_t *kcap)
+static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct cond_node *k, uint32_t rank,
+                       uint32_t local, struct key_tuple **kt, uint32_t *nk, uint32_t *kcap)
 {
-	struct ktmp t;
+	struct key_tuple t;
 
 	memset(&t, 0, sizeof(t));
 	t.probe = p;
 	t.rank = rank;
 	t.local = local;
 	if (k->op == OP_EQ || k->op == OP_STARTS_WITH) {
-		const struct rval *v = &s->vals[k->a];
+		const struct rule_value *v = &s->values[k->arg];
 
 		t.cls = v->cls;
-		t.num = v->cls == C_BOOL ? v->b : v->num;
+		t.num = v->cls == C_BOOL ? v->truth : v->num;
 		t.off = v->off;
 		t.len = v->len;
 		if (k->op == OP_EQ && v->cls == C_STR) {
@@ -681,7 +682,7 @@ static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct node *k, u
 		return PUSH(*kt, *nk, *kcap, t);
 	}
 	{
-		const struct inset *set = &s->sets[k->a];
+		const struct in_set *set = &s->sets[k->arg];
 
 		t.cls = C_NUM;
 		for (uint32_t i = 0; i < set->nnum; i++) {
@@ -691,7 +692,7 @@ static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct node *k, u
 		}
 		t.cls = C_SID;
 		for (uint32_t i = 0; i < set->nstr; i++) {
-			const struct sref *r = &s->setstrs[set->strs + i];
+			const struct str_ref *r = &s->setstrs[set->strs + i];
 
 			t.num = sid_find(s, k->path, pool_at(s, r->off), r->len);
 			if (PUSH(*kt, *nk, *kcap, t) < 0)
@@ -715,12 +716,12 @@ static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct node *k, u
 
 /* Lists campaign rank under key leaf k in bucket b: as key tuples for an
  * eq or prefix probe, as a range tuple for a threshold. */
-static int add_key(struct cm_ruleset *s, struct bucket *b, const struct node *k, uint32_t rank,
-                   uint32_t local, struct ktmp **kt, uint32_t *nk, uint32_t *kcap, struct rtmp **rt,
-                   uint32_t *nr, uint32_t *rcap)
+static int add_key(struct cm_ruleset *s, struct bucket *b, const struct cond_node *k, uint32_t rank,
+                   uint32_t local, struct key_tuple **kt, uint32_t *nk, uint32_t *kcap,
+                   struct range_tuple **rt, uint32_t *nr, uint32_t *rcap)
 {
 	uint32_t p = probe_for(s, b, k);
-	struct rtmp r;
+	struct range_tuple r;
 
 	if (p == NONE)
 		return -1;
@@ -729,7 +730,7 @@ static int add_key(struct cm_ruleset *s, struct bucket *b, const struct node *k,
 	r.probe = p;
 	r.rank = rank;
 	r.local = local;
-	r.t = s->vals[k->a].num;
+	r.t = s->values[k->arg].num;
 	r.strict = k->op == OP_GT || k->op == OP_LT;
 	r.desc = s->probes[p].kind == P_UPPER;
 	return PUSH(*rt, *nr, *rcap, r);
@@ -738,23 +739,23 @@ static int add_key(struct cm_ruleset *s, struct bucket *b, const struct node *k,
 /* Fills bucket b from the ranks in members[0..n): campaigns without a key
  * get their blocks in the bucket's own list, keyed ones become tuples. */
 static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *members, uint32_t n,
-                       struct ktmp **kt, uint32_t *nk, uint32_t *kcap, struct rtmp **rt,
+                       struct key_tuple **kt, uint32_t *nk, uint32_t *kcap, struct range_tuple **rt,
                        uint32_t *nr, uint32_t *rcap)
 {
 	b->probes = s->nprobe;
 	b->nprobes = 0;
-	b->ids = s->nbids;
+	b->ids = s->nmember_ids;
 	b->nmem = n;
 	for (uint32_t i = 0; i < n; i++)
-		s->bids[s->nbids++] = s->act[members[i]].id;
+		s->member_ids[s->nmember_ids++] = s->active[members[i]].id;
 	b->begin = s->ncode;
 	for (uint32_t i = 0; i < n; i++)
-		if (s->act[members[i]].key == NONE && emit_block(s, members[i], i, 0, 0) < 0)
+		if (s->active[members[i]].key == NONE && emit_block(s, members[i], i, 0, 0) < 0)
 			return -1;
 	b->end = s->ncode;
 	for (uint32_t i = 0; i < n; i++) {
-		const struct act *a = &s->act[members[i]];
-		const struct node *root;
+		const struct active_campaign *a = &s->active[members[i]];
+		const struct cond_node *root;
 
 		if (a->key == NONE)
 			continue;
@@ -764,9 +765,9 @@ static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *m
 				return -1;
 			continue;
 		}
-		for (uint32_t k = 0; k < root->n; k++)
-			if (add_key(s, b, &s->nodes[s->kids[s->nodes[a->key].a + k]], members[i], i,
-			            kt, nk, kcap, rt, nr, rcap) < 0)
+		for (uint32_t k = 0; k < root->nkids; k++)
+			if (add_key(s, b, &s->nodes[s->kids[s->nodes[a->key].arg + k]], members[i],
+			            i, kt, nk, kcap, rt, nr, rcap) < 0)
 				return -1;
 	}
 	return 0;
@@ -777,75 +778,75 @@ static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *m
 static int build_matcher(struct cm_ruleset *s)
 {
 	uint32_t ntypes = 0, **members = NULL, *nmem = NULL, *memcap = NULL, maxmem = 0;
-	struct ktmp *kt = NULL;
-	struct rtmp *rt = NULL;
+	struct key_tuple *kt = NULL;
+	struct range_tuple *rt = NULL;
 	uint32_t nk = 0, kcap = 0, nr = 0, rcap = 0;
 	int rc = -1;
 
 	/* Active campaigns in id order, with their key and program. */
 	for (uint32_t i = 0; i < s->ncamp; i++)
 		if (s->camps[i].active && !s->camps[i].bad)
-			s->nact++;
-	s->act = calloc(s->nact ? s->nact : 1, sizeof(*s->act));
-	if (!s->act)
+			s->nactive++;
+	s->active = calloc(s->nactive ? s->nactive : 1, sizeof(*s->active));
+	if (!s->active)
 		goto out;
 	for (uint32_t i = 0, r = 0; i < s->ncamp; i++) {
-		const struct camp *c = &s->camps[i];
+		const struct campaign *c = &s->camps[i];
 
 		if (!c->active || c->bad)
 			continue;
-		s->act[r].id = c->id;
-		s->act[r].start = c->start;
-		s->act[r].end = c->end;
-		s->act[r].jq = c->jq;
-		s->act[r].camp = i;
+		s->active[r].id = c->id;
+		s->active[r].start = c->start;
+		s->active[r].end = c->end;
+		s->active[r].jq = c->jq;
+		s->active[r].campaign = i;
 		r++;
 	}
-	if (s->nact > 1)
-		qsort(s->act, s->nact, sizeof(*s->act), act_cmp);
-	for (uint32_t r = 0; r < s->nact; r++)
-		if (choose_key(s, &s->act[r], s->camps[s->act[r].camp].where) < 0)
+	if (s->nactive > 1)
+		qsort(s->active, s->nactive, sizeof(*s->active), active_cmp);
+	for (uint32_t r = 0; r < s->nactive; r++)
+		if (choose_key(s, &s->active[r], s->camps[s->active[r].campaign].where) < 0)
 			goto out;
 	if (assign_sids(s) < 0 || assign_prefixes(s) < 0)
 		goto out;
-	for (uint32_t r = 0; r < s->nact; r++) {
-		s->act[r].prog = s->npins;
-		if (s->act[r].resid != NONE && !emit_ins(s, s->act[r].resid))
+	for (uint32_t r = 0; r < s->nactive; r++) {
+		s->active[r].prog = s->nprogs;
+		if (s->active[r].rest != NONE && !emit_ins(s, s->active[r].rest))
 			goto out;
-		s->act[r].nprog = s->npins - s->act[r].prog;
+		s->active[r].nprog = s->nprogs - s->active[r].prog;
 	}
 
 	/* The type map: every distinct type of an active campaign. */
-	s->tmapcap = 16;
-	for (uint32_t r = 0; r < s->nact; r++)
-		ntypes += s->camps[s->act[r].camp].ntypes;
-	while (s->tmapcap < ntypes * 2)
-		s->tmapcap *= 2;
-	s->tmap = malloc(s->tmapcap * sizeof(*s->tmap));
-	if (!s->tmap)
+	s->type_mapcap = 16;
+	for (uint32_t r = 0; r < s->nactive; r++)
+		ntypes += s->camps[s->active[r].campaign].ntypes;
+	while (s->type_mapcap < ntypes * 2)
+		s->type_mapcap *= 2;
+	s->type_map = malloc(s->type_mapcap * sizeof(*s->type_map));
+	if (!s->type_map)
 		goto out;
-	for (uint32_t i = 0; i < s->tmapcap; i++)
-		s->tmap[i].bucket = NONE;
+	for (uint32_t i = 0; i < s->type_mapcap; i++)
+		s->type_map[i].bucket = NONE;
 	s->nbucket = 1;
-	for (uint32_t r = 0; r < s->nact; r++) {
-		const struct camp *c = &s->camps[s->act[r].camp];
+	for (uint32_t r = 0; r < s->nactive; r++) {
+		const struct campaign *c = &s->camps[s->active[r].campaign];
 
 		for (uint32_t k = 0; k < c->ntypes; k++) {
-			const struct sref *t = &s->typerefs[c->types + k];
+			const struct str_ref *t = &s->typerefs[c->types + k];
 			const char *p = pool_at(s, t->off);
 			uint64_t h = hash_bytes(p, t->len, 0x51);
 			uint32_t i;
 
-			for (i = (uint32_t)h & (s->tmapcap - 1); s->tmap[i].bucket != NONE;
-			     i = (i + 1) & (s->tmapcap - 1))
-				if (s->tmap[i].h == h && s->tmap[i].len == t->len &&
-				    memcmp(pool_at(s, s->tmap[i].off), p, t->len) == 0)
+			for (i = (uint32_t)h & (s->type_mapcap - 1); s->type_map[i].bucket != NONE;
+			     i = (i + 1) & (s->type_mapcap - 1))
+				if (s->type_map[i].hash == h && s->type_map[i].len == t->len &&
+				    memcmp(pool_at(s, s->type_map[i].off), p, t->len) == 0)
 					break;
-			if (s->tmap[i].bucket == NONE) {
-				s->tmap[i].h = h;
-				s->tmap[i].off = t->off;
-				s->tmap[i].len = t->len;
-				s->tmap[i].bucket = s->nbucket++;
+			if (s->type_map[i].bucket == NONE) {
+				s->type_map[i].hash = h;
+				s->type_map[i].off = t->off;
+				s->type_map[i].len = t->len;
+				s->type_map[i].bucket = s->nbucket++;
 			}
 		}
 	}
@@ -856,8 +857,8 @@ static int build_matcher(struct cm_ruleset *s)
 	s->buckets = calloc(s->nbucket, sizeof(*s->buckets));
 	if (!members || !nmem || !memcap || !s->buckets)
 		goto out;
-	for (uint32_t r = 0; r < s->nact; r++) {
-		const struct camp *c = &s->camps[s->act[r].camp];
+	for (uint32_t r = 0; r < s->nactive; r++) {
+		const struct campaign *c = &s->camps[s->active[r].campaign];
 
 		if (c->ntypes == 0) {
 			for (uint32_t b = 0; b < s->nbucket; b++)
@@ -866,7 +867,7 @@ static int build_matcher(struct cm_ruleset *s)
 			continue;
 		}
 		for (uint32_t k = 0; k < c->ntypes; k++) {
-			const struct sref *t = &s->typerefs[c->types + k];
+			const struct str_ref *t = &s->typerefs[c->types + k];
 			uint32_t b = type_bucket(s, pool_at(s, t->off), t->len);
 
 			if (nmem[b] && members[b][nmem[b] - 1] == r)
@@ -884,8 +885,8 @@ static int build_matcher(struct cm_ruleset *s)
 		}
 		if (total >= UINT32_MAX / 2)
 			goto out;
-		s->bids = malloc((total ? total : 1) * sizeof(*s->bids));
-		if (!s->bids)
+		s->member_ids = malloc((total ? total : 1) * sizeof(*s->member_ids));
+		if (!s->member_ids)
 			goto out;
 	}
 	for (uint32_t b = 0; b < s->nbucket; b++)
@@ -899,7 +900,7 @@ static int build_matcher(struct cm_ruleset *s)
 			if (s->probes[p].kind != P_EQ)
 				continue;
 			s->probes[p].sidbase = (uint32_t)total;
-			total += s->pathsids[s->probes[p].path] + 1;
+			total += s->path_nsids[s->probes[p].path] + 1;
 		}
 		if (total >= UINT32_MAX / 4)
 			goto out;
@@ -910,32 +911,32 @@ static int build_matcher(struct cm_ruleset *s)
 	}
 	if (build_keys(s, kt, nk) < 0 || build_ranges(s, rt, nr) < 0)
 		goto out;
-	free(s->pins);
-	s->pins = NULL;
-	s->npins = s->pinscap = 0;
+	free(s->progs);
+	s->progs = NULL;
+	s->nprogs = s->progscap = 0;
 
 	/* Per-event scratch, so that matching allocates nothing. */
-	s->pc = calloc(s->npath ? s->npath : 1, sizeof(*s->pc));
-	s->hits = malloc((s->nact ? s->nact : 1) * sizeof(*s->hits));
+	s->pathvals = calloc(s->npath ? s->npath : 1, sizeof(*s->pathvals));
+	s->hits = malloc((s->nactive ? s->nactive : 1) * sizeof(*s->hits));
 	s->hitbits = calloc(maxmem / 64 + 1, sizeof(*s->hitbits));
-	s->ids = malloc((s->nact ? s->nact : 1) * sizeof(*s->ids));
-	s->slotgen = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slotgen));
-	s->slotres = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slotres));
+	s->ids = malloc((s->nactive ? s->nactive : 1) * sizeof(*s->ids));
+	s->slot_gen = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slot_gen));
+	s->slot_answer = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slot_answer));
 	if (cm_jqx_count(s->jqx)) {
-		s->kjvcap = 1024;
-		s->kjv = calloc(s->kjvcap, sizeof(*s->kjv));
-		if (!s->kjv)
+		s->key_jvcap = 1024;
+		s->key_jvs = calloc(s->key_jvcap, sizeof(*s->key_jvs));
+		if (!s->key_jvs)
 			goto out;
 	}
-	s->md = pcre2_match_data_create(1, NULL);
-	s->mctx = pcre2_match_context_create(NULL);
-	s->jstack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
-	if (!s->pc || !s->hits || !s->hitbits || !s->ids || !s->slotgen || !s->slotres || !s->md ||
-	    !s->mctx || !s->jstack)
+	s->match_data = pcre2_match_data_create(1, NULL);
+	s->match_ctx = pcre2_match_context_create(NULL);
+	s->jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+	if (!s->pathvals || !s->hits || !s->hitbits || !s->ids || !s->slot_gen || !s->slot_answer ||
+	    !s->match_data || !s->match_ctx || !s->jit_stack)
 		goto out;
-	pcre2_jit_stack_assign(s->mctx, NULL, s->jstack);
-	pcre2_set_match_limit(s->mctx, 1000000);
-	pcre2_set_depth_limit(s->mctx, 10000);
+	pcre2_jit_stack_assign(s->match_ctx, NULL, s->jit_stack);
+	pcre2_set_match_limit(s->match_ctx, 1000000);
+	pcre2_set_depth_limit(s->match_ctx, 10000);
 	s->gen = 1;
 	rc = 0;
 out:

@@ -55,6 +55,7 @@ enum { C_NONE = 0, C_BOOL, C_NUM, C_STR, C_ARR, C_OBJ };
 /* The class of a key that is a string id (eq / in probes on strings). */
 #define C_SID 7
 
+/* The operators of a leaf. */
 enum {
 	OP_EQ,
 	OP_NE,
@@ -72,76 +73,82 @@ enum {
 	OP_COUNT
 };
 
+/* The kinds of condition node. */
 enum { K_LEAF, K_ALL, K_ANY, K_NOT };
 
-struct node {
-	uint8_t kind;
-	uint8_t op;
-	uint16_t cost;
-	uint32_t path; /* leaf: interned path */
-	uint32_t a;    /* all/any: first kid in kids; not: child; leaf: value, set or regex */
-	uint32_t n;    /* all/any: number of kids */
+/* A node of a condition tree: a leaf {"field","op","value"} or an all / any
+ * of kids, or a not of one child. */
+struct cond_node {
+	uint8_t kind;   /* K_* */
+	uint8_t op;     /* leaf: OP_* */
+	uint16_t cost;  /* estimated, so that an all / any tries cheap kids first */
+	uint32_t path;  /* leaf: interned path */
+	uint32_t arg;   /* all/any: first kid in kids; not: child; leaf: value, set or regex */
+	uint32_t nkids; /* all/any: number of kids */
 };
 
 /* A constant from a rule. Strings live in the pool; arrays and objects in
- * their own parsed document (cvals). */
-struct rval {
-	uint8_t cls;
-	uint8_t b;
-	double num;
-	uint32_t off, len;
-	uint32_t cv;
+ * their own parsed document (containers). */
+struct rule_value {
+	uint8_t cls;        /* C_* */
+	uint8_t truth;      /* C_BOOL: true or false */
+	double num;         /* C_NUM */
+	uint32_t off, len;  /* C_STR: in the pool */
+	uint32_t container; /* C_ARR, C_OBJ: in containers; else NONE */
 };
 
-struct cval {
+/* An array or object constant, parsed once for JSON equality tests. */
+struct container_value {
 	char *text;
 	struct cm_jdoc doc;
 };
 
-struct sref {
+/* Bytes in the pool. */
+struct str_ref {
 	uint32_t off, len;
 };
 
 /* The array of an in / not_in leaf, sorted for binary search. */
-struct inset {
+struct in_set {
 	uint32_t nums, nnum;  /* into setnums */
 	uint32_t strs, nstr;  /* into setstrs, ordered by length then bytes */
-	uint32_t cplx, ncplx; /* into vals */
+	uint32_t cplx, ncplx; /* into values */
 	uint8_t classes;      /* bit 1 << class for each class present */
 	uint8_t has_true, has_false;
 	uint32_t total;
 };
 
 /* One segment of an interned path; parent NONE means the event root. */
-struct pnode {
+struct path_seg {
 	uint32_t parent;
-	uint32_t off, len;
-	int64_t index;
+	uint32_t off, len; /* the member name, in the pool */
+	int64_t index;     /* the name as an array index, or -1 */
 	uint64_t hash;
 };
 
-struct camp {
-	int64_t id; /* 0 when absent or invalid */
-	uint32_t pos;
-	uint32_t src;
-	unsigned long line;
+/* A campaign as loaded, whatever its status. */
+struct campaign {
+	int64_t id;         /* 0 when absent or invalid */
+	uint32_t pos;       /* 1-based position in its text, for messages */
+	uint32_t src;       /* its source's name in sources, or NONE */
+	unsigned long line; /* its line in its text, 0 when none */
 	uint8_t active, bad;
-	int64_t start, end;
+	int64_t start, end;     /* the window in ms; INT64_MIN / INT64_MAX when open */
 	uint32_t types, ntypes; /* into typerefs; 0 types: any */
-	uint32_t where;
-	int64_t jq;
+	uint32_t where;         /* the root of its condition tree, or NONE */
+	int64_t jq;             /* its jq slot, or -1 */
 };
 
 /* An active campaign as the matcher sees it, indexed by rank (id order). */
-struct act {
+struct active_campaign {
 	int64_t id;
 	int64_t start, end;
-	uint32_t resid; /* what remains of where once the key holds, or NONE */
-	uint32_t key;   /* key leaf (or, when multi, an any of key leaves), or NONE */
-	int multi;      /* reached through each leaf of an any: dedupe hits */
+	uint32_t rest; /* what remains of where once the key holds, or NONE */
+	uint32_t key;  /* key leaf (or, when multi, an any of key leaves), or NONE */
+	int multi;     /* reached through each leaf of an any: dedupe hits */
 	int64_t jq;
-	uint32_t camp;
-	uint32_t prog, nprog; /* the residual compiled, in pins */
+	uint32_t campaign;    /* index in camps */
+	uint32_t prog, nprog; /* the rest compiled, in progs */
 };
 
 /* Compiled conditions: a pre-order array where each instruction knows the
@@ -169,7 +176,8 @@ enum {
 	I_NODE,   /* anything else: the node v.u[0], evaluated from the tree */
 };
 
-struct ins {
+/* One compiled condition (I_*) with its operand. */
+struct instruction {
 	uint8_t op;
 	uint8_t aux;
 	uint16_t size; /* instructions in this subtree, itself included */
@@ -185,8 +193,8 @@ struct ins {
 /* A candidate in a list: the campaign (by its rank within the bucket, so
  * that hits sort over a few words of bitmap), its jq slot, then what it
  * needs of: the threshold (range lists), the window, and its compiled
- * residual. Most campaigns fit a cache line. */
-struct cblk {
+ * rest. Most campaigns fit a cache line. */
+struct campaign_block {
 	uint32_t local; /* rank within the bucket (id order) */
 	int32_t jq;
 	uint16_t nins;  /* instructions at the end */
@@ -194,6 +202,7 @@ struct cblk {
 	uint32_t words; /* size of the whole block in 8-byte words */
 };
 
+/* What a campaign block holds besides its header. */
 enum {
 	B_STRICT = 1, /* range lists: gt / lt rather than gte / lte */
 	B_MULTI = 2,  /* listed under several keys: skip when already a hit */
@@ -201,44 +210,50 @@ enum {
 	B_WINDOW = 8, /* int64 start and end (ms) follow */
 };
 
-/* The parts of a block after its header. */
-static inline double blk_t(const struct cblk *b)
+/* The threshold of a block with B_RANGE. */
+static inline double blk_t(const struct campaign_block *b)
 {
 	return *(const double *)(b + 1);
 }
 
 /* The window of a block with B_WINDOW: start, end. */
-static inline const int64_t *blk_window(const struct cblk *b)
+static inline const int64_t *blk_window(const struct campaign_block *b)
 {
 	return (const int64_t *)((const char *)(b + 1) + (b->flags & B_RANGE ? 8 : 0));
 }
 
-/* The first instruction of a block's residual. */
-static inline const struct ins *blk_ins(const struct cblk *b)
+/* The first instruction of a block's rest. */
+static inline const struct instruction *blk_ins(const struct campaign_block *b)
 {
-	return (const struct ins *)((const char *)(b + 1) + (b->flags & B_RANGE ? 8 : 0) +
-	                            (b->flags & B_WINDOW ? 16 : 0));
+	return (const struct instruction *)((const char *)(b + 1) + (b->flags & B_RANGE ? 8 : 0) +
+	                                    (b->flags & B_WINDOW ? 16 : 0));
 }
 
+/* How a probe looks an event's value up: by equality (number, boolean or
+ * string id), by a prefix of some length, or against thresholds. */
 enum { P_EQ, P_PREFIX, P_LOWER, P_UPPER };
 
+/* One lookup a bucket makes on each event: a path and a way (P_*) to find
+ * the candidate lists of its value. */
 struct probe {
 	uint8_t kind;
 	uint32_t path;
-	uint32_t plen;
+	uint32_t plen;       /* P_PREFIX: the prefix length */
 	uint32_t sidbase;    /* P_EQ: the lists of string keys, by id, in sidlists */
 	uint32_t begin, end; /* P_LOWER (ascending t) / P_UPPER (descending t): in code */
 };
 
+/* The active campaigns of one event type (bucket 0: of any type) and
+ * their probes. */
 struct bucket {
 	uint32_t begin, end; /* campaigns without a key: in code */
 	uint32_t probes, nprobes;
-	uint32_t ids, nmem; /* the members' ids in local rank order: in bids */
+	uint32_t ids, nmem; /* the members' ids in local rank order: in member_ids */
 };
 
 /* An entry of the key table: a probe, a value and its candidate list. */
-struct kent {
-	uint64_t h;
+struct key_entry {
+	uint64_t hash;
 	uint32_t probe;
 	uint32_t cls;
 	double num;
@@ -246,124 +261,128 @@ struct kent {
 	uint32_t begin, end; /* in code; end 0: empty slot */
 };
 
-struct tent {
-	uint64_t h;
+/* An entry of the type map: an event type and its bucket. */
+struct type_entry {
+	uint64_t hash;
 	uint32_t off, len;
 	uint32_t bucket; /* NONE: empty slot */
 };
 
 /* An entry of the string id table: a string constant on a path. */
-struct sent {
-	uint64_t h;
+struct string_id {
+	uint64_t hash;
 	uint32_t path;
 	uint32_t off, len;
 	uint32_t sid; /* 0: empty slot */
 };
 
 /* A cached jv of an object key. */
-struct kjv {
-	uint64_t h;
+struct key_jv {
+	uint64_t hash;
 	jv key;
 	uint8_t used, len;
 	char text[48];
 };
 
-/* A path's value in the current event, filled lazily. */
-struct pval {
-	uint32_t gen;
-	uint32_t tok;
-	uint8_t cls;
+/* A path's value in the current event, filled lazily; each *ok says that
+ * the field after it is computed. */
+struct path_value {
+	uint32_t gen; /* the event it belongs to: current when equal to the set's */
+	uint32_t tok; /* its token, or CM_JNONE */
+	uint8_t cls;  /* C_* */
 	uint8_t numok, strok, sidok, pfxok;
 	uint32_t sid;
 	uint64_t pfx; /* bit k: starts with the path's prefix k */
 	double num;
-	uint32_t soff, slen;
+	uint32_t soff, slen; /* a decoded string: in arena */
 };
 
+/* A rule set: what was loaded, the matcher compiled from it, and the
+ * scratch of the event being matched. */
 struct cm_ruleset {
-	struct camp *camps;
+	struct campaign *camps;
 	uint32_t ncamp, campcap;
-	struct cm_buf pool;
-	struct node *nodes;
+	struct cm_buf pool; /* every string of the rules, by offset */
+	struct cond_node *nodes;
 	uint32_t nnode, nodecap;
-	uint32_t *kids;
+	uint32_t *kids; /* the kids of all / any nodes */
 	uint32_t nkid, kidcap;
-	struct rval *vals;
-	uint32_t nval, valcap;
-	struct cval *cvals;
-	uint32_t ncval, cvalcap;
-	struct inset *sets;
+	struct rule_value *values;
+	uint32_t nvalue, valuecap;
+	struct container_value *containers;
+	uint32_t ncontainers, containercap;
+	struct in_set *sets;
 	uint32_t nset, setcap;
 	double *setnums;
 	uint32_t nsetnum, setnumcap;
-	struct sref *setstrs;
+	struct str_ref *setstrs;
 	uint32_t nsetstr, setstrcap;
-	struct sref *typerefs;
+	struct str_ref *typerefs; /* each campaign's event types */
 	uint32_t ntyperef, typerefcap;
-	pcre2_code **res;
-	uint32_t nre, recap;
-	uint8_t *rejit;
-	struct pnode *paths;
+	pcre2_code **regexes;
+	uint32_t nregex, regexcap;
+	uint8_t *regex_jit; /* per regex: JIT compiled */
+	struct path_seg *paths;
 	uint32_t npath, pathcap;
-	uint32_t *ptab; /* path intern table: index + 1 */
-	uint32_t ptabcap;
+	uint32_t *path_tab; /* path intern table: index + 1 */
+	uint32_t path_tabcap;
 	char **sources;
 	uint32_t nsrc, srccap;
 	uint32_t *idtab; /* id table: camp index + 1 */
 	uint32_t idtabcap, nids;
 	struct cm_jqx *jqx;
-	char **slotbad;
-	uint32_t nslotbad;
+	char **slot_errors; /* per jq slot: jq's message when it does not compile */
+	uint32_t nslot_errors;
 	int problems;
 	int compiled;
 
 	/* The matcher. */
-	struct act *act;
-	uint32_t nact;
+	struct active_campaign *active;
+	uint32_t nactive;
 	struct bucket *buckets;
 	uint32_t nbucket;
-	struct tent *tmap;
-	uint32_t tmapcap;
+	struct type_entry *type_map;
+	uint32_t type_mapcap;
 	struct probe *probes;
 	uint32_t nprobe, probecap;
-	struct kent *keys;
+	struct key_entry *keys;
 	uint32_t keycap;
 	uint64_t *code; /* candidate blocks, in 8-byte words */
 	uint32_t ncode, codecap;
-	struct ins *pins; /* residual programs while building */
-	uint32_t npins, pinscap;
-	struct sent *sids;
+	struct instruction *progs; /* the active campaigns' rests, while building */
+	uint32_t nprogs, progscap;
+	struct string_id *sids;
 	uint32_t sidcap, nsid;
 	uint32_t *sidlists; /* pairs begin, end per (P_EQ probe, string id) */
 	uint32_t nsidlists;
-	uint32_t *pathsids; /* per path: string ids given so far */
-	struct sref *pfx;   /* starts_with prefixes, grouped by path */
-	uint32_t npfx, pfxcap;
-	uint32_t *pathpfx; /* per path: first prefix in pfx (count in pathnpfx) */
-	uint8_t *pathnpfx;
+	uint32_t *path_nsids;     /* per path: string ids given so far */
+	struct str_ref *prefixes; /* starts_with prefixes, grouped by path */
+	uint32_t nprefixes, prefixcap;
+	uint32_t *path_prefix;   /* per path: its first in prefixes */
+	uint8_t *path_nprefixes; /* per path: how many */
 
 	/* Per-event scratch. */
 	const struct cm_jdoc *doc;
-	struct pval *pc;
-	uint32_t gen;
-	struct cm_buf arena;
+	struct path_value *pathvals; /* by path */
+	uint32_t gen;                /* the current event's generation */
+	struct cm_buf arena;         /* decoded strings of the event */
 	struct cm_buf tmp;
-	uint32_t *hits;
+	uint32_t *hits; /* local ranks of the campaigns that matched */
 	uint32_t nhits;
-	uint64_t *hitbits; /* by local rank */
-	int64_t *bids;     /* each bucket's member ids */
-	uint32_t nbids;
-	const struct bucket *cur; /* the bucket of the event being matched */
-	int64_t *ids;
-	jv ev;
-	int have_ev;
-	struct kjv *kjv; /* key cache for building event jvs */
-	uint32_t kjvcap, nkjv;
-	uint32_t *slotgen;
-	uint8_t *slotres;
-	pcre2_match_data *md;
-	pcre2_match_context *mctx;
-	pcre2_jit_stack *jstack;
+	uint64_t *hitbits;   /* the same, as a bitmap */
+	int64_t *member_ids; /* each bucket's member ids */
+	uint32_t nmember_ids;
+	const struct bucket *cur_bucket; /* the bucket of the event being matched */
+	int64_t *ids;                    /* the result */
+	jv ev_jv;                        /* the event as a jq value, once needed */
+	int have_ev_jv;
+	struct key_jv *key_jvs; /* key cache for building event jvs */
+	uint32_t key_jvcap, nkey_jvs;
+	uint32_t *slot_gen; /* per jq slot: the generation of its answer */
+	uint8_t *slot_answer;
+	pcre2_match_data *match_data;
+	pcre2_match_context *match_ctx;
+	pcre2_jit_stack *jit_stack;
 	unsigned long long jq_errors;
 	cm_rule_jqerrfn *on_jq;
 	void *on_jq_ctx;
@@ -371,7 +390,7 @@ struct cm_ruleset {
 
 /* What a campaign being loaded needs: where it came from (for messages) and
  * the JSON path of the part being looked at. */
-struct lctx {
+struct load_ctx {
 	struct cm_ruleset *s;
 	const struct cm_jdoc *d;
 	cm_rule_reportfn *report;
@@ -495,9 +514,9 @@ static inline uint32_t sid_find(const struct cm_ruleset *s, uint32_t path, const
 	h = hash_bytes(p, n, (uint64_t)path * 0x9E3779B97F4A7C15ULL + 3);
 	for (uint32_t i = (uint32_t)h & (s->sidcap - 1); s->sids[i].sid;
 	     i = (i + 1) & (s->sidcap - 1)) {
-		const struct sent *e = &s->sids[i];
+		const struct string_id *e = &s->sids[i];
 
-		if (e->h == h && e->path == path && e->len == n &&
+		if (e->hash == h && e->path == path && e->len == n &&
 		    memcmp(pool_at(s, e->off), p, n) == 0)
 			return e->sid;
 	}
@@ -509,14 +528,14 @@ static inline uint32_t type_bucket(const struct cm_ruleset *s, const char *p, si
 {
 	uint64_t h;
 
-	if (!s->tmapcap)
+	if (!s->type_mapcap)
 		return 0;
 	h = hash_bytes(p, n, 0x51);
-	for (uint32_t i = (uint32_t)h & (s->tmapcap - 1); s->tmap[i].bucket != NONE;
-	     i = (i + 1) & (s->tmapcap - 1)) {
-		const struct tent *t = &s->tmap[i];
+	for (uint32_t i = (uint32_t)h & (s->type_mapcap - 1); s->type_map[i].bucket != NONE;
+	     i = (i + 1) & (s->type_mapcap - 1)) {
+		const struct type_entry *t = &s->type_map[i];
 
-		if (t->h == h && t->len == n && memcmp(pool_at(s, t->off), p, n) == 0)
+		if (t->hash == h && t->len == n && memcmp(pool_at(s, t->off), p, n) == 0)
 			return t->bucket;
 	}
 	return 0;
@@ -540,32 +559,32 @@ void rule_one_line(char *m);
 const char *rule_type_word(const struct cm_jdoc *d, uint32_t t);
 
 /* Prepares a loading context; lc->path and lc->msg are released by
- * rule_lctx_release. */
-void rule_lctx_init(struct lctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx,
-                    const char *source);
+ * rule_load_ctx_release. */
+void rule_load_ctx_init(struct load_ctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report,
+                        void *ctx, const char *source);
 /* Ends a loading context: adds its problems to the set's count (an out of
  * memory condition is reported once) and returns its problem count or -1. */
-int rule_lctx_release(struct lctx *lc);
+int rule_load_ctx_release(struct load_ctx *lc);
 /* Reports one problem at the current path, with the campaign's label. */
-void rule_problem(struct lctx *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rule_problem(struct load_ctx *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends ".name" (or "name" at the start) to the path; returns the old
  * length for rule_path_pop. */
-size_t rule_path_key(struct lctx *lc, const char *name, size_t n);
+size_t rule_path_key(struct load_ctx *lc, const char *name, size_t n);
 /* Appends "[i]" to the path; returns the old length. */
-size_t rule_path_index(struct lctx *lc, uint32_t i);
+size_t rule_path_index(struct load_ctx *lc, uint32_t i);
 /* Cuts the path back to what it was at mark. */
-void rule_path_pop(struct lctx *lc, size_t mark);
+void rule_path_pop(struct load_ctx *lc, size_t mark);
 /* Decoded bytes of string token t (valid until the next call). */
-const char *rule_tok_str(struct lctx *lc, uint32_t t, size_t *n);
+const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n);
 
 /* ---- between the parts ---- */
 
 /* Builds the condition tree of the rule.where at token t (rule_where.c),
  * reporting every problem inside it; returns its root, NONE if there was
  * any. */
-uint32_t rule_where_build(struct lctx *lc, uint32_t t);
+uint32_t rule_where_build(struct load_ctx *lc, uint32_t t);
 /* Compiles the set's jq predicates, keeping jq's message for each that
- * fails in slotbad (rule_compile.c). Returns 0, or -1 with err when memory
+ * fails in slot_errors (rule_compile.c). Returns 0, or -1 with err when memory
  * is out. */
 int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err);
 

@@ -16,12 +16,12 @@
 /* ---- campaigns ---- */
 
 /* Checks one event type string at token t and stores it in typerefs. */
-static int add_type(struct lctx *lc, uint32_t t)
+static int add_type(struct load_ctx *lc, uint32_t t)
 {
 	struct cm_ruleset *s = lc->s;
 	size_t n;
 	const char *p;
-	struct sref r;
+	struct str_ref r;
 
 	if (lc->d->tok[t].type != CM_JSTR) {
 		rule_problem(lc, "expected an event type string, not %s", rule_type_word(lc->d, t));
@@ -45,7 +45,7 @@ static int add_type(struct lctx *lc, uint32_t t)
 }
 
 /* Validates rule (token t) and fills c's types, where and jq. */
-static void load_rule(struct lctx *lc, struct camp *c, uint32_t t)
+static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 {
 	struct cm_ruleset *s = lc->s;
 	const struct cm_jdoc *d = lc->d;
@@ -135,7 +135,7 @@ static void load_rule(struct lctx *lc, struct camp *c, uint32_t t)
 }
 
 /* Parses a window bound: null/absent is open, else an RFC 3339 time. */
-static int load_time(struct lctx *lc, uint32_t t, const char *key, int64_t *ms)
+static int load_time(struct load_ctx *lc, uint32_t t, const char *key, int64_t *ms)
 {
 	size_t mark, n;
 	const char *p;
@@ -241,13 +241,13 @@ static uint32_t add_source(struct cm_ruleset *s, const char *source)
 
 /* Validates the campaign at token t and appends it (marked bad when it has
  * problems). */
-static void load_campaign(struct lctx *lc, uint32_t t)
+static void load_campaign(struct load_ctx *lc, uint32_t t)
 {
 	struct cm_ruleset *s = lc->s;
 	const struct cm_jdoc *d = lc->d;
 	uint32_t tid = NONE, tname = NONE, tstatus = NONE, tstart = NONE, tend = NONE;
 	uint32_t trule = NONE, i = t + 1;
-	struct camp c;
+	struct campaign c;
 	size_t n;
 	const char *p;
 
@@ -304,7 +304,7 @@ static void load_campaign(struct lctx *lc, uint32_t t)
 			}
 			lc->id = c.id;
 			if (other != NONE) {
-				const struct camp *o = &s->camps[other];
+				const struct campaign *o = &s->camps[other];
 				size_t mark = rule_path_key(lc, "id", 2);
 
 				if (o->line)
@@ -406,9 +406,9 @@ static void load_campaign(struct lctx *lc, uint32_t t)
 int cm_ruleset_add(struct cm_ruleset *s, const struct cm_jdoc *d, uint32_t v, const char *source,
                    unsigned long line, cm_rule_reportfn *report, void *ctx)
 {
-	struct lctx lc;
+	struct load_ctx lc;
 
-	rule_lctx_init(&lc, s, report, ctx, source);
+	rule_load_ctx_init(&lc, s, report, ctx, source);
 	lc.d = d;
 	lc.line = line;
 	lc.pos = s->ncamp + 1;
@@ -419,7 +419,7 @@ int cm_ruleset_add(struct cm_ruleset *s, const struct cm_jdoc *d, uint32_t v, co
 	} else {
 		load_campaign(&lc, v);
 	}
-	return rule_lctx_release(&lc);
+	return rule_load_ctx_release(&lc);
 }
 
 /* The line of byte off in text, counting from line0 at byte from. */
@@ -436,7 +436,7 @@ static unsigned long line_at(const char *text, size_t from, size_t off, unsigned
 
 /* Reports a JSON syntax error with the line it is on when the message gives
  * a byte offset ("byte 17: ..."). */
-static void syntax_problem(struct lctx *lc, const char *text, size_t base, size_t len,
+static void syntax_problem(struct load_ctx *lc, const char *text, size_t base, size_t len,
                            unsigned long line0, const struct cm_err *err)
 {
 	unsigned long long off = 0;
@@ -471,12 +471,12 @@ static void syntax_problem(struct lctx *lc, const char *text, size_t base, size_
 int cm_ruleset_load(struct cm_ruleset *s, const char *text, size_t len, const char *source,
                     cm_rule_reportfn *report, void *ctx)
 {
-	struct lctx lc;
+	struct load_ctx lc;
 	struct cm_jdoc d;
 	struct cm_err err;
 	size_t i = 0;
 
-	rule_lctx_init(&lc, s, report, ctx, source);
+	rule_load_ctx_init(&lc, s, report, ctx, source);
 	cm_jdoc_init(&d, DOC_DEPTH);
 	lc.d = &d;
 	lc.line = 1;
@@ -562,11 +562,12 @@ int cm_ruleset_load(struct cm_ruleset *s, const char *text, size_t len, const ch
 	}
 out:
 	cm_jdoc_release(&d);
-	return rule_lctx_release(&lc);
+	return rule_load_ctx_release(&lc);
 }
 
 /* ---- single campaign validation ---- */
 
+/* The first problem reported, kept for cm_campaign_validate's err. */
 struct first_problem {
 	struct cm_err *err;
 	int seen;
@@ -588,7 +589,7 @@ int cm_campaign_validate(const char *json, size_t len, unsigned flags, struct cm
 	struct cm_jdoc d;
 	struct cm_err perr;
 	struct first_problem f = {err, 0};
-	struct lctx lc;
+	struct load_ctx lc;
 	int rc = -1;
 
 	cm_jdoc_init(&d, DOC_DEPTH);
@@ -600,13 +601,13 @@ int cm_campaign_validate(const char *json, size_t len, unsigned flags, struct cm
 		cm_errf(err, "invalid JSON: %s", perr.msg);
 		goto out;
 	}
-	rule_lctx_init(&lc, s, keep_first, &f, NULL);
+	rule_load_ctx_init(&lc, s, keep_first, &f, NULL);
 	lc.d = &d;
 	lc.bare = 1;
 	lc.flags = flags;
 	lc.pos = 1;
 	load_campaign(&lc, 0);
-	if (rule_lctx_release(&lc) != 0)
+	if (rule_load_ctx_release(&lc) != 0)
 		goto out;
 	/* Only the jq remains to be checked: compile it. */
 	s->compiled = 1;
@@ -614,8 +615,8 @@ int cm_campaign_validate(const char *json, size_t len, unsigned flags, struct cm
 		cm_errf(err, "%s", perr.msg);
 		goto out;
 	}
-	if (s->nslotbad && s->slotbad[0]) {
-		cm_errf(err, "rule.jq: does not compile: %s", s->slotbad[0]);
+	if (s->nslot_errors && s->slot_errors[0]) {
+		cm_errf(err, "rule.jq: does not compile: %s", s->slot_errors[0]);
 		goto out;
 	}
 	rc = 0;

@@ -121,13 +121,13 @@ int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *d, struct
  * Everything below reads the compiled set and writes only the per-event
  * scratch (path values, hits, the event's jv, jq answers). */
 
-static struct pval *resolve(struct cm_ruleset *s, uint32_t pid);
+static struct path_value *resolve(struct cm_ruleset *s, uint32_t pid);
 
 /* Looks path pid up in the current event, once per event. */
-static __attribute__((noinline)) struct pval *resolve_slow(struct cm_ruleset *s, uint32_t pid)
+static __attribute__((noinline)) struct path_value *resolve_slow(struct cm_ruleset *s, uint32_t pid)
 {
-	struct pval *v = &s->pc[pid];
-	const struct pnode *pn = &s->paths[pid];
+	struct path_value *v = &s->pathvals[pid];
+	const struct path_seg *pn = &s->paths[pid];
 	const struct cm_jdoc *d = s->doc;
 	uint32_t ptok, t = CM_JNONE;
 
@@ -146,15 +146,15 @@ static __attribute__((noinline)) struct pval *resolve_slow(struct cm_ruleset *s,
 }
 
 /* The value at path pid in the current event (cached per event). */
-static inline struct pval *resolve(struct cm_ruleset *s, uint32_t pid)
+static inline struct path_value *resolve(struct cm_ruleset *s, uint32_t pid)
 {
-	struct pval *v = &s->pc[pid];
+	struct path_value *v = &s->pathvals[pid];
 
 	return v->gen == s->gen ? v : resolve_slow(s, pid);
 }
 
 /* The number of a resolved value, converted once per event. */
-static inline double pv_num(struct cm_ruleset *s, struct pval *v)
+static inline double pv_num(struct cm_ruleset *s, struct path_value *v)
 {
 	if (!v->numok) {
 		v->num = cm_json_num(s->doc, v->tok);
@@ -165,7 +165,7 @@ static inline double pv_num(struct cm_ruleset *s, struct pval *v)
 
 /* The decoded bytes of a string value; escaped strings are decoded once
  * into the event's arena. */
-static const char *pv_str(struct cm_ruleset *s, struct pval *v, size_t *n)
+static const char *pv_str(struct cm_ruleset *s, struct path_value *v, size_t *n)
 {
 	const struct cm_jtok *k = &s->doc->tok[v->tok];
 
@@ -191,7 +191,7 @@ static const char *pv_str(struct cm_ruleset *s, struct pval *v, size_t *n)
 }
 
 /* JSON equality of event token t with constant c ("same type and equal"). */
-static int tok_eq_val(struct cm_ruleset *s, uint32_t t, const struct rval *c)
+static int tok_eq_val(struct cm_ruleset *s, uint32_t t, const struct rule_value *c)
 {
 	const struct cm_jdoc *d = s->doc;
 	int cls = cls_of_type(d->tok[t].type);
@@ -200,18 +200,18 @@ static int tok_eq_val(struct cm_ruleset *s, uint32_t t, const struct rval *c)
 		return 0;
 	switch (cls) {
 	case C_BOOL:
-		return (d->tok[t].type == CM_JTRUE) == c->b;
+		return (d->tok[t].type == CM_JTRUE) == c->truth;
 	case C_NUM:
 		return cm_json_num(d, t) == c->num;
 	case C_STR:
 		return cm_json_str_eq(d, t, pool_at(s, c->off), c->len);
 	default:
-		return cm_json_equal(d, t, &s->cvals[c->cv].doc, 0);
+		return cm_json_equal(d, t, &s->containers[c->container].doc, 0);
 	}
 }
 
 /* Equality of a resolved value with a constant, using the cached forms. */
-static int pv_eq_val(struct cm_ruleset *s, struct pval *v, const struct rval *c)
+static int pv_eq_val(struct cm_ruleset *s, struct path_value *v, const struct rule_value *c)
 {
 	size_t n;
 	const char *p;
@@ -225,14 +225,14 @@ static int pv_eq_val(struct cm_ruleset *s, struct pval *v, const struct rval *c)
 		p = pv_str(s, v, &n);
 		return n == c->len && memcmp(p, pool_at(s, c->off), n) == 0;
 	case C_BOOL:
-		return (s->doc->tok[v->tok].type == CM_JTRUE) == c->b;
+		return (s->doc->tok[v->tok].type == CM_JTRUE) == c->truth;
 	default:
-		return cm_json_equal(s->doc, v->tok, &s->cvals[c->cv].doc, 0);
+		return cm_json_equal(s->doc, v->tok, &s->containers[c->container].doc, 0);
 	}
 }
 
 /* Membership of a resolved value in an in-set. */
-static int pv_in_set(struct cm_ruleset *s, struct pval *v, const struct inset *set)
+static int pv_in_set(struct cm_ruleset *s, struct path_value *v, const struct in_set *set)
 {
 	switch (v->cls) {
 	case C_NUM: {
@@ -258,7 +258,7 @@ static int pv_in_set(struct cm_ruleset *s, struct pval *v, const struct inset *s
 	case C_STR: {
 		size_t n;
 		const char *p;
-		const struct sref *a;
+		const struct str_ref *a;
 		uint32_t lo = 0, hi = set->nstr;
 
 		if (!hi)
@@ -282,7 +282,8 @@ static int pv_in_set(struct cm_ruleset *s, struct pval *v, const struct inset *s
 		return s->doc->tok[v->tok].type == CM_JTRUE ? set->has_true : set->has_false;
 	default:
 		for (uint32_t i = 0; i < set->ncplx; i++)
-			if (cm_json_equal(s->doc, v->tok, &s->cvals[s->vals[set->cplx + i].cv].doc,
+			if (cm_json_equal(s->doc, v->tok,
+			                  &s->containers[s->values[set->cplx + i].container].doc,
 			                  0))
 				return 1;
 		return 0;
@@ -290,10 +291,10 @@ static int pv_in_set(struct cm_ruleset *s, struct pval *v, const struct inset *s
 }
 
 /* Evaluates a leaf on the current event. */
-static int eval_leaf(struct cm_ruleset *s, const struct node *n)
+static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 {
-	struct pval *v = resolve(s, n->path);
-	const struct rval *c;
+	struct path_value *v = resolve(s, n->path);
+	const struct rule_value *c;
 	size_t len;
 	const char *p;
 
@@ -305,9 +306,9 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 	case OP_NOT_EXISTS:
 		return 0;
 	case OP_EQ:
-		return pv_eq_val(s, v, &s->vals[n->a]);
+		return pv_eq_val(s, v, &s->values[n->arg]);
 	case OP_NE:
-		c = &s->vals[n->a];
+		c = &s->values[n->arg];
 		return v->cls == c->cls && !pv_eq_val(s, v, c);
 	case OP_LT:
 	case OP_LTE:
@@ -315,7 +316,7 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 	case OP_GTE: {
 		int cmp;
 
-		c = &s->vals[n->a];
+		c = &s->values[n->arg];
 		if (v->cls != c->cls)
 			return 0;
 		if (c->cls == C_NUM) {
@@ -346,9 +347,9 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 		}
 	}
 	case OP_IN:
-		return pv_in_set(s, v, &s->sets[n->a]);
+		return pv_in_set(s, v, &s->sets[n->arg]);
 	case OP_NOT_IN: {
-		const struct inset *set = &s->sets[n->a];
+		const struct in_set *set = &s->sets[n->arg];
 
 		if (set->total == 0)
 			return 1;
@@ -357,7 +358,7 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 		return !pv_in_set(s, v, set);
 	}
 	case OP_CONTAINS:
-		c = &s->vals[n->a];
+		c = &s->values[n->arg];
 		if (v->cls == C_STR) {
 			if (c->cls != C_STR)
 				return 0;
@@ -376,7 +377,7 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 		}
 		return 0;
 	case OP_STARTS_WITH:
-		c = &s->vals[n->a];
+		c = &s->values[n->arg];
 		if (v->cls != C_STR)
 			return 0;
 		p = pv_str(s, v, &len);
@@ -387,11 +388,12 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 		if (v->cls != C_STR)
 			return 0;
 		p = pv_str(s, v, &len);
-		if (s->rejit[n->a])
-			rc =
-			    pcre2_jit_match(s->res[n->a], (PCRE2_SPTR)p, len, 0, 0, s->md, s->mctx);
+		if (s->regex_jit[n->arg])
+			rc = pcre2_jit_match(s->regexes[n->arg], (PCRE2_SPTR)p, len, 0, 0,
+			                     s->match_data, s->match_ctx);
 		else
-			rc = pcre2_match(s->res[n->a], (PCRE2_SPTR)p, len, 0, 0, s->md, s->mctx);
+			rc = pcre2_match(s->regexes[n->arg], (PCRE2_SPTR)p, len, 0, 0,
+			                 s->match_data, s->match_ctx);
 		return rc >= 0;
 	}
 	default:
@@ -402,48 +404,48 @@ static int eval_leaf(struct cm_ruleset *s, const struct node *n)
 /* Evaluates a condition tree with short-circuits. */
 static int eval_node(struct cm_ruleset *s, uint32_t ni)
 {
-	const struct node *n = &s->nodes[ni];
+	const struct cond_node *n = &s->nodes[ni];
 
 	switch (n->kind) {
 	case K_ALL:
-		for (uint32_t i = 0; i < n->n; i++)
-			if (!eval_node(s, s->kids[n->a + i]))
+		for (uint32_t i = 0; i < n->nkids; i++)
+			if (!eval_node(s, s->kids[n->arg + i]))
 				return 0;
 		return 1;
 	case K_ANY:
-		for (uint32_t i = 0; i < n->n; i++)
-			if (eval_node(s, s->kids[n->a + i]))
+		for (uint32_t i = 0; i < n->nkids; i++)
+			if (eval_node(s, s->kids[n->arg + i]))
 				return 1;
 		return 0;
 	case K_NOT:
-		return !eval_node(s, n->a);
+		return !eval_node(s, n->arg);
 	default:
 		return eval_leaf(s, n);
 	}
 }
 
 /* The string id of a resolved string value on its path (0: no constant). */
-static inline uint32_t pv_sid(struct cm_ruleset *s, struct pval *v, uint32_t path)
+static inline uint32_t pv_sid(struct cm_ruleset *s, struct path_value *v, uint32_t path)
 {
 	if (!v->sidok) {
 		size_t n;
 		const char *p = pv_str(s, v, &n);
 
-		v->sid = s->pathsids[path] ? sid_find(s, path, p, n) : 0;
+		v->sid = s->path_nsids[path] ? sid_find(s, path, p, n) : 0;
 		v->sidok = 1;
 	}
 	return v->sid;
 }
 
 /* Tests a string value against every prefix of its path at once. */
-static void pv_prefixes(struct cm_ruleset *s, struct pval *v, uint32_t path)
+static void pv_prefixes(struct cm_ruleset *s, struct path_value *v, uint32_t path)
 {
 	size_t n;
 	const char *p = pv_str(s, v, &n);
-	const struct sref *r = s->pfx + s->pathpfx[path];
+	const struct str_ref *r = s->prefixes + s->path_prefix[path];
 	uint64_t m = 0;
 
-	for (uint32_t k = 0; k < s->pathnpfx[path]; k++)
+	for (uint32_t k = 0; k < s->path_nprefixes[path]; k++)
 		if (r[k].len <= n && memcmp(p, pool_at(s, r[k].off), r[k].len) == 0)
 			m |= (uint64_t)1 << k;
 	v->pfx = m;
@@ -451,13 +453,13 @@ static void pv_prefixes(struct cm_ruleset *s, struct pval *v, uint32_t path)
 }
 
 /* Runs compiled instructions (a subtree starting at ip). */
-static int run(struct cm_ruleset *s, const struct ins *ip)
+static int run(struct cm_ruleset *s, const struct instruction *ip)
 {
-	struct pval *v;
+	struct path_value *v;
 
 	switch (ip->op) {
 	case I_ALL: {
-		const struct ins *k = ip + 1;
+		const struct instruction *k = ip + 1;
 
 		for (uint32_t i = 0; i < ip->v.u[0]; i++, k += k->size)
 			if (!run(s, k))
@@ -465,7 +467,7 @@ static int run(struct cm_ruleset *s, const struct ins *ip)
 		return 1;
 	}
 	case I_ANY: {
-		const struct ins *k = ip + 1;
+		const struct instruction *k = ip + 1;
 
 		for (uint32_t i = 0; i < ip->v.u[0]; i++, k += k->size)
 			if (run(s, k))
@@ -542,25 +544,26 @@ static jv key_jv(struct cm_ruleset *s, const char *p, size_t n)
 {
 	uint64_t h;
 	uint32_t i;
-	struct kjv *e;
+	struct key_jv *e;
 
-	if (n > 48 || !s->kjvcap)
+	if (n > 48 || !s->key_jvcap)
 		return jv_string_sized(p, (int)n);
 	h = hash_bytes(p, n, 0x77);
-	for (i = (uint32_t)h & (s->kjvcap - 1); s->kjv[i].used; i = (i + 1) & (s->kjvcap - 1)) {
-		e = &s->kjv[i];
-		if (e->h == h && e->len == n && memcmp(e->text, p, n) == 0)
+	for (i = (uint32_t)h & (s->key_jvcap - 1); s->key_jvs[i].used;
+	     i = (i + 1) & (s->key_jvcap - 1)) {
+		e = &s->key_jvs[i];
+		if (e->hash == h && e->len == n && memcmp(e->text, p, n) == 0)
 			return jv_copy(e->key);
 	}
-	if (s->nkjv * 2 >= s->kjvcap)
+	if (s->nkey_jvs * 2 >= s->key_jvcap)
 		return jv_string_sized(p, (int)n);
-	e = &s->kjv[i];
+	e = &s->key_jvs[i];
 	e->used = 1;
-	e->h = h;
+	e->hash = h;
 	e->len = (uint8_t)n;
 	memcpy(e->text, p, n);
 	e->key = jv_string_sized(p, (int)n);
-	s->nkjv++;
+	s->nkey_jvs++;
 	return jv_copy(e->key);
 }
 
@@ -623,39 +626,39 @@ static int jq_holds(struct cm_ruleset *s, uint32_t local, uint32_t slot)
 	struct cm_err err;
 	int r;
 
-	if (s->slotgen[slot] == s->gen)
-		return s->slotres[slot];
+	if (s->slot_gen[slot] == s->gen)
+		return s->slot_answer[slot];
 	r = cm_jqx_eval_doc(s->jqx, slot, s->doc);
 	if (r != CM_JQX_FALLBACK) {
-		s->slotgen[slot] = s->gen;
-		s->slotres[slot] = (uint8_t)r;
+		s->slot_gen[slot] = s->gen;
+		s->slot_answer[slot] = (uint8_t)r;
 		return r;
 	}
-	if (!s->have_ev) {
-		s->ev = tok_jv(s, 0);
-		s->have_ev = 1;
+	if (!s->have_ev_jv) {
+		s->ev_jv = tok_jv(s, 0);
+		s->have_ev_jv = 1;
 	}
-	if (!jv_is_valid(s->ev)) {
+	if (!jv_is_valid(s->ev_jv)) {
 		cm_errf(&err, "the event cannot be converted for jq");
 		r = CM_JQX_ERROR;
 	} else {
-		r = cm_jqx_eval(s->jqx, slot, s->ev, &err);
+		r = cm_jqx_eval(s->jqx, slot, s->ev_jv, &err);
 	}
 	if (r == CM_JQX_ERROR) {
 		s->jq_errors++;
 		rule_one_line(err.msg);
 		if (s->on_jq)
-			s->on_jq(s->on_jq_ctx, s->bids[s->cur->ids + local], err.msg);
+			s->on_jq(s->on_jq_ctx, s->member_ids[s->cur_bucket->ids + local], err.msg);
 		return 0;
 	}
-	s->slotgen[slot] = s->gen;
-	s->slotres[slot] = (uint8_t)r;
+	s->slot_gen[slot] = s->gen;
+	s->slot_answer[slot] = (uint8_t)r;
 	return r;
 }
 
 /* Finishes the evaluation of a candidate whose key holds: window, the rest
  * of its conditions, then jq. */
-static inline void consider(struct cm_ruleset *s, int64_t t, const struct cblk *b)
+static inline void consider(struct cm_ruleset *s, int64_t t, const struct campaign_block *b)
 {
 	uint32_t r = b->local;
 
@@ -683,7 +686,7 @@ static void run_list(struct cm_ruleset *s, int64_t t, uint32_t begin, uint32_t e
 	const uint64_t *p = s->code + begin, *e = s->code + end;
 
 	while (p < e) {
-		const struct cblk *b = (const struct cblk *)p;
+		const struct campaign_block *b = (const struct campaign_block *)p;
 
 		consider(s, t, b);
 		p += b->words;
@@ -691,16 +694,16 @@ static void run_list(struct cm_ruleset *s, int64_t t, uint32_t begin, uint32_t e
 }
 
 /* Looks up the key table for a probe and value; returns the entry or NULL. */
-static const struct kent *key_find(const struct cm_ruleset *s, uint32_t probe, uint32_t cls,
-                                   double num, const char *p, size_t n)
+static const struct key_entry *key_find(const struct cm_ruleset *s, uint32_t probe, uint32_t cls,
+                                        double num, const char *p, size_t n)
 {
 	uint64_t h = key_hash(probe, cls, num, p, n);
 
 	for (uint32_t i = (uint32_t)h & (s->keycap - 1); s->keys[i].end;
 	     i = (i + 1) & (s->keycap - 1)) {
-		const struct kent *e = &s->keys[i];
+		const struct key_entry *e = &s->keys[i];
 
-		if (e->h != h || e->probe != probe || e->cls != cls)
+		if (e->hash != h || e->probe != probe || e->cls != cls)
 			continue;
 		if (cls == C_STR ? (e->len == n && memcmp(pool_at(s, e->off), p, n) == 0)
 		                 : e->num == num)
@@ -752,7 +755,7 @@ static void sort_hits(struct cm_ruleset *s)
 
 /* A candidate list found for the event: a key's list, or a range list
  * with the event's value. */
-struct todo {
+struct found_list {
 	uint32_t begin, end;
 	uint32_t kind;
 	double x;
@@ -760,11 +763,11 @@ struct todo {
 
 /* Finds the candidate list of probe pi for the current event; 0 when the
  * event has no value that leads anywhere. */
-static int find_list(struct cm_ruleset *s, uint32_t pi, struct todo *td)
+static int find_list(struct cm_ruleset *s, uint32_t pi, struct found_list *td)
 {
 	const struct probe *pr = &s->probes[pi];
-	struct pval *v = resolve(s, pr->path);
-	const struct kent *e = NULL;
+	struct path_value *v = resolve(s, pr->path);
+	const struct key_entry *e = NULL;
 
 	td->kind = pr->kind;
 	switch (pr->kind) {
@@ -812,14 +815,14 @@ static int find_list(struct cm_ruleset *s, uint32_t pi, struct todo *td)
 /* Considers the blocks of a range list whose threshold the value passes:
  * lower bounds ascend (the key holds while t <= x), upper bounds descend
  * (while t >= x). */
-static void run_range(struct cm_ruleset *s, int64_t t, const struct todo *td)
+static void run_range(struct cm_ruleset *s, int64_t t, const struct found_list *td)
 {
 	const uint64_t *p = s->code + td->begin, *end = s->code + td->end;
 	int lower = td->kind == P_LOWER;
 	double x = td->x;
 
 	while (p < end) {
-		const struct cblk *c = (const struct cblk *)p;
+		const struct campaign_block *c = (const struct campaign_block *)p;
 		double th = blk_t(c);
 
 		if (lower ? th > x : th < x)
@@ -840,18 +843,18 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 	int resid_done = 0;
 
 	*ids = s->ids;
-	if (!s->compiled || s->problems || !s->act || s->nact == 0)
+	if (!s->compiled || s->problems || !s->active || s->nactive == 0)
 		return 0;
 	s->doc = ev->doc;
 	s->nhits = 0;
 	if (++s->gen == 0) {
-		memset(s->pc, 0, (s->npath ? s->npath : 1) * sizeof(*s->pc));
-		memset(s->slotgen, 0, (cm_jqx_count(s->jqx) + 1) * sizeof(*s->slotgen));
+		memset(s->pathvals, 0, (s->npath ? s->npath : 1) * sizeof(*s->pathvals));
+		memset(s->slot_gen, 0, (cm_jqx_count(s->jqx) + 1) * sizeof(*s->slot_gen));
 		s->gen = 1;
 	}
 	cm_buf_reset(&s->arena);
 	b = &s->buckets[type_bucket(s, ev->type, ev->type_len)];
-	s->cur = b;
+	s->cur_bucket = b;
 	/* First find every candidate list and ask for its first lines, so
 	 * that the cache misses on list starts overlap; then run them, the
 	 * campaigns without a key first. */
@@ -860,7 +863,7 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 	pi = b->probes;
 	pe = b->probes + b->nprobes;
 	do {
-		struct todo todo[32];
+		struct found_list todo[32];
 		uint32_t n = 0;
 
 		for (; pi < pe && n < 32; pi++) {
@@ -881,12 +884,12 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 				run_range(s, t, &todo[i]);
 		}
 	} while (pi < pe);
-	if (s->have_ev) {
-		jv_free(s->ev);
-		s->have_ev = 0;
+	if (s->have_ev_jv) {
+		jv_free(s->ev_jv);
+		s->have_ev_jv = 0;
 	}
 	sort_hits(s);
 	for (uint32_t i = 0; i < s->nhits; i++)
-		s->ids[i] = s->bids[b->ids + s->hits[i]];
+		s->ids[i] = s->member_ids[b->ids + s->hits[i]];
 	return s->nhits;
 }

@@ -26,10 +26,10 @@ static uint32_t intern_seg(struct cm_ruleset *s, uint32_t parent, const char *na
 {
 	uint64_t h = hash_bytes(name, n, (uint64_t)parent * 0x9E3779B97F4A7C15ULL + 1);
 	uint32_t i;
-	struct pnode *p;
+	struct path_seg *p;
 
-	if ((s->npath + 1) * 2 > s->ptabcap) {
-		uint32_t cap = s->ptabcap ? s->ptabcap * 2 : 64;
+	if ((s->npath + 1) * 2 > s->path_tabcap) {
+		uint32_t cap = s->path_tabcap ? s->path_tabcap * 2 : 64;
 		uint32_t *tab = calloc(cap, sizeof(*tab));
 
 		if (!tab)
@@ -40,15 +40,16 @@ static uint32_t intern_seg(struct cm_ruleset *s, uint32_t parent, const char *na
 				i = (i + 1) & (cap - 1);
 			tab[i] = k + 1;
 		}
-		free(s->ptab);
-		s->ptab = tab;
-		s->ptabcap = cap;
+		free(s->path_tab);
+		s->path_tab = tab;
+		s->path_tabcap = cap;
 	}
-	for (i = (uint32_t)h & (s->ptabcap - 1); s->ptab[i]; i = (i + 1) & (s->ptabcap - 1)) {
-		p = &s->paths[s->ptab[i] - 1];
+	for (i = (uint32_t)h & (s->path_tabcap - 1); s->path_tab[i];
+	     i = (i + 1) & (s->path_tabcap - 1)) {
+		p = &s->paths[s->path_tab[i] - 1];
 		if (p->hash == h && p->parent == parent && p->len == n &&
 		    memcmp(pool_at(s, p->off), name, n) == 0)
-			return s->ptab[i] - 1;
+			return s->path_tab[i] - 1;
 	}
 	if (rule_grow_array((void **)&s->paths, &s->pathcap, s->npath + 1, sizeof(*s->paths)) < 0)
 		return NONE;
@@ -69,13 +70,13 @@ static uint32_t intern_seg(struct cm_ruleset *s, uint32_t parent, const char *na
 		if (k == n && (n == 1 || name[0] != '0') && v < UINT32_MAX)
 			p->index = v;
 	}
-	s->ptab[i] = s->npath + 1;
+	s->path_tab[i] = s->npath + 1;
 	return s->npath++;
 }
 
 /* Checks and interns a dot path; reports a problem and returns NONE when it
  * is empty or has an empty segment. */
-static uint32_t intern_path(struct lctx *lc, const char *p, size_t n)
+static uint32_t intern_path(struct load_ctx *lc, const char *p, size_t n)
 {
 	uint32_t parent = NONE;
 	size_t start = 0;
@@ -111,18 +112,18 @@ static uint32_t intern_path(struct lctx *lc, const char *p, size_t n)
 /* ---- values ---- */
 
 /* Turns token t (not null) into a constant; NONE when memory is out. */
-static uint32_t add_val(struct lctx *lc, uint32_t t)
+static uint32_t add_val(struct load_ctx *lc, uint32_t t)
 {
 	struct cm_ruleset *s = lc->s;
 	const struct cm_jdoc *d = lc->d;
-	struct rval v;
+	struct rule_value v;
 
 	memset(&v, 0, sizeof(v));
 	v.cls = (uint8_t)cls_of_type(d->tok[t].type);
-	v.cv = NONE;
+	v.container = NONE;
 	switch (v.cls) {
 	case C_BOOL:
-		v.b = d->tok[t].type == CM_JTRUE;
+		v.truth = d->tok[t].type == CM_JTRUE;
 		break;
 	case C_NUM:
 		v.num = cm_json_num(d, t);
@@ -139,13 +140,13 @@ static uint32_t add_val(struct lctx *lc, uint32_t t)
 	}
 	default: {
 		struct cm_buf text = CM_BUF_INIT;
-		struct cval c;
+		struct container_value c;
 		struct cm_err err;
 
 		cm_buf_init(&text, 0);
 		if (cm_json_write(d, t, &text) < 0 ||
-		    rule_grow_array((void **)&s->cvals, &s->cvalcap, s->ncval + 1,
-		                    sizeof(*s->cvals)) < 0) {
+		    rule_grow_array((void **)&s->containers, &s->containercap, s->ncontainers + 1,
+		                    sizeof(*s->containers)) < 0) {
 			cm_buf_release(&text);
 			goto oom;
 		}
@@ -156,14 +157,14 @@ static uint32_t add_val(struct lctx *lc, uint32_t t)
 			free(c.text);
 			goto oom;
 		}
-		v.cv = s->ncval;
-		s->cvals[s->ncval++] = c;
+		v.container = s->ncontainers;
+		s->containers[s->ncontainers++] = c;
 		break;
 	}
 	}
-	if (PUSH(s->vals, s->nval, s->valcap, v) < 0)
+	if (PUSH(s->values, s->nvalue, s->valuecap, v) < 0)
 		goto oom;
-	return s->nval - 1;
+	return s->nvalue - 1;
 oom:
 	lc->oom = 1;
 	return NONE;
@@ -178,9 +179,9 @@ static int num_cmp(const void *a, const void *b)
 }
 
 /* Orders strings of a set by length, then bytes (arg: the set). */
-static int sref_cmp(const void *a, const void *b, void *arg)
+static int str_ref_cmp(const void *a, const void *b, void *arg)
 {
-	const struct sref *x = a, *y = b;
+	const struct str_ref *x = a, *y = b;
 	const struct cm_ruleset *s = arg;
 
 	if (x->len != y->len)
@@ -190,17 +191,17 @@ static int sref_cmp(const void *a, const void *b, void *arg)
 
 /* Builds the sorted set of an in / not_in array at token t; elements must
  * not be null. Returns the set index, or NONE after a rule_problem. */
-static uint32_t add_inset(struct lctx *lc, uint32_t t)
+static uint32_t add_inset(struct load_ctx *lc, uint32_t t)
 {
 	struct cm_ruleset *s = lc->s;
 	const struct cm_jdoc *d = lc->d;
-	struct inset set;
+	struct in_set set;
 	uint32_t e = t + 1, bad = 0;
 
 	memset(&set, 0, sizeof(set));
 	set.nums = s->nsetnum;
 	set.strs = s->nsetstr;
-	set.cplx = s->nval;
+	set.cplx = s->nvalue;
 	for (uint32_t i = 0; i < d->tok[t].count; i++, e = d->tok[e].next) {
 		int cls = cls_of_type(d->tok[e].type);
 
@@ -222,7 +223,7 @@ static uint32_t add_inset(struct lctx *lc, uint32_t t)
 		} else if (cls == C_STR) {
 			size_t n;
 			const char *p = rule_tok_str(lc, e, &n);
-			struct sref r = {rule_pool_add(s, p, n), (uint32_t)n};
+			struct str_ref r = {rule_pool_add(s, p, n), (uint32_t)n};
 
 			if (r.off == NONE || PUSH(s->setstrs, s->nsetstr, s->setstrcap, r) < 0)
 				goto oom;
@@ -244,13 +245,13 @@ static uint32_t add_inset(struct lctx *lc, uint32_t t)
 	}
 	if (bad)
 		return NONE;
-	set.ncplx = s->nval - set.cplx;
+	set.ncplx = s->nvalue - set.cplx;
 	set.nnum = s->nsetnum - set.nums;
 	set.nstr = s->nsetstr - set.strs;
 	if (set.nnum > 1)
 		qsort(s->setnums + set.nums, set.nnum, sizeof(double), num_cmp);
 	if (set.nstr > 1)
-		qsort_r(s->setstrs + set.strs, set.nstr, sizeof(struct sref), sref_cmp, s);
+		qsort_r(s->setstrs + set.strs, set.nstr, sizeof(struct str_ref), str_ref_cmp, s);
 	/* Drop duplicates (1 and 1.0 are one number). */
 	if (set.nnum > 1) {
 		uint32_t k = 1;
@@ -265,8 +266,8 @@ static uint32_t add_inset(struct lctx *lc, uint32_t t)
 		uint32_t k = 1;
 
 		for (uint32_t i = 1; i < set.nstr; i++)
-			if (sref_cmp(&s->setstrs[set.strs + i], &s->setstrs[set.strs + k - 1], s) !=
-			    0)
+			if (str_ref_cmp(&s->setstrs[set.strs + i], &s->setstrs[set.strs + k - 1],
+			                s) != 0)
 				s->setstrs[set.strs + k++] = s->setstrs[set.strs + i];
 		s->nsetstr = set.strs + k;
 		set.nstr = k;
@@ -281,7 +282,7 @@ oom:
 
 /* Compiles a regular expression for a matches leaf; reports a pattern that
  * does not compile with its offset. */
-static uint32_t add_regex(struct lctx *lc, uint32_t t)
+static uint32_t add_regex(struct load_ctx *lc, uint32_t t)
 {
 	struct cm_ruleset *s = lc->s;
 	size_t n, erroff;
@@ -300,29 +301,31 @@ static uint32_t add_regex(struct lctx *lc, uint32_t t)
 		             (char *)msg);
 		return NONE;
 	}
-	if (rule_grow_array((void **)&s->res, &s->recap, s->nre + 1, sizeof(*s->res)) < 0) {
+	if (rule_grow_array((void **)&s->regexes, &s->regexcap, s->nregex + 1,
+	                    sizeof(*s->regexes)) < 0) {
 		pcre2_code_free(re);
 		lc->oom = 1;
 		return NONE;
 	}
 	{
-		uint8_t *j = realloc(s->rejit, s->recap);
+		uint8_t *j = realloc(s->regex_jit, s->regexcap);
 
 		if (!j) {
 			pcre2_code_free(re);
 			lc->oom = 1;
 			return NONE;
 		}
-		s->rejit = j;
+		s->regex_jit = j;
 	}
-	s->rejit[s->nre] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
-	s->res[s->nre] = re;
-	return s->nre++;
+	s->regex_jit[s->nregex] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+	s->regexes[s->nregex] = re;
+	return s->nregex++;
 }
 
 /* ---- conditions ---- */
 
-static uint32_t add_node(struct lctx *lc, struct node n)
+/* Appends a node to the tree array; NONE when memory is out. */
+static uint32_t add_node(struct load_ctx *lc, struct cond_node n)
 {
 	if (PUSH(lc->s->nodes, lc->s->nnode, lc->s->nodecap, n) < 0) {
 		lc->oom = 1;
@@ -333,7 +336,7 @@ static uint32_t add_node(struct lctx *lc, struct node n)
 
 /* The estimated cost of evaluating a node, so that an all/any tries cheap
  * conditions first. */
-static uint16_t leaf_cost(const struct cm_ruleset *s, const struct node *n)
+static uint16_t leaf_cost(const struct cm_ruleset *s, const struct cond_node *n)
 {
 	switch (n->op) {
 	case OP_EXISTS:
@@ -345,7 +348,7 @@ static uint16_t leaf_cost(const struct cm_ruleset *s, const struct node *n)
 	case OP_LTE:
 	case OP_GT:
 	case OP_GTE: {
-		int cls = s->vals[n->a].cls;
+		int cls = s->values[n->arg].cls;
 
 		return cls == C_NUM || cls == C_BOOL ? 2 : cls == C_STR ? 3 : 10;
 	}
@@ -364,24 +367,24 @@ static uint16_t leaf_cost(const struct cm_ruleset *s, const struct node *n)
 /* Orders kids by cost, then by position (arg: the node array). */
 static int kid_cmp(const void *a, const void *b, void *arg)
 {
-	const struct node *nodes = arg;
-	const struct node *x = &nodes[*(const uint32_t *)a];
-	const struct node *y = &nodes[*(const uint32_t *)b];
+	const struct cond_node *nodes = arg;
+	const struct cond_node *x = &nodes[*(const uint32_t *)a];
+	const struct cond_node *y = &nodes[*(const uint32_t *)b];
 
 	if (x->cost != y->cost)
 		return x->cost < y->cost ? -1 : 1;
 	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
 }
 
-static uint32_t build_node(struct lctx *lc, uint32_t t, unsigned depth);
+static uint32_t build_node(struct load_ctx *lc, uint32_t t, unsigned depth);
 
 /* Builds an all / any node from the array at token t. */
-static uint32_t build_list(struct lctx *lc, uint32_t t, int kind, unsigned depth)
+static uint32_t build_list(struct load_ctx *lc, uint32_t t, int kind, unsigned depth)
 {
 	struct cm_ruleset *s = lc->s;
 	const struct cm_jdoc *d = lc->d;
 	uint32_t n = d->tok[t].count, e = t + 1, *tmp = NULL, ok = 1, cost = 1;
-	struct node nd;
+	struct cond_node nd;
 
 	if (d->tok[t].type != CM_JARR) {
 		rule_problem(lc, "expected an array of conditions, not %s", rule_type_word(d, t));
@@ -412,8 +415,8 @@ static uint32_t build_list(struct lctx *lc, uint32_t t, int kind, unsigned depth
 		qsort_r(tmp, n, sizeof(*tmp), kid_cmp, s->nodes);
 	memset(&nd, 0, sizeof(nd));
 	nd.kind = (uint8_t)kind;
-	nd.a = s->nkid;
-	nd.n = n;
+	nd.arg = s->nkid;
+	nd.nkids = n;
 	nd.cost = (uint16_t)(cost > 1000 ? 1000 : cost);
 	for (uint32_t i = 0; i < n; i++)
 		if (PUSH(s->kids, s->nkid, s->kidcap, tmp[i]) < 0) {
@@ -427,10 +430,10 @@ static uint32_t build_list(struct lctx *lc, uint32_t t, int kind, unsigned depth
 
 /* Builds a leaf {"field","op","value"} whose members are at the tokens
  * given (NONE when absent). */
-static uint32_t build_leaf(struct lctx *lc, uint32_t tf, uint32_t top, uint32_t tv)
+static uint32_t build_leaf(struct load_ctx *lc, uint32_t tf, uint32_t top, uint32_t tv)
 {
 	const struct cm_jdoc *d = lc->d;
-	struct node nd;
+	struct cond_node nd;
 	int op = -1, ok = 1;
 	size_t mark, n;
 	const char *p;
@@ -509,7 +512,7 @@ static uint32_t build_leaf(struct lctx *lc, uint32_t tf, uint32_t top, uint32_t 
 			             op_names[op], rule_type_word(d, tv));
 			ok = 0;
 		} else if (ok) {
-			nd.a = add_val(lc, tv);
+			nd.arg = add_val(lc, tv);
 		}
 		break;
 	case OP_IN:
@@ -519,8 +522,8 @@ static uint32_t build_leaf(struct lctx *lc, uint32_t tf, uint32_t top, uint32_t 
 			             rule_type_word(d, tv));
 			ok = 0;
 		} else {
-			nd.a = add_inset(lc, tv);
-			if (nd.a == NONE)
+			nd.arg = add_inset(lc, tv);
+			if (nd.arg == NONE)
 				ok = 0;
 		}
 		break;
@@ -531,16 +534,16 @@ static uint32_t build_leaf(struct lctx *lc, uint32_t tf, uint32_t top, uint32_t 
 			             rule_type_word(d, tv));
 			ok = 0;
 		} else if (op == OP_MATCHES) {
-			nd.a = add_regex(lc, tv);
-			if (nd.a == NONE)
+			nd.arg = add_regex(lc, tv);
+			if (nd.arg == NONE)
 				ok = 0;
 		} else if (ok) {
-			nd.a = add_val(lc, tv);
+			nd.arg = add_val(lc, tv);
 		}
 		break;
 	default:
 		if (ok)
-			nd.a = add_val(lc, tv);
+			nd.arg = add_val(lc, tv);
 		break;
 	}
 done:
@@ -553,7 +556,7 @@ done:
 
 /* Builds the condition node at token t (at the current path), reporting
  * every problem inside it; returns NONE if there was any. */
-static uint32_t build_node(struct lctx *lc, uint32_t t, unsigned depth)
+static uint32_t build_node(struct load_ctx *lc, uint32_t t, unsigned depth)
 {
 	const struct cm_jdoc *d = lc->d;
 	uint32_t tall = NONE, tany = NONE, tnot = NONE, tf = NONE, top = NONE, tv = NONE;
@@ -614,14 +617,14 @@ static uint32_t build_node(struct lctx *lc, uint32_t t, unsigned depth)
 	if (tnot != NONE) {
 		size_t mark = rule_path_key(lc, "not", 3);
 		uint32_t c = build_node(lc, tnot, depth + 1);
-		struct node nd;
+		struct cond_node nd;
 
 		rule_path_pop(lc, mark);
 		if (c == NONE || !ok)
 			return NONE;
 		memset(&nd, 0, sizeof(nd));
 		nd.kind = K_NOT;
-		nd.a = c;
+		nd.arg = c;
 		nd.cost = lc->s->nodes[c].cost;
 		return add_node(lc, nd);
 	}
@@ -633,7 +636,7 @@ static uint32_t build_node(struct lctx *lc, uint32_t t, unsigned depth)
 }
 
 /* The entry point for rule_load.c: a where is a condition at depth 1. */
-uint32_t rule_where_build(struct lctx *lc, uint32_t t)
+uint32_t rule_where_build(struct load_ctx *lc, uint32_t t)
 {
 	return build_node(lc, t, 1);
 }
