@@ -35,11 +35,11 @@ int rule_grow_array(void **p, uint32_t *cap, uint32_t need, size_t elsize)
 }
 
 /* Copies bytes into the pool and returns their offset, NONE on failure. */
-uint32_t rule_pool_add(struct cm_ruleset *s, const char *p, size_t n)
+uint32_t rule_pool_add(struct rules_loaded *ld, const char *p, size_t n)
 {
-	size_t off = s->pool.len;
+	size_t off = ld->pool.len;
 
-	if (off + n >= UINT32_MAX / 2 || cm_buf_add(&s->pool, p, n) < 0)
+	if (off + n >= UINT32_MAX / 2 || cm_buf_add(&ld->pool, p, n) < 0)
 		return NONE;
 	return (uint32_t)off;
 }
@@ -82,15 +82,88 @@ struct cm_ruleset *cm_ruleset_new(void)
 
 	if (!s)
 		return NULL;
-	cm_buf_init(&s->pool, 0);
-	cm_buf_init(&s->arena, 0);
-	cm_buf_init(&s->tmp, 0);
+	cm_buf_init(&s->loaded.pool, 0);
+	cm_buf_init(&s->scratch.arena, 0);
+	cm_buf_init(&s->scratch.tmp, 0);
 	s->jqx = cm_jqx_new();
-	if (!s->jqx || cm_buf_add(&s->pool, "", 1) < 0) {
+	if (!s->jqx || cm_buf_add(&s->loaded.pool, "", 1) < 0) {
 		cm_ruleset_free(s);
 		return NULL;
 	}
 	return s;
+}
+
+/* Frees what loading filled. */
+static void loaded_release(struct rules_loaded *ld)
+{
+	for (uint32_t i = 0; i < ld->ncontainers; i++) {
+		cm_jdoc_release(&ld->containers[i].doc);
+		free(ld->containers[i].text);
+	}
+	for (uint32_t i = 0; i < ld->nregex; i++)
+		pcre2_code_free(ld->regexes[i]);
+	for (uint32_t i = 0; i < ld->nsrc; i++)
+		free(ld->sources[i]);
+	cm_buf_release(&ld->pool);
+	free(ld->camps);
+	free(ld->nodes);
+	free(ld->kids);
+	free(ld->values);
+	free(ld->containers);
+	free(ld->sets);
+	free(ld->setnums);
+	free(ld->setstrs);
+	free(ld->typerefs);
+	free(ld->regexes);
+	free(ld->regex_jit);
+	free(ld->paths);
+	free(ld->path_tab);
+	free(ld->sources);
+	free(ld->idtab);
+}
+
+/* Frees what compiling built. */
+static void index_release(struct rules_index *ix)
+{
+	for (uint32_t i = 0; i < ix->nslot_errors; i++)
+		free(ix->slot_errors[i]);
+	free(ix->slot_errors);
+	free(ix->active);
+	free(ix->buckets);
+	free(ix->type_map);
+	free(ix->probes);
+	free(ix->keys);
+	free(ix->code);
+	free(ix->progs);
+	free(ix->sids);
+	free(ix->path_nsids);
+	free(ix->sidlists);
+	free(ix->prefixes);
+	free(ix->path_prefix);
+	free(ix->path_nprefixes);
+	free(ix->member_ids);
+}
+
+/* Frees the matching scratch. */
+static void scratch_release(struct rules_scratch *sc)
+{
+	if (sc->have_ev_jv)
+		jv_free(sc->ev_jv);
+	for (uint32_t i = 0; i < sc->key_jvcap; i++)
+		if (sc->key_jvs[i].used)
+			jv_free(sc->key_jvs[i].key);
+	free(sc->key_jvs);
+	pcre2_match_data_free(sc->match_data);
+	pcre2_match_context_free(sc->match_ctx);
+	pcre2_jit_stack_free(sc->jit_stack);
+	cm_buf_release(&sc->arena);
+	cm_buf_release(&sc->tmp);
+	free(sc->hitbits);
+	free(sc->pathvals);
+	free(sc->hits);
+	free(sc->ids);
+	free(sc->slot_gen);
+	free(sc->slot_answer);
 }
 
 /* Frees the set and everything it compiled. */
@@ -98,77 +171,22 @@ void cm_ruleset_free(struct cm_ruleset *s)
 {
 	if (!s)
 		return;
-	for (uint32_t i = 0; i < s->ncontainers; i++) {
-		cm_jdoc_release(&s->containers[i].doc);
-		free(s->containers[i].text);
-	}
-	for (uint32_t i = 0; i < s->nregex; i++)
-		pcre2_code_free(s->regexes[i]);
-	for (uint32_t i = 0; i < s->nsrc; i++)
-		free(s->sources[i]);
-	for (uint32_t i = 0; i < s->nslot_errors; i++)
-		free(s->slot_errors[i]);
-	if (s->have_ev_jv)
-		jv_free(s->ev_jv);
-	for (uint32_t i = 0; i < s->key_jvcap; i++)
-		if (s->key_jvs[i].used)
-			jv_free(s->key_jvs[i].key);
-	free(s->key_jvs);
-	pcre2_match_data_free(s->match_data);
-	pcre2_match_context_free(s->match_ctx);
-	pcre2_jit_stack_free(s->jit_stack);
+	scratch_release(&s->scratch);
+	index_release(&s->index);
+	loaded_release(&s->loaded);
 	cm_jqx_free(s->jqx);
-	cm_buf_release(&s->pool);
-	cm_buf_release(&s->arena);
-	cm_buf_release(&s->tmp);
-	free(s->camps);
-	free(s->nodes);
-	free(s->kids);
-	free(s->values);
-	free(s->containers);
-	free(s->sets);
-	free(s->setnums);
-	free(s->setstrs);
-	free(s->typerefs);
-	free(s->regexes);
-	free(s->regex_jit);
-	free(s->paths);
-	free(s->path_tab);
-	free(s->sources);
-	free(s->idtab);
-	free(s->slot_errors);
-	free(s->active);
-	free(s->buckets);
-	free(s->type_map);
-	free(s->probes);
-	free(s->keys);
-	free(s->code);
-	free(s->progs);
-	free(s->sids);
-	free(s->path_nsids);
-	free(s->sidlists);
-	free(s->prefixes);
-	free(s->path_prefix);
-	free(s->path_nprefixes);
-	free(s->hitbits);
-	free(s->member_ids);
-	free(s->pathvals);
-	free(s->hits);
-	free(s->ids);
-	free(s->slot_gen);
-	free(s->slot_answer);
 	free(s);
 }
 
 /* Campaigns loaded, any status. */
 size_t cm_ruleset_count(const struct cm_ruleset *s)
 {
-	return s->ncamp;
+	return s->loaded.ncamp;
 }
 /* Active campaigns in the matcher. */
 size_t cm_ruleset_active(const struct cm_ruleset *s)
 {
-	return s->nactive;
+	return s->index.nactive;
 }
 /* jq runtime errors counted so far. */
 unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s)
@@ -248,11 +266,10 @@ void rule_path_pop(struct load_ctx *lc, size_t mark)
 		lc->path.data[mark] = 0;
 }
 
-/* Decoded bytes of string token t, in the set's scratch (valid until the
- * next call). */
+/* Decoded bytes of string token t (valid until the next call). */
 const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n)
 {
-	const char *p = cm_json_str(lc->d, t, &lc->s->tmp, n);
+	const char *p = cm_json_str(lc->d, t, &lc->str, n);
 
 	if (!p) {
 		lc->oom = 1;
@@ -262,7 +279,7 @@ const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n)
 	return p;
 }
 
-/* Prepares a loading context; lc->path and lc->msg are released by
+/* Prepares a loading context; its buffers are released by
  * rule_load_ctx_release. */
 void rule_load_ctx_init(struct load_ctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report,
                         void *ctx, const char *source)
@@ -274,6 +291,7 @@ void rule_load_ctx_init(struct load_ctx *lc, struct cm_ruleset *s, cm_rule_repor
 	lc->source = source;
 	cm_buf_init(&lc->path, 4096);
 	cm_buf_init(&lc->msg, 0);
+	cm_buf_init(&lc->str, 0);
 }
 
 /* Ends a loading context: adds its problems to the set's count (an out of
@@ -290,5 +308,6 @@ int rule_load_ctx_release(struct load_ctx *lc)
 	lc->s->problems += lc->nprob;
 	cm_buf_release(&lc->path);
 	cm_buf_release(&lc->msg);
+	cm_buf_release(&lc->str);
 	return lc->oom ? -1 : n;
 }

@@ -17,10 +17,10 @@ static void on_bad_slot(void *ctx, uint32_t slot, const char *msg)
 {
 	struct cm_ruleset *s = ctx;
 
-	if (slot < s->nslot_errors && !s->slot_errors[slot])
-		s->slot_errors[slot] = strdup(msg);
-	if (slot < s->nslot_errors && !s->slot_errors[slot])
-		s->slot_errors[slot] = strdup("");
+	if (slot < s->index.nslot_errors && !s->index.slot_errors[slot])
+		s->index.slot_errors[slot] = strdup(msg);
+	if (slot < s->index.nslot_errors && !s->index.slot_errors[slot])
+		s->index.slot_errors[slot] = strdup("");
 }
 
 /* Compiles jq, keeping each failing slot's message for report_jq. */
@@ -28,10 +28,10 @@ int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err)
 {
 	uint32_t nslots = cm_jqx_count(s->jqx);
 
-	s->slot_errors = calloc(nslots ? nslots : 1, sizeof(*s->slot_errors));
-	if (!s->slot_errors)
+	s->index.slot_errors = calloc(nslots ? nslots : 1, sizeof(*s->index.slot_errors));
+	if (!s->index.slot_errors)
 		return cm_errf(err, "out of memory");
-	s->nslot_errors = nslots;
+	s->index.nslot_errors = nslots;
 	return cm_jqx_compile(s->jqx, on_bad_slot, s, err) < 0 ? -1 : 0;
 }
 
@@ -41,18 +41,18 @@ static int report_jq(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
 	struct load_ctx lc;
 
 	rule_load_ctx_init(&lc, s, report, ctx, NULL);
-	for (uint32_t i = 0; i < s->ncamp; i++) {
-		struct campaign *c = &s->camps[i];
+	for (uint32_t i = 0; i < s->loaded.ncamp; i++) {
+		struct campaign *c = &s->loaded.camps[i];
 
-		if (c->jq < 0 || !s->slot_errors[c->jq])
+		if (c->jq < 0 || !s->index.slot_errors[c->jq])
 			continue;
-		lc.source = c->src == NONE ? NULL : s->sources[c->src];
+		lc.source = c->src == NONE ? NULL : s->loaded.sources[c->src];
 		lc.line = c->line;
 		lc.pos = c->pos;
 		lc.id = c->id;
 		rule_path_pop(&lc, 0);
 		cm_buf_adds(&lc.path, "rule.jq");
-		rule_problem(&lc, "does not compile: %s", s->slot_errors[c->jq]);
+		rule_problem(&lc, "does not compile: %s", s->index.slot_errors[c->jq]);
 		c->bad = 1;
 	}
 	return rule_load_ctx_release(&lc);
@@ -66,24 +66,24 @@ static unsigned key_score(const struct cm_ruleset *s, const struct cond_node *n)
 		return 0;
 	switch (n->op) {
 	case OP_EQ: {
-		int cls = s->values[n->arg].cls;
+		int cls = s->loaded.values[n->arg].cls;
 
 		return cls == C_NUM || cls == C_STR || cls == C_BOOL ? 2 : 0;
 	}
 	case OP_IN: {
-		const struct in_set *set = &s->sets[n->arg];
+		const struct in_set *set = &s->loaded.sets[n->arg];
 
 		if (set->ncplx)
 			return 0;
 		return set->total == 0 ? 1 : 3 + (set->total > 50 ? 50 : set->total);
 	}
 	case OP_STARTS_WITH:
-		return s->values[n->arg].len > 0 ? 60 : 0;
+		return s->loaded.values[n->arg].len > 0 ? 60 : 0;
 	case OP_LT:
 	case OP_LTE:
 	case OP_GT:
 	case OP_GTE:
-		return s->values[n->arg].cls == C_NUM ? 100 : 0;
+		return s->loaded.values[n->arg].cls == C_NUM ? 100 : 0;
 	default:
 		return 0;
 	}
@@ -102,7 +102,7 @@ static int choose_key(struct cm_ruleset *s, struct active_campaign *a, uint32_t 
 	a->rest = where;
 	if (where == NONE)
 		return 0;
-	root = &s->nodes[where];
+	root = &s->loaded.nodes[where];
 	if (root->kind == K_LEAF) {
 		if (key_score(s, root)) {
 			a->key = where;
@@ -114,7 +114,7 @@ static int choose_key(struct cm_ruleset *s, struct active_campaign *a, uint32_t 
 		/* An any of key leaves holds exactly when one of its keys does:
 		 * list the campaign under each, with nothing left to test. */
 		for (uint32_t i = 0; i < root->nkids; i++)
-			if (!key_score(s, &s->nodes[s->kids[root->arg + i]]))
+			if (!key_score(s, &s->loaded.nodes[s->loaded.kids[root->arg + i]]))
 				return 0;
 		if (root->nkids == 0)
 			return 0;
@@ -126,7 +126,7 @@ static int choose_key(struct cm_ruleset *s, struct active_campaign *a, uint32_t 
 	if (root->kind != K_ALL)
 		return 0;
 	for (uint32_t i = 0; i < root->nkids; i++) {
-		unsigned sc = key_score(s, &s->nodes[s->kids[root->arg + i]]);
+		unsigned sc = key_score(s, &s->loaded.nodes[s->loaded.kids[root->arg + i]]);
 
 		if (sc && (!best || sc < best)) {
 			best = sc;
@@ -135,26 +135,27 @@ static int choose_key(struct cm_ruleset *s, struct active_campaign *a, uint32_t 
 	}
 	if (bestk == NONE)
 		return 0;
-	a->key = s->kids[root->arg + bestk];
+	a->key = s->loaded.kids[root->arg + bestk];
 	if (root->nkids == 1) {
 		a->rest = NONE;
 		return 0;
 	}
 	{
 		struct cond_node nd = *root;
-		uint32_t first = s->nkid;
+		uint32_t first = s->loaded.nkid;
 
 		for (uint32_t i = 0; i < root->nkids; i++) {
 			if (i == bestk)
 				continue;
-			if (PUSH(s->kids, s->nkid, s->kidcap, s->kids[s->nodes[where].arg + i]) < 0)
+			if (PUSH(s->loaded.kids, s->loaded.nkid, s->loaded.kidcap,
+			         s->loaded.kids[s->loaded.nodes[where].arg + i]) < 0)
 				return -1;
 		}
 		nd.arg = first;
-		nd.nkids = s->nodes[where].nkids - 1;
-		if (PUSH(s->nodes, s->nnode, s->nodecap, nd) < 0)
+		nd.nkids = s->loaded.nodes[where].nkids - 1;
+		if (PUSH(s->loaded.nodes, s->loaded.nnode, s->loaded.nodecap, nd) < 0)
 			return -1;
-		a->rest = s->nnode - 1;
+		a->rest = s->loaded.nnode - 1;
 	}
 	return 0;
 }
@@ -172,41 +173,42 @@ static int active_cmp(const void *a, const void *b)
 /* Gives the string at pool offset off an id on path (once). */
 static int sid_add(struct cm_ruleset *s, uint32_t path, uint32_t off, uint32_t len)
 {
-	const char *p = pool_at(s, off);
+	const char *p = pool_at(&s->loaded, off);
 	uint64_t h = hash_bytes(p, len, (uint64_t)path * 0x9E3779B97F4A7C15ULL + 3);
 	uint32_t i;
 
-	if ((s->nsid + 1) * 2 > s->sidcap) {
-		uint32_t cap = s->sidcap ? s->sidcap * 2 : 256;
+	if ((s->index.nsid + 1) * 2 > s->index.sidcap) {
+		uint32_t cap = s->index.sidcap ? s->index.sidcap * 2 : 256;
 		struct string_id *t = calloc(cap, sizeof(*t));
 
 		if (!t)
 			return -1;
-		for (uint32_t k = 0; k < s->sidcap; k++) {
-			if (!s->sids[k].sid)
+		for (uint32_t k = 0; k < s->index.sidcap; k++) {
+			if (!s->index.sids[k].sid)
 				continue;
-			for (i = (uint32_t)s->sids[k].hash & (cap - 1); t[i].sid;
+			for (i = (uint32_t)s->index.sids[k].hash & (cap - 1); t[i].sid;
 			     i = (i + 1) & (cap - 1))
 				;
-			t[i] = s->sids[k];
+			t[i] = s->index.sids[k];
 		}
-		free(s->sids);
-		s->sids = t;
-		s->sidcap = cap;
+		free(s->index.sids);
+		s->index.sids = t;
+		s->index.sidcap = cap;
 	}
-	for (i = (uint32_t)h & (s->sidcap - 1); s->sids[i].sid; i = (i + 1) & (s->sidcap - 1)) {
-		const struct string_id *e = &s->sids[i];
+	for (i = (uint32_t)h & (s->index.sidcap - 1); s->index.sids[i].sid;
+	     i = (i + 1) & (s->index.sidcap - 1)) {
+		const struct string_id *e = &s->index.sids[i];
 
 		if (e->hash == h && e->path == path && e->len == len &&
-		    memcmp(pool_at(s, e->off), p, len) == 0)
+		    memcmp(pool_at(&s->loaded, e->off), p, len) == 0)
 			return 0;
 	}
-	s->sids[i].hash = h;
-	s->sids[i].path = path;
-	s->sids[i].off = off;
-	s->sids[i].len = len;
-	s->sids[i].sid = ++s->path_nsids[path];
-	s->nsid++;
+	s->index.sids[i].hash = h;
+	s->index.sids[i].path = path;
+	s->index.sids[i].off = off;
+	s->index.sids[i].len = len;
+	s->index.sids[i].sid = ++s->index.path_nsids[path];
+	s->index.nsid++;
 	return 0;
 }
 
@@ -214,23 +216,25 @@ static int sid_add(struct cm_ruleset *s, uint32_t path, uint32_t off, uint32_t l
  * path, in the order they first appear. */
 static int assign_sids(struct cm_ruleset *s)
 {
-	s->path_nsids = calloc(s->npath ? s->npath : 1, sizeof(*s->path_nsids));
-	if (!s->path_nsids)
+	s->index.path_nsids =
+	    calloc(s->loaded.npath ? s->loaded.npath : 1, sizeof(*s->index.path_nsids));
+	if (!s->index.path_nsids)
 		return -1;
-	for (uint32_t i = 0; i < s->nnode; i++) {
-		const struct cond_node *n = &s->nodes[i];
+	for (uint32_t i = 0; i < s->loaded.nnode; i++) {
+		const struct cond_node *n = &s->loaded.nodes[i];
 
 		if (n->kind != K_LEAF)
 			continue;
-		if ((n->op == OP_EQ || n->op == OP_NE) && s->values[n->arg].cls == C_STR) {
-			if (sid_add(s, n->path, s->values[n->arg].off, s->values[n->arg].len) < 0)
+		if ((n->op == OP_EQ || n->op == OP_NE) && s->loaded.values[n->arg].cls == C_STR) {
+			if (sid_add(s, n->path, s->loaded.values[n->arg].off,
+			            s->loaded.values[n->arg].len) < 0)
 				return -1;
 		} else if (n->op == OP_IN || n->op == OP_NOT_IN) {
-			const struct in_set *set = &s->sets[n->arg];
+			const struct in_set *set = &s->loaded.sets[n->arg];
 
 			for (uint32_t k = 0; k < set->nstr; k++)
-				if (sid_add(s, n->path, s->setstrs[set->strs + k].off,
-				            s->setstrs[set->strs + k].len) < 0)
+				if (sid_add(s, n->path, s->loaded.setstrs[set->strs + k].off,
+				            s->loaded.setstrs[set->strs + k].len) < 0)
 					return -1;
 		}
 	}
@@ -256,39 +260,42 @@ static int assign_prefixes(struct cm_ruleset *s)
 	uint32_t *leaves = NULL, nl = 0, cap = 0;
 	int rc = -1;
 
-	s->path_prefix = calloc(s->npath ? s->npath : 1, sizeof(*s->path_prefix));
-	s->path_nprefixes = calloc(s->npath ? s->npath : 1, sizeof(*s->path_nprefixes));
-	if (!s->path_prefix || !s->path_nprefixes)
+	s->index.path_prefix =
+	    calloc(s->loaded.npath ? s->loaded.npath : 1, sizeof(*s->index.path_prefix));
+	s->index.path_nprefixes =
+	    calloc(s->loaded.npath ? s->loaded.npath : 1, sizeof(*s->index.path_nprefixes));
+	if (!s->index.path_prefix || !s->index.path_nprefixes)
 		goto out;
-	for (uint32_t i = 0; i < s->nnode; i++)
-		if (s->nodes[i].kind == K_LEAF && s->nodes[i].op == OP_STARTS_WITH &&
+	for (uint32_t i = 0; i < s->loaded.nnode; i++)
+		if (s->loaded.nodes[i].kind == K_LEAF && s->loaded.nodes[i].op == OP_STARTS_WITH &&
 		    PUSH(leaves, nl, cap, i) < 0)
 			goto out;
 	if (nl > 1)
-		qsort_r(leaves, nl, sizeof(*leaves), leaf_path_cmp, s->nodes);
+		qsort_r(leaves, nl, sizeof(*leaves), leaf_path_cmp, s->loaded.nodes);
 	for (uint32_t i = 0; i < nl;) {
-		uint32_t path = s->nodes[leaves[i]].path, first = s->nprefixes;
+		uint32_t path = s->loaded.nodes[leaves[i]].path, first = s->index.nprefixes;
 
-		for (; i < nl && s->nodes[leaves[i]].path == path; i++) {
-			const struct rule_value *v = &s->values[s->nodes[leaves[i]].arg];
+		for (; i < nl && s->loaded.nodes[leaves[i]].path == path; i++) {
+			const struct rule_value *v =
+			    &s->loaded.values[s->loaded.nodes[leaves[i]].arg];
 			uint32_t k;
 
-			for (k = first; k < s->nprefixes; k++)
-				if (s->prefixes[k].len == v->len &&
-				    memcmp(pool_at(s, s->prefixes[k].off), pool_at(s, v->off),
-				           v->len) == 0)
+			for (k = first; k < s->index.nprefixes; k++)
+				if (s->index.prefixes[k].len == v->len &&
+				    memcmp(pool_at(&s->loaded, s->index.prefixes[k].off),
+				           pool_at(&s->loaded, v->off), v->len) == 0)
 					break;
-			if (k < s->nprefixes || s->nprefixes - first >= 64)
+			if (k < s->index.nprefixes || s->index.nprefixes - first >= 64)
 				continue;
-			if (rule_grow_array((void **)&s->prefixes, &s->prefixcap, s->nprefixes + 1,
-			                    sizeof(*s->prefixes)) < 0)
+			if (rule_grow_array((void **)&s->index.prefixes, &s->index.prefixcap,
+			                    s->index.nprefixes + 1, sizeof(*s->index.prefixes)) < 0)
 				goto out;
-			s->prefixes[s->nprefixes].off = v->off;
-			s->prefixes[s->nprefixes].len = v->len;
-			s->nprefixes++;
+			s->index.prefixes[s->index.nprefixes].off = v->off;
+			s->index.prefixes[s->index.nprefixes].len = v->len;
+			s->index.nprefixes++;
 		}
-		s->path_prefix[path] = first;
-		s->path_nprefixes[path] = (uint8_t)(s->nprefixes - first);
+		s->index.path_prefix[path] = first;
+		s->index.path_nprefixes[path] = (uint8_t)(s->index.nprefixes - first);
 	}
 	rc = 0;
 out:
@@ -299,10 +306,11 @@ out:
 /* The number of a prefix on its path, or -1. */
 static int prefix_bit(const struct cm_ruleset *s, uint32_t path, const struct rule_value *v)
 {
-	for (uint32_t k = 0; k < s->path_nprefixes[path]; k++) {
-		const struct str_ref *r = &s->prefixes[s->path_prefix[path] + k];
+	for (uint32_t k = 0; k < s->index.path_nprefixes[path]; k++) {
+		const struct str_ref *r = &s->index.prefixes[s->index.path_prefix[path] + k];
 
-		if (r->len == v->len && memcmp(pool_at(s, r->off), pool_at(s, v->off), v->len) == 0)
+		if (r->len == v->len &&
+		    memcmp(pool_at(&s->loaded, r->off), pool_at(&s->loaded, v->off), v->len) == 0)
 			return (int)k;
 	}
 	return -1;
@@ -319,8 +327,8 @@ static int set_mask(const struct cm_ruleset *s, uint32_t path, const struct in_s
 	if (set->total == 0 || set->nstr != set->total)
 		return -1;
 	for (uint32_t k = 0; k < set->nstr; k++) {
-		const struct str_ref *r = &s->setstrs[set->strs + k];
-		uint32_t id = sid_find(s, path, pool_at(s, r->off), r->len);
+		const struct str_ref *r = &s->loaded.setstrs[set->strs + k];
+		uint32_t id = sid_find(s, path, pool_at(&s->loaded, r->off), r->len);
 
 		if (id == 0 || id >= 64)
 			return -1;
@@ -333,9 +341,9 @@ static int set_mask(const struct cm_ruleset *s, uint32_t path, const struct in_s
  * or 0 when memory is out. */
 static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 {
-	const struct cond_node *n = &s->nodes[ni];
+	const struct cond_node *n = &s->loaded.nodes[ni];
 	struct instruction in;
-	uint32_t at = s->nprogs, size = 1;
+	uint32_t at = s->index.nprogs, size = 1;
 
 	memset(&in, 0, sizeof(in));
 	in.path = n->path;
@@ -366,7 +374,7 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 		case OP_LTE:
 		case OP_GT:
 		case OP_GTE: {
-			const struct rule_value *c = &s->values[n->arg];
+			const struct rule_value *c = &s->loaded.values[n->arg];
 
 			if (c->cls == C_NUM) {
 				static const uint8_t nops[] = {I_NEQ, I_NNE, I_NLT,
@@ -376,7 +384,8 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 				in.v.num = c->num;
 			} else if (c->cls == C_STR && (n->op == OP_EQ || n->op == OP_NE)) {
 				in.op = n->op == OP_EQ ? I_SEQ : I_SNE;
-				in.v.u[0] = sid_find(s, n->path, pool_at(s, c->off), c->len);
+				in.v.u[0] =
+				    sid_find(s, n->path, pool_at(&s->loaded, c->off), c->len);
 			}
 			break;
 		}
@@ -384,14 +393,14 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 		case OP_NOT_IN: {
 			uint64_t mask;
 
-			if (set_mask(s, n->path, &s->sets[n->arg], &mask) == 0) {
+			if (set_mask(s, n->path, &s->loaded.sets[n->arg], &mask) == 0) {
 				in.op = n->op == OP_IN ? I_SIN : I_SNOTIN;
 				in.v.mask = mask;
 			}
 			break;
 		}
 		case OP_STARTS_WITH: {
-			const struct rule_value *c = &s->values[n->arg];
+			const struct rule_value *c = &s->loaded.values[n->arg];
 			int bit = prefix_bit(s, n->path, c);
 
 			if (bit >= 0) {
@@ -400,7 +409,7 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 			} else if (c->len <= 8) {
 				in.op = I_PREFIX;
 				in.aux = (uint8_t)c->len;
-				memcpy(in.v.b, pool_at(s, c->off), c->len);
+				memcpy(in.v.b, pool_at(&s->loaded, c->off), c->len);
 			}
 			break;
 		}
@@ -409,18 +418,18 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 		}
 		break;
 	}
-	if (PUSH(s->progs, s->nprogs, s->progscap, in) < 0)
+	if (PUSH(s->index.progs, s->index.nprogs, s->index.progscap, in) < 0)
 		return 0;
 	if (n->kind == K_ALL || n->kind == K_ANY) {
 		for (uint32_t i = 0; i < n->nkids; i++) {
-			uint32_t k = emit_ins(s, s->kids[s->nodes[ni].arg + i]);
+			uint32_t k = emit_ins(s, s->loaded.kids[s->loaded.nodes[ni].arg + i]);
 
 			if (!k)
 				return 0;
 			size += k;
 		}
 	} else if (n->kind == K_NOT) {
-		uint32_t k = emit_ins(s, s->nodes[ni].arg);
+		uint32_t k = emit_ins(s, s->loaded.nodes[ni].arg);
 
 		if (!k)
 			return 0;
@@ -428,13 +437,13 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
 	}
 	/* A subtree too big for the size field is evaluated from the tree. */
 	if (size > UINT16_MAX) {
-		s->nprogs = at + 1;
-		s->progs[at].op = I_NODE;
-		s->progs[at].path = NONE;
-		s->progs[at].v.u[0] = ni;
+		s->index.nprogs = at + 1;
+		s->index.progs[at].op = I_NODE;
+		s->index.progs[at].path = NONE;
+		s->index.progs[at].v.u[0] = ni;
 		size = 1;
 	}
-	s->progs[at].size = (uint16_t)size;
+	s->index.progs[at].size = (uint16_t)size;
 	return size;
 }
 
@@ -442,7 +451,7 @@ static uint32_t emit_ins(struct cm_ruleset *s, uint32_t ni)
  * for range lists. */
 static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, double t, uint32_t flags)
 {
-	const struct active_campaign *a = &s->active[rank];
+	const struct active_campaign *a = &s->index.active[rank];
 	size_t words;
 	struct campaign_block h;
 	char *p;
@@ -458,11 +467,11 @@ static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, doubl
 	         a->nprog * sizeof(struct instruction)) /
 	        8;
 	h.words = (uint32_t)words;
-	if (a->nprog > UINT16_MAX || s->ncode + words >= UINT32_MAX / 2 ||
-	    rule_grow_array((void **)&s->code, &s->codecap, s->ncode + (uint32_t)words,
-	                    sizeof(*s->code)) < 0)
+	if (a->nprog > UINT16_MAX || s->index.ncode + words >= UINT32_MAX / 2 ||
+	    rule_grow_array((void **)&s->index.code, &s->index.codecap,
+	                    s->index.ncode + (uint32_t)words, sizeof(*s->index.code)) < 0)
 		return -1;
-	p = (char *)(s->code + s->ncode);
+	p = (char *)(s->index.code + s->index.ncode);
 	memcpy(p, &h, sizeof(h));
 	p += sizeof(h);
 	if (h.flags & B_RANGE) {
@@ -475,8 +484,8 @@ static int emit_block(struct cm_ruleset *s, uint32_t rank, uint32_t local, doubl
 		p += 16;
 	}
 	if (a->nprog)
-		memcpy(p, s->progs + a->prog, a->nprog * sizeof(struct instruction));
-	s->ncode += (uint32_t)words;
+		memcpy(p, s->index.progs + a->prog, a->nprog * sizeof(struct instruction));
+	s->index.ncode += (uint32_t)words;
 	return 0;
 }
 
@@ -504,7 +513,8 @@ static int key_tuple_cmp(const void *a, const void *b, void *arg)
 	if (x->cls != y->cls)
 		return x->cls < y->cls ? -1 : 1;
 	if (x->cls == C_STR) {
-		c = bytes_cmp(pool_at(s, x->off), x->len, pool_at(s, y->off), y->len);
+		c = bytes_cmp(pool_at(&s->loaded, x->off), x->len, pool_at(&s->loaded, y->off),
+		              y->len);
 		if (c)
 			return c;
 	} else if (x->num != y->num) {
@@ -550,7 +560,7 @@ static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct c
 		break;
 	case OP_STARTS_WITH:
 		p.kind = P_PREFIX;
-		p.plen = s->values[k->arg].len;
+		p.plen = s->loaded.values[k->arg].len;
 		break;
 	case OP_GT:
 	case OP_GTE:
@@ -561,13 +571,13 @@ static uint32_t probe_for(struct cm_ruleset *s, struct bucket *b, const struct c
 		break;
 	}
 	for (uint32_t i = b->probes; i < b->probes + b->nprobes; i++)
-		if (s->probes[i].kind == p.kind && s->probes[i].path == p.path &&
-		    s->probes[i].plen == p.plen)
+		if (s->index.probes[i].kind == p.kind && s->index.probes[i].path == p.path &&
+		    s->index.probes[i].plen == p.plen)
 			return i;
-	if (PUSH(s->probes, s->nprobe, s->probecap, p) < 0)
+	if (PUSH(s->index.probes, s->index.nprobe, s->index.probecap, p) < 0)
 		return NONE;
 	b->nprobes++;
-	return s->nprobe - 1;
+	return s->index.nprobe - 1;
 }
 
 /* True when two sorted key tuples name the same key. */
@@ -577,8 +587,8 @@ static int same_key(const struct cm_ruleset *s, const struct key_tuple *x,
 	if (x->probe != y->probe || x->cls != y->cls)
 		return 0;
 	if (x->cls == C_STR)
-		return x->len == y->len &&
-		       memcmp(pool_at(s, x->off), pool_at(s, y->off), x->len) == 0;
+		return x->len == y->len && memcmp(pool_at(&s->loaded, x->off),
+		                                  pool_at(&s->loaded, y->off), x->len) == 0;
 	return x->num == y->num;
 }
 
@@ -594,10 +604,10 @@ static int build_keys(struct cm_ruleset *s, struct key_tuple *kt, uint32_t nk)
 			groups++;
 	while (cap < groups * 2)
 		cap *= 2;
-	s->keys = calloc(cap, sizeof(*s->keys));
-	if (!s->keys)
+	s->index.keys = calloc(cap, sizeof(*s->index.keys));
+	if (!s->index.keys)
 		return -1;
-	s->keycap = cap;
+	s->index.keycap = cap;
 	for (uint32_t i = 0; i < nk;) {
 		uint32_t j = i + 1, h;
 		struct key_entry e;
@@ -610,27 +620,28 @@ static int build_keys(struct cm_ruleset *s, struct key_tuple *kt, uint32_t nk)
 		e.num = kt[i].num;
 		e.off = kt[i].off;
 		e.len = kt[i].len;
-		e.hash = key_hash(e.probe, e.cls, e.num, pool_at(s, e.off), e.len);
-		e.begin = s->ncode;
+		e.hash = key_hash(e.probe, e.cls, e.num, pool_at(&s->loaded, e.off), e.len);
+		e.begin = s->index.ncode;
 		for (uint32_t k = i; k < j; k++) {
 			if (k > i && kt[k].rank == kt[k - 1].rank)
 				continue;
 			if (emit_block(s, kt[k].rank, kt[k].local, 0, 0) < 0)
 				return -1;
 		}
-		e.end = s->ncode;
+		e.end = s->index.ncode;
 		if (e.cls == C_SID) {
 			/* String keys are found by id, without hashing. */
-			uint32_t at = s->probes[e.probe].sidbase + (uint32_t)e.num;
+			uint32_t at = s->index.probes[e.probe].sidbase + (uint32_t)e.num;
 
-			s->sidlists[2 * at] = e.begin;
-			s->sidlists[2 * at + 1] = e.end;
+			s->index.sidlists[2 * at] = e.begin;
+			s->index.sidlists[2 * at + 1] = e.end;
 			i = j;
 			continue;
 		}
-		for (h = (uint32_t)e.hash & (cap - 1); s->keys[h].end; h = (h + 1) & (cap - 1))
+		for (h = (uint32_t)e.hash & (cap - 1); s->index.keys[h].end;
+		     h = (h + 1) & (cap - 1))
 			;
-		s->keys[h] = e;
+		s->index.keys[h] = e;
 		i = j;
 	}
 	return 0;
@@ -642,15 +653,15 @@ static int build_ranges(struct cm_ruleset *s, struct range_tuple *rt, uint32_t n
 	if (nr > 1)
 		qsort(rt, nr, sizeof(*rt), range_tuple_cmp);
 	for (uint32_t i = 0; i < nr;) {
-		struct probe *p = &s->probes[rt[i].probe];
+		struct probe *p = &s->index.probes[rt[i].probe];
 		uint32_t j = i;
 
-		p->begin = s->ncode;
+		p->begin = s->index.ncode;
 		for (; j < nr && rt[j].probe == rt[i].probe; j++)
 			if (emit_block(s, rt[j].rank, rt[j].local, rt[j].t,
 			               B_RANGE | (rt[j].strict ? B_STRICT : 0)) < 0)
 				return -1;
-		p->end = s->ncode;
+		p->end = s->index.ncode;
 		i = j;
 	}
 	return 0;
@@ -667,7 +678,7 @@ static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct cond_node 
 	t.rank = rank;
 	t.local = local;
 	if (k->op == OP_EQ || k->op == OP_STARTS_WITH) {
-		const struct rule_value *v = &s->values[k->arg];
+		const struct rule_value *v = &s->loaded.values[k->arg];
 
 		t.cls = v->cls;
 		t.num = v->cls == C_BOOL ? v->truth : v->num;
@@ -676,25 +687,25 @@ static int gather_keys(struct cm_ruleset *s, uint32_t p, const struct cond_node 
 		if (k->op == OP_EQ && v->cls == C_STR) {
 			/* Strings of eq keys are looked up by their id. */
 			t.cls = C_SID;
-			t.num = sid_find(s, k->path, pool_at(s, v->off), v->len);
+			t.num = sid_find(s, k->path, pool_at(&s->loaded, v->off), v->len);
 			t.off = t.len = 0;
 		}
 		return PUSH(*kt, *nk, *kcap, t);
 	}
 	{
-		const struct in_set *set = &s->sets[k->arg];
+		const struct in_set *set = &s->loaded.sets[k->arg];
 
 		t.cls = C_NUM;
 		for (uint32_t i = 0; i < set->nnum; i++) {
-			t.num = s->setnums[set->nums + i];
+			t.num = s->loaded.setnums[set->nums + i];
 			if (PUSH(*kt, *nk, *kcap, t) < 0)
 				return -1;
 		}
 		t.cls = C_SID;
 		for (uint32_t i = 0; i < set->nstr; i++) {
-			const struct str_ref *r = &s->setstrs[set->strs + i];
+			const struct str_ref *r = &s->loaded.setstrs[set->strs + i];
 
-			t.num = sid_find(s, k->path, pool_at(s, r->off), r->len);
+			t.num = sid_find(s, k->path, pool_at(&s->loaded, r->off), r->len);
 			if (PUSH(*kt, *nk, *kcap, t) < 0)
 				return -1;
 		}
@@ -725,14 +736,14 @@ static int add_key(struct cm_ruleset *s, struct bucket *b, const struct cond_nod
 
 	if (p == NONE)
 		return -1;
-	if (s->probes[p].kind == P_EQ || s->probes[p].kind == P_PREFIX)
+	if (s->index.probes[p].kind == P_EQ || s->index.probes[p].kind == P_PREFIX)
 		return gather_keys(s, p, k, rank, local, kt, nk, kcap);
 	r.probe = p;
 	r.rank = rank;
 	r.local = local;
-	r.t = s->values[k->arg].num;
+	r.t = s->loaded.values[k->arg].num;
 	r.strict = k->op == OP_GT || k->op == OP_LT;
-	r.desc = s->probes[p].kind == P_UPPER;
+	r.desc = s->index.probes[p].kind == P_UPPER;
 	return PUSH(*rt, *nr, *rcap, r);
 }
 
@@ -742,32 +753,35 @@ static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *m
                        struct key_tuple **kt, uint32_t *nk, uint32_t *kcap, struct range_tuple **rt,
                        uint32_t *nr, uint32_t *rcap)
 {
-	b->probes = s->nprobe;
+	b->probes = s->index.nprobe;
 	b->nprobes = 0;
-	b->ids = s->nmember_ids;
+	b->ids = s->index.nmember_ids;
 	b->nmem = n;
 	for (uint32_t i = 0; i < n; i++)
-		s->member_ids[s->nmember_ids++] = s->active[members[i]].id;
-	b->begin = s->ncode;
+		s->index.member_ids[s->index.nmember_ids++] = s->index.active[members[i]].id;
+	b->begin = s->index.ncode;
 	for (uint32_t i = 0; i < n; i++)
-		if (s->active[members[i]].key == NONE && emit_block(s, members[i], i, 0, 0) < 0)
+		if (s->index.active[members[i]].key == NONE &&
+		    emit_block(s, members[i], i, 0, 0) < 0)
 			return -1;
-	b->end = s->ncode;
+	b->end = s->index.ncode;
 	for (uint32_t i = 0; i < n; i++) {
-		const struct active_campaign *a = &s->active[members[i]];
+		const struct active_campaign *a = &s->index.active[members[i]];
 		const struct cond_node *root;
 
 		if (a->key == NONE)
 			continue;
-		root = &s->nodes[a->key];
+		root = &s->loaded.nodes[a->key];
 		if (!a->multi) {
 			if (add_key(s, b, root, members[i], i, kt, nk, kcap, rt, nr, rcap) < 0)
 				return -1;
 			continue;
 		}
 		for (uint32_t k = 0; k < root->nkids; k++)
-			if (add_key(s, b, &s->nodes[s->kids[s->nodes[a->key].arg + k]], members[i],
-			            i, kt, nk, kcap, rt, nr, rcap) < 0)
+			if (add_key(
+			        s, b,
+			        &s->loaded.nodes[s->loaded.kids[s->loaded.nodes[a->key].arg + k]],
+			        members[i], i, kt, nk, kcap, rt, nr, rcap) < 0)
 				return -1;
 	}
 	return 0;
@@ -784,91 +798,95 @@ static int build_matcher(struct cm_ruleset *s)
 	int rc = -1;
 
 	/* Active campaigns in id order, with their key and program. */
-	for (uint32_t i = 0; i < s->ncamp; i++)
-		if (s->camps[i].active && !s->camps[i].bad)
-			s->nactive++;
-	s->active = calloc(s->nactive ? s->nactive : 1, sizeof(*s->active));
-	if (!s->active)
+	for (uint32_t i = 0; i < s->loaded.ncamp; i++)
+		if (s->loaded.camps[i].active && !s->loaded.camps[i].bad)
+			s->index.nactive++;
+	s->index.active = calloc(s->index.nactive ? s->index.nactive : 1, sizeof(*s->index.active));
+	if (!s->index.active)
 		goto out;
-	for (uint32_t i = 0, r = 0; i < s->ncamp; i++) {
-		const struct campaign *c = &s->camps[i];
+	for (uint32_t i = 0, r = 0; i < s->loaded.ncamp; i++) {
+		const struct campaign *c = &s->loaded.camps[i];
 
 		if (!c->active || c->bad)
 			continue;
-		s->active[r].id = c->id;
-		s->active[r].start = c->start;
-		s->active[r].end = c->end;
-		s->active[r].jq = c->jq;
-		s->active[r].campaign = i;
+		s->index.active[r].id = c->id;
+		s->index.active[r].start = c->start;
+		s->index.active[r].end = c->end;
+		s->index.active[r].jq = c->jq;
+		s->index.active[r].campaign = i;
 		r++;
 	}
-	if (s->nactive > 1)
-		qsort(s->active, s->nactive, sizeof(*s->active), active_cmp);
-	for (uint32_t r = 0; r < s->nactive; r++)
-		if (choose_key(s, &s->active[r], s->camps[s->active[r].campaign].where) < 0)
+	if (s->index.nactive > 1)
+		qsort(s->index.active, s->index.nactive, sizeof(*s->index.active), active_cmp);
+	for (uint32_t r = 0; r < s->index.nactive; r++)
+		if (choose_key(s, &s->index.active[r],
+		               s->loaded.camps[s->index.active[r].campaign].where) < 0)
 			goto out;
 	if (assign_sids(s) < 0 || assign_prefixes(s) < 0)
 		goto out;
-	for (uint32_t r = 0; r < s->nactive; r++) {
-		s->active[r].prog = s->nprogs;
-		if (s->active[r].rest != NONE && !emit_ins(s, s->active[r].rest))
+	for (uint32_t r = 0; r < s->index.nactive; r++) {
+		s->index.active[r].prog = s->index.nprogs;
+		if (s->index.active[r].rest != NONE && !emit_ins(s, s->index.active[r].rest))
 			goto out;
-		s->active[r].nprog = s->nprogs - s->active[r].prog;
+		s->index.active[r].nprog = s->index.nprogs - s->index.active[r].prog;
 	}
 
 	/* The type map: every distinct type of an active campaign. */
-	s->type_mapcap = 16;
-	for (uint32_t r = 0; r < s->nactive; r++)
-		ntypes += s->camps[s->active[r].campaign].ntypes;
-	while (s->type_mapcap < ntypes * 2)
-		s->type_mapcap *= 2;
-	s->type_map = malloc(s->type_mapcap * sizeof(*s->type_map));
-	if (!s->type_map)
+	s->index.type_mapcap = 16;
+	for (uint32_t r = 0; r < s->index.nactive; r++)
+		ntypes += s->loaded.camps[s->index.active[r].campaign].ntypes;
+	while (s->index.type_mapcap < ntypes * 2)
+		s->index.type_mapcap *= 2;
+	s->index.type_map = malloc(s->index.type_mapcap * sizeof(*s->index.type_map));
+	if (!s->index.type_map)
 		goto out;
-	for (uint32_t i = 0; i < s->type_mapcap; i++)
-		s->type_map[i].bucket = NONE;
-	s->nbucket = 1;
-	for (uint32_t r = 0; r < s->nactive; r++) {
-		const struct campaign *c = &s->camps[s->active[r].campaign];
+	for (uint32_t i = 0; i < s->index.type_mapcap; i++)
+		s->index.type_map[i].bucket = NONE;
+	s->index.nbucket = 1;
+	for (uint32_t r = 0; r < s->index.nactive; r++) {
+		const struct campaign *c = &s->loaded.camps[s->index.active[r].campaign];
 
 		for (uint32_t k = 0; k < c->ntypes; k++) {
-			const struct str_ref *t = &s->typerefs[c->types + k];
-			const char *p = pool_at(s, t->off);
+			const struct str_ref *t = &s->loaded.typerefs[c->types + k];
+			const char *p = pool_at(&s->loaded, t->off);
 			uint64_t h = hash_bytes(p, t->len, 0x51);
 			uint32_t i;
 
-			for (i = (uint32_t)h & (s->type_mapcap - 1); s->type_map[i].bucket != NONE;
-			     i = (i + 1) & (s->type_mapcap - 1))
-				if (s->type_map[i].hash == h && s->type_map[i].len == t->len &&
-				    memcmp(pool_at(s, s->type_map[i].off), p, t->len) == 0)
+			for (i = (uint32_t)h & (s->index.type_mapcap - 1);
+			     s->index.type_map[i].bucket != NONE;
+			     i = (i + 1) & (s->index.type_mapcap - 1))
+				if (s->index.type_map[i].hash == h &&
+				    s->index.type_map[i].len == t->len &&
+				    memcmp(pool_at(&s->loaded, s->index.type_map[i].off), p,
+				           t->len) == 0)
 					break;
-			if (s->type_map[i].bucket == NONE) {
-				s->type_map[i].hash = h;
-				s->type_map[i].off = t->off;
-				s->type_map[i].len = t->len;
-				s->type_map[i].bucket = s->nbucket++;
+			if (s->index.type_map[i].bucket == NONE) {
+				s->index.type_map[i].hash = h;
+				s->index.type_map[i].off = t->off;
+				s->index.type_map[i].len = t->len;
+				s->index.type_map[i].bucket = s->index.nbucket++;
 			}
 		}
 	}
 	/* Members of each bucket, in rank order. */
-	members = calloc(s->nbucket, sizeof(*members));
-	nmem = calloc(s->nbucket, sizeof(*nmem));
-	memcap = calloc(s->nbucket, sizeof(*memcap));
-	s->buckets = calloc(s->nbucket, sizeof(*s->buckets));
-	if (!members || !nmem || !memcap || !s->buckets)
+	members = calloc(s->index.nbucket, sizeof(*members));
+	nmem = calloc(s->index.nbucket, sizeof(*nmem));
+	memcap = calloc(s->index.nbucket, sizeof(*memcap));
+	s->index.buckets = calloc(s->index.nbucket, sizeof(*s->index.buckets));
+	if (!members || !nmem || !memcap || !s->index.buckets)
 		goto out;
-	for (uint32_t r = 0; r < s->nactive; r++) {
-		const struct campaign *c = &s->camps[s->active[r].campaign];
+	for (uint32_t r = 0; r < s->index.nactive; r++) {
+		const struct campaign *c = &s->loaded.camps[s->index.active[r].campaign];
 
 		if (c->ntypes == 0) {
-			for (uint32_t b = 0; b < s->nbucket; b++)
+			for (uint32_t b = 0; b < s->index.nbucket; b++)
 				if (PUSH(members[b], nmem[b], memcap[b], r) < 0)
 					goto out;
 			continue;
 		}
 		for (uint32_t k = 0; k < c->ntypes; k++) {
-			const struct str_ref *t = &s->typerefs[c->types + k];
-			uint32_t b = type_bucket(s, pool_at(s, t->off), t->len);
+			const struct str_ref *t = &s->loaded.typerefs[c->types + k];
+			uint32_t b = type_bucket(s, pool_at(&s->loaded, t->off), t->len);
 
 			if (nmem[b] && members[b][nmem[b] - 1] == r)
 				continue;
@@ -879,68 +897,72 @@ static int build_matcher(struct cm_ruleset *s)
 	{
 		size_t total = 0;
 
-		for (uint32_t b = 0; b < s->nbucket; b++) {
+		for (uint32_t b = 0; b < s->index.nbucket; b++) {
 			total += nmem[b];
 			maxmem = nmem[b] > maxmem ? nmem[b] : maxmem;
 		}
 		if (total >= UINT32_MAX / 2)
 			goto out;
-		s->member_ids = malloc((total ? total : 1) * sizeof(*s->member_ids));
-		if (!s->member_ids)
+		s->index.member_ids = malloc((total ? total : 1) * sizeof(*s->index.member_ids));
+		if (!s->index.member_ids)
 			goto out;
 	}
-	for (uint32_t b = 0; b < s->nbucket; b++)
-		if (fill_bucket(s, &s->buckets[b], members[b], nmem[b], &kt, &nk, &kcap, &rt, &nr,
-		                &rcap) < 0)
+	for (uint32_t b = 0; b < s->index.nbucket; b++)
+		if (fill_bucket(s, &s->index.buckets[b], members[b], nmem[b], &kt, &nk, &kcap, &rt,
+		                &nr, &rcap) < 0)
 			goto out;
 	{
 		size_t total = 0;
 
-		for (uint32_t p = 0; p < s->nprobe; p++) {
-			if (s->probes[p].kind != P_EQ)
+		for (uint32_t p = 0; p < s->index.nprobe; p++) {
+			if (s->index.probes[p].kind != P_EQ)
 				continue;
-			s->probes[p].sidbase = (uint32_t)total;
-			total += s->path_nsids[s->probes[p].path] + 1;
+			s->index.probes[p].sidbase = (uint32_t)total;
+			total += s->index.path_nsids[s->index.probes[p].path] + 1;
 		}
 		if (total >= UINT32_MAX / 4)
 			goto out;
-		s->sidlists = calloc(2 * total + 2, sizeof(*s->sidlists));
-		if (!s->sidlists)
+		s->index.sidlists = calloc(2 * total + 2, sizeof(*s->index.sidlists));
+		if (!s->index.sidlists)
 			goto out;
-		s->nsidlists = (uint32_t)total;
+		s->index.nsidlists = (uint32_t)total;
 	}
 	if (build_keys(s, kt, nk) < 0 || build_ranges(s, rt, nr) < 0)
 		goto out;
-	free(s->progs);
-	s->progs = NULL;
-	s->nprogs = s->progscap = 0;
+	free(s->index.progs);
+	s->index.progs = NULL;
+	s->index.nprogs = s->index.progscap = 0;
 
 	/* Per-event scratch, so that matching allocates nothing. */
-	s->pathvals = calloc(s->npath ? s->npath : 1, sizeof(*s->pathvals));
-	s->hits = malloc((s->nactive ? s->nactive : 1) * sizeof(*s->hits));
-	s->hitbits = calloc(maxmem / 64 + 1, sizeof(*s->hitbits));
-	s->ids = malloc((s->nactive ? s->nactive : 1) * sizeof(*s->ids));
-	s->slot_gen = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slot_gen));
-	s->slot_answer = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->slot_answer));
+	s->scratch.pathvals =
+	    calloc(s->loaded.npath ? s->loaded.npath : 1, sizeof(*s->scratch.pathvals));
+	s->scratch.hits =
+	    malloc((s->index.nactive ? s->index.nactive : 1) * sizeof(*s->scratch.hits));
+	s->scratch.hitbits = calloc(maxmem / 64 + 1, sizeof(*s->scratch.hitbits));
+	s->scratch.ids =
+	    malloc((s->index.nactive ? s->index.nactive : 1) * sizeof(*s->scratch.ids));
+	s->scratch.slot_gen = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->scratch.slot_gen));
+	s->scratch.slot_answer = calloc(cm_jqx_count(s->jqx) + 1, sizeof(*s->scratch.slot_answer));
 	if (cm_jqx_count(s->jqx)) {
-		s->key_jvcap = 1024;
-		s->key_jvs = calloc(s->key_jvcap, sizeof(*s->key_jvs));
-		if (!s->key_jvs)
+		s->scratch.key_jvcap = 1024;
+		s->scratch.key_jvs = calloc(s->scratch.key_jvcap, sizeof(*s->scratch.key_jvs));
+		if (!s->scratch.key_jvs)
 			goto out;
 	}
-	s->match_data = pcre2_match_data_create(1, NULL);
-	s->match_ctx = pcre2_match_context_create(NULL);
-	s->jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
-	if (!s->pathvals || !s->hits || !s->hitbits || !s->ids || !s->slot_gen || !s->slot_answer ||
-	    !s->match_data || !s->match_ctx || !s->jit_stack)
+	s->scratch.match_data = pcre2_match_data_create(1, NULL);
+	s->scratch.match_ctx = pcre2_match_context_create(NULL);
+	s->scratch.jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+	if (!s->scratch.pathvals || !s->scratch.hits || !s->scratch.hitbits || !s->scratch.ids ||
+	    !s->scratch.slot_gen || !s->scratch.slot_answer || !s->scratch.match_data ||
+	    !s->scratch.match_ctx || !s->scratch.jit_stack)
 		goto out;
-	pcre2_jit_stack_assign(s->match_ctx, NULL, s->jit_stack);
-	pcre2_set_match_limit(s->match_ctx, 1000000);
-	pcre2_set_depth_limit(s->match_ctx, 10000);
-	s->gen = 1;
+	pcre2_jit_stack_assign(s->scratch.match_ctx, NULL, s->scratch.jit_stack);
+	pcre2_set_match_limit(s->scratch.match_ctx, 1000000);
+	pcre2_set_depth_limit(s->scratch.match_ctx, 10000);
+	s->scratch.gen = 1;
 	rc = 0;
 out:
-	for (uint32_t b = 0; members && b < s->nbucket; b++)
+	for (uint32_t b = 0; members && b < s->index.nbucket; b++)
 		free(members[b]);
 	free(members);
 	free(nmem);

@@ -20,6 +20,10 @@
  * jq runs last, natively when it can (jqx.h), and per event the event is
  * converted to a jq value at most once.
  *
+ * A set's state comes in three parts by lifetime (struct cm_ruleset below):
+ * what loading filled, the index compiling built from it, and the scratch
+ * that matching writes for each event.
+ *
  * The engine in files, in the order a campaign goes through them:
  *
  *     rule.c          the set's lifecycle, growing arrays, reporting problems
@@ -297,9 +301,11 @@ struct path_value {
 	uint32_t soff, slen; /* a decoded string: in arena */
 };
 
-/* A rule set: what was loaded, the matcher compiled from it, and the
- * scratch of the event being matched. */
-struct cm_ruleset {
+/* What loading fills (cm_ruleset_load, cm_ruleset_add, rule_where.c): the
+ * campaigns and everything their rules hold, by index. Compiling reads it
+ * and only adds nodes and kids (each keyed all without its key); matching
+ * reads it. */
+struct rules_loaded {
 	struct campaign *camps;
 	uint32_t ncamp, campcap;
 	struct cm_buf pool; /* every string of the rules, by offset */
@@ -330,14 +336,12 @@ struct cm_ruleset {
 	uint32_t nsrc, srccap;
 	uint32_t *idtab; /* id table: camp index + 1 */
 	uint32_t idtabcap, nids;
-	struct cm_jqx *jqx;
-	char **slot_errors; /* per jq slot: jq's message when it does not compile */
-	uint32_t nslot_errors;
-	int problems;
-	int compiled;
+};
 
-	/* The matcher. */
-	struct active_campaign *active;
+/* What compiling builds (cm_ruleset_compile) over the active campaigns:
+ * the matcher, frozen afterwards and only read while matching. */
+struct rules_index {
+	struct active_campaign *active; /* by rank (id order) */
 	uint32_t nactive;
 	struct bucket *buckets;
 	uint32_t nbucket;
@@ -360,18 +364,23 @@ struct cm_ruleset {
 	uint32_t nprefixes, prefixcap;
 	uint32_t *path_prefix;   /* per path: its first in prefixes */
 	uint8_t *path_nprefixes; /* per path: how many */
+	int64_t *member_ids;     /* each bucket's member ids */
+	uint32_t nmember_ids;
+	char **slot_errors; /* per jq slot: jq's message when it does not compile */
+	uint32_t nslot_errors;
+};
 
-	/* Per-event scratch. */
+/* What matching writes, sized by compiling so that matching allocates
+ * nothing: the event being matched and what is known of it so far. */
+struct rules_scratch {
 	const struct cm_jdoc *doc;
 	struct path_value *pathvals; /* by path */
 	uint32_t gen;                /* the current event's generation */
 	struct cm_buf arena;         /* decoded strings of the event */
-	struct cm_buf tmp;
-	uint32_t *hits; /* local ranks of the campaigns that matched */
+	struct cm_buf tmp;           /* decoded strings used at once */
+	uint32_t *hits;              /* local ranks of the campaigns that matched */
 	uint32_t nhits;
-	uint64_t *hitbits;   /* the same, as a bitmap */
-	int64_t *member_ids; /* each bucket's member ids */
-	uint32_t nmember_ids;
+	uint64_t *hitbits;               /* the same, as a bitmap */
 	const struct bucket *cur_bucket; /* the bucket of the event being matched */
 	int64_t *ids;                    /* the result */
 	jv ev_jv;                        /* the event as a jq value, once needed */
@@ -383,7 +392,20 @@ struct cm_ruleset {
 	pcre2_match_data *match_data;
 	pcre2_match_context *match_ctx;
 	pcre2_jit_stack *jit_stack;
-	unsigned long long jq_errors;
+};
+
+/* A rule set: what was loaded, the matcher compiled from it, and the
+ * scratch of the event being matched. */
+struct cm_ruleset {
+	struct rules_loaded loaded;
+	struct rules_index index;
+	struct rules_scratch scratch;
+	/* The jq predicates: added while loading, compiled by compiling, run
+	 * (with jq's own state) while matching. */
+	struct cm_jqx *jqx;
+	int problems; /* found so far, loading and compiling */
+	int compiled;
+	unsigned long long jq_errors; /* runtime errors while matching */
 	cm_rule_jqerrfn *on_jq;
 	void *on_jq_ctx;
 };
@@ -405,6 +427,7 @@ struct load_ctx {
 	int oom;
 	struct cm_buf path;
 	struct cm_buf msg;
+	struct cm_buf str; /* decoded strings (rule_tok_str) */
 };
 
 /* ---- small helpers, inline: matching uses them on every event ---- */
@@ -457,9 +480,9 @@ static inline uint64_t hash_num(double v, uint64_t seed)
 }
 
 /* Bytes at a pool offset (offsets survive the pool growing). */
-static inline const char *pool_at(const struct cm_ruleset *s, uint32_t off)
+static inline const char *pool_at(const struct rules_loaded *ld, uint32_t off)
 {
-	return s->pool.data + off;
+	return ld->pool.data + off;
 }
 
 /* The comparison class of a JSON token type (true and false are one). */
@@ -509,15 +532,15 @@ static inline uint32_t sid_find(const struct cm_ruleset *s, uint32_t path, const
 {
 	uint64_t h;
 
-	if (!s->sidcap)
+	if (!s->index.sidcap)
 		return 0;
 	h = hash_bytes(p, n, (uint64_t)path * 0x9E3779B97F4A7C15ULL + 3);
-	for (uint32_t i = (uint32_t)h & (s->sidcap - 1); s->sids[i].sid;
-	     i = (i + 1) & (s->sidcap - 1)) {
-		const struct string_id *e = &s->sids[i];
+	for (uint32_t i = (uint32_t)h & (s->index.sidcap - 1); s->index.sids[i].sid;
+	     i = (i + 1) & (s->index.sidcap - 1)) {
+		const struct string_id *e = &s->index.sids[i];
 
 		if (e->hash == h && e->path == path && e->len == n &&
-		    memcmp(pool_at(s, e->off), p, n) == 0)
+		    memcmp(pool_at(&s->loaded, e->off), p, n) == 0)
 			return e->sid;
 	}
 	return 0;
@@ -528,14 +551,14 @@ static inline uint32_t type_bucket(const struct cm_ruleset *s, const char *p, si
 {
 	uint64_t h;
 
-	if (!s->type_mapcap)
+	if (!s->index.type_mapcap)
 		return 0;
 	h = hash_bytes(p, n, 0x51);
-	for (uint32_t i = (uint32_t)h & (s->type_mapcap - 1); s->type_map[i].bucket != NONE;
-	     i = (i + 1) & (s->type_mapcap - 1)) {
-		const struct type_entry *t = &s->type_map[i];
+	for (uint32_t i = (uint32_t)h & (s->index.type_mapcap - 1);
+	     s->index.type_map[i].bucket != NONE; i = (i + 1) & (s->index.type_mapcap - 1)) {
+		const struct type_entry *t = &s->index.type_map[i];
 
-		if (t->hash == h && t->len == n && memcmp(pool_at(s, t->off), p, n) == 0)
+		if (t->hash == h && t->len == n && memcmp(pool_at(&s->loaded, t->off), p, n) == 0)
 			return t->bucket;
 	}
 	return 0;
@@ -552,13 +575,13 @@ int rule_grow_array(void **p, uint32_t *cap, uint32_t need, size_t elsize);
 	     ? -1                                                                                  \
 	     : ((arr)[(n)++] = (val), 0))
 /* Copies bytes into the pool and returns their offset, NONE on failure. */
-uint32_t rule_pool_add(struct cm_ruleset *s, const char *p, size_t n);
+uint32_t rule_pool_add(struct rules_loaded *ld, const char *p, size_t n);
 /* Makes a message one printable line (control bytes become '?'). */
 void rule_one_line(char *m);
 /* The kind of value at token t, for messages ("a string"). */
 const char *rule_type_word(const struct cm_jdoc *d, uint32_t t);
 
-/* Prepares a loading context; lc->path and lc->msg are released by
+/* Prepares a loading context; its buffers are released by
  * rule_load_ctx_release. */
 void rule_load_ctx_init(struct load_ctx *lc, struct cm_ruleset *s, cm_rule_reportfn *report,
                         void *ctx, const char *source);

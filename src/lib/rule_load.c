@@ -18,7 +18,7 @@
 /* Checks one event type string at token t and stores it in typerefs. */
 static int add_type(struct load_ctx *lc, uint32_t t)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	size_t n;
 	const char *p;
 	struct str_ref r;
@@ -35,9 +35,9 @@ static int add_type(struct load_ctx *lc, uint32_t t)
 		             (int)(n > 64 ? 64 : n), p);
 		return -1;
 	}
-	r.off = rule_pool_add(s, p, n);
+	r.off = rule_pool_add(ld, p, n);
 	r.len = (uint32_t)n;
-	if (r.off == NONE || PUSH(s->typerefs, s->ntyperef, s->typerefcap, r) < 0) {
+	if (r.off == NONE || PUSH(ld->typerefs, ld->ntyperef, ld->typerefcap, r) < 0) {
 		lc->oom = 1;
 		return -1;
 	}
@@ -47,7 +47,7 @@ static int add_type(struct load_ctx *lc, uint32_t t)
 /* Validates rule (token t) and fills c's types, where and jq. */
 static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	const struct cm_jdoc *d = lc->d;
 	uint32_t ttype = NONE, twhere = NONE, tjq = NONE, i = t + 1;
 
@@ -78,7 +78,7 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 	if (ttype != NONE && d->tok[ttype].type != CM_JNULL) {
 		size_t mark = rule_path_key(lc, "event_type", 10);
 
-		c->types = s->ntyperef;
+		c->types = ld->ntyperef;
 		if (d->tok[ttype].type == CM_JARR) {
 			uint32_t e = ttype + 1;
 
@@ -101,7 +101,7 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 			             rule_type_word(d, ttype));
 			c->bad = 1;
 		}
-		c->ntypes = s->ntyperef - c->types;
+		c->ntypes = ld->ntyperef - c->types;
 		rule_path_pop(lc, mark);
 	}
 	if (twhere != NONE && d->tok[twhere].type != CM_JNULL) {
@@ -124,7 +124,7 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 			size_t n;
 			const char *p = rule_tok_str(lc, tjq, &n);
 
-			c->jq = cm_jqx_add(s->jqx, p, n, &err);
+			c->jq = cm_jqx_add(lc->s->jqx, p, n, &err);
 			if (c->jq < 0) {
 				rule_problem(lc, "%s", err.msg);
 				c->bad = 1;
@@ -183,67 +183,68 @@ static int64_t parse_id(const struct cm_jdoc *d, uint32_t t)
 
 /* Finds the campaign with id, or NONE; when add is set, records camp as
  * its holder if there was none. */
-static uint32_t id_lookup(struct cm_ruleset *s, int64_t id, uint32_t camp, int add)
+static uint32_t id_lookup(struct rules_loaded *ld, int64_t id, uint32_t camp, int add)
 {
 	uint32_t i;
 
-	if (add && (s->nids + 1) * 2 > s->idtabcap) {
-		uint32_t cap = s->idtabcap ? s->idtabcap * 2 : 64;
+	if (add && (ld->nids + 1) * 2 > ld->idtabcap) {
+		uint32_t cap = ld->idtabcap ? ld->idtabcap * 2 : 64;
 		uint32_t *tab = calloc(cap, sizeof(*tab));
 
 		if (!tab)
 			return NONE - 1;
-		for (uint32_t k = 0; k < s->idtabcap; k++) {
-			uint32_t c = s->idtab[k];
+		for (uint32_t k = 0; k < ld->idtabcap; k++) {
+			uint32_t c = ld->idtab[k];
 
 			if (!c)
 				continue;
-			i = (uint32_t)hash_u64((uint64_t)s->camps[c - 1].id, 7) & (cap - 1);
+			i = (uint32_t)hash_u64((uint64_t)ld->camps[c - 1].id, 7) & (cap - 1);
 			while (tab[i])
 				i = (i + 1) & (cap - 1);
 			tab[i] = c;
 		}
-		free(s->idtab);
-		s->idtab = tab;
-		s->idtabcap = cap;
+		free(ld->idtab);
+		ld->idtab = tab;
+		ld->idtabcap = cap;
 	}
-	if (!s->idtabcap)
+	if (!ld->idtabcap)
 		return NONE;
-	for (i = (uint32_t)hash_u64((uint64_t)id, 7) & (s->idtabcap - 1); s->idtab[i];
-	     i = (i + 1) & (s->idtabcap - 1))
-		if (s->camps[s->idtab[i] - 1].id == id)
-			return s->idtab[i] - 1;
+	for (i = (uint32_t)hash_u64((uint64_t)id, 7) & (ld->idtabcap - 1); ld->idtab[i];
+	     i = (i + 1) & (ld->idtabcap - 1))
+		if (ld->camps[ld->idtab[i] - 1].id == id)
+			return ld->idtab[i] - 1;
 	if (add) {
-		s->idtab[i] = camp + 1;
-		s->nids++;
+		ld->idtab[i] = camp + 1;
+		ld->nids++;
 	}
 	return NONE;
 }
 
 /* Remembers a source name for later messages (jq problems are found at
  * compile time) and returns its index. */
-static uint32_t add_source(struct cm_ruleset *s, const char *source)
+static uint32_t add_source(struct rules_loaded *ld, const char *source)
 {
 	char *copy;
 
 	if (!source)
 		return NONE;
-	if (s->nsrc && strcmp(s->sources[s->nsrc - 1], source) == 0)
-		return s->nsrc - 1;
-	if (rule_grow_array((void **)&s->sources, &s->srccap, s->nsrc + 1, sizeof(*s->sources)) < 0)
+	if (ld->nsrc && strcmp(ld->sources[ld->nsrc - 1], source) == 0)
+		return ld->nsrc - 1;
+	if (rule_grow_array((void **)&ld->sources, &ld->srccap, ld->nsrc + 1,
+	                    sizeof(*ld->sources)) < 0)
 		return NONE - 1;
 	copy = strdup(source);
 	if (!copy)
 		return NONE - 1;
-	s->sources[s->nsrc++] = copy;
-	return s->nsrc - 1;
+	ld->sources[ld->nsrc++] = copy;
+	return ld->nsrc - 1;
 }
 
 /* Validates the campaign at token t and appends it (marked bad when it has
  * problems). */
 static void load_campaign(struct load_ctx *lc, uint32_t t)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	const struct cm_jdoc *d = lc->d;
 	uint32_t tid = NONE, tname = NONE, tstatus = NONE, tstart = NONE, tend = NONE;
 	uint32_t trule = NONE, i = t + 1;
@@ -258,7 +259,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 	c.end = INT64_MAX;
 	c.where = NONE;
 	c.jq = -1;
-	c.src = add_source(s, lc->source);
+	c.src = add_source(ld, lc->source);
 	if (c.src == NONE - 1) {
 		lc->oom = 1;
 		return;
@@ -296,7 +297,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 			rule_path_pop(lc, mark);
 			c.bad = 1;
 		} else {
-			uint32_t other = id_lookup(s, c.id, s->ncamp, 1);
+			uint32_t other = id_lookup(ld, c.id, ld->ncamp, 1);
 
 			if (other == NONE - 1) {
 				lc->oom = 1;
@@ -304,7 +305,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 			}
 			lc->id = c.id;
 			if (other != NONE) {
-				const struct campaign *o = &s->camps[other];
+				const struct campaign *o = &ld->camps[other];
 				size_t mark = rule_path_key(lc, "id", 2);
 
 				if (o->line)
@@ -398,7 +399,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 	}
 	if (lc->oom)
 		return;
-	if (PUSH(s->camps, s->ncamp, s->campcap, c) < 0)
+	if (PUSH(ld->camps, ld->ncamp, ld->campcap, c) < 0)
 		lc->oom = 1;
 }
 
@@ -411,7 +412,7 @@ int cm_ruleset_add(struct cm_ruleset *s, const struct cm_jdoc *d, uint32_t v, co
 	rule_load_ctx_init(&lc, s, report, ctx, source);
 	lc.d = d;
 	lc.line = line;
-	lc.pos = s->ncamp + 1;
+	lc.pos = s->loaded.ncamp + 1;
 	if (s->compiled) {
 		rule_problem(&lc, "the set is already compiled");
 	} else if (v >= d->ntok) {
@@ -615,8 +616,8 @@ int cm_campaign_validate(const char *json, size_t len, unsigned flags, struct cm
 		cm_errf(err, "%s", perr.msg);
 		goto out;
 	}
-	if (s->nslot_errors && s->slot_errors[0]) {
-		cm_errf(err, "rule.jq: does not compile: %s", s->slot_errors[0]);
+	if (s->index.nslot_errors && s->index.slot_errors[0]) {
+		cm_errf(err, "rule.jq: does not compile: %s", s->index.slot_errors[0]);
 		goto out;
 	}
 	rc = 0;

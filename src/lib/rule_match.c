@@ -126,19 +126,19 @@ static struct path_value *resolve(struct cm_ruleset *s, uint32_t pid);
 /* Looks path pid up in the current event, once per event. */
 static __attribute__((noinline)) struct path_value *resolve_slow(struct cm_ruleset *s, uint32_t pid)
 {
-	struct path_value *v = &s->pathvals[pid];
-	const struct path_seg *pn = &s->paths[pid];
-	const struct cm_jdoc *d = s->doc;
+	struct path_value *v = &s->scratch.pathvals[pid];
+	const struct path_seg *pn = &s->loaded.paths[pid];
+	const struct cm_jdoc *d = s->scratch.doc;
 	uint32_t ptok, t = CM_JNONE;
 
 	ptok = pn->parent == NONE ? 0 : resolve(s, pn->parent)->tok;
 	if (ptok != CM_JNONE) {
 		if (d->tok[ptok].type == CM_JOBJ)
-			t = cm_json_get(d, ptok, pool_at(s, pn->off), pn->len);
+			t = cm_json_get(d, ptok, pool_at(&s->loaded, pn->off), pn->len);
 		else if (d->tok[ptok].type == CM_JARR && pn->index >= 0)
 			t = cm_json_at(d, ptok, (uint32_t)pn->index);
 	}
-	v->gen = s->gen;
+	v->gen = s->scratch.gen;
 	v->tok = t;
 	v->cls = t == CM_JNONE ? C_NONE : (uint8_t)cls_of_type(d->tok[t].type);
 	v->numok = v->strok = v->sidok = v->pfxok = 0;
@@ -148,16 +148,16 @@ static __attribute__((noinline)) struct path_value *resolve_slow(struct cm_rules
 /* The value at path pid in the current event (cached per event). */
 static inline struct path_value *resolve(struct cm_ruleset *s, uint32_t pid)
 {
-	struct path_value *v = &s->pathvals[pid];
+	struct path_value *v = &s->scratch.pathvals[pid];
 
-	return v->gen == s->gen ? v : resolve_slow(s, pid);
+	return v->gen == s->scratch.gen ? v : resolve_slow(s, pid);
 }
 
 /* The number of a resolved value, converted once per event. */
 static inline double pv_num(struct cm_ruleset *s, struct path_value *v)
 {
 	if (!v->numok) {
-		v->num = cm_json_num(s->doc, v->tok);
+		v->num = cm_json_num(s->scratch.doc, v->tok);
 		v->numok = 1;
 	}
 	return v->num;
@@ -167,18 +167,18 @@ static inline double pv_num(struct cm_ruleset *s, struct path_value *v)
  * into the event's arena. */
 static const char *pv_str(struct cm_ruleset *s, struct path_value *v, size_t *n)
 {
-	const struct cm_jtok *k = &s->doc->tok[v->tok];
+	const struct cm_jtok *k = &s->scratch.doc->tok[v->tok];
 
 	if (!k->esc) {
 		*n = k->len;
-		return s->doc->src + k->off;
+		return s->scratch.doc->src + k->off;
 	}
 	if (!v->strok) {
 		size_t len;
-		const char *p = cm_json_str(s->doc, v->tok, &s->tmp, &len);
-		size_t off = s->arena.len;
+		const char *p = cm_json_str(s->scratch.doc, v->tok, &s->scratch.tmp, &len);
+		size_t off = s->scratch.arena.len;
 
-		if (!p || cm_buf_add(&s->arena, p, len) < 0) {
+		if (!p || cm_buf_add(&s->scratch.arena, p, len) < 0) {
 			*n = 0;
 			return "";
 		}
@@ -187,13 +187,13 @@ static const char *pv_str(struct cm_ruleset *s, struct path_value *v, size_t *n)
 		v->strok = 1;
 	}
 	*n = v->slen;
-	return s->arena.data + v->soff;
+	return s->scratch.arena.data + v->soff;
 }
 
 /* JSON equality of event token t with constant c ("same type and equal"). */
 static int tok_eq_val(struct cm_ruleset *s, uint32_t t, const struct rule_value *c)
 {
-	const struct cm_jdoc *d = s->doc;
+	const struct cm_jdoc *d = s->scratch.doc;
 	int cls = cls_of_type(d->tok[t].type);
 
 	if (cls != c->cls)
@@ -204,9 +204,9 @@ static int tok_eq_val(struct cm_ruleset *s, uint32_t t, const struct rule_value 
 	case C_NUM:
 		return cm_json_num(d, t) == c->num;
 	case C_STR:
-		return cm_json_str_eq(d, t, pool_at(s, c->off), c->len);
+		return cm_json_str_eq(d, t, pool_at(&s->loaded, c->off), c->len);
 	default:
-		return cm_json_equal(d, t, &s->containers[c->container].doc, 0);
+		return cm_json_equal(d, t, &s->loaded.containers[c->container].doc, 0);
 	}
 }
 
@@ -223,11 +223,12 @@ static int pv_eq_val(struct cm_ruleset *s, struct path_value *v, const struct ru
 		return pv_num(s, v) == c->num;
 	case C_STR:
 		p = pv_str(s, v, &n);
-		return n == c->len && memcmp(p, pool_at(s, c->off), n) == 0;
+		return n == c->len && memcmp(p, pool_at(&s->loaded, c->off), n) == 0;
 	case C_BOOL:
-		return (s->doc->tok[v->tok].type == CM_JTRUE) == c->truth;
+		return (s->scratch.doc->tok[v->tok].type == CM_JTRUE) == c->truth;
 	default:
-		return cm_json_equal(s->doc, v->tok, &s->containers[c->container].doc, 0);
+		return cm_json_equal(s->scratch.doc, v->tok,
+		                     &s->loaded.containers[c->container].doc, 0);
 	}
 }
 
@@ -243,7 +244,7 @@ static int pv_in_set(struct cm_ruleset *s, struct path_value *v, const struct in
 		if (!hi)
 			return 0;
 		x = pv_num(s, v);
-		a = s->setnums + set->nums;
+		a = s->loaded.setnums + set->nums;
 
 		while (lo < hi) {
 			uint32_t mid = lo + (hi - lo) / 2;
@@ -264,27 +265,31 @@ static int pv_in_set(struct cm_ruleset *s, struct path_value *v, const struct in
 		if (!hi)
 			return 0;
 		p = pv_str(s, v, &n);
-		a = s->setstrs + set->strs;
+		a = s->loaded.setstrs + set->strs;
 
 		while (lo < hi) {
 			uint32_t mid = lo + (hi - lo) / 2;
 			int c = a[mid].len != n ? (a[mid].len < n ? -1 : 1)
-			                        : memcmp(pool_at(s, a[mid].off), p, n);
+			                        : memcmp(pool_at(&s->loaded, a[mid].off), p, n);
 
 			if (c < 0)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
-		return lo < set->nstr && a[lo].len == n && memcmp(pool_at(s, a[lo].off), p, n) == 0;
+		return lo < set->nstr && a[lo].len == n &&
+		       memcmp(pool_at(&s->loaded, a[lo].off), p, n) == 0;
 	}
 	case C_BOOL:
-		return s->doc->tok[v->tok].type == CM_JTRUE ? set->has_true : set->has_false;
+		return s->scratch.doc->tok[v->tok].type == CM_JTRUE ? set->has_true
+		                                                    : set->has_false;
 	default:
 		for (uint32_t i = 0; i < set->ncplx; i++)
-			if (cm_json_equal(s->doc, v->tok,
-			                  &s->containers[s->values[set->cplx + i].container].doc,
-			                  0))
+			if (cm_json_equal(
+			        s->scratch.doc, v->tok,
+			        &s->loaded.containers[s->loaded.values[set->cplx + i].container]
+			             .doc,
+			        0))
 				return 1;
 		return 0;
 	}
@@ -306,9 +311,9 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 	case OP_NOT_EXISTS:
 		return 0;
 	case OP_EQ:
-		return pv_eq_val(s, v, &s->values[n->arg]);
+		return pv_eq_val(s, v, &s->loaded.values[n->arg]);
 	case OP_NE:
-		c = &s->values[n->arg];
+		c = &s->loaded.values[n->arg];
 		return v->cls == c->cls && !pv_eq_val(s, v, c);
 	case OP_LT:
 	case OP_LTE:
@@ -316,7 +321,7 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 	case OP_GTE: {
 		int cmp;
 
-		c = &s->values[n->arg];
+		c = &s->loaded.values[n->arg];
 		if (v->cls != c->cls)
 			return 0;
 		if (c->cls == C_NUM) {
@@ -334,7 +339,7 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 			}
 		}
 		p = pv_str(s, v, &len);
-		cmp = bytes_cmp(p, len, pool_at(s, c->off), c->len);
+		cmp = bytes_cmp(p, len, pool_at(&s->loaded, c->off), c->len);
 		switch (n->op) {
 		case OP_LT:
 			return cmp < 0;
@@ -347,9 +352,9 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 		}
 	}
 	case OP_IN:
-		return pv_in_set(s, v, &s->sets[n->arg]);
+		return pv_in_set(s, v, &s->loaded.sets[n->arg]);
 	case OP_NOT_IN: {
-		const struct in_set *set = &s->sets[n->arg];
+		const struct in_set *set = &s->loaded.sets[n->arg];
 
 		if (set->total == 0)
 			return 1;
@@ -358,17 +363,17 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 		return !pv_in_set(s, v, set);
 	}
 	case OP_CONTAINS:
-		c = &s->values[n->arg];
+		c = &s->loaded.values[n->arg];
 		if (v->cls == C_STR) {
 			if (c->cls != C_STR)
 				return 0;
 			if (c->len == 0)
 				return 1;
 			p = pv_str(s, v, &len);
-			return memmem(p, len, pool_at(s, c->off), c->len) != NULL;
+			return memmem(p, len, pool_at(&s->loaded, c->off), c->len) != NULL;
 		}
 		if (v->cls == C_ARR) {
-			const struct cm_jdoc *d = s->doc;
+			const struct cm_jdoc *d = s->scratch.doc;
 			uint32_t e = v->tok + 1;
 
 			for (uint32_t i = 0; i < d->tok[v->tok].count; i++, e = d->tok[e].next)
@@ -377,23 +382,23 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 		}
 		return 0;
 	case OP_STARTS_WITH:
-		c = &s->values[n->arg];
+		c = &s->loaded.values[n->arg];
 		if (v->cls != C_STR)
 			return 0;
 		p = pv_str(s, v, &len);
-		return len >= c->len && memcmp(p, pool_at(s, c->off), c->len) == 0;
+		return len >= c->len && memcmp(p, pool_at(&s->loaded, c->off), c->len) == 0;
 	case OP_MATCHES: {
 		int rc;
 
 		if (v->cls != C_STR)
 			return 0;
 		p = pv_str(s, v, &len);
-		if (s->regex_jit[n->arg])
-			rc = pcre2_jit_match(s->regexes[n->arg], (PCRE2_SPTR)p, len, 0, 0,
-			                     s->match_data, s->match_ctx);
+		if (s->loaded.regex_jit[n->arg])
+			rc = pcre2_jit_match(s->loaded.regexes[n->arg], (PCRE2_SPTR)p, len, 0, 0,
+			                     s->scratch.match_data, s->scratch.match_ctx);
 		else
-			rc = pcre2_match(s->regexes[n->arg], (PCRE2_SPTR)p, len, 0, 0,
-			                 s->match_data, s->match_ctx);
+			rc = pcre2_match(s->loaded.regexes[n->arg], (PCRE2_SPTR)p, len, 0, 0,
+			                 s->scratch.match_data, s->scratch.match_ctx);
 		return rc >= 0;
 	}
 	default:
@@ -404,17 +409,17 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 /* Evaluates a condition tree with short-circuits. */
 static int eval_node(struct cm_ruleset *s, uint32_t ni)
 {
-	const struct cond_node *n = &s->nodes[ni];
+	const struct cond_node *n = &s->loaded.nodes[ni];
 
 	switch (n->kind) {
 	case K_ALL:
 		for (uint32_t i = 0; i < n->nkids; i++)
-			if (!eval_node(s, s->kids[n->arg + i]))
+			if (!eval_node(s, s->loaded.kids[n->arg + i]))
 				return 0;
 		return 1;
 	case K_ANY:
 		for (uint32_t i = 0; i < n->nkids; i++)
-			if (eval_node(s, s->kids[n->arg + i]))
+			if (eval_node(s, s->loaded.kids[n->arg + i]))
 				return 1;
 		return 0;
 	case K_NOT:
@@ -431,7 +436,7 @@ static inline uint32_t pv_sid(struct cm_ruleset *s, struct path_value *v, uint32
 		size_t n;
 		const char *p = pv_str(s, v, &n);
 
-		v->sid = s->path_nsids[path] ? sid_find(s, path, p, n) : 0;
+		v->sid = s->index.path_nsids[path] ? sid_find(s, path, p, n) : 0;
 		v->sidok = 1;
 	}
 	return v->sid;
@@ -442,11 +447,11 @@ static void pv_prefixes(struct cm_ruleset *s, struct path_value *v, uint32_t pat
 {
 	size_t n;
 	const char *p = pv_str(s, v, &n);
-	const struct str_ref *r = s->prefixes + s->path_prefix[path];
+	const struct str_ref *r = s->index.prefixes + s->index.path_prefix[path];
 	uint64_t m = 0;
 
-	for (uint32_t k = 0; k < s->path_nprefixes[path]; k++)
-		if (r[k].len <= n && memcmp(p, pool_at(s, r[k].off), r[k].len) == 0)
+	for (uint32_t k = 0; k < s->index.path_nprefixes[path]; k++)
+		if (r[k].len <= n && memcmp(p, pool_at(&s->loaded, r[k].off), r[k].len) == 0)
 			m |= (uint64_t)1 << k;
 	v->pfx = m;
 	v->pfxok = 1;
@@ -546,24 +551,24 @@ static jv key_jv(struct cm_ruleset *s, const char *p, size_t n)
 	uint32_t i;
 	struct key_jv *e;
 
-	if (n > 48 || !s->key_jvcap)
+	if (n > 48 || !s->scratch.key_jvcap)
 		return jv_string_sized(p, (int)n);
 	h = hash_bytes(p, n, 0x77);
-	for (i = (uint32_t)h & (s->key_jvcap - 1); s->key_jvs[i].used;
-	     i = (i + 1) & (s->key_jvcap - 1)) {
-		e = &s->key_jvs[i];
+	for (i = (uint32_t)h & (s->scratch.key_jvcap - 1); s->scratch.key_jvs[i].used;
+	     i = (i + 1) & (s->scratch.key_jvcap - 1)) {
+		e = &s->scratch.key_jvs[i];
 		if (e->hash == h && e->len == n && memcmp(e->text, p, n) == 0)
 			return jv_copy(e->key);
 	}
-	if (s->nkey_jvs * 2 >= s->key_jvcap)
+	if (s->scratch.nkey_jvs * 2 >= s->scratch.key_jvcap)
 		return jv_string_sized(p, (int)n);
-	e = &s->key_jvs[i];
+	e = &s->scratch.key_jvs[i];
 	e->used = 1;
 	e->hash = h;
 	e->len = (uint8_t)n;
 	memcpy(e->text, p, n);
 	e->key = jv_string_sized(p, (int)n);
-	s->nkey_jvs++;
+	s->scratch.nkey_jvs++;
 	return jv_copy(e->key);
 }
 
@@ -571,7 +576,7 @@ static jv key_jv(struct cm_ruleset *s, const char *p, size_t n)
  * than letting jq parse the text again. */
 static jv tok_jv(struct cm_ruleset *s, uint32_t t)
 {
-	const struct cm_jdoc *d = s->doc;
+	const struct cm_jdoc *d = s->scratch.doc;
 	const struct cm_jtok *k = &d->tok[t];
 
 	switch (k->type) {
@@ -585,7 +590,7 @@ static jv tok_jv(struct cm_ruleset *s, uint32_t t)
 		return jv_number(cm_json_num(d, t));
 	case CM_JSTR: {
 		size_t n;
-		const char *p = cm_json_str(d, t, &s->tmp, &n);
+		const char *p = cm_json_str(d, t, &s->scratch.tmp, &n);
 
 		return p ? jv_string_sized(p, (int)n) : jv_invalid();
 	}
@@ -609,7 +614,7 @@ static jv tok_jv(struct cm_ruleset *s, uint32_t t)
 			if (!d->tok[e].esc) {
 				key = key_jv(s, d->src + d->tok[e].off, d->tok[e].len);
 			} else {
-				p = cm_json_str(d, e, &s->tmp, &n);
+				p = cm_json_str(d, e, &s->scratch.tmp, &n);
 				key = p ? jv_string_sized(p, (int)n) : jv_string("");
 			}
 			o = jv_object_set(o, key, tok_jv(s, e + 1));
@@ -626,33 +631,34 @@ static int jq_holds(struct cm_ruleset *s, uint32_t local, uint32_t slot)
 	struct cm_err err;
 	int r;
 
-	if (s->slot_gen[slot] == s->gen)
-		return s->slot_answer[slot];
-	r = cm_jqx_eval_doc(s->jqx, slot, s->doc);
+	if (s->scratch.slot_gen[slot] == s->scratch.gen)
+		return s->scratch.slot_answer[slot];
+	r = cm_jqx_eval_doc(s->jqx, slot, s->scratch.doc);
 	if (r != CM_JQX_FALLBACK) {
-		s->slot_gen[slot] = s->gen;
-		s->slot_answer[slot] = (uint8_t)r;
+		s->scratch.slot_gen[slot] = s->scratch.gen;
+		s->scratch.slot_answer[slot] = (uint8_t)r;
 		return r;
 	}
-	if (!s->have_ev_jv) {
-		s->ev_jv = tok_jv(s, 0);
-		s->have_ev_jv = 1;
+	if (!s->scratch.have_ev_jv) {
+		s->scratch.ev_jv = tok_jv(s, 0);
+		s->scratch.have_ev_jv = 1;
 	}
-	if (!jv_is_valid(s->ev_jv)) {
+	if (!jv_is_valid(s->scratch.ev_jv)) {
 		cm_errf(&err, "the event cannot be converted for jq");
 		r = CM_JQX_ERROR;
 	} else {
-		r = cm_jqx_eval(s->jqx, slot, s->ev_jv, &err);
+		r = cm_jqx_eval(s->jqx, slot, s->scratch.ev_jv, &err);
 	}
 	if (r == CM_JQX_ERROR) {
 		s->jq_errors++;
 		rule_one_line(err.msg);
 		if (s->on_jq)
-			s->on_jq(s->on_jq_ctx, s->member_ids[s->cur_bucket->ids + local], err.msg);
+			s->on_jq(s->on_jq_ctx,
+			         s->index.member_ids[s->scratch.cur_bucket->ids + local], err.msg);
 		return 0;
 	}
-	s->slot_gen[slot] = s->gen;
-	s->slot_answer[slot] = (uint8_t)r;
+	s->scratch.slot_gen[slot] = s->scratch.gen;
+	s->scratch.slot_answer[slot] = (uint8_t)r;
 	return r;
 }
 
@@ -669,21 +675,21 @@ static inline void consider(struct cm_ruleset *s, int64_t t, const struct campai
 			if (t < w[0] || t >= w[1])
 				return;
 		}
-		if ((b->flags & B_MULTI) && (s->hitbits[r / 64] >> (r % 64) & 1))
+		if ((b->flags & B_MULTI) && (s->scratch.hitbits[r / 64] >> (r % 64) & 1))
 			return;
 	}
 	if (b->nins && !run(s, blk_ins(b)))
 		return;
 	if (b->jq >= 0 && !jq_holds(s, r, (uint32_t)b->jq))
 		return;
-	s->hits[s->nhits++] = r;
-	s->hitbits[r / 64] |= (uint64_t)1 << (r % 64);
+	s->scratch.hits[s->scratch.nhits++] = r;
+	s->scratch.hitbits[r / 64] |= (uint64_t)1 << (r % 64);
 }
 
 /* Considers every block of code[begin..end). */
 static void run_list(struct cm_ruleset *s, int64_t t, uint32_t begin, uint32_t end)
 {
-	const uint64_t *p = s->code + begin, *e = s->code + end;
+	const uint64_t *p = s->index.code + begin, *e = s->index.code + end;
 
 	while (p < e) {
 		const struct campaign_block *b = (const struct campaign_block *)p;
@@ -699,13 +705,13 @@ static const struct key_entry *key_find(const struct cm_ruleset *s, uint32_t pro
 {
 	uint64_t h = key_hash(probe, cls, num, p, n);
 
-	for (uint32_t i = (uint32_t)h & (s->keycap - 1); s->keys[i].end;
-	     i = (i + 1) & (s->keycap - 1)) {
-		const struct key_entry *e = &s->keys[i];
+	for (uint32_t i = (uint32_t)h & (s->index.keycap - 1); s->index.keys[i].end;
+	     i = (i + 1) & (s->index.keycap - 1)) {
+		const struct key_entry *e = &s->index.keys[i];
 
 		if (e->hash != h || e->probe != probe || e->cls != cls)
 			continue;
-		if (cls == C_STR ? (e->len == n && memcmp(pool_at(s, e->off), p, n) == 0)
+		if (cls == C_STR ? (e->len == n && memcmp(pool_at(&s->loaded, e->off), p, n) == 0)
 		                 : e->num == num)
 			return e;
 	}
@@ -716,7 +722,7 @@ static const struct key_entry *key_find(const struct cm_ruleset *s, uint32_t pro
  * one by reading the hit bitmap. Clears the bitmap. */
 static void sort_hits(struct cm_ruleset *s)
 {
-	uint32_t *a = s->hits, n = s->nhits;
+	uint32_t *a = s->scratch.hits, n = s->scratch.nhits;
 
 	if (n <= 16) {
 		for (uint32_t i = 1; i < n; i++) {
@@ -729,7 +735,7 @@ static void sort_hits(struct cm_ruleset *s)
 			a[j] = x;
 		}
 		for (uint32_t i = 0; i < n; i++)
-			s->hitbits[a[i] / 64] = 0;
+			s->scratch.hitbits[a[i] / 64] = 0;
 		return;
 	}
 	{
@@ -742,9 +748,9 @@ static void sort_hits(struct cm_ruleset *s)
 			hi = w > hi ? w : hi;
 		}
 		for (uint32_t w = lo; w <= hi; w++) {
-			uint64_t bits = s->hitbits[w];
+			uint64_t bits = s->scratch.hitbits[w];
 
-			s->hitbits[w] = 0;
+			s->scratch.hitbits[w] = 0;
 			while (bits) {
 				a[k++] = w * 64 + (uint32_t)__builtin_ctzll(bits);
 				bits &= bits - 1;
@@ -765,7 +771,7 @@ struct found_list {
  * event has no value that leads anywhere. */
 static int find_list(struct cm_ruleset *s, uint32_t pi, struct found_list *td)
 {
-	const struct probe *pr = &s->probes[pi];
+	const struct probe *pr = &s->index.probes[pi];
 	struct path_value *v = resolve(s, pr->path);
 	const struct key_entry *e = NULL;
 
@@ -776,7 +782,7 @@ static int find_list(struct cm_ruleset *s, uint32_t pi, struct found_list *td)
 			e = key_find(s, pi, C_NUM, pv_num(s, v), NULL, 0);
 		} else if (v->cls == C_STR) {
 			uint32_t id = pv_sid(s, v, pr->path);
-			const uint32_t *l = s->sidlists + 2 * (pr->sidbase + id);
+			const uint32_t *l = s->index.sidlists + 2 * (pr->sidbase + id);
 
 			if (!id || l[1] == l[0])
 				return 0;
@@ -784,8 +790,8 @@ static int find_list(struct cm_ruleset *s, uint32_t pi, struct found_list *td)
 			td->end = l[1];
 			return 1;
 		} else if (v->cls == C_BOOL) {
-			e = key_find(s, pi, C_BOOL, s->doc->tok[v->tok].type == CM_JTRUE ? 1 : 0,
-			             NULL, 0);
+			e = key_find(s, pi, C_BOOL,
+			             s->scratch.doc->tok[v->tok].type == CM_JTRUE ? 1 : 0, NULL, 0);
 		}
 		break;
 	case P_PREFIX:
@@ -817,7 +823,7 @@ static int find_list(struct cm_ruleset *s, uint32_t pi, struct found_list *td)
  * (while t >= x). */
 static void run_range(struct cm_ruleset *s, int64_t t, const struct found_list *td)
 {
-	const uint64_t *p = s->code + td->begin, *end = s->code + td->end;
+	const uint64_t *p = s->index.code + td->begin, *end = s->index.code + td->end;
 	int lower = td->kind == P_LOWER;
 	double x = td->x;
 
@@ -840,26 +846,28 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 	const struct bucket *b;
 	int64_t t = ev->time_ms;
 	uint32_t pi, pe;
-	int resid_done = 0;
+	int keyless_done = 0;
 
-	*ids = s->ids;
-	if (!s->compiled || s->problems || !s->active || s->nactive == 0)
+	*ids = s->scratch.ids;
+	if (!s->compiled || s->problems || !s->index.active || s->index.nactive == 0)
 		return 0;
-	s->doc = ev->doc;
-	s->nhits = 0;
-	if (++s->gen == 0) {
-		memset(s->pathvals, 0, (s->npath ? s->npath : 1) * sizeof(*s->pathvals));
-		memset(s->slot_gen, 0, (cm_jqx_count(s->jqx) + 1) * sizeof(*s->slot_gen));
-		s->gen = 1;
+	s->scratch.doc = ev->doc;
+	s->scratch.nhits = 0;
+	if (++s->scratch.gen == 0) {
+		memset(s->scratch.pathvals, 0,
+		       (s->loaded.npath ? s->loaded.npath : 1) * sizeof(*s->scratch.pathvals));
+		memset(s->scratch.slot_gen, 0,
+		       (cm_jqx_count(s->jqx) + 1) * sizeof(*s->scratch.slot_gen));
+		s->scratch.gen = 1;
 	}
-	cm_buf_reset(&s->arena);
-	b = &s->buckets[type_bucket(s, ev->type, ev->type_len)];
-	s->cur_bucket = b;
+	cm_buf_reset(&s->scratch.arena);
+	b = &s->index.buckets[type_bucket(s, ev->type, ev->type_len)];
+	s->scratch.cur_bucket = b;
 	/* First find every candidate list and ask for its first lines, so
 	 * that the cache misses on list starts overlap; then run them, the
 	 * campaigns without a key first. */
 	if (b->end > b->begin)
-		__builtin_prefetch(s->code + b->begin);
+		__builtin_prefetch(s->index.code + b->begin);
 	pi = b->probes;
 	pe = b->probes + b->nprobes;
 	do {
@@ -869,13 +877,13 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 		for (; pi < pe && n < 32; pi++) {
 			if (!find_list(s, pi, &todo[n]))
 				continue;
-			__builtin_prefetch(s->code + todo[n].begin);
-			__builtin_prefetch(s->code + todo[n].begin + 8);
+			__builtin_prefetch(s->index.code + todo[n].begin);
+			__builtin_prefetch(s->index.code + todo[n].begin + 8);
 			n++;
 		}
-		if (!resid_done) {
+		if (!keyless_done) {
 			run_list(s, t, b->begin, b->end);
-			resid_done = 1;
+			keyless_done = 1;
 		}
 		for (uint32_t i = 0; i < n; i++) {
 			if (todo[i].kind == P_EQ || todo[i].kind == P_PREFIX)
@@ -884,12 +892,12 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 				run_range(s, t, &todo[i]);
 		}
 	} while (pi < pe);
-	if (s->have_ev_jv) {
-		jv_free(s->ev_jv);
-		s->have_ev_jv = 0;
+	if (s->scratch.have_ev_jv) {
+		jv_free(s->scratch.ev_jv);
+		s->scratch.have_ev_jv = 0;
 	}
 	sort_hits(s);
-	for (uint32_t i = 0; i < s->nhits; i++)
-		s->ids[i] = s->member_ids[b->ids + s->hits[i]];
-	return s->nhits;
+	for (uint32_t i = 0; i < s->scratch.nhits; i++)
+		s->scratch.ids[i] = s->index.member_ids[b->ids + s->scratch.hits[i]];
+	return s->scratch.nhits;
 }

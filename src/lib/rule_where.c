@@ -22,39 +22,40 @@ static const char *const op_names[OP_COUNT] = {
 /* ---- paths ---- */
 
 /* Interns one path segment below parent and returns its index. */
-static uint32_t intern_seg(struct cm_ruleset *s, uint32_t parent, const char *name, size_t n)
+static uint32_t intern_seg(struct rules_loaded *ld, uint32_t parent, const char *name, size_t n)
 {
 	uint64_t h = hash_bytes(name, n, (uint64_t)parent * 0x9E3779B97F4A7C15ULL + 1);
 	uint32_t i;
 	struct path_seg *p;
 
-	if ((s->npath + 1) * 2 > s->path_tabcap) {
-		uint32_t cap = s->path_tabcap ? s->path_tabcap * 2 : 64;
+	if ((ld->npath + 1) * 2 > ld->path_tabcap) {
+		uint32_t cap = ld->path_tabcap ? ld->path_tabcap * 2 : 64;
 		uint32_t *tab = calloc(cap, sizeof(*tab));
 
 		if (!tab)
 			return NONE;
-		for (uint32_t k = 0; k < s->npath; k++) {
-			i = (uint32_t)s->paths[k].hash & (cap - 1);
+		for (uint32_t k = 0; k < ld->npath; k++) {
+			i = (uint32_t)ld->paths[k].hash & (cap - 1);
 			while (tab[i])
 				i = (i + 1) & (cap - 1);
 			tab[i] = k + 1;
 		}
-		free(s->path_tab);
-		s->path_tab = tab;
-		s->path_tabcap = cap;
+		free(ld->path_tab);
+		ld->path_tab = tab;
+		ld->path_tabcap = cap;
 	}
-	for (i = (uint32_t)h & (s->path_tabcap - 1); s->path_tab[i];
-	     i = (i + 1) & (s->path_tabcap - 1)) {
-		p = &s->paths[s->path_tab[i] - 1];
+	for (i = (uint32_t)h & (ld->path_tabcap - 1); ld->path_tab[i];
+	     i = (i + 1) & (ld->path_tabcap - 1)) {
+		p = &ld->paths[ld->path_tab[i] - 1];
 		if (p->hash == h && p->parent == parent && p->len == n &&
-		    memcmp(pool_at(s, p->off), name, n) == 0)
-			return s->path_tab[i] - 1;
+		    memcmp(pool_at(ld, p->off), name, n) == 0)
+			return ld->path_tab[i] - 1;
 	}
-	if (rule_grow_array((void **)&s->paths, &s->pathcap, s->npath + 1, sizeof(*s->paths)) < 0)
+	if (rule_grow_array((void **)&ld->paths, &ld->pathcap, ld->npath + 1, sizeof(*ld->paths)) <
+	    0)
 		return NONE;
-	p = &s->paths[s->npath];
-	p->off = rule_pool_add(s, name, n);
+	p = &ld->paths[ld->npath];
+	p->off = rule_pool_add(ld, name, n);
 	if (p->off == NONE)
 		return NONE;
 	p->parent = parent;
@@ -70,8 +71,8 @@ static uint32_t intern_seg(struct cm_ruleset *s, uint32_t parent, const char *na
 		if (k == n && (n == 1 || name[0] != '0') && v < UINT32_MAX)
 			p->index = v;
 	}
-	s->path_tab[i] = s->npath + 1;
-	return s->npath++;
+	ld->path_tab[i] = ld->npath + 1;
+	return ld->npath++;
 }
 
 /* Checks and interns a dot path; reports a problem and returns NONE when it
@@ -99,7 +100,7 @@ static uint32_t intern_path(struct load_ctx *lc, const char *p, size_t n)
 			             (int)n, p);
 			return NONE;
 		}
-		parent = intern_seg(lc->s, parent, p + start, i - start);
+		parent = intern_seg(&lc->s->loaded, parent, p + start, i - start);
 		if (parent == NONE) {
 			lc->oom = 1;
 			return NONE;
@@ -114,7 +115,7 @@ static uint32_t intern_path(struct load_ctx *lc, const char *p, size_t n)
 /* Turns token t (not null) into a constant; NONE when memory is out. */
 static uint32_t add_val(struct load_ctx *lc, uint32_t t)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	const struct cm_jdoc *d = lc->d;
 	struct rule_value v;
 
@@ -132,7 +133,7 @@ static uint32_t add_val(struct load_ctx *lc, uint32_t t)
 		size_t n;
 		const char *p = rule_tok_str(lc, t, &n);
 
-		v.off = rule_pool_add(s, p, n);
+		v.off = rule_pool_add(ld, p, n);
 		v.len = (uint32_t)n;
 		if (v.off == NONE)
 			goto oom;
@@ -145,8 +146,8 @@ static uint32_t add_val(struct load_ctx *lc, uint32_t t)
 
 		cm_buf_init(&text, 0);
 		if (cm_json_write(d, t, &text) < 0 ||
-		    rule_grow_array((void **)&s->containers, &s->containercap, s->ncontainers + 1,
-		                    sizeof(*s->containers)) < 0) {
+		    rule_grow_array((void **)&ld->containers, &ld->containercap,
+		                    ld->ncontainers + 1, sizeof(*ld->containers)) < 0) {
 			cm_buf_release(&text);
 			goto oom;
 		}
@@ -157,14 +158,14 @@ static uint32_t add_val(struct load_ctx *lc, uint32_t t)
 			free(c.text);
 			goto oom;
 		}
-		v.container = s->ncontainers;
-		s->containers[s->ncontainers++] = c;
+		v.container = ld->ncontainers;
+		ld->containers[ld->ncontainers++] = c;
 		break;
 	}
 	}
-	if (PUSH(s->values, s->nvalue, s->valuecap, v) < 0)
+	if (PUSH(ld->values, ld->nvalue, ld->valuecap, v) < 0)
 		goto oom;
-	return s->nvalue - 1;
+	return ld->nvalue - 1;
 oom:
 	lc->oom = 1;
 	return NONE;
@@ -182,26 +183,26 @@ static int num_cmp(const void *a, const void *b)
 static int str_ref_cmp(const void *a, const void *b, void *arg)
 {
 	const struct str_ref *x = a, *y = b;
-	const struct cm_ruleset *s = arg;
+	const struct rules_loaded *ld = arg;
 
 	if (x->len != y->len)
 		return x->len < y->len ? -1 : 1;
-	return memcmp(pool_at(s, x->off), pool_at(s, y->off), x->len);
+	return memcmp(pool_at(ld, x->off), pool_at(ld, y->off), x->len);
 }
 
 /* Builds the sorted set of an in / not_in array at token t; elements must
  * not be null. Returns the set index, or NONE after a rule_problem. */
 static uint32_t add_inset(struct load_ctx *lc, uint32_t t)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	const struct cm_jdoc *d = lc->d;
 	struct in_set set;
 	uint32_t e = t + 1, bad = 0;
 
 	memset(&set, 0, sizeof(set));
-	set.nums = s->nsetnum;
-	set.strs = s->nsetstr;
-	set.cplx = s->nvalue;
+	set.nums = ld->nsetnum;
+	set.strs = ld->nsetstr;
+	set.cplx = ld->nvalue;
 	for (uint32_t i = 0; i < d->tok[t].count; i++, e = d->tok[e].next) {
 		int cls = cls_of_type(d->tok[e].type);
 
@@ -218,14 +219,14 @@ static uint32_t add_inset(struct load_ctx *lc, uint32_t t)
 		if (cls == C_NUM) {
 			double v = cm_json_num(d, e);
 
-			if (PUSH(s->setnums, s->nsetnum, s->setnumcap, v) < 0)
+			if (PUSH(ld->setnums, ld->nsetnum, ld->setnumcap, v) < 0)
 				goto oom;
 		} else if (cls == C_STR) {
 			size_t n;
 			const char *p = rule_tok_str(lc, e, &n);
-			struct str_ref r = {rule_pool_add(s, p, n), (uint32_t)n};
+			struct str_ref r = {rule_pool_add(ld, p, n), (uint32_t)n};
 
-			if (r.off == NONE || PUSH(s->setstrs, s->nsetstr, s->setstrcap, r) < 0)
+			if (r.off == NONE || PUSH(ld->setstrs, ld->nsetstr, ld->setstrcap, r) < 0)
 				goto oom;
 		} else if (cls == C_BOOL) {
 			if (d->tok[e].type == CM_JTRUE)
@@ -245,36 +246,36 @@ static uint32_t add_inset(struct load_ctx *lc, uint32_t t)
 	}
 	if (bad)
 		return NONE;
-	set.ncplx = s->nvalue - set.cplx;
-	set.nnum = s->nsetnum - set.nums;
-	set.nstr = s->nsetstr - set.strs;
+	set.ncplx = ld->nvalue - set.cplx;
+	set.nnum = ld->nsetnum - set.nums;
+	set.nstr = ld->nsetstr - set.strs;
 	if (set.nnum > 1)
-		qsort(s->setnums + set.nums, set.nnum, sizeof(double), num_cmp);
+		qsort(ld->setnums + set.nums, set.nnum, sizeof(double), num_cmp);
 	if (set.nstr > 1)
-		qsort_r(s->setstrs + set.strs, set.nstr, sizeof(struct str_ref), str_ref_cmp, s);
+		qsort_r(ld->setstrs + set.strs, set.nstr, sizeof(struct str_ref), str_ref_cmp, ld);
 	/* Drop duplicates (1 and 1.0 are one number). */
 	if (set.nnum > 1) {
 		uint32_t k = 1;
 
 		for (uint32_t i = 1; i < set.nnum; i++)
-			if (s->setnums[set.nums + i] != s->setnums[set.nums + k - 1])
-				s->setnums[set.nums + k++] = s->setnums[set.nums + i];
-		s->nsetnum = set.nums + k;
+			if (ld->setnums[set.nums + i] != ld->setnums[set.nums + k - 1])
+				ld->setnums[set.nums + k++] = ld->setnums[set.nums + i];
+		ld->nsetnum = set.nums + k;
 		set.nnum = k;
 	}
 	if (set.nstr > 1) {
 		uint32_t k = 1;
 
 		for (uint32_t i = 1; i < set.nstr; i++)
-			if (str_ref_cmp(&s->setstrs[set.strs + i], &s->setstrs[set.strs + k - 1],
-			                s) != 0)
-				s->setstrs[set.strs + k++] = s->setstrs[set.strs + i];
-		s->nsetstr = set.strs + k;
+			if (str_ref_cmp(&ld->setstrs[set.strs + i], &ld->setstrs[set.strs + k - 1],
+			                ld) != 0)
+				ld->setstrs[set.strs + k++] = ld->setstrs[set.strs + i];
+		ld->nsetstr = set.strs + k;
 		set.nstr = k;
 	}
-	if (PUSH(s->sets, s->nset, s->setcap, set) < 0)
+	if (PUSH(ld->sets, ld->nset, ld->setcap, set) < 0)
 		goto oom;
-	return s->nset - 1;
+	return ld->nset - 1;
 oom:
 	lc->oom = 1;
 	return NONE;
@@ -284,7 +285,7 @@ oom:
  * does not compile with its offset. */
 static uint32_t add_regex(struct load_ctx *lc, uint32_t t)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	size_t n, erroff;
 	const char *p = rule_tok_str(lc, t, &n);
 	int errcode;
@@ -301,25 +302,25 @@ static uint32_t add_regex(struct load_ctx *lc, uint32_t t)
 		             (char *)msg);
 		return NONE;
 	}
-	if (rule_grow_array((void **)&s->regexes, &s->regexcap, s->nregex + 1,
-	                    sizeof(*s->regexes)) < 0) {
+	if (rule_grow_array((void **)&ld->regexes, &ld->regexcap, ld->nregex + 1,
+	                    sizeof(*ld->regexes)) < 0) {
 		pcre2_code_free(re);
 		lc->oom = 1;
 		return NONE;
 	}
 	{
-		uint8_t *j = realloc(s->regex_jit, s->regexcap);
+		uint8_t *j = realloc(ld->regex_jit, ld->regexcap);
 
 		if (!j) {
 			pcre2_code_free(re);
 			lc->oom = 1;
 			return NONE;
 		}
-		s->regex_jit = j;
+		ld->regex_jit = j;
 	}
-	s->regex_jit[s->nregex] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
-	s->regexes[s->nregex] = re;
-	return s->nregex++;
+	ld->regex_jit[ld->nregex] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+	ld->regexes[ld->nregex] = re;
+	return ld->nregex++;
 }
 
 /* ---- conditions ---- */
@@ -327,16 +328,18 @@ static uint32_t add_regex(struct load_ctx *lc, uint32_t t)
 /* Appends a node to the tree array; NONE when memory is out. */
 static uint32_t add_node(struct load_ctx *lc, struct cond_node n)
 {
-	if (PUSH(lc->s->nodes, lc->s->nnode, lc->s->nodecap, n) < 0) {
+	struct rules_loaded *ld = &lc->s->loaded;
+
+	if (PUSH(ld->nodes, ld->nnode, ld->nodecap, n) < 0) {
 		lc->oom = 1;
 		return NONE;
 	}
-	return lc->s->nnode - 1;
+	return ld->nnode - 1;
 }
 
 /* The estimated cost of evaluating a node, so that an all/any tries cheap
  * conditions first. */
-static uint16_t leaf_cost(const struct cm_ruleset *s, const struct cond_node *n)
+static uint16_t leaf_cost(const struct rules_loaded *ld, const struct cond_node *n)
 {
 	switch (n->op) {
 	case OP_EXISTS:
@@ -348,7 +351,7 @@ static uint16_t leaf_cost(const struct cm_ruleset *s, const struct cond_node *n)
 	case OP_LTE:
 	case OP_GT:
 	case OP_GTE: {
-		int cls = s->values[n->arg].cls;
+		int cls = ld->values[n->arg].cls;
 
 		return cls == C_NUM || cls == C_BOOL ? 2 : cls == C_STR ? 3 : 10;
 	}
@@ -381,7 +384,7 @@ static uint32_t build_node(struct load_ctx *lc, uint32_t t, unsigned depth);
 /* Builds an all / any node from the array at token t. */
 static uint32_t build_list(struct load_ctx *lc, uint32_t t, int kind, unsigned depth)
 {
-	struct cm_ruleset *s = lc->s;
+	struct rules_loaded *ld = &lc->s->loaded;
 	const struct cm_jdoc *d = lc->d;
 	uint32_t n = d->tok[t].count, e = t + 1, *tmp = NULL, ok = 1, cost = 1;
 	struct cond_node nd;
@@ -405,21 +408,21 @@ static uint32_t build_list(struct load_ctx *lc, uint32_t t, int kind, unsigned d
 		if (tmp[i] == NONE)
 			ok = 0;
 		else
-			cost += s->nodes[tmp[i]].cost;
+			cost += ld->nodes[tmp[i]].cost;
 	}
 	if (!ok) {
 		free(tmp);
 		return NONE;
 	}
 	if (n > 1)
-		qsort_r(tmp, n, sizeof(*tmp), kid_cmp, s->nodes);
+		qsort_r(tmp, n, sizeof(*tmp), kid_cmp, ld->nodes);
 	memset(&nd, 0, sizeof(nd));
 	nd.kind = (uint8_t)kind;
-	nd.arg = s->nkid;
+	nd.arg = ld->nkid;
 	nd.nkids = n;
 	nd.cost = (uint16_t)(cost > 1000 ? 1000 : cost);
 	for (uint32_t i = 0; i < n; i++)
-		if (PUSH(s->kids, s->nkid, s->kidcap, tmp[i]) < 0) {
+		if (PUSH(ld->kids, ld->nkid, ld->kidcap, tmp[i]) < 0) {
 			lc->oom = 1;
 			free(tmp);
 			return NONE;
@@ -550,7 +553,7 @@ done:
 	rule_path_pop(lc, mark);
 	if (!ok || lc->oom)
 		return NONE;
-	nd.cost = leaf_cost(lc->s, &nd);
+	nd.cost = leaf_cost(&lc->s->loaded, &nd);
 	return add_node(lc, nd);
 }
 
@@ -625,7 +628,7 @@ static uint32_t build_node(struct load_ctx *lc, uint32_t t, unsigned depth)
 		memset(&nd, 0, sizeof(nd));
 		nd.kind = K_NOT;
 		nd.arg = c;
-		nd.cost = lc->s->nodes[c].cost;
+		nd.cost = lc->s->loaded.nodes[c].cost;
 		return add_node(lc, nd);
 	}
 	{
