@@ -128,9 +128,11 @@ void cm_wmetrics_stats(struct cm_wmetrics *m, struct cm_wmetrics_stats *st);
  *                                                             summed over the workers read
  *
  * (each family written, with HELP and TYPE, even when no worker is live).
- * A field that is missing or not a number counts as 0. now_ms <= 0 means
- * the current time. -1 with err on a Redis or writer error; nothing
- * written to w then. */
+ * A field that is missing or not a number counts as 0; a member whose name
+ * is not 1..CM_WMETRICS_CONSUMER_MAX bytes of UTF-8 is skipped. now_ms <= 0
+ * means the current time. -1 with err on a Redis error (then nothing has
+ * been written to w) or a writer error (within cm_prom_render, which then
+ * drops the collector's partial output). */
 int cm_wmetrics_render(redisContext *c, const char *stream, int64_t ttl_ms, int64_t now_ms,
                        struct cm_prom_writer *w, struct cm_err *err);
 
