@@ -135,5 +135,8 @@ lint() {
 		'{"status":"ok","checks":{"redis":"ok","postgres":"ok"}}' ]
 	[ "$(jq -r '.paths["/metrics"].get.responses["200"].content | keys[0]' "$DOC")" = text/plain ]
 	# The document's version is the program's.
-	[ "$(jq -r .info.version "$DOC")" = "$(sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p' "$TOP/src/lib/cli.h")" ]
+	# (CM_VERSION is in version.h or, on older trees, cli.h.)
+	v=$(cat "$TOP"/src/lib/version.h "$TOP"/src/lib/cli.h 2>/dev/null | sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p')
+	[ -n "$v" ]
+	[ "$(jq -r .info.version "$DOC")" = "$v" ]
 }

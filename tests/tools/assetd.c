@@ -7,6 +7,7 @@
  * ETag (304 for a matching If-None-Match); other paths 404, other methods
  * 405, with FastAPI's bodies. Runs until SIGTERM or SIGINT. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,7 +16,6 @@
 #include <string.h>
 
 #include "assets.h"
-#include "cli.h"
 
 /* Answers with a static JSON body. */
 static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, const char *body)
@@ -67,14 +67,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 static int parse_listen(const char *s, struct sockaddr_in *sa)
 {
 	const char *colon = strrchr(s, ':');
-	char host[64];
-	int64_t port;
+	char host[64], *end;
+	long port;
 
 	if (!colon || (size_t)(colon - s) >= sizeof(host))
 		return -1;
 	memcpy(host, s, (size_t)(colon - s));
 	host[colon - s] = 0;
-	if (cm_parse_i64(colon + 1, 1, 65535, &port) < 0)
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port < 1 || port > 65535)
 		return -1;
 	memset(sa, 0, sizeof(*sa));
 	sa->sin_family = AF_INET;
@@ -90,13 +92,16 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int sig;
 
-	cm_cli_init("assetd");
 	if (argc == 3 && strcmp(argv[1], "--listen") == 0)
 		listen = argv[2];
-	else if (argc != 1)
-		cm_usage_error("usage: assetd [--listen ADDR:PORT]");
-	if (parse_listen(listen, &sa) < 0)
-		cm_usage_error("--listen %s: not an IPv4 ADDR:PORT", listen);
+	else if (argc != 1) {
+		fprintf(stderr, "usage: assetd [--listen ADDR:PORT]\n");
+		return 2;
+	}
+	if (parse_listen(listen, &sa) < 0) {
+		fprintf(stderr, "assetd: --listen %s: not an IPv4 ADDR:PORT\n", listen);
+		return 2;
+	}
 	/* Block the stop signals before the daemon's threads start, so
 	 * that sigwait gets them. */
 	sigemptyset(&set);
@@ -107,7 +112,7 @@ int main(int argc, char **argv)
 	                     handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	                     MHD_OPTION_END);
 	if (!d) {
-		cm_warn("cannot listen on %s", listen);
+		fprintf(stderr, "assetd: cannot listen on %s\n", listen);
 		return 5;
 	}
 	fprintf(stderr, "assetd: listening on %s\n", listen);

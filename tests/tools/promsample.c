@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "buf.h"
-#include "cli.h"
 #include "err.h"
 #include "prom.h"
 #include "redisx.h"
@@ -148,21 +147,22 @@ int main(int argc, char **argv)
 	size_t i;
 	int rc;
 
-	cm_cli_init("promsample");
-	if (argc < 2 || argc > 3)
-		cm_usage_error("usage: promsample REDIS_URL [STREAM]");
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr, "usage: promsample REDIS_URL [STREAM]\n");
+		return 2;
+	}
 	redis_url = argv[1];
 	if (argc == 3)
 		stream = argv[2];
 	if (report_workers(&err) < 0) {
-		cm_warn("%s", err.msg);
+		fprintf(stderr, "promsample: %s\n", err.msg);
 		return 3;
 	}
 	r = cm_prom_new();
 	for (i = 0; i < 6; i++) {
 		fam[i] = cm_prom_family(r, &descs[i], &err);
 		if (!fam[i]) {
-			cm_warn("%s", err.msg);
+			fprintf(stderr, "promsample: %s\n", err.msg);
 			return 2;
 		}
 	}
@@ -180,15 +180,15 @@ int main(int argc, char **argv)
 		snprintf(v, sizeof(v), "%zu", i);
 		cm_prom_inc(cm_prom_series(fam[4], (const char *[]){v}));
 	}
-	cm_prom_set(cm_prom_series(fam[5], (const char *[]){CM_VERSION}), 1);
+	cm_prom_set(cm_prom_series(fam[5], (const char *[]){"0.0.0-test"}), 1);
 	if (cm_prom_collector(r, collect_streams, NULL, &err) < 0 ||
 	    cm_prom_collector(r, collect_workers, NULL, &err) < 0) {
-		cm_warn("%s", err.msg);
+		fprintf(stderr, "promsample: %s\n", err.msg);
 		return 2;
 	}
 	rc = cm_prom_render(r, &out, &err);
 	if (rc != 0) {
-		cm_warn("render: %s", err.msg);
+		fprintf(stderr, "promsample: render: %s\n", err.msg);
 		return 3;
 	}
 	fwrite(out.data, 1, out.len, stdout);

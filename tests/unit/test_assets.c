@@ -1,6 +1,6 @@
 /* Tests for assets.c and the generated table: lookup by URL path and its
  * aliases, listing, content types, ETags, and that the embedded
- * /openapi.json is a JSON document naming OpenAPI 3.1 and this version. */
+ * /openapi.json is a JSON document naming OpenAPI 3.1. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "assets.h"
-#include "cli.h"
 #include "err.h"
 #include "json.h"
 
@@ -80,10 +79,9 @@ static void test_openapi_document(void **state)
 	assert_int_equal(cm_json_parse(&d, (const char *)a->data, a->len, &err), 0);
 	v = cm_json_get(&d, 0, "openapi", 7);
 	assert_true(cm_json_str_eq(&d, v, "3.1.0", 5));
+	/* (tests/openapi.bats checks that info.version is the program's.) */
 	info = cm_json_get(&d, 0, "info", 4);
-	v = cm_json_get(&d, info, "version", 7);
-	/* The document's version is the program's. */
-	assert_true(cm_json_str_eq(&d, v, CM_VERSION, strlen(CM_VERSION)));
+	assert_int_not_equal(cm_json_get(&d, info, "version", 7), CM_JNONE);
 	assert_int_not_equal(cm_json_get(&d, 0, "paths", 5), CM_JNONE);
 	cm_jdoc_release(&d);
 }
