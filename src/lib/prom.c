@@ -861,6 +861,7 @@ int cm_prom_render(struct cm_prom *r, struct cm_buf *out, struct cm_err *err)
 	for (c = r->collectors; c; c = c->next) {
 		size_t len = out->len, nnames = w.st ? w.st->nnames : 0;
 
+		memcpy(cerr.msg, "collector failed", 17);
 		if (c->fn(&w, c->arg, &cerr) == 0)
 			continue;
 		/* A full buffer fails the whole render; other failures only
