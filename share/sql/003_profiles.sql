@@ -31,12 +31,11 @@ CREATE TABLE profiles (
 -- locking overlapping sets never deadlock on each other. A hash collision
 -- only serialises a little more.
 CREATE FUNCTION cm_lock_keys(names text[]) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-	k bigint;
 BEGIN
-	FOR k IN SELECT DISTINCT hashtextextended(n, 0) FROM unnest(names) AS n ORDER BY 1 LOOP
-		PERFORM pg_advisory_xact_lock(k);
-	END LOOP;
+	-- the locks are taken as the sorted subquery's rows come (the pattern
+	-- the PostgreSQL manual gives for advisory locks over a subquery)
+	PERFORM count(pg_advisory_xact_lock(s.k))
+	FROM (SELECT DISTINCT hashtextextended(n, 0) AS k FROM unnest(names) AS n ORDER BY 1) AS s;
 END
 $$;
 
