@@ -943,15 +943,17 @@ static int put_time(struct cm_buf *o, int64_t ms)
 	return put(o, b, n + 2);
 }
 
-/* True when s[0..n) already has the canonical form ("...:SSZ" or
- * "...:SS.mmmZ" with a non-zero fraction), so that a valid time can be copied
- * instead of formatted again. */
+/* True when the valid time s[0..n) already has the canonical form
+ * ("...:SSZ" or "...:SS.mmmZ" with a non-zero fraction, and no leap second,
+ * which is the next minute's :00), so that it can be copied instead of
+ * formatted again. */
 static int time_canonical(const char *s, size_t n)
 {
+	if ((n != 20 && n != 24) || s[10] != 'T' || s[17] == '6')
+		return 0;
 	if (n == 20)
-		return s[10] == 'T' && s[19] == 'Z';
-	return n == 24 && s[10] == 'T' && s[19] == '.' && s[23] == 'Z' &&
-	       memcmp(s + 20, "000", 3) != 0;
+		return s[19] == 'Z';
+	return s[19] == '.' && s[23] == 'Z' && memcmp(s + 20, "000", 3) != 0;
 }
 
 /* The time of ingestion: now_ms, or the clock when it is CM_EVENT_NOW. */

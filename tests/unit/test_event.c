@@ -145,6 +145,9 @@ static void test_time(void **state)
 	T("2026-11-27t10:15:00z", "2026-11-27T10:15:00Z");
 	T("2024-02-29T23:59:59.001Z", "2024-02-29T23:59:59.001Z");
 	T("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00Z");
+	/* a leap second is the next minute's first, also when written canonically */
+	T("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z");
+	T("2016-12-31T23:59:60.500Z", "2017-01-01T00:00:00.500Z");
 #undef T
 	bad(E1 "\"occurred_at\":\"yesterday\"}",
 	    "field 'occurred_at': expected an RFC 3339 time, got \"yesterday\"");
