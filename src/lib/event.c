@@ -48,12 +48,34 @@ static const char *const key_name[K_NKEYS] = {
     "time",      "data",       "matches",     "campaign_id", "outcome",     "variant",
 };
 
-/* The value token of each known key, and the first key no shape knows. */
+/* The value token of each known key (valid where its bit of seen is set),
+ * and the first key no shape knows. */
 struct scan {
 	uint32_t v[K_NKEYS];
+	uint32_t seen;    /* bit k set when key k is there */
 	uint32_t unknown; /* key token of the first unknown key, or CM_JNONE */
 	int has_meta;     /* some key starts with '_' */
 };
+
+/* The known keys a canonical event and a match line may have. */
+#define EVENT_KEYS                                                                                 \
+	(1u << K_EVENT_ID | 1u << K_EVENT_TYPE | 1u << K_USER_ID | 1u << K_OCCURRED_AT |           \
+	 1u << K_PROPERTIES | 1u << K_MATCHES)
+#define MATCH_KEYS                                                                                 \
+	(1u << K_EVENT_ID | 1u << K_EVENT_TYPE | 1u << K_USER_ID | 1u << K_OCCURRED_AT |           \
+	 1u << K_CAMPAIGN_ID | 1u << K_OUTCOME | 1u << K_VARIANT)
+
+/* The value token of known key k, or CM_JNONE. */
+static inline uint32_t key_val(const struct scan *sc, int k)
+{
+	return sc->seen >> k & 1 ? sc->v[k] : CM_JNONE;
+}
+
+/* The lowest key set in bits (not 0). */
+static inline int first_key(uint32_t bits)
+{
+	return __builtin_ctz(bits);
+}
 
 /* Where each canonical part comes from, and the input's name for it (for
  * messages that point at what the user wrote). */
@@ -65,7 +87,7 @@ struct src {
 
 /* Maps a decoded key to its enum with a switch on the length, because this
  * runs for every member of every record. */
-static int classify(const char *s, size_t n)
+static inline __attribute__((always_inline)) int classify(const char *s, size_t n)
 {
 	switch (n) {
 	case 2:
@@ -200,8 +222,7 @@ static int scan_members(const struct cm_jdoc *d, uint32_t root, struct scan *sc,
 	const struct cm_jtok *tok = d->tok;
 	uint32_t k = root + 1, count = tok[root].count;
 
-	for (int i = 0; i < K_NKEYS; i++)
-		sc->v[i] = CM_JNONE;
+	sc->seen = 0;
 	sc->unknown = CM_JNONE;
 	sc->has_meta = 0;
 	for (uint32_t i = 0; i < count; i++) {
@@ -217,9 +238,10 @@ static int scan_members(const struct cm_jdoc *d, uint32_t root, struct scan *sc,
 		}
 		c = classify(ks, kn);
 		if (c < K_NKEYS) {
-			if (sc->v[c] != CM_JNONE)
+			if (sc->seen >> c & 1)
 				return cm_errf(err, "field '%s': duplicate key", key_name[c]);
 			sc->v[c] = v;
+			sc->seen |= 1u << c;
 		} else if (c == K_OTHER && sc->unknown == CM_JNONE) {
 			sc->unknown = k;
 		} else if (c == K_META) {
@@ -678,13 +700,15 @@ static inline int storable(const struct cm_jdoc *d, uint32_t root, const char *n
 
 /* Checks the decoded bytes of an identifier (event_id, user_id): 1 to max
  * bytes, no NUL (PostgreSQL text cannot hold one). The value is described
- * from token t of d, or from s when d is NULL, only when it is wrong. */
+ * from token t of d, or from s when d is NULL, only when it is wrong; a
+ * token can hold a NUL only when the parser flagged it, so only bytes from
+ * elsewhere (d NULL) are searched. */
 static int check_ident(const char *name, const char *s, size_t n, size_t max,
                        const struct cm_jdoc *d, uint32_t t, struct cm_err *err)
 {
 	char b[64];
 
-	if (n >= 1 && n <= max && !memchr(s, 0, n))
+	if (n >= 1 && n <= max && (d ? !(d->tok[t].flags & CM_JF_NUL) : !memchr(s, 0, n)))
 		return 0;
 	if (n < 1 || n > max) {
 		if (n > max)
@@ -967,13 +991,16 @@ static int64_t now_of(int64_t now_ms)
 static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src *m,
                       struct cm_err *err)
 {
-	const uint32_t *v = sc->v;
-	uint32_t ty = v[K_TYPE];
-	int seg_ids = v[K_MESSAGE_ID] != CM_JNONE || v[K_SEG_USER_ID] != CM_JNONE ||
-	              v[K_ANONYMOUS_ID] != CM_JNONE;
-	int ty_str = ty != CM_JNONE && d->tok[ty].type == CM_JSTR;
+	uint32_t v[K_NKEYS], ty;
+	int seg_ids, ty_str;
 	char b[64];
 
+	for (int i = 0; i < K_NKEYS; i++)
+		v[i] = key_val(sc, i);
+	ty = v[K_TYPE];
+	seg_ids = v[K_MESSAGE_ID] != CM_JNONE || v[K_SEG_USER_ID] != CM_JNONE ||
+	          v[K_ANONYMOUS_ID] != CM_JNONE;
+	ty_str = ty != CM_JNONE && d->tok[ty].type == CM_JSTR;
 	memset(m, 0, sizeof(*m));
 	if (v[K_SPECVERSION] != CM_JNONE) {
 		uint32_t sv = v[K_SPECVERSION];
@@ -1031,13 +1058,11 @@ static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src
 		    "the record with cm-ingest --jq)",
 		    name);
 	}
-	for (int i = K_TYPE; i < K_NKEYS; i++)
-		if (v[i] != CM_JNONE)
-			return cm_errf(
-			    err,
-			    "field '%s': unknown key; event data belongs under 'properties' (or "
-			    "map the record with cm-ingest --jq)",
-			    key_name[i]);
+	if (sc->seen & ~EVENT_KEYS)
+		return cm_errf(err,
+		               "field '%s': unknown key; event data belongs under 'properties' (or "
+		               "map the record with cm-ingest --jq)",
+		               key_name[first_key(sc->seen & ~EVENT_KEYS)]);
 	m->id = v[K_EVENT_ID];
 	m->type = v[K_EVENT_TYPE];
 	m->user = v[K_USER_ID];
@@ -1225,10 +1250,10 @@ static int validate_common(const struct cm_jdoc *d, const struct scan *sc, struc
 	const char *s;
 	size_t n;
 
-	v->id = sc->v[K_EVENT_ID];
-	v->type = sc->v[K_EVENT_TYPE];
-	v->user = sc->v[K_USER_ID];
-	v->time = sc->v[K_OCCURRED_AT];
+	v->id = key_val(sc, K_EVENT_ID);
+	v->type = key_val(sc, K_EVENT_TYPE);
+	v->user = key_val(sc, K_USER_ID);
+	v->time = key_val(sc, K_OCCURRED_AT);
 	v->has_meta = sc->has_meta;
 	if (v->id == CM_JNONE)
 		return cm_errf(err, "field 'event_id': missing (required)");
@@ -1258,17 +1283,16 @@ static int validate_event(const struct cm_jdoc *d, uint32_t root, const struct s
 
 	if (sc->unknown != CM_JNONE)
 		return unknown_key(d, sc->unknown, NULL, why, err);
-	for (int i = K_TYPE; i < K_NKEYS; i++)
-		if (i != K_MATCHES && sc->v[i] != CM_JNONE)
-			return unknown_key(d, 0, key_name[i], why, err);
+	if (sc->seen & ~EVENT_KEYS)
+		return unknown_key(d, 0, key_name[first_key(sc->seen & ~EVENT_KEYS)], why, err);
 	if (validate_common(d, sc, v, scratch, err))
 		return -1;
-	v->props = sc->v[K_PROPERTIES];
+	v->props = key_val(sc, K_PROPERTIES);
 	if (v->props == CM_JNONE)
 		return cm_errf(err, "field 'properties': missing (required)");
 	if (check_props_tok(d, v->props, "properties", err))
 		return -1;
-	v->matches = sc->v[K_MATCHES];
+	v->matches = key_val(sc, K_MATCHES);
 	if (v->matches != CM_JNONE && check_matches(d, v->matches, scratch, err))
 		return -1;
 	return storable(d, root, "", root + 1, d->tok[root].next, err);
@@ -1283,13 +1307,12 @@ static int validate_match(const struct cm_jdoc *d, uint32_t root, const struct s
 
 	if (sc->unknown != CM_JNONE)
 		return unknown_key(d, sc->unknown, NULL, why, err);
-	for (int i = K_PROPERTIES; i < K_CAMPAIGN_ID; i++)
-		if (sc->v[i] != CM_JNONE)
-			return unknown_key(d, 0, key_name[i], why, err);
+	if (sc->seen & ~MATCH_KEYS)
+		return unknown_key(d, 0, key_name[first_key(sc->seen & ~MATCH_KEYS)], why, err);
 	v->is_match = 1;
-	v->campaign = sc->v[K_CAMPAIGN_ID];
-	v->outcome = sc->v[K_OUTCOME];
-	v->variant = sc->v[K_VARIANT];
+	v->campaign = key_val(sc, K_CAMPAIGN_ID);
+	v->outcome = key_val(sc, K_OUTCOME);
+	v->variant = key_val(sc, K_VARIANT);
 	if (v->campaign == CM_JNONE)
 		return cm_errf(err, "field 'campaign_id': missing (required)");
 	if (check_campaign_tok(d, v->campaign, "campaign_id", &v->campaign_id, err) ||
@@ -1309,7 +1332,8 @@ static int validate(const struct cm_jdoc *d, uint32_t root, int kind, struct cm_
 	char b[64];
 	int rc;
 
-	memset(v, 0, sizeof(*v));
+	memset(v, 0, offsetof(struct cm_event_view, type_text));
+	v->type_text[0] = 0;
 	v->root = root;
 	v->id = v->type = v->user = v->time = v->props = v->matches = CM_JNONE;
 	v->campaign = v->outcome = v->variant = CM_JNONE;
@@ -1319,11 +1343,12 @@ static int validate(const struct cm_jdoc *d, uint32_t root, int kind, struct cm_
 	rc = scan_members(d, root, &sc, &scratch, err);
 	if (rc == 0) {
 		if (kind < 0)
-			kind = sc.v[K_CAMPAIGN_ID] != CM_JNONE;
+			kind = key_val(&sc, K_CAMPAIGN_ID) != CM_JNONE;
 		rc = kind ? validate_match(d, root, &sc, v, &scratch, err)
 		          : validate_event(d, root, &sc, v, &scratch, err);
 	}
-	cm_buf_release(&scratch);
+	if (scratch.data) /* only escaped keys and values need it */
+		cm_buf_release(&scratch);
 	return rc;
 }
 
@@ -1411,31 +1436,32 @@ static int build_ident(struct cm_buf *o, const char *name, const char *s, size_t
 	return 0;
 }
 
-/* Runs cm_event_validate over a line just built, in doc or (NULL) a
- * document of its own; only the properties text came from the caller, so
- * a parse error is theirs. */
-static int validate_built(struct cm_jdoc *doc, const char *line, size_t len, struct cm_err *err)
+/* Checks the properties text of a CSV row (the only part of the line that
+ * comes from the caller as JSON) with the rule of every event's properties:
+ * one JSON object, everything in it storable; parsed into doc, or (NULL) a
+ * document of its own. The other parts get the same field rules as they are
+ * built, so the line is not parsed again. */
+static int check_props_text(struct cm_jdoc *doc, const char *s, size_t n, struct cm_err *err)
 {
 	struct cm_jdoc own;
-	struct cm_event_view v;
 	int rc;
 
 	if (!doc) {
 		cm_jdoc_init(&own, 0);
 		doc = &own;
 	}
-	rc = cm_json_parse(doc, line, len, err);
+	rc = cm_json_parse(doc, s, n, err);
 	if (rc)
 		cm_err_prefix(err, "field 'properties': not valid JSON: ");
 	else
-		rc = cm_event_validate(doc, 0, &v, err);
+		rc = check_props_tok(doc, 0, "properties", err);
 	if (doc == &own)
 		cm_jdoc_release(&own);
 	return rc;
 }
 
 /* Builds an event from decoded parts (a CSV row) with the rules and messages
- * of normalise, then gives the line the checks every event gets. */
+ * of normalise, the properties text included. */
 int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawlen, int64_t now_ms,
                    struct cm_buf *out, struct cm_err *err)
 {
@@ -1476,6 +1502,8 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	}
 	if (build_ident(out, "user_id", p->user, p->user_len, CM_EVENT_USER_MAX, err))
 		goto out;
+	if (p->props && check_props_text(p->doc, p->props, p->props_len, err))
+		goto out;
 	if (!p->time) {
 		ms = now_of(now_ms);
 	} else if ((trc = cm_time_parse(p->time, p->time_len, &ms)) != 0) {
@@ -1492,8 +1520,6 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 		cm_errf(err, "out of memory");
 		goto out;
 	}
-	if (validate_built(p->doc, out->data + mark, out->len - mark, err))
-		goto out;
 	rc = 0;
 out:
 	if (rc) {

@@ -167,12 +167,12 @@ struct cm_event_parts {
 	size_t time_len;
 	const char *props; /* a compact JSON object text; NULL: {} */
 	size_t props_len;
-	struct cm_jdoc *doc; /* for checking the built line; NULL: a document of its own */
+	struct cm_jdoc *doc; /* for checking props; NULL: a document of its own */
 };
 
-/* Validates parts with the same rules and messages as cm_event_normalize,
- * appends the canonical line to out and runs cm_event_validate over it (so
- * that the properties text gets every rule too); strings must be UTF-8. */
+/* Validates parts with the same rules and messages as cm_event_normalize
+ * (the properties text too: one object, everything in it storable) and
+ * appends the canonical line to out; strings must be UTF-8. */
 int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawlen, int64_t now_ms,
                    struct cm_buf *out, struct cm_err *err);
 

@@ -1104,6 +1104,13 @@ static void test_build_storable(void **state)
 	p.props_len = strlen(p.props);
 	assert_int_equal(build(&p, "abc"), -1);
 	assert_non_null(strstr(err_text, "field 'properties': not valid JSON: byte "));
+	/* a text that is not one object cannot add keys to the event */
+	p.props = "{},\"_x\":1";
+	p.props_len = strlen(p.props);
+	assert_int_equal(build(&p, "abc"), -1);
+	assert_string_equal(err_text,
+	                    "field 'properties': not valid JSON: byte 3: expected the end "
+	                    "of input after the JSON value, found ','");
 	p.props = NULL;
 	p.time = "0001-01-01T00:00:00+00:01";
 	p.time_len = strlen(p.time);
