@@ -508,6 +508,27 @@ oom:
 	return -1;
 }
 
+/* Finds the parsed line's _stream_id for --ack: *sid and *len stay NULL and
+ * 0 when there is none; a malformed one is -1 (with err, when given). */
+static int stream_id_of(struct store *s, const char **sid, size_t *len, struct cm_err *err)
+{
+	const struct cm_jdoc *d = &s->doc;
+	uint32_t t = cm_json_get(d, 0, "_stream_id", 10);
+	struct cm_stream_id id;
+	const struct cm_jtok *k;
+
+	if (t == CM_JNONE)
+		return 0;
+	k = &d->tok[t];
+	if (k->type != CM_JSTR || k->esc || k->len > SID_MAX ||
+	    memchr(d->src + k->off, '-', k->len) == NULL ||
+	    cm_stream_id_parse(d->src + k->off, k->len, &id) < 0)
+		return cm_errf(err, "field '_stream_id': expected a stream entry id MS-SEQ");
+	*sid = d->src + k->off;
+	*len = k->len;
+	return 0;
+}
+
 /* Turns one line into staged rows (an event and its matches, or a match), or
  * says what is wrong with it (what it staged is then taken back); under
  * --ack a line refused with a stream id becomes a poison row, dead-lettered
@@ -522,35 +543,28 @@ static int stage_line(struct store *s, const char *line, size_t len, const char 
 	const char *sid = NULL;
 	unsigned long long nmatch = 0;
 	struct span f[4]; /* event_id, event_type, user_id, occurred_at */
-	char why[sizeof(err->msg) + 16];
-	uint32_t t;
+	static const char poison[] = "not storable: ";
+	char why[sizeof(poison) + sizeof(err->msg)];
+	int bad;
 
-	if (cm_json_parse(&s->doc, line, len, err) < 0) {
-		if (no_newline)
-			return cm_errf(err, "truncated last line (no newline at the end of the "
-			                    "input): not stored");
-		return cm_err_prefix(err, "invalid JSON: ");
-	}
-	t = cm_json_get(d, 0, "_stream_id", 10);
-	if (s->ack && t != CM_JNONE) {
-		struct cm_stream_id id;
-		const struct cm_jtok *k = &d->tok[t];
-		if (k->type != CM_JSTR || k->esc || k->len > SID_MAX ||
-		    memchr(d->src + k->off, '-', k->len) == NULL ||
-		    cm_stream_id_parse(d->src + k->off, k->len, &id) < 0)
-			return cm_errf(err,
-			               "field '_stream_id': expected a stream entry id MS-SEQ");
-		sid = d->src + k->off;
-		sid_len = k->len;
-	}
-	if (cm_record_validate(d, 0, &s->view, err) < 0) {
+	/* cm-store's entry path (ntok is 0 when the line did not parse) */
+	bad = cm_record_parse(&s->doc, line, len, &s->view, err) < 0;
+	if (bad && d->ntok == 0)
+		return no_newline ? cm_errf(err, "truncated last line (no newline at the end of "
+		                                 "the input): not stored")
+		                  : -1;
+	/* a malformed _stream_id is what is wrong only when nothing else is */
+	if (s->ack && d->tok[0].type == CM_JOBJ &&
+	    stream_id_of(s, &sid, &sid_len, bad ? NULL : err) < 0 && !bad)
+		return -1;
+	if (bad) {
 		if (!sid_len || !strcmp(err->msg, "out of memory"))
 			return -1; /* not poison: the line may be fine next time */
-		snprintf(why, sizeof(why), "not storable: %s", err->msg);
+		snprintf(why, sizeof(why), "%s%s", poison, err->msg);
 		if (add_row(s, line, len, sid, sid_len, ev_mark, mt_mark, why, file, lineno) < 0)
 			return cm_errf(err, "out of memory");
-		return cm_errf(err, "%s (entry %.*s goes to %s)", why + 14, (int)sid_len, sid,
-		               s->dead_key.data);
+		return cm_errf(err, "%s (entry %.*s goes to %s)", why + sizeof(poison) - 1,
+		               (int)sid_len, sid, s->dead_key.data);
 	}
 	cm_buf_reset(&s->fld);
 	if (put_str(s, v->id, &f[0], err) < 0 || put_str(s, v->type, &f[1], err) < 0 ||
