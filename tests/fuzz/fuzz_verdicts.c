@@ -25,6 +25,7 @@
 #include "err.h"
 #include "event.h"
 #include "json.h"
+#include "parts.h"
 #include "rule.h"
 
 #define CHECK(c)                                                                                   \
@@ -195,42 +196,18 @@ static void accepted_downstream(const char *s, size_t n)
  * parse are made compact first, as cm-ingest always writes them. */
 static void fuzz_build(const uint8_t *data, size_t size)
 {
-	const char *part[5] = {NULL};
-	size_t plen[5] = {0}, n = 0, start = 0;
 	struct cm_event_parts p;
 	struct cm_buf out = CM_BUF_INIT, props = CM_BUF_INIT;
 	struct cm_jdoc d;
 	struct cm_err err;
 
-	for (size_t i = 0; i <= size && n < 5; i++) {
-		if (i == size || data[i] == 0x1f) {
-			part[n] = (const char *)data + start;
-			plen[n++] = i - start;
-			start = i + 1;
-		}
-	}
-	if (n < 3)
+	if (!fuzz_parts(data, size, &p))
 		return;
-	memset(&p, 0, sizeof(p));
-	p.id = plen[0] ? part[0] : NULL;
-	p.id_len = plen[0];
-	p.type = part[1];
-	p.type_len = plen[1];
-	p.user = part[2];
-	p.user_len = plen[2];
-	if (n > 3 && plen[3]) {
-		p.time = part[3];
-		p.time_len = plen[3];
-	}
 	cm_jdoc_init(&d, 64);
-	if (n > 4 && plen[4]) {
-		p.props = part[4];
-		p.props_len = plen[4];
-		if (cm_json_parse(&d, part[4], plen[4], &err) == 0) {
-			CHECK(cm_json_write(&d, 0, &props) == 0);
-			p.props = props.data;
-			p.props_len = props.len;
-		}
+	if (p.props && cm_json_parse(&d, p.props, p.props_len, &err) == 0) {
+		CHECK(cm_json_write(&d, 0, &props) == 0);
+		p.props = props.data;
+		p.props_len = props.len;
 	}
 	p.doc = &d;
 	if (cm_event_build(&p, (const char *)data, size, NOW, &out, &err) == 0)
