@@ -106,7 +106,7 @@ $(GEN): tests/bench/cm-gen.c $(LIBCM)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBCM) $(LDLIBS)
 
 # The fuzz harnesses, linked with a driver that replays a corpus (for make test).
-$(OBJ)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBCM)
+$(OBJ)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*.h) $(LIBCM)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIBCM) $(LDLIBS)
 

@@ -224,7 +224,7 @@ wait_lines() {
 	[ "$(pending)" -eq 2 ]
 	[ "$(rcli xlen cm:events:dead)" -eq 3 ]
 	reasons=$(rcli xrange cm:events:dead - + | grep -A1 -x reason | grep -v -x -- 'reason\|--')
-	[[ "$reasons" == *"not an event: byte 1: "* ]]
+	[[ "$reasons" == *"not an event: invalid JSON: byte 1: "* ]]
 	[[ "$reasons" == *"not an event: field 'event_type'"* ]]
 	[[ "$reasons" == *"not an event: no 'data' field"* ]]
 }

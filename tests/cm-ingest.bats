@@ -85,7 +85,7 @@ ev() { printf '{"event_type":"%s","user_id":"%s"%s}\n' "$1" "$2" "${3:-}"; }
 	run --separate-stderr cm-ingest "$IF/shapes.jsonl"
 	[ "$status" -eq 1 ]
 	diff -u "$IF/shapes.out" <(printf '%s\n' "$output")
-	[[ "$stderr" == *"shapes.jsonl:5: unknown key 'amount': event data belongs under 'properties'"* ]]
+	[[ "$stderr" == *"shapes.jsonl:5: field 'amount': unknown key; event data belongs under 'properties'"* ]]
 }
 
 @test "errors name FILE:LINE, the field and what was expected; exit 1" {
@@ -379,12 +379,28 @@ ev() { printf '{"event_type":"%s","user_id":"%s"%s}\n' "$1" "$2" "${3:-}"; }
 	[[ "$stderr" == *"in.jsonl:2: line longer than 200 bytes (--max-line)"* ]]
 	run cm-ingest --max-line 1K "$T/in.jsonl"
 	[ "$status" -eq 0 ]
-	printf 'event_type,user_id,note\na,u-1,"%s\n%s"\nb,u-2,short\n' "$(head -c 100 /dev/zero | tr '\0' y)" "$(head -c 100 /dev/zero | tr '\0' z)" >"$T/in.csv"
-	run --separate-stderr cm-ingest --max-line 150 "$T/in.csv"
+	printf 'event_type,user_id,note\na,u-1,"%s\n%s"\nb,u-2,short\n' "$(head -c 150 /dev/zero | tr '\0' y)" "$(head -c 150 /dev/zero | tr '\0' z)" >"$T/in.csv"
+	run --separate-stderr cm-ingest --max-line 250 "$T/in.csv"
 	[ "$status" -eq 1 ]
 	[ "${#lines[@]}" -eq 1 ]
 	[[ "${lines[0]}" == *'"event_type":"b"'* ]]
-	[[ "$stderr" == *"in.csv:2: record longer than 150 bytes (--max-line)"* ]]
+	[[ "$stderr" == *"in.csv:2: record longer than 250 bytes (--max-line)"* ]]
+}
+
+@test "--max-line also bounds the event written, so that no tool after cm-ingest refuses it for length" {
+	# 100 control characters are 100 bytes in the file but 600 in JSON
+	printf 'event_type,user_id,note\na,u-1,%s\nb,u-2,short\n' "$(head -c 100 /dev/zero | tr '\0' '\001')" >"$T/in.csv"
+	run --separate-stderr cm-ingest --max-line 300 "$T/in.csv"
+	[ "$status" -eq 1 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "${lines[0]}" == *'"event_type":"b"'* ]]
+	[[ "$stderr" == *"cm-ingest: $T/in.csv:2: the event is 749 bytes long once normalised, longer than 300 bytes (--max-line)"* ]]
+	ev a u-1 ',"properties":{"s":"'"$(head -c 220 /dev/zero | tr '\0' s)"'"}' >"$T/in.jsonl"
+	run --separate-stderr cm-ingest --max-line 300 "$T/in.jsonl"
+	[ "$status" -eq 1 ]
+	[[ "$stderr" == *"in.jsonl:1: the event is "*" bytes long once normalised, longer than 300 bytes (--max-line)"* ]]
+	run cm-ingest --max-line 400 "$T/in.jsonl"
+	[ "$status" -eq 0 ]
 }
 
 @test "--max-depth bounds JSON nesting" {

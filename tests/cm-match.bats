@@ -120,10 +120,10 @@ wait_for() {
 	for id in 9007199254740992 1 10 99 100 12345 7; do
 		printf '{"id":%s,"name":"c%s","status":"active","rule":{}}\n' "$id" "$id"
 	done >"$T/c.ndjson"
-	run cm-match -c "$T/c.ndjson" <<<'{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z"}'
+	run cm-match -c "$T/c.ndjson" <<<'{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{}}'
 	[ "$status" -eq 0 ]
-	[ "$output" = '{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","matches":[{"campaign_id":1},{"campaign_id":7},{"campaign_id":10},{"campaign_id":99},{"campaign_id":100},{"campaign_id":12345},{"campaign_id":9007199254740992}]}' ]
-	run cm-match -c "$T/c.ndjson" --emit matches <<<'{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z"}'
+	[ "$output" = '{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{},"matches":[{"campaign_id":1},{"campaign_id":7},{"campaign_id":10},{"campaign_id":99},{"campaign_id":100},{"campaign_id":12345},{"campaign_id":9007199254740992}]}' ]
+	run cm-match -c "$T/c.ndjson" --emit matches <<<'{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{}}'
 	[ "${#lines[@]}" -eq 7 ]
 	[ "${lines[6]}" = '{"campaign_id":9007199254740992,"event_id":"e","user_id":"u","event_type":"t","occurred_at":"2026-01-01T00:00:00Z"}' ]
 }
@@ -172,10 +172,10 @@ wait_for() {
 }
 
 @test "input with insignificant whitespace is kept as is, on one line" {
-	printf '%s\n' '  { "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z" }  ' >"$T/in"
+	printf '%s\n' '  { "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z", "properties": { } }  ' >"$T/in"
 	run cm-match -c "$MF/campaigns.json" "$T/in"
 	[ "$status" -eq 0 ]
-	[ "$output" = '{ "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z" ,"matches":[{"campaign_id":3}]}' ]
+	[ "$output" = '{ "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z", "properties": { } ,"matches":[{"campaign_id":3}]}' ]
 	printf '%s\n' "$output" | jq -e '.matches == [{"campaign_id":3}]' >/dev/null
 }
 
@@ -184,10 +184,10 @@ wait_for() {
 		ev e-1 signup u-1 2026-01-01T00:00:00Z
 		echo 'not json'
 		echo '[1,2]'
-		echo '{"event_id":"e-3","event_type":"signup","user_id":"u-1"}'
-		echo '{"event_id":"e-4","event_type":"bad type","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z"}'
-		echo '{"event_id":"e-5","event_type":"signup","user_id":"u-1","occurred_at":"yesterday"}'
-		echo '{"event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z"}'
+		echo '{"event_id":"e-3","event_type":"signup","user_id":"u-1","properties":{}}'
+		echo '{"event_id":"e-4","event_type":"bad type","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{}}'
+		echo '{"event_id":"e-5","event_type":"signup","user_id":"u-1","occurred_at":"yesterday","properties":{}}'
+		echo '{"event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{}}'
 		ev e-8 signup u-2 2026-01-01T00:00:00Z
 	} >"$T/in"
 	run --separate-stderr cm-match -c "$MF/campaigns.json" --stats "$T/in"
@@ -196,11 +196,11 @@ wait_for() {
 	[[ "${lines[0]}" == '{"event_id":"e-1"'* ]]
 	[[ "${lines[1]}" == '{"event_id":"e-8"'* ]]
 	[[ "$stderr" == *"cm-match: $T/in:2: invalid JSON: byte 1:"* ]]
-	[[ "$stderr" == *"cm-match: $T/in:3: expected a JSON object"* ]]
-	[[ "$stderr" == *"cm-match: $T/in:4: field 'occurred_at': missing"* ]]
-	[[ "$stderr" == *"cm-match: $T/in:5: field 'event_type': expected 1 to 64 bytes of [A-Za-z0-9_.:-]"* ]]
-	[[ "$stderr" == *"cm-match: $T/in:6: field 'occurred_at': expected an RFC 3339 time"* ]]
-	[[ "$stderr" == *"cm-match: $T/in:7: field 'event_id': missing"* ]]
+	[[ "$stderr" == *"cm-match: $T/in:3: expected a JSON object, got an array"* ]]
+	[[ "$stderr" == *"cm-match: $T/in:4: field 'occurred_at': missing (required)"* ]]
+	[[ "$stderr" == *"cm-match: $T/in:5: field 'event_type': expected 1-64 bytes of [A-Za-z0-9_.:-], got \"bad type\""* ]]
+	[[ "$stderr" == *"cm-match: $T/in:6: field 'occurred_at': expected an RFC 3339 time, got \"yesterday\""* ]]
+	[[ "$stderr" == *"cm-match: $T/in:7: field 'event_id': missing (required)"* ]]
 	[[ "$stderr" == *"cm-match: 2 events, 2 matched, 2 matches, 6 rejected, 0 jq errors"* ]]
 }
 
@@ -285,9 +285,9 @@ wait_for() {
 }
 
 @test "a closed stdout ends the run quietly with status 0" {
-	awk 'BEGIN { for (i = 0; i < 200000; i++) printf "{\"event_id\":\"e-%d\",\"event_type\":\"signup\",\"user_id\":\"u-1\",\"occurred_at\":\"2026-01-01T00:00:00Z\"}\n", i }' >"$T/big"
+	awk 'BEGIN { for (i = 0; i < 200000; i++) printf "{\"event_id\":\"e-%d\",\"event_type\":\"signup\",\"user_id\":\"u-1\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}\n", i }' >"$T/big"
 	run bash -c "cm-match -c '$MF/campaigns.json' '$T/big' 2>'$T/err' | head -1; echo \"status \${PIPESTATUS[0]}\""
-	[ "${lines[0]}" = '{"event_id":"e-0","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","matches":[{"campaign_id":3}]}' ]
+	[ "${lines[0]}" = '{"event_id":"e-0","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{},"matches":[{"campaign_id":3}]}' ]
 	[ "${lines[1]}" = "status 0" ]
 	[ ! -s "$T/err" ]
 	run bash -c "cm-match -c '$MF/campaigns.json' --emit matches <'$T/big' 2>'$T/err' | head -3 >/dev/null; echo \"status \${PIPESTATUS[0]}\""

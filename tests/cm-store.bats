@@ -33,7 +33,15 @@ teardown() {
 	for p in ${BG_PIDS:-}; do
 		kill "$p" 2>/dev/null || true
 	done
+	pg_sql "ALTER TABLE events DROP CONSTRAINT IF EXISTS no_poison" >/dev/null 2>&1 || true
 	return 0
+}
+
+# poison_rule: a rule of this database that no event check knows about (so
+# that the server refuses a valid event): no event_type "poison". teardown
+# drops it.
+poison_rule() {
+	pg_sql "ALTER TABLE events ADD CONSTRAINT no_poison CHECK (event_type <> 'poison')"
 }
 
 # gen FROM TO: canonical events e-FROM..e-TO as cm-match writes them: every
@@ -155,7 +163,7 @@ has_rows() {
 	[[ "${lines[1]}" == "cm-store: $T/in:4: "*event_type* ]]
 	[[ "${lines[2]}" == "cm-store: $T/in:5: "*event_type* ]]
 	[[ "${lines[3]}" == "cm-store: $T/in:6: "*occurred_at* ]]
-	[[ "${lines[4]}" == "cm-store: $T/in:7: field 'properties': contains a NUL character"* ]]
+	[[ "${lines[4]}" == "cm-store: $T/in:7: field 'properties.a': must not contain NUL (\\u0000)"* ]]
 	[[ "${lines[5]}" == "cm-store: $T/in:8: "*campaign_id* ]]
 	[[ "${lines[6]}" == "cm-store: $T/in:9: field 'campaign_id': expected an integer"* ]]
 	[[ "${lines[7]}" == "cm-store: $T/in:10: field 'event_type': missing"* ]]
@@ -177,7 +185,7 @@ has_rows() {
 	[ "$(count events)" -eq 4 ]
 }
 
-@test "cm-store: a value PostgreSQL refuses costs its own line, not the batch" {
+@test "cm-store: what jsonb would refuse is refused by the validator, before the server sees it" {
 	{
 		gen 1 3
 		echo '{"event_id":"s","event_type":"t","user_id":"u","occurred_at":"2026-11-27T10:15:00Z","properties":{"a":"\ud800"}}'
@@ -188,7 +196,26 @@ has_rows() {
 	run cm-store --batch 100 "$T/in"
 	echo "$output"
 	[ "$status" -eq 1 ]
-	[[ "${lines[0]}" == "cm-store: $T/in:4: PostgreSQL: ERROR: "*"not stored" ]]
+	[[ "${lines[0]}" == "cm-store: $T/in:4: field 'properties.a': unpaired surrogate escape (\\uD800-\\uDFFF), got \"\\ud800\"" ]]
+	[[ "${lines[1]}" == "cm-store: $T/in:8: field 'properties.a': number out of the range PostgreSQL can store "* ]]
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$(count events)" -eq 9 ]
+	[ "$(count matches)" -eq "$(nmatches 1 9)" ]
+}
+
+@test "cm-store: a value PostgreSQL refuses costs its own line, not the batch" {
+	poison_rule
+	{
+		gen 1 3
+		echo '{"event_id":"p1","event_type":"poison","user_id":"u","occurred_at":"2026-11-27T10:15:00Z","properties":{}}'
+		gen 4 6
+		echo '{"event_id":"p2","event_type":"poison","user_id":"u","occurred_at":"2026-11-27T10:15:00Z","properties":{}}'
+		gen 7 9
+	} >"$T/in"
+	run cm-store --batch 100 "$T/in"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "${lines[0]}" == "cm-store: $T/in:4: PostgreSQL: ERROR: "*"no_poison"*"not stored" ]]
 	[[ "${lines[1]}" == "cm-store: $T/in:8: PostgreSQL: ERROR: "*"not stored" ]]
 	[ "${#lines[@]}" -eq 2 ]
 	[ "$(count events)" -eq 9 ]
@@ -365,6 +392,45 @@ none_pending() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"$T/in2:1: field '_stream_id'"* ]]
 	[ "$(count events)" -eq 51 ]
+}
+
+# dead_field ID FIELD: field FIELD of the entry of KEY:dead whose id field is ID.
+dead_field() {
+	redis-cli -p "$REDIS_PORT" --json xrange cm:events:dead - + |
+		jq -r --arg id "$1" --arg f "$2" '.[] | .[1] as $x
+			| [range(0; $x | length; 2) | {($x[.]): $x[. + 1]}] | add
+			| select(.id == $id) | .[$f]'
+}
+
+@test "cm-store --ack: a line it can never store is dead-lettered at once, not left pending" {
+	poison_rule
+	xadd_lines 20 >"$T/all"
+	# line 5 fails the validator, line 12 the database; both keep their ids
+	sed -e '5s/"note":/"a":"\\u0000","note":/' -e '12s/"event_type":"purchase"/"event_type":"poison"/' "$T/all" >"$T/in"
+	id5=$(sed -n '5s/.*"_stream_id":"\([^"]*\)".*/\1/p' "$T/in")
+	id12=$(sed -n '12s/.*"_stream_id":"\([^"]*\)".*/\1/p' "$T/in")
+	[ "$(pending)" -eq 20 ]
+	run cm-store --ack --batch 100 --stats "$T/in"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"cm-store: $T/in:5: field 'properties.a': must not contain NUL (\\u0000), got \"\\u0000\" (entry $id5 goes to cm:events:dead)"* ]]
+	[[ "$output" == *"cm-store: $T/in:12: PostgreSQL: ERROR: "*"no_poison"*": not stored (entry $id12 goes to cm:events:dead)"* ]]
+	[[ "$output" == *"2 rejected (2 dead-lettered)"*"18 acknowledged"* ]]
+	# nothing is left pending, the rest of the batch is stored
+	[ "$(pending)" -eq 0 ]
+	[ "$(count events)" -eq 18 ]
+	[ "$(pg_sql "SELECT count(*) FROM events WHERE event_id IN ('e-5', 'e-12')")" -eq 0 ]
+	[ "$(count matches)" -eq $(($(nmatches 1 20) - $(nmatches 5 5) - $(nmatches 12 12))) ]
+	# the two are in KEY:dead with their reason, their line and their group
+	[ "$(rraw xlen cm:events:dead)" -eq 2 ]
+	[[ "$(dead_field "$id5" reason)" == "not storable: field 'properties.a': must not contain NUL (\\u0000), got \"\\u0000\"" ]]
+	[[ "$(dead_field "$id12" reason)" == "not storable: PostgreSQL: ERROR: "*"no_poison"* ]]
+	[ "$(dead_field "$id5" data)" = "$(sed -n 5p "$T/in")" ]
+	[ "$(dead_field "$id12" data)" = "$(sed -n 12p "$T/in")" ]
+	[ "$(dead_field "$id12" group)" = cm-workers ]
+	# so they hold back no trimming: every entry of the stream can go
+	cm-publish --trim
+	[ "$(rraw xlen cm:events)" -eq 0 ]
 }
 
 @test "cm-store --ack: never before COMMIT; acknowledged once PostgreSQL is back" {

@@ -68,6 +68,10 @@ readme_block() {
 	example 10-reject
 }
 
+@test "example 11: what PostgreSQL could not store is refused at the door" {
+	example 11-unstorable
+}
+
 @test "the README shows every example command with its output" {
 	local f name bad=""
 	for f in "$EXF"/*.cmd; do

@@ -80,7 +80,9 @@ struct con {
 	int warned; /* an outage was reported and not yet its end */
 	struct cm_out out;
 	struct cm_jdoc doc;
+	struct cm_event_view view;
 	struct cm_buf scratch;
+	int last_rx;       /* the outcome of the last dl_get */
 	const char **ackv; /* XACK key group id... for --ack */
 	size_t nack;
 	unsigned long long emitted, dead, deleted;
@@ -269,61 +271,53 @@ static int connect_ready(struct con *p)
 	}
 }
 
+/* get_reply as cm_redis_dead_letter reads replies; the RX_ outcome is kept
+ * in p->last_rx, since a failure may have dropped the connection. */
+static int dl_get(void *ctx, redisContext *c, redisReply **reply, struct cm_err *err)
+{
+	struct con *p = ctx;
+
+	(void)c;
+	p->last_rx = get_reply(p, reply, CM_REDIS_IO_MS);
+	if (p->last_rx == RX_OK)
+		return REDIS_OK;
+	cm_errf(err, "%s", p->last_rx == RX_STOP ? "interrupted" : "connection lost");
+	return REDIS_ERR;
+}
+
 /* Moves an entry to KEY:dead with the reason and acknowledges it, both in
- * one MULTI/EXEC so that it is never lost between the two. */
+ * one MULTI/EXEC (cm_redis_dead_letter, shared with cm-store). */
 static int dead_letter(struct con *p, const char *id, const char *data, size_t dlen,
                        const char *reason, long long deliveries)
 {
-	char dn[24];
-	const char *xadd[] = {"XADD",      p->dead_key.data, "*",      CM_REDIS_FIELD,
-	                      data,        "reason",         reason,   "id",
-	                      id,          "group",          p->group, "consumer",
-	                      p->consumer, "deliveries",     dn};
-	size_t xlen[15];
-	const char *xack[] = {"XACK", p->key, p->group, id};
-	redisReply *r[4] = {NULL, NULL, NULL, NULL};
-	int i, rc = RX_OK;
+	const struct cm_redis_dead e = {
+	    .key = p->key,
+	    .dead_key = p->dead_key.data,
+	    .group = p->group,
+	    .id = id,
+	    .data = data,
+	    .data_len = dlen,
+	    .reason = reason,
+	    .consumer = p->consumer,
+	    .deliveries = deliveries,
+	};
+	redisReply *refusal;
+	struct cm_err err;
+	int rc;
 
-	snprintf(dn, sizeof(dn), "%lld", deliveries);
-	for (i = 0; i < 15; i++)
-		xlen[i] = strlen(xadd[i]);
-	xlen[4] = dlen;
-	if (redisAppendCommand(p->ctx, "MULTI") != REDIS_OK ||
-	    redisAppendCommandArgv(p->ctx, 15, xadd, xlen) != REDIS_OK ||
-	    redisAppendCommandArgv(p->ctx, 4, xack, NULL) != REDIS_OK ||
-	    redisAppendCommand(p->ctx, "EXEC") != REDIS_OK)
-		return drop(p, p->ctx->errstr);
-	/* OK, QUEUED, QUEUED, then EXEC's array of the two results. */
-	for (i = 0; i < 4; i++) {
-		rc = get_reply(p, &r[i], CM_REDIS_IO_MS);
-		if (rc != RX_OK)
-			goto out;
+	p->last_rx = RX_OK;
+	rc = cm_redis_dead_letter(p->ctx, &e, dl_get, p, &refusal, &err);
+	if (rc == CM_REDIS_IO)
+		return p->last_rx != RX_OK ? p->last_rx : drop(p, p->ctx->errstr);
+	if (rc == CM_REDIS_REFUSED) {
+		if (refusal)
+			return reply_error(p, refusal, "dead-lettering (MULTI/EXEC)");
+		cm_warn("%s", err.msg);
+		return RX_FATAL;
 	}
-	for (i = 0; i < 4 && r[i]->type != REDIS_REPLY_ERROR; i++)
-		;
-	if (i < 4) {
-		rc = reply_error(p, r[i], "dead-lettering (MULTI/EXEC)");
-		r[i] = NULL;
-		goto out;
-	}
-	if (r[3]->type != REDIS_REPLY_ARRAY || r[3]->elements != 2) {
-		cm_warn("%s %s: dead-lettering: unexpected EXEC reply", p->key, id);
-		rc = RX_FATAL;
-		goto out;
-	}
-	for (i = 0; i < 2; i++)
-		if (r[3]->element[i]->type == REDIS_REPLY_ERROR) {
-			cm_warn("%s %s: dead-lettering: %.300s", p->key, id, r[3]->element[i]->str);
-			rc = RX_FATAL;
-			goto out;
-		}
 	cm_warn("%s %s: %s; moved to %s", p->key, id, reason, p->dead_key.data);
 	p->dead++;
-out:
-	for (i = 0; i < 4; i++)
-		if (r[i])
-			freeReplyObject(r[i]);
-	return rc;
+	return RX_OK;
 }
 
 /* Acknowledges one entry (one whose data was trimmed or deleted). */
@@ -482,8 +476,7 @@ static int handle_entries(struct con *p, redisReply **ents, size_t n, int known_
 		if (!data || data->type != REDIS_REPLY_STRING) {
 			rc = dead_letter(p, id, "", 0,
 			                 "not an event: no '" CM_REDIS_FIELD "' field", dc);
-		} else if (cm_json_parse(&p->doc, data->str, data->len, &err) < 0 ||
-		           cm_event_check(&p->doc, 0, &err) < 0) {
+		} else if (cm_event_parse(&p->doc, data->str, data->len, &p->view, &err) < 0) {
 			snprintf(reason, sizeof(reason), "not an event: %s", err.msg);
 			rc = dead_letter(p, id, data->str, data->len, reason, dc);
 		} else if (dc > p->max_deliveries) {

@@ -192,6 +192,23 @@ static void accept_rec(struct ingest *g)
 		flush_lines(g);
 }
 
+/* Checks the event line appended to g->line since mark: a line longer than
+ * --max-line is refused here, where it was made, so that no tool after
+ * cm-ingest (whose defaults are set from this one) refuses it for its length. */
+static int too_long(struct ingest *g, size_t mark, struct cm_err *err)
+{
+	size_t n = g->line.len - mark;
+
+	if (n <= g->max_line)
+		return 0;
+	g->line.len = mark;
+	g->line.data[mark] = 0;
+	return cm_errf(err,
+	               "the event is %zu bytes long once normalised, longer than %zu bytes "
+	               "(--max-line)",
+	               n, g->max_line);
+}
+
 /* Reports a rejected record on stderr and in the rejects file. */
 static void reject(struct ingest *g, unsigned long line, const char *raw, size_t rawlen,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -316,7 +333,7 @@ static void run_jq(struct ingest *g, jv in, const char *hraw, size_t hlen, const
 		const char *ts = g->jqtext.data + g->jqoff[i];
 		size_t tl = g->jqoff[i + 1] - g->jqoff[i];
 		const char *h = hraw;
-		size_t hl = hlen;
+		size_t hl = hlen, here = g->line.len;
 
 		if (g->njq > 1) {
 			/* several events from one record: the index keeps ids apart */
@@ -329,9 +346,11 @@ static void run_jq(struct ingest *g, jv in, const char *hraw, size_t hlen, const
 			hl = g->tmp.len;
 		}
 		if (cm_json_parse(&g->cell, ts, tl, &err) ||
-		    cm_event_normalize(&g->cell, 0, h, hl, CM_EVENT_NOW, &g->line, &err)) {
+		    cm_event_normalize(&g->cell, 0, h, hl, CM_EVENT_NOW, &g->line, &err) ||
+		    too_long(g, here, &err)) {
 			g->line.len = mark;
-			g->line.data[mark] = 0;
+			if (g->line.data)
+				g->line.data[mark] = 0;
 			if (g->njq > 1)
 				reject(g, line, rraw, rlen, "--jq output %zu: %s", i, err.msg);
 			else
@@ -362,6 +381,7 @@ static int blank(const char *s, size_t n)
 /* One JSON line: parse, then map (--jq), copy (--raw) or normalise. */
 static void json_record(struct ingest *g, const char *s, size_t n, unsigned long line)
 {
+	size_t mark = g->line.len;
 	struct cm_err err;
 
 	if (cm_json_parse(&g->doc, s, n, &err)) {
@@ -399,7 +419,8 @@ static void json_record(struct ingest *g, const char *s, size_t n, unsigned long
 		accept_rec(g);
 		return;
 	}
-	if (cm_event_normalize(&g->doc, 0, s, n, CM_EVENT_NOW, &g->line, &err)) {
+	if (cm_event_normalize(&g->doc, 0, s, n, CM_EVENT_NOW, &g->line, &err) ||
+	    too_long(g, mark, &err)) {
 		reject(g, line, s, n, "%s", err.msg);
 		return;
 	}
@@ -988,7 +1009,9 @@ static void csv_record(struct ingest *g, const struct header *h, const struct cm
 		       (int)h->col[bad].strip_len, h->names.data + h->col[bad].name_off);
 		return;
 	}
-	if (cm_event_build(&p, g->rawobj.data, g->rawobj.len, CM_EVENT_NOW, &g->line, &err)) {
+	p.doc = &g->cell;
+	if (cm_event_build(&p, g->rawobj.data, g->rawobj.len, CM_EVENT_NOW, &g->line, &err) ||
+	    too_long(g, mark, &err)) {
 		reject(g, rec->line, rec->raw, rec->rawlen, "%s", err.msg);
 		return;
 	}
@@ -1271,7 +1294,7 @@ int main(int argc, char **argv)
 	cm_cli_init("cm-ingest");
 	memset(&g, 0, sizeof(g));
 	g.delim = -1;
-	g.max_line = 1024 * 1024;
+	g.max_line = CM_EVENT_LINE_MAX;
 	g.max_depth = 64;
 	g.rej_fd = -1;
 	parse_args(&g, argc, argv);

@@ -14,6 +14,7 @@
 #include "campdb.h"
 #include "tool.h"
 #include "err.h"
+#include "event.h"
 #include "json.h"
 #include "lines.h"
 #include "out.h"
@@ -38,7 +39,8 @@ static const char usage_text[] =
     "                         matches: one line per (campaign, event) match\n"
     "      --check            validate the campaigns and exit; read no events\n"
     "      --stats            print counts on stderr at the end\n"
-    "      --max-line SIZE    longest event line accepted (default 1M)\n"
+    "      --max-line SIZE    longest event line accepted (default 2M: what\n"
+    "                         cm-ingest writes, with room for what comes after)\n"
     "  -h, --help             show this help and exit\n"
     "  -V, --version          show the version and exit\n"
     "\n"
@@ -575,7 +577,7 @@ int main(int argc, char **argv)
 
 	cm_cli_init(argv[0]);
 	memset(&r, 0, sizeof(r));
-	r.opt.max_line = 1024 * 1024;
+	r.opt.max_line = CM_MATCH_LINE_MAX;
 	opterr = 0;
 	parse_options(&r, argc, argv);
 	if (is_conninfo(r.campaigns)) {

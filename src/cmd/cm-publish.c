@@ -372,6 +372,7 @@ static long publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc 
 	const char *path = p->nfiles ? p->files[fi] : "-";
 	const char *name = file_name(p, fi);
 	struct cm_lines r;
+	struct cm_event_view view;
 	struct cm_err err;
 	const char *line;
 	size_t len;
@@ -404,7 +405,7 @@ static long publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc 
 		cm_progress_tick(prog, len + 1);
 		if (is_blank(line, len))
 			continue;
-		if (cm_json_parse(doc, line, len, &err) < 0 || cm_event_check(doc, 0, &err) < 0) {
+		if (cm_event_parse(doc, line, len, &view, &err) < 0) {
 			cm_warn("%s:%lu: %s", name, r.lineno, err.msg);
 			rejected++;
 			continue;
@@ -472,7 +473,7 @@ int main(int argc, char **argv)
 	struct cm_jdoc doc;
 	struct cm_progress prog;
 	const char *url = NULL;
-	size_t max_line = 1024 * 1024;
+	size_t max_line = CM_EVENT_LINE_MAX;
 	int64_t v;
 	int c, i, trim = 0, open_failed = 0, status = CM_EXIT_OK;
 	long rejected = 0, n;

@@ -12,7 +12,14 @@
  * is idempotent and takes row locks in key order (so that two workers
  * storing the same entries do not deadlock). A batch the server refuses for
  * a bad value is halved until the bad lines are found; they are reported
- * and the rest is stored. */
+ * and the rest is stored.
+ *
+ * Lines are checked by the one validator every tool uses (cm_record_parse);
+ * with --ack, a line that can never be stored (it fails that check, or the
+ * server refuses its row alone with a data error) is a poison entry: it is
+ * moved to the dead-letter stream with the reason and acknowledged with the
+ * batch (cm_redis_dead_letter), so that it does not stay pending and hold
+ * back trimming until cm-consume gives up on it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -87,7 +94,8 @@ static const char usage_text[] =
     "      --redis URL       Redis for --ack (default: $CM_REDIS_URL, redis://127.0.0.1:6379)\n"
     "      --stream KEY      stream of the entries (default cm:events)\n"
     "      --group NAME      consumer group to acknowledge in (default cm-workers)\n"
-    "      --max-line SIZE   longest line accepted (default 1M)\n"
+    "      --max-line SIZE   longest line accepted (default 16M: the longest event\n"
+    "                        cm-ingest writes, with matches from many campaigns)\n"
     "      --stats           print counts and the rate on stderr at the end\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -97,18 +105,27 @@ static const char usage_text[] =
     "4 PostgreSQL or Redis refused a request that retrying cannot fix.\n";
 
 /* One staged line: its COPY text (an event row and its match rows, or one
- * match row), its stream id and where it came from. */
+ * match row), its stream id and where it came from; with --ack also the line
+ * as read, to dead-letter it if it can never be stored. */
 struct row {
 	size_t ev_off, mt_off; /* in batch.ev and batch.mt */
 	size_t sid_off;        /* in batch.sids */
-	uint32_t ev_len, mt_len;
+	size_t text_off;       /* in batch.text: the line, then why it is poison */
+	size_t why_off;        /* in batch.text: why it is poison */
+	uint32_t ev_len, mt_len, text_len, why_len;
 	uint16_t sid_len; /* 0: nothing to acknowledge */
-	uint8_t state;    /* ROW_PENDING, ROW_STORED or ROW_REFUSED */
+	uint8_t state;    /* enum row_state */
 	const char *file;
 	unsigned long line;
 };
 
-enum { ROW_PENDING = 0, ROW_STORED, ROW_REFUSED };
+enum row_state {
+	ROW_PENDING = 0, /* to be stored */
+	ROW_STORED,      /* committed: to be acknowledged */
+	ROW_REFUSED,     /* the server refused it alone: reported, not stored */
+	ROW_POISON,      /* never storable (refused, with a stream id): to dead-letter */
+	ROW_BURIED,      /* dead-lettered and acknowledged */
+};
 
 /* What a failed attempt means: cm_pg_fail's classes, and a unique violation
  * or deadlock on the COPY path (some rows are there already). */
@@ -123,6 +140,7 @@ struct batch {
 	struct cm_buf ev;   /* COPY text for events, row after row */
 	struct cm_buf mt;   /* COPY text for matches */
 	struct cm_buf sids; /* the rows' stream ids, back to back */
+	struct cm_buf text; /* --ack: the lines as read and the poison's reasons */
 	struct row *rows;
 	size_t n, cap;
 	int64_t first_ms; /* when the first row was read (cm_mono_ms) */
@@ -130,7 +148,7 @@ struct batch {
 
 struct stats {
 	unsigned long long lines, events, matches, rejected, events_new, matches_new;
-	unsigned long long batches, acked, retries;
+	unsigned long long batches, acked, retries, dead;
 };
 
 struct store;
@@ -154,11 +172,13 @@ struct store {
 	/* options, fixed before the threads start */
 	const char *conninfo;
 	const char *redis_url, *stream, *group;
+	struct cm_buf dead_key; /* stream + CM_REDIS_DEAD_SUFFIX */
 	int ack, show_stats, nconns;
 	size_t batch_max, max_line;
 	int64_t flush_ms, retry_ms;
 	/* the main thread's */
 	struct cm_jdoc doc;
+	struct cm_event_view view;
 	struct cm_buf scratch;
 	struct cm_buf fld; /* the current line's fields, escaped for COPY */
 	struct batch *cur; /* the batch being filled */
@@ -344,78 +364,22 @@ static int rd_next(struct reader *r, const char **line, size_t *len, int *no_new
 }
 
 /* --- parsing a line into a staged row ---------------------------------- */
-/* --- parsing a line into a staged row ---------------------------------- */
-
-/* The top-level members cm-store reads. */
-struct fields {
-	uint32_t event_id, event_type, user_id, occurred_at, properties, matches, campaign_id,
-	    stream_id;
-};
-
-/* Finds the members in one pass over the object (the last of a repeated key
- * wins, as with cm_json_get). */
-static void find_fields(const struct cm_jdoc *d, struct cm_buf *scratch, struct fields *f)
-{
-	static const struct {
-		const char *name;
-		size_t len;
-		size_t at;
-	} keys[] = {
-	    {"event_id", 8, offsetof(struct fields, event_id)},
-	    {"event_type", 10, offsetof(struct fields, event_type)},
-	    {"user_id", 7, offsetof(struct fields, user_id)},
-	    {"occurred_at", 11, offsetof(struct fields, occurred_at)},
-	    {"properties", 10, offsetof(struct fields, properties)},
-	    {"matches", 7, offsetof(struct fields, matches)},
-	    {"campaign_id", 11, offsetof(struct fields, campaign_id)},
-	    {"_stream_id", 10, offsetof(struct fields, stream_id)},
-	};
-	uint32_t i, end = d->tok[0].next;
-	size_t k;
-
-	memset(f, 0xff, sizeof(*f)); /* CM_JNONE everywhere */
-	for (i = 1; i < end; i = d->tok[i + 1].next) {
-		const struct cm_jtok *t = &d->tok[i];
-		const char *key = d->src + t->off;
-		size_t klen = t->len;
-		if (t->esc && !(key = cm_json_str(d, i, scratch, &klen)))
-			continue;
-		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-			if (klen == keys[k].len && !memcmp(key, keys[k].name, klen)) {
-				*(uint32_t *)((char *)f + keys[k].at) = i + 1;
-				break;
-			}
-		}
-	}
-}
 
 /* A field escaped for COPY in store.fld. */
 struct span {
 	size_t off, len;
 };
 
-/* Appends a required string field (1..max bytes, no NUL; event_type also
- * limited to [A-Za-z0-9_.:-]) to s->fld, escaped for COPY. */
-static int put_str(struct store *s, uint32_t t, const char *name, size_t max, int is_type,
-                   struct span *sp, struct cm_err *err)
+/* Appends the decoded string token t to s->fld, escaped for COPY (the
+ * validator has checked it). */
+static int put_str(struct store *s, uint32_t t, struct span *sp, struct cm_err *err)
 {
-	const struct cm_jdoc *d = &s->doc;
 	const char *v;
 	size_t n;
 
-	if (t == CM_JNONE)
-		return cm_errf(err, "field '%s': missing", name);
-	if (d->tok[t].type != CM_JSTR)
-		return cm_errf(err, "field '%s': expected a string", name);
-	v = cm_json_str(d, t, &s->scratch, &n);
+	v = cm_json_str(&s->doc, t, &s->scratch, &n);
 	if (!v)
 		return cm_errf(err, "out of memory");
-	if (n == 0 || n > max)
-		return cm_errf(err, "field '%s': expected 1-%zu bytes, got %zu", name, max, n);
-	if (is_type && !cm_event_type_ok(v, n))
-		return cm_errf(err, "field '%s': expected only [A-Za-z0-9_.:-]", name);
-	if (memchr(v, 0, n))
-		return cm_errf(err, "field '%s': contains a NUL character", name);
 	sp->off = s->fld.len;
 	if (cm_pg_copy_escape(&s->fld, v, n) < 0)
 		return cm_errf(err, "out of memory");
@@ -423,67 +387,28 @@ static int put_str(struct store *s, uint32_t t, const char *name, size_t max, in
 	return 0;
 }
 
-/* Appends occurred_at normalised to UTC (ms as the event checks parsed it,
- * or parsed here for a match line), so that the server never has to guess
- * at a format. */
-static int put_time(struct store *s, uint32_t t, int64_t ms, struct span *sp, struct cm_err *err)
+/* Appends occurred_at normalised to UTC (as the validator parsed it), so
+ * that the server never has to guess at a format. */
+static int put_time(struct store *s, int64_t ms, struct span *sp, struct cm_err *err)
 {
-	const struct cm_jdoc *d = &s->doc;
 	char out[CM_TIME_MAX];
 	size_t n;
 
-	if (ms == INT64_MIN) {
-		if (t == CM_JNONE)
-			return cm_errf(err, "field 'occurred_at': missing");
-		if (d->tok[t].type != CM_JSTR || d->tok[t].esc ||
-		    cm_time_parse(d->src + d->tok[t].off, d->tok[t].len, &ms) < 0)
-			return cm_errf(err, "field 'occurred_at': expected an RFC 3339 time");
-	}
 	n = cm_time_format(ms, out);
 	sp->off = s->fld.len;
 	sp->len = n;
 	return cm_buf_add(&s->fld, out, n) < 0 ? cm_errf(err, "out of memory") : 0;
 }
 
-/* Checks that the strings inside value t hold no \u0000, which jsonb
- * refuses (and would fail the whole batch). */
-static int no_nul_escapes(struct store *s, uint32_t t, struct cm_err *err)
-{
-	const struct cm_jdoc *d = &s->doc;
-	uint32_t i, end = d->tok[t].next;
-	const char *v;
-	size_t n;
-
-	for (i = t; i < end; i++) {
-		if (d->tok[i].type != CM_JSTR || !d->tok[i].esc)
-			continue;
-		v = cm_json_str(d, i, &s->scratch, &n);
-		if (!v)
-			return cm_errf(err, "out of memory");
-		if (memchr(v, 0, n))
-			return cm_errf(err,
-			               "field 'properties': contains a NUL character (\\u0000)");
-	}
-	return 0;
-}
-
 /* Appends one row to the COPY text of matches: the campaign id token t (a
- * JSON integer 0..2^63-1) and the event's fields. */
-static int put_match(struct store *s, uint32_t t, const char *name, const struct span f[4],
-                     struct cm_err *err)
+ * JSON integer, checked by the validator) and the event's fields. */
+static int put_match(struct store *s, uint32_t t, const struct span f[4], struct cm_err *err)
 {
 	const struct cm_jdoc *d = &s->doc;
 	struct cm_buf *m = &s->cur->mt;
-	const char *v, *fld = s->fld.data;
-	size_t n;
+	const char *v = d->src + d->tok[t].off, *fld = s->fld.data;
+	size_t n = d->tok[t].len;
 
-	if (t == CM_JNONE)
-		return cm_errf(err, "field '%s': missing", name);
-	v = d->src + d->tok[t].off;
-	n = d->tok[t].len;
-	if (d->tok[t].type != CM_JNUM || n == 0 || n > 19 || strspn(v, "0123456789") < n ||
-	    (n == 19 && memcmp(v, "9223372036854775807", 19) > 0))
-		return cm_errf(err, "field '%s': expected an integer campaign id", name);
 	if (cm_buf_grow(m, n + f[0].len + f[1].len + f[2].len + f[3].len + 5) < 0)
 		return cm_errf(err, "out of memory");
 	/* campaign_id, event_id, user_id, event_type, occurred_at */
@@ -508,17 +433,11 @@ static int put_event_matches(struct store *s, uint32_t arr, const struct span f[
 	uint32_t i, el;
 
 	*count = 0;
-	if (arr == CM_JNONE || d->tok[arr].type == CM_JNULL)
+	if (arr == CM_JNONE)
 		return 0;
-	if (d->tok[arr].type != CM_JARR)
-		return cm_errf(err, "field 'matches': expected an array of {\"campaign_id\":N}");
-	for (i = 0, el = arr + 1; i < d->tok[arr].count; i++, el = d->tok[el].next) {
-		if (d->tok[el].type != CM_JOBJ)
-			return cm_errf(err, "field 'matches[%u]': expected {\"campaign_id\":N}", i);
-		if (put_match(s, cm_json_get(d, el, "campaign_id", 11), "matches[].campaign_id", f,
-		              err) < 0)
+	for (i = 0, el = arr + 1; i < d->tok[arr].count; i++, el = d->tok[el].next)
+		if (put_match(s, cm_json_get(d, el, "campaign_id", 11), f, err) < 0)
 			return -1;
-	}
 	*count = d->tok[arr].count;
 	return 0;
 }
@@ -529,80 +448,32 @@ static int put_event(struct store *s, uint32_t props, const struct span f[4], st
 	const struct cm_jdoc *d = &s->doc;
 	struct cm_buf *e = &s->cur->ev;
 	const char *fld = s->fld.data;
-	const struct cm_jtok *t = props == CM_JNONE ? NULL : &d->tok[props];
+	const struct cm_jtok *t = &d->tok[props];
 	int i;
 
-	if (t && t->type != CM_JOBJ && t->type != CM_JNULL)
-		return cm_errf(err, "field 'properties': expected an object");
-	if (t && t->type == CM_JOBJ && no_nul_escapes(s, props, err) < 0)
-		return -1;
 	/* event_id, event_type, user_id, occurred_at, properties */
 	for (i = 0; i < 4; i++)
 		if (cm_buf_add(e, fld + f[i].off, f[i].len) < 0 || cm_buf_addc(e, '\t') < 0)
 			return cm_errf(err, "out of memory");
-	if (t && t->type == CM_JOBJ) {
-		if (cm_pg_copy_escape(e, d->src + t->off, t->len) < 0)
-			return cm_errf(err, "out of memory");
-	} else if (cm_buf_add(e, "{}", 2) < 0) {
+	if (cm_pg_copy_escape(e, d->src + t->off, t->len) < 0)
 		return cm_errf(err, "out of memory");
-	}
 	return cm_buf_addc(e, '\n') < 0 ? cm_errf(err, "out of memory") : 0;
 }
 
-/* Turns one line into staged rows (an event and its matches, or a match), or
- * says what is wrong with it (what it staged is then taken back). */
-static int stage_line(struct store *s, const char *line, size_t len, const char *file,
-                      unsigned long lineno, int no_newline, struct cm_err *err)
+/* Adds a row for the line just parsed (its COPY text is in the batch from
+ * ev_mark and mt_mark on, its stream id sid[0..sid_len)); with --ack the line
+ * is kept, and poison (why != NULL) gets its reason too. */
+static int add_row(struct store *s, const char *line, size_t len, const char *sid, size_t sid_len,
+                   size_t ev_mark, size_t mt_mark, const char *why, const char *file,
+                   unsigned long lineno)
 {
 	struct batch *b = s->cur;
-	const struct cm_jdoc *d = &s->doc;
-	size_t ev_mark = b->ev.len, mt_mark = b->mt.len, sid_mark = b->sids.len, sid_len = 0;
-	struct cm_event_ref ref = {.occurred_ms = INT64_MIN};
-	unsigned long long nmatch = 0;
-	struct span f[4]; /* event_id, event_type, user_id, occurred_at */
-	struct fields fl;
+	size_t sid_mark = b->sids.len, text_mark = b->text.len, why_len = why ? strlen(why) : 0;
 	struct row *r;
-	int is_match;
 
-	if (cm_json_parse(&s->doc, line, len, err) < 0) {
-		if (no_newline)
-			return cm_errf(err, "truncated last line (no newline at the end of the "
-			                    "input): not stored");
-		return cm_err_prefix(err, "invalid JSON: ");
-	}
-	if (d->tok[0].type != CM_JOBJ)
-		return cm_errf(err, "expected a JSON object");
-	find_fields(d, &s->scratch, &fl);
-	is_match = fl.campaign_id != CM_JNONE;
-	/* Events get the same checks as everywhere else (CONTRACT 1.1); match
-	 * lines (1.3) are checked field by field below. */
-	if (!is_match && cm_event_check_ref(d, 0, &ref, err) < 0)
-		return -1;
-	if (s->ack && fl.stream_id != CM_JNONE) {
-		struct cm_stream_id id;
-		const struct cm_jtok *t = &d->tok[fl.stream_id];
-		if (t->type != CM_JSTR || t->esc || t->len > SID_MAX ||
-		    memchr(d->src + t->off, '-', t->len) == NULL ||
-		    cm_stream_id_parse(d->src + t->off, t->len, &id) < 0)
-			return cm_errf(err,
-			               "field '_stream_id': expected a stream entry id MS-SEQ");
-		sid_len = t->len;
-	}
-	cm_buf_reset(&s->fld);
-	if (put_str(s, fl.event_id, "event_id", 128, 0, &f[0], err) < 0 ||
-	    put_str(s, fl.event_type, "event_type", 64, 1, &f[1], err) < 0 ||
-	    put_str(s, fl.user_id, "user_id", 128, 0, &f[2], err) < 0 ||
-	    put_time(s, fl.occurred_at, ref.occurred_ms, &f[3], err) < 0)
-		return -1;
-	if (is_match) {
-		if (put_match(s, fl.campaign_id, "campaign_id", f, err) < 0)
-			goto fail;
-		nmatch = 1;
-	} else if (put_event(s, fl.properties, f, err) < 0 ||
-	           put_event_matches(s, fl.matches, f, &nmatch, err) < 0) {
-		goto fail;
-	}
-	if (sid_len && cm_buf_add(&b->sids, d->src + d->tok[fl.stream_id].off, sid_len) < 0)
+	if (sid_len && cm_buf_add(&b->sids, sid, sid_len) < 0)
+		goto oom;
+	if (s->ack && (cm_buf_add(&b->text, line, len) < 0 || cm_buf_add(&b->text, why, why_len)))
 		goto oom;
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 1024;
@@ -612,7 +483,8 @@ static int stage_line(struct store *s, const char *line, size_t len, const char 
 		b->rows = rows;
 		b->cap = cap;
 	}
-	if (b->ev.len - ev_mark > UINT32_MAX || b->mt.len - mt_mark > UINT32_MAX)
+	if (b->ev.len - ev_mark > UINT32_MAX || b->mt.len - mt_mark > UINT32_MAX ||
+	    len > UINT32_MAX)
 		goto oom;
 	r = &b->rows[b->n++];
 	r->ev_off = ev_mark;
@@ -621,20 +493,102 @@ static int stage_line(struct store *s, const char *line, size_t len, const char 
 	r->mt_len = (uint32_t)(b->mt.len - mt_mark);
 	r->sid_off = sid_mark;
 	r->sid_len = (uint16_t)sid_len;
-	r->state = ROW_PENDING;
+	r->text_off = text_mark;
+	r->text_len = s->ack ? (uint32_t)len : 0;
+	r->why_off = text_mark + r->text_len;
+	r->why_len = s->ack ? (uint32_t)why_len : 0;
+	r->state = why ? ROW_POISON : ROW_PENDING;
 	r->file = file;
 	r->line = lineno;
 	if (b->n == 1)
 		b->first_ms = cm_mono_ms();
-	s->st.events += !is_match;
-	s->st.matches += nmatch;
 	return 0;
 oom:
-	cm_errf(err, "out of memory");
+	b->sids.len = sid_mark;
+	b->text.len = text_mark;
+	return -1;
+}
+
+/* Finds the parsed line's _stream_id for --ack: *sid and *len stay NULL and
+ * 0 when there is none; a malformed one is -1 (with err, when given). */
+static int stream_id_of(struct store *s, const char **sid, size_t *len, struct cm_err *err)
+{
+	const struct cm_jdoc *d = &s->doc;
+	uint32_t t = cm_json_get(d, 0, "_stream_id", 10);
+	struct cm_stream_id id;
+	const struct cm_jtok *k;
+
+	if (t == CM_JNONE)
+		return 0;
+	k = &d->tok[t];
+	if (k->type != CM_JSTR || k->esc || k->len > SID_MAX ||
+	    memchr(d->src + k->off, '-', k->len) == NULL ||
+	    cm_stream_id_parse(d->src + k->off, k->len, &id) < 0)
+		return cm_errf(err, "field '_stream_id': expected a stream entry id MS-SEQ");
+	*sid = d->src + k->off;
+	*len = k->len;
+	return 0;
+}
+
+/* Turns one line into staged rows (an event and its matches, or a match), or
+ * says what is wrong with it (what it staged is then taken back); under
+ * --ack a line refused with a stream id becomes a poison row, dead-lettered
+ * with the batch. */
+static int stage_line(struct store *s, const char *line, size_t len, const char *file,
+                      unsigned long lineno, int no_newline, struct cm_err *err)
+{
+	struct batch *b = s->cur;
+	const struct cm_jdoc *d = &s->doc;
+	const struct cm_event_view *v = &s->view;
+	size_t ev_mark = b->ev.len, mt_mark = b->mt.len, sid_len = 0;
+	const char *sid = NULL;
+	unsigned long long nmatch = 0;
+	struct span f[4]; /* event_id, event_type, user_id, occurred_at */
+	static const char poison[] = "not storable: ";
+	char why[sizeof(poison) + sizeof(err->msg)];
+	int bad;
+
+	/* cm-store's entry path (ntok is 0 when the line did not parse) */
+	bad = cm_record_parse(&s->doc, line, len, &s->view, err) < 0;
+	if (bad && d->ntok == 0)
+		return no_newline ? cm_errf(err, "truncated last line (no newline at the end of "
+		                                 "the input): not stored")
+		                  : -1;
+	/* a malformed _stream_id is what is wrong only when nothing else is */
+	if (s->ack && d->tok[0].type == CM_JOBJ &&
+	    stream_id_of(s, &sid, &sid_len, bad ? NULL : err) < 0 && !bad)
+		return -1;
+	if (bad) {
+		if (!sid_len || !strcmp(err->msg, "out of memory"))
+			return -1; /* not poison: the line may be fine next time */
+		snprintf(why, sizeof(why), "%s%s", poison, err->msg);
+		if (add_row(s, line, len, sid, sid_len, ev_mark, mt_mark, why, file, lineno) < 0)
+			return cm_errf(err, "out of memory");
+		return cm_errf(err, "%s (entry %.*s goes to %s)", why + sizeof(poison) - 1,
+		               (int)sid_len, sid, s->dead_key.data);
+	}
+	cm_buf_reset(&s->fld);
+	if (put_str(s, v->id, &f[0], err) < 0 || put_str(s, v->type, &f[1], err) < 0 ||
+	    put_str(s, v->user, &f[2], err) < 0 || put_time(s, v->occurred_ms, &f[3], err) < 0)
+		return -1;
+	if (v->is_match) {
+		if (put_match(s, v->campaign, f, err) < 0)
+			goto fail;
+		nmatch = 1;
+	} else if (put_event(s, v->props, f, err) < 0 ||
+	           put_event_matches(s, v->matches, f, &nmatch, err) < 0) {
+		goto fail;
+	}
+	if (add_row(s, line, len, sid, sid_len, ev_mark, mt_mark, NULL, file, lineno) < 0) {
+		cm_errf(err, "out of memory");
+		goto fail;
+	}
+	s->st.events += !v->is_match;
+	s->st.matches += nmatch;
+	return 0;
 fail:
 	b->ev.len = ev_mark;
 	b->mt.len = mt_mark;
-	b->sids.len = sid_mark;
 	return -1;
 }
 
@@ -836,6 +790,29 @@ static int store_range(struct conn *c, const struct batch *b, size_t lo, size_t 
 	}
 }
 
+/* Marks row r, which the server refused alone with a data error (so it
+ * never will take it), as refused; with a stream id under --ack it becomes
+ * poison, to be dead-lettered with the reason. */
+static void refuse_row(struct conn *c, struct batch *b, struct row *r, const char *msg)
+{
+	const struct store *s = c->s;
+	size_t mark = b->text.len;
+
+	c->st.rejected++;
+	if (s->ack && r->sid_len && cm_buf_adds(&b->text, "not storable: ") == 0 &&
+	    cm_buf_adds(&b->text, msg) == 0) {
+		r->why_off = mark;
+		r->why_len = (uint32_t)(b->text.len - mark);
+		r->state = ROW_POISON;
+		cm_warn("%s:%lu: %s: not stored (entry %.*s goes to %s)", r->file, r->line, msg,
+		        (int)r->sid_len, b->sids.data + r->sid_off, s->dead_key.data);
+		return;
+	}
+	b->text.len = mark;
+	r->state = ROW_REFUSED;
+	cm_warn("%s:%lu: %s: not stored", r->file, r->line, msg);
+}
+
 /* Finds the rows the server refuses by halving the range, so that one bad
  * value costs its own line and not the whole batch. */
 static int store_bisect(struct conn *c, struct batch *b, size_t lo, size_t hi,
@@ -844,17 +821,20 @@ static int store_bisect(struct conn *c, struct batch *b, size_t lo, size_t hi,
 	enum fail fail;
 	size_t i, mid;
 
+	for (i = lo; i < hi && b->rows[i].state != ROW_PENDING; i++)
+		;
+	if (i == hi)
+		return 0; /* only poison found while staging: nothing to store */
 	if (store_range(c, b, lo, hi, bo, &fail, err) == 0) {
 		for (i = lo; i < hi; i++)
-			b->rows[i].state = ROW_STORED;
+			if (b->rows[i].state == ROW_PENDING)
+				b->rows[i].state = ROW_STORED;
 		return 0;
 	}
 	if (fail != FAIL_DATA || c->exit_code)
 		return -1;
 	if (hi - lo == 1) {
-		cm_warn("%s:%lu: %s: not stored", b->rows[lo].file, b->rows[lo].line, err->msg);
-		b->rows[lo].state = ROW_REFUSED;
-		c->st.rejected++;
+		refuse_row(c, b, &b->rows[lo], err->msg);
 		return 0;
 	}
 	mid = lo + (hi - lo) / 2;
@@ -865,9 +845,55 @@ static int store_bisect(struct conn *c, struct batch *b, size_t lo, size_t hi,
 
 /* --- Redis ------------------------------------------------------------- */
 
-/* Sends XACK for the stored rows' ids, pipelined in chunks; -1 with *retry
+/* Moves the batch's poison rows to the dead-letter stream, each with its
+ * line and reason, acknowledging them there (cm_redis_dead_letter, as
+ * cm-consume does); a row done is not done again on a retry. -1 with *retry
  * set when trying again may help. */
-static int redis_ack(struct conn *c, const struct batch *b, int *retry, struct cm_err *err)
+static int bury_poison(struct conn *c, struct batch *b, int *retry, struct cm_err *err)
+{
+	const struct store *s = c->s;
+	redisReply *refusal;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		struct row *r = &b->rows[i];
+		char id[CM_STREAM_ID_MAX];
+		char why[sizeof(err->msg)];
+		struct cm_redis_dead e;
+		int rc;
+
+		if (r->state != ROW_POISON)
+			continue;
+		snprintf(id, sizeof(id), "%.*s", (int)r->sid_len, b->sids.data + r->sid_off);
+		snprintf(why, sizeof(why), "%.*s", (int)r->why_len, b->text.data + r->why_off);
+		memset(&e, 0, sizeof(e));
+		e.key = s->stream;
+		e.dead_key = s->dead_key.data;
+		e.group = s->group;
+		e.id = id;
+		e.data = b->text.data + r->text_off;
+		e.data_len = r->text_len;
+		e.reason = why;
+		rc = cm_redis_dead_letter(c->redis, &e, NULL, NULL, &refusal, err);
+		if (rc == CM_REDIS_REFUSED) {
+			*retry = refusal && cm_redis_error_transient(refusal->str, refusal->len);
+			if (refusal)
+				freeReplyObject(refusal);
+			return -1;
+		}
+		if (rc < 0) {
+			*retry = 1;
+			return -1;
+		}
+		r->state = ROW_BURIED;
+		c->st.dead++;
+	}
+	return 0;
+}
+
+/* Sends XACK for the stored rows' ids, pipelined in chunks, then buries the
+ * poison; -1 with *retry set when trying again may help. */
+static int redis_ack(struct conn *c, struct batch *b, int *retry, struct cm_err *err)
 {
 	const struct store *s = c->s;
 	const char **argv = NULL;
@@ -919,7 +945,7 @@ static int redis_ack(struct conn *c, const struct batch *b, int *retry, struct c
 		freeReplyObject(rep);
 	}
 	c->st.acked += (unsigned long long)acked;
-	rc = 0;
+	rc = bury_poison(c, b, retry, err);
 out:
 	free(argv);
 	free(argl);
@@ -928,14 +954,14 @@ out:
 
 /* Acknowledges the batch, reconnecting for --retry-for: the rows are
  * committed, so acknowledging late (or twice) is harmless. */
-static int ack_batch(struct conn *c, const struct batch *b, struct cm_backoff *bo,
-                     struct cm_err *err)
+static int ack_batch(struct conn *c, struct batch *b, struct cm_backoff *bo, struct cm_err *err)
 {
 	size_t i;
 	int retry;
 
 	for (i = 0; i < b->n; i++)
-		if (b->rows[i].state == ROW_STORED && b->rows[i].sid_len)
+		if ((b->rows[i].state == ROW_STORED && b->rows[i].sid_len) ||
+		    b->rows[i].state == ROW_POISON)
 			break;
 	if (i == b->n)
 		return 0;
@@ -978,6 +1004,7 @@ static void batch_init(struct batch *b)
 	cm_buf_init(&b->ev, 0);
 	cm_buf_init(&b->mt, 0);
 	cm_buf_init(&b->sids, 0);
+	cm_buf_init(&b->text, 0);
 }
 
 /* Empties a batch for reuse, keeping its memory. */
@@ -987,6 +1014,7 @@ static void batch_reset(struct batch *b)
 	cm_buf_reset(&b->ev);
 	cm_buf_reset(&b->mt);
 	cm_buf_reset(&b->sids);
+	cm_buf_reset(&b->text);
 }
 
 /* Frees a batch and everything in it (NULL is fine). */
@@ -997,6 +1025,7 @@ static void batch_free(struct batch *b)
 	cm_buf_release(&b->ev);
 	cm_buf_release(&b->mt);
 	cm_buf_release(&b->sids);
+	cm_buf_release(&b->text);
 	free(b->rows);
 	free(b);
 }
@@ -1170,6 +1199,7 @@ static void stats_add(struct stats *a, const struct stats *b)
 	a->batches += b->batches;
 	a->acked += b->acked;
 	a->retries += b->retries;
+	a->dead += b->dead;
 }
 
 /* Prints the counts of --stats. */
@@ -1177,10 +1207,11 @@ static void print_stats(const struct stats *st, int64_t ms)
 {
 	double secs = ms > 0 ? (double)ms / 1000 : 0.001;
 
-	cm_warn("%llu lines: %llu events (%llu new), %llu matches (%llu new), %llu rejected; "
-	        "%llu batches, %llu acknowledged, %llu retries; %.2f s, %.0f lines/s",
+	cm_warn("%llu lines: %llu events (%llu new), %llu matches (%llu new), %llu rejected "
+	        "(%llu dead-lettered); %llu batches, %llu acknowledged, %llu retries; %.2f s, %.0f "
+	        "lines/s",
 	        st->lines, st->events, st->events_new, st->matches, st->matches_new, st->rejected,
-	        st->batches, st->acked, st->retries, secs, (double)st->lines / secs);
+	        st->dead, st->batches, st->acked, st->retries, secs, (double)st->lines / secs);
 }
 
 /* Parses the options into s; exits 2 on a usage error. */
@@ -1347,11 +1378,16 @@ int main(int argc, char **argv)
 	s.flush_ms = 100;
 	s.nconns = 2;
 	s.retry_ms = 60000;
-	s.max_line = 1024 * 1024;
+	s.max_line = CM_STORE_LINE_MAX;
 	s.stream = CM_REDIS_DEFAULT_STREAM;
 	s.group = CM_REDIS_DEFAULT_GROUP;
 	cm_cli_init(argv[0]);
 	parse_options(&s, argc, argv);
+	if (cm_buf_adds(&s.dead_key, s.stream) < 0 ||
+	    cm_buf_adds(&s.dead_key, CM_REDIS_DEAD_SUFFIX) < 0) {
+		cm_warn("out of memory");
+		return EXIT_REFUSED;
+	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal; /* no SA_RESTART: a blocked wait must return */
@@ -1453,6 +1489,7 @@ out:
 	cm_jdoc_release(&s.doc);
 	cm_buf_release(&s.scratch);
 	cm_buf_release(&s.fld);
+	cm_buf_release(&s.dead_key);
 	if (s.wake[0] >= 0) {
 		close(s.wake[0]);
 		close(s.wake[1]);

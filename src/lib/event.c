@@ -1,9 +1,13 @@
-/* event.c - normalising input records into canonical events (CONTRACT 1.1)
- * and checking that a value already is one. */
+/* event.c - the one definition of a valid event (CONTRACT 1.1) and of a
+ * match line (1.3): normalising input records into canonical events,
+ * validating lines that claim to be events or match lines, and building
+ * events from CSV parts. Every rule is written here once, and each rule
+ * accepts exactly what cm-store can store in PostgreSQL. */
 #include "event.h"
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "buf.h"
@@ -30,22 +34,48 @@ enum key {
 	K_TIME,
 	K_DATA,
 	K_MATCHES,
+	K_CAMPAIGN_ID,
+	K_OUTCOME,
+	K_VARIANT,
 	K_NKEYS,
 	K_META = K_NKEYS, /* "_"-prefixed */
 	K_OTHER,
 };
 
 static const char *const key_name[K_NKEYS] = {
-    "event_id", "event_type", "user_id", "occurred_at", "properties", "type",
-    "event",    "messageId",  "userId",  "anonymousId", "timestamp",  "specversion",
-    "id",       "subject",    "time",    "data",        "matches",
+    "event_id",  "event_type", "user_id",     "occurred_at", "properties",  "type",    "event",
+    "messageId", "userId",     "anonymousId", "timestamp",   "specversion", "id",      "subject",
+    "time",      "data",       "matches",     "campaign_id", "outcome",     "variant",
 };
 
-/* The value token of each known key, and the first key no shape knows. */
+/* The value token of each known key (valid where its bit of seen is set),
+ * and the first key no shape knows. */
 struct scan {
 	uint32_t v[K_NKEYS];
+	uint32_t seen;    /* bit k set when key k is there */
 	uint32_t unknown; /* key token of the first unknown key, or CM_JNONE */
+	int has_meta;     /* some key starts with '_' */
 };
+
+/* The known keys a canonical event and a match line may have. */
+#define EVENT_KEYS                                                                                 \
+	(1u << K_EVENT_ID | 1u << K_EVENT_TYPE | 1u << K_USER_ID | 1u << K_OCCURRED_AT |           \
+	 1u << K_PROPERTIES | 1u << K_MATCHES)
+#define MATCH_KEYS                                                                                 \
+	(1u << K_EVENT_ID | 1u << K_EVENT_TYPE | 1u << K_USER_ID | 1u << K_OCCURRED_AT |           \
+	 1u << K_CAMPAIGN_ID | 1u << K_OUTCOME | 1u << K_VARIANT)
+
+/* The value token of known key k, or CM_JNONE. */
+static inline uint32_t key_val(const struct scan *sc, int k)
+{
+	return sc->seen >> k & 1 ? sc->v[k] : CM_JNONE;
+}
+
+/* The lowest key set in bits (not 0). */
+static inline int first_key(uint32_t bits)
+{
+	return __builtin_ctz(bits);
+}
 
 /* Where each canonical part comes from, and the input's name for it (for
  * messages that point at what the user wrote). */
@@ -57,7 +87,7 @@ struct src {
 
 /* Maps a decoded key to its enum with a switch on the length, because this
  * runs for every member of every record. */
-static int classify(const char *s, size_t n)
+static inline __attribute__((always_inline)) int classify(const char *s, size_t n)
 {
 	switch (n) {
 	case 2:
@@ -87,6 +117,10 @@ static int classify(const char *s, size_t n)
 			return K_SUBJECT;
 		if (!memcmp(s, "matches", 7))
 			return K_MATCHES;
+		if (!memcmp(s, "outcome", 7))
+			return K_OUTCOME;
+		if (!memcmp(s, "variant", 7))
+			return K_VARIANT;
 		break;
 	case 8:
 		if (!memcmp(s, "event_id", 8))
@@ -111,6 +145,8 @@ static int classify(const char *s, size_t n)
 			return K_ANONYMOUS_ID;
 		if (!memcmp(s, "specversion", 11))
 			return K_SPECVERSION;
+		if (!memcmp(s, "campaign_id", 11))
+			return K_CAMPAIGN_ID;
 		break;
 	}
 	if (n > 0 && s[0] == '_')
@@ -186,9 +222,9 @@ static int scan_members(const struct cm_jdoc *d, uint32_t root, struct scan *sc,
 	const struct cm_jtok *tok = d->tok;
 	uint32_t k = root + 1, count = tok[root].count;
 
-	for (int i = 0; i < K_NKEYS; i++)
-		sc->v[i] = CM_JNONE;
+	sc->seen = 0;
 	sc->unknown = CM_JNONE;
+	sc->has_meta = 0;
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t v = k + 1;
 		const char *ks = d->src + tok[k].off;
@@ -202,11 +238,14 @@ static int scan_members(const struct cm_jdoc *d, uint32_t root, struct scan *sc,
 		}
 		c = classify(ks, kn);
 		if (c < K_NKEYS) {
-			if (sc->v[c] != CM_JNONE)
-				return cm_errf(err, "duplicate key '%s'", key_name[c]);
+			if (sc->seen >> c & 1)
+				return cm_errf(err, "field '%s': duplicate key", key_name[c]);
 			sc->v[c] = v;
+			sc->seen |= 1u << c;
 		} else if (c == K_OTHER && sc->unknown == CM_JNONE) {
 			sc->unknown = k;
+		} else if (c == K_META) {
+			sc->has_meta = 1;
 		}
 		k = tok[v].next;
 	}
@@ -479,15 +518,197 @@ static int put_derived_id(struct cm_buf *o, const char *raw, size_t rawlen)
 	return put(o, id, CM_EVENT_DERIVED_LEN + 2);
 }
 
+/* ---- what PostgreSQL can store ---- */
+
+/* PostgreSQL 15's numeric, which jsonb stores numbers as (numeric_in and
+ * make_result in src/backend/utils/adt/numeric.c): the exponent must lie
+ * strictly between -(INT_MAX / 2) and INT_MAX / 2, the first significant
+ * digit at most 131071 places before the decimal point (a weight of at most
+ * 32767 base-10000 digits), and the scale (digits after the point as written,
+ * less the exponent) at most 16383, for zero too. */
+enum {
+	PG_EXP_LIMIT = 1073741823,
+	PG_INT_DIGITS = 131072,
+	PG_FRAC_DIGITS = 16383,
+};
+
+/* True when the (valid) JSON number s[0..n) is one jsonb can hold; only
+ * numbers the parser flagged CM_JF_BIGNUM get here, so this may be slow. */
+static int num_storable(const char *s, size_t n)
+{
+	const char *p = s, *e = s + n;
+	int64_t nint = 0, nfrac = 0, first = INT64_MIN, exp10 = 0, scale;
+
+	if (p < e && *p == '-')
+		p++;
+	for (; p < e && *p >= '0' && *p <= '9'; p++, nint++)
+		if (first == INT64_MIN && *p != '0')
+			first = nint;
+	if (first != INT64_MIN)
+		first = nint - 1 - first; /* the power of ten of the first significant digit */
+	if (p < e && *p == '.')
+		for (p++; p < e && *p >= '0' && *p <= '9'; p++, nfrac++)
+			if (first == INT64_MIN && *p != '0')
+				first = -(nfrac + 1);
+	if (p < e) { /* the exponent */
+		int neg = 0, digits = 0;
+
+		p++;
+		if (*p == '+' || *p == '-')
+			neg = *p++ == '-';
+		while (p < e && *p == '0')
+			p++;
+		for (; p < e; p++) {
+			if (++digits > 10)
+				return 0;
+			exp10 = exp10 * 10 + (*p - '0');
+		}
+		if (exp10 >= PG_EXP_LIMIT)
+			return 0;
+		if (neg)
+			exp10 = -exp10;
+	}
+	scale = nfrac - exp10;
+	if (scale > PG_FRAC_DIGITS)
+		return 0;
+	return first == INT64_MIN || first + exp10 < PG_INT_DIGITS;
+}
+
+/* Appends s[0..n) to the path being built in b (bn bytes), marking a cut
+ * with "..." once it is full. */
+static void path_add(char *b, size_t bn, size_t *j, const char *s, size_t n)
+{
+	if (*j + n + 4 > bn) {
+		if (*j + 4 <= bn && (*j < 3 || memcmp(b + *j - 3, "...", 3)))
+			memcpy(b + *j, "...", 3), *j += 3;
+		b[*j] = 0;
+		return;
+	}
+	memcpy(b + *j, s, n);
+	*j += n;
+	b[*j] = 0;
+}
+
+/* Writes into b the path from root (called name, "" for an event's top
+ * level) to token t: member names as written (escapes shown, long ones cut),
+ * array elements as [i]; *is_key tells whether t is itself a member name. */
+static void path_of(const struct cm_jdoc *d, uint32_t root, const char *name, uint32_t t, char *b,
+                    size_t bn, int *is_key)
+{
+	const struct cm_jtok *tok = d->tok;
+	uint32_t c = root;
+	size_t j = 0;
+
+	*is_key = 0;
+	b[0] = 0;
+	path_add(b, bn, &j, name, strlen(name));
+	while (c != t) {
+		uint32_t k = c + 1, i, count = tok[c].count;
+		char seg[64];
+
+		if (tok[c].type == CM_JOBJ) {
+			for (i = 0; i < count; i++) {
+				uint32_t v = k + 1;
+
+				if (k == t || (v <= t && t < tok[v].next)) {
+					snippet(d->src + tok[k].off, tok[k].len, 0, seg,
+					        sizeof(seg));
+					if (j)
+						path_add(b, bn, &j, ".", 1);
+					path_add(b, bn, &j, seg, strlen(seg));
+					*is_key = k == t;
+					c = k == t ? t : v;
+					break;
+				}
+				k = tok[v].next;
+			}
+		} else if (tok[c].type == CM_JARR) {
+			for (i = 0; i < count; i++) {
+				if (k <= t && t < tok[k].next) {
+					int w = snprintf(seg, sizeof(seg), "[%u]", i);
+
+					path_add(b, bn, &j, seg, (size_t)w);
+					c = k;
+					break;
+				}
+				k = tok[k].next;
+			}
+		} else {
+			return; /* t is not below root: cannot happen */
+		}
+		if (i == count)
+			return;
+	}
+}
+
+/* Says where in tokens [from, to) the first value is that PostgreSQL cannot
+ * store, and why, naming it by its path from root; 0 when the flags that
+ * brought us here were only numbers to look at closer. */
+static __attribute__((cold, noinline)) int unstorable(const struct cm_jdoc *d, uint32_t root,
+                                                      const char *name, uint32_t from, uint32_t to,
+                                                      struct cm_err *err)
+{
+	for (uint32_t i = from; i < to; i++) {
+		const struct cm_jtok *k = &d->tok[i];
+		char path[200], b[64];
+		int is_key;
+
+		if (!k->flags)
+			continue;
+		if (k->type == CM_JNUM && num_storable(d->src + k->off, k->len))
+			continue;
+		path_of(d, root, name, i, path, sizeof(path), &is_key);
+		if (k->type == CM_JNUM)
+			return cm_errf(
+			    err,
+			    "field '%s': number out of the range PostgreSQL can store (at "
+			    "most %d digits before the decimal point and %d after it, the "
+			    "exponent applied), got %s",
+			    path, PG_INT_DIGITS, PG_FRAC_DIGITS, got(d, i, b, sizeof(b)));
+		if (k->flags & CM_JF_NUL)
+			return is_key
+			           ? cm_errf(err,
+			                     "field '%s': a key must not contain NUL (\\u0000)",
+			                     path)
+			           : cm_errf(err,
+			                     "field '%s': must not contain NUL (\\u0000), got %s",
+			                     path, got(d, i, b, sizeof(b)));
+		return is_key
+		           ? cm_errf(err,
+		                     "field '%s': a key must not contain an unpaired surrogate "
+		                     "escape (\\uD800-\\uDFFF)",
+		                     path)
+		           : cm_errf(err,
+		                     "field '%s': unpaired surrogate escape (\\uD800-\\uDFFF), got "
+		                     "%s",
+		                     path, got(d, i, b, sizeof(b)));
+	}
+	return 0;
+}
+
+/* Checks that PostgreSQL can store everything in tokens [from, to), paths
+ * named from root; free when the parser noted nothing in the document. */
+static inline int storable(const struct cm_jdoc *d, uint32_t root, const char *name, uint32_t from,
+                           uint32_t to, struct cm_err *err)
+{
+	if (__builtin_expect(!d->flags, 1))
+		return 0;
+	return unstorable(d, root, name, from, to, err);
+}
+
+/* ---- the rules of each field ---- */
+
 /* Checks the decoded bytes of an identifier (event_id, user_id): 1 to max
  * bytes, no NUL (PostgreSQL text cannot hold one). The value is described
- * from token t of d, or from s when d is NULL, only when it is wrong. */
+ * from token t of d, or from s when d is NULL, only when it is wrong; a
+ * token can hold a NUL only when the parser flagged it, so only bytes from
+ * elsewhere (d NULL) are searched. */
 static int check_ident(const char *name, const char *s, size_t n, size_t max,
                        const struct cm_jdoc *d, uint32_t t, struct cm_err *err)
 {
 	char b[64];
 
-	if (n >= 1 && n <= max && !memchr(s, 0, n))
+	if (n >= 1 && n <= max && (d ? !(d->tok[t].flags & CM_JF_NUL) : !memchr(s, 0, n)))
 		return 0;
 	if (n < 1 || n > max) {
 		if (n > max)
@@ -520,33 +741,15 @@ static int type_error(const char *name, size_t n, const char *gotv, int segment,
 	               CM_EVENT_TYPE_MAX, gotv, sz);
 }
 
-/* Appends the time t as canonical UTC with Z; ms gets its value. */
-static int put_time(struct cm_buf *o, int64_t ms)
+/* The message for a time cm_time_parse refused with rc. */
+static int time_error(const char *name, int rc, const char *gotv, struct cm_err *err)
 {
-	char b[CM_TIME_MAX + 2];
-	size_t n;
-
-	b[0] = '"';
-	n = cm_time_format(ms, b + 1);
-	b[n + 1] = '"';
-	return put(o, b, n + 2);
-}
-
-/* True when s[0..n) already has the canonical form ("...:SSZ" or
- * "...:SS.mmmZ" with a non-zero fraction), so that a valid time can be copied
- * instead of formatted again. */
-static int time_canonical(const char *s, size_t n)
-{
-	if (n == 20)
-		return s[10] == 'T' && s[19] == 'Z';
-	return n == 24 && s[10] == 'T' && s[19] == '.' && s[23] == 'Z' &&
-	       memcmp(s + 20, "000", 3) != 0;
-}
-
-/* The time of ingestion: now_ms, or the clock when it is CM_EVENT_NOW. */
-static int64_t now_of(int64_t now_ms)
-{
-	return now_ms == CM_EVENT_NOW ? cm_time_now() : now_ms;
+	if (rc == CM_TIME_RANGE)
+		return cm_errf(err,
+		               "field '%s': %s is outside the years 0001-9999 once in UTC (from "
+		               "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)",
+		               name, gotv);
+	return cm_errf(err, "field '%s': expected an RFC 3339 time, got %s", name, gotv);
 }
 
 /* Decodes string token t, using scratch only when it holds escapes. */
@@ -566,18 +769,238 @@ static inline const char *str_of(const struct cm_jdoc *d, uint32_t t, struct cm_
 	return s;
 }
 
+/* Checks an identifier member (event_id, user_id, variant) at token t: a
+ * string of 1 to max bytes once decoded that PostgreSQL can store. */
+static int check_ident_tok(const struct cm_jdoc *d, uint32_t t, const char *name, size_t max,
+                           struct cm_buf *scratch, struct cm_err *err)
+{
+	char b[64];
+	const char *s;
+	size_t n;
+
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected a string, got %s", name,
+		               got(d, t, b, sizeof(b)));
+	if (!(s = str_of(d, t, scratch, &n, err)))
+		return -1;
+	if (check_ident(name, s, n, max, d, t, err))
+		return -1;
+	return storable(d, t, name, t, t + 1, err);
+}
+
+/* Checks event_type at token t: 1-64 bytes of [A-Za-z0-9_.:-] once decoded
+ * (which leaves no room for a NUL or a surrogate); *s and *n get the decoded
+ * text, in scratch when it was escaped. */
+static int check_type_tok(const struct cm_jdoc *d, uint32_t t, const char *name, int segment,
+                          struct cm_buf *scratch, const char **s, size_t *n, struct cm_err *err)
+{
+	char b[64];
+
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected a string, got %s", name,
+		               got(d, t, b, sizeof(b)));
+	if (!(*s = str_of(d, t, scratch, n, err)))
+		return -1;
+	if (!cm_event_type_ok(*s, *n))
+		return type_error(name, *n, got(d, t, b, sizeof(b)), segment, err);
+	return 0;
+}
+
+/* Checks a time member at token t: an RFC 3339 string whose UTC time the
+ * canonical form can write; *ms gets it, *s and *n the decoded text. */
+static int check_time_tok(const struct cm_jdoc *d, uint32_t t, const char *name,
+                          struct cm_buf *scratch, const char **s, size_t *n, int64_t *ms,
+                          struct cm_err *err)
+{
+	char b[64];
+	int rc;
+
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected an RFC 3339 time, got %s", name,
+		               got(d, t, b, sizeof(b)));
+	if (!(*s = str_of(d, t, scratch, n, err)))
+		return -1;
+	rc = cm_time_parse(*s, *n, ms);
+	if (rc)
+		return time_error(name, rc, got(d, t, b, sizeof(b)), err);
+	return 0;
+}
+
+/* Checks properties (CloudEvents: data) at token t: an object, every
+ * string, key and number in it storable. */
+static int check_props_tok(const struct cm_jdoc *d, uint32_t t, const char *name,
+                           struct cm_err *err)
+{
+	char b[64];
+
+	if (d->tok[t].type != CM_JOBJ)
+		return cm_errf(err, "field '%s': expected an object, got %s", name,
+		               got(d, t, b, sizeof(b)));
+	return storable(d, t, name, t + 1, d->tok[t].next, err);
+}
+
+/* Checks a campaign id at token t: a JSON integer from 1 to 2^63-1 written
+ * in plain digits (what cm-match writes and PostgreSQL's bigint holds); *id
+ * gets its value. */
+static int check_campaign_tok(const struct cm_jdoc *d, uint32_t t, const char *name, int64_t *id,
+                              struct cm_err *err)
+{
+	const char *s = d->src + d->tok[t].off;
+	size_t n = d->tok[t].len, i;
+	int64_t v = 0;
+	char b[64];
+
+	if (d->tok[t].type != CM_JNUM || n > 19 || s[0] < '1' || s[0] > '9' ||
+	    (n == 19 && memcmp(s, "9223372036854775807", 19) > 0))
+		goto bad;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			goto bad;
+		v = v * 10 + (s[i] - '0');
+	}
+	*id = v;
+	return 0;
+bad:
+	return cm_errf(err,
+	               "field '%s': expected an integer campaign id from 1 to "
+	               "9223372036854775807, got %s",
+	               name, got(d, t, b, sizeof(b)));
+}
+
+/* Checks a match's outcome at token t (CONTRACT 1.6). */
+static int check_outcome_tok(const struct cm_jdoc *d, uint32_t t, const char *name,
+                             struct cm_err *err)
+{
+	char b[64];
+
+	if (cm_json_str_eq(d, t, "matched", 7) || cm_json_str_eq(d, t, "holdout", 7) ||
+	    cm_json_str_eq(d, t, "capped", 6))
+		return 0;
+	return cm_errf(err, "field '%s': expected \"matched\", \"holdout\" or \"capped\", got %s",
+	               name, got(d, t, b, sizeof(b)));
+}
+
+/* Checks the optional outcome and variant of a match (an element of an
+ * event's matches, or a match line), named prefix + key in messages. */
+static int check_match_extras(const struct cm_jdoc *d, uint32_t outcome, uint32_t variant,
+                              const char *prefix, struct cm_buf *scratch, struct cm_err *err)
+{
+	char name[48];
+
+	if (outcome != CM_JNONE) {
+		snprintf(name, sizeof(name), "%soutcome", prefix);
+		if (check_outcome_tok(d, outcome, name, err))
+			return -1;
+	}
+	if (variant != CM_JNONE) {
+		snprintf(name, sizeof(name), "%svariant", prefix);
+		if (check_ident_tok(d, variant, name, CM_EVENT_VARIANT_MAX, scratch, err))
+			return -1;
+	}
+	return 0;
+}
+
+/* Checks an event's "matches": an array of {"campaign_id":N} objects, each
+ * with an optional outcome and variant and nothing else, as cm-match writes
+ * them. */
+static int check_matches(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scratch,
+                         struct cm_err *err)
+{
+	const struct cm_jtok *tok = d->tok;
+	uint32_t el = t + 1;
+	char b[64], prefix[32];
+
+	if (tok[t].type != CM_JARR)
+		return cm_errf(err, "field 'matches': expected an array, got %s",
+		               got(d, t, b, sizeof(b)));
+	for (uint32_t i = 0; i < tok[t].count; i++, el = tok[el].next) {
+		uint32_t f[3] = {CM_JNONE, CM_JNONE, CM_JNONE}, k = el + 1;
+		int64_t id;
+
+		snprintf(prefix, sizeof(prefix), "matches[%u].", i);
+		if (tok[el].type != CM_JOBJ)
+			return cm_errf(err,
+			               "field 'matches[%u]': expected an object such as "
+			               "{\"campaign_id\":7}, got %s",
+			               i, got(d, el, b, sizeof(b)));
+		for (uint32_t m = 0; m < tok[el].count; m++, k = tok[k + 1].next) {
+			const char *ks;
+			size_t kn;
+			int c;
+
+			if (!(ks = str_of(d, k, scratch, &kn, err)))
+				return -1;
+			c = classify(ks, kn);
+			if (c != K_CAMPAIGN_ID && c != K_OUTCOME && c != K_VARIANT)
+				return cm_errf(
+				    err,
+				    "field '%s%s': unknown key (a match has campaign_id, "
+				    "outcome and variant)",
+				    prefix,
+				    snippet(d->src + tok[k].off, tok[k].len, 0, b, sizeof(b)));
+			if (f[c - K_CAMPAIGN_ID] != CM_JNONE)
+				return cm_errf(err, "field '%s%s': duplicate key", prefix,
+				               key_name[c]);
+			f[c - K_CAMPAIGN_ID] = k + 1;
+		}
+		if (f[0] == CM_JNONE)
+			return cm_errf(err, "field '%scampaign_id': missing (required)", prefix);
+		snprintf(b, sizeof(b), "%scampaign_id", prefix);
+		if (check_campaign_tok(d, f[0], b, &id, err) ||
+		    check_match_extras(d, f[1], f[2], prefix, scratch, err))
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- normalising ---- */
+
+/* Appends the time t as canonical UTC with Z; ms gets its value. */
+static int put_time(struct cm_buf *o, int64_t ms)
+{
+	char b[CM_TIME_MAX + 2];
+	size_t n;
+
+	b[0] = '"';
+	n = cm_time_format(ms, b + 1);
+	b[n + 1] = '"';
+	return put(o, b, n + 2);
+}
+
+/* True when the valid time s[0..n) already has the canonical form
+ * ("...:SSZ" or "...:SS.mmmZ" with a non-zero fraction, and no leap second,
+ * which is the next minute's :00), so that it can be copied instead of
+ * formatted again. */
+static int time_canonical(const char *s, size_t n)
+{
+	if ((n != 20 && n != 24) || s[10] != 'T' || s[17] == '6')
+		return 0;
+	if (n == 20)
+		return s[19] == 'Z';
+	return s[19] == '.' && s[23] == 'Z' && memcmp(s + 20, "000", 3) != 0;
+}
+
+/* The time of ingestion: now_ms, or the clock when it is CM_EVENT_NOW. */
+static int64_t now_of(int64_t now_ms)
+{
+	return now_ms == CM_EVENT_NOW ? cm_time_now() : now_ms;
+}
+
 /* Works out the record's shape from the keys it has and where each
  * canonical part comes from. */
 static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src *m,
                       struct cm_err *err)
 {
-	const uint32_t *v = sc->v;
-	uint32_t ty = v[K_TYPE];
-	int seg_ids = v[K_MESSAGE_ID] != CM_JNONE || v[K_SEG_USER_ID] != CM_JNONE ||
-	              v[K_ANONYMOUS_ID] != CM_JNONE;
-	int ty_str = ty != CM_JNONE && d->tok[ty].type == CM_JSTR;
+	uint32_t v[K_NKEYS], ty;
+	int seg_ids, ty_str;
 	char b[64];
 
+	for (int i = 0; i < K_NKEYS; i++)
+		v[i] = key_val(sc, i);
+	ty = v[K_TYPE];
+	seg_ids = v[K_MESSAGE_ID] != CM_JNONE || v[K_SEG_USER_ID] != CM_JNONE ||
+	          v[K_ANONYMOUS_ID] != CM_JNONE;
+	ty_str = ty != CM_JNONE && d->tok[ty].type == CM_JSTR;
 	memset(m, 0, sizeof(*m));
 	if (v[K_SPECVERSION] != CM_JNONE) {
 		uint32_t sv = v[K_SPECVERSION];
@@ -631,17 +1054,15 @@ static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src
 			name = "matches";
 		return cm_errf(
 		    err,
-		    "unknown key '%s': event data belongs under 'properties' (or map the "
-		    "record with cm-ingest --jq)",
+		    "field '%s': unknown key; event data belongs under 'properties' (or map "
+		    "the record with cm-ingest --jq)",
 		    name);
 	}
-	for (int i = K_TYPE; i < K_NKEYS; i++)
-		if (v[i] != CM_JNONE)
-			return cm_errf(
-			    err,
-			    "unknown key '%s': event data belongs under 'properties' (or "
-			    "map the record with cm-ingest --jq)",
-			    key_name[i]);
+	if (sc->seen & ~EVENT_KEYS)
+		return cm_errf(err,
+		               "field '%s': unknown key; event data belongs under 'properties' (or "
+		               "map the record with cm-ingest --jq)",
+		               key_name[first_key(sc->seen & ~EVENT_KEYS)]);
 	m->id = v[K_EVENT_ID];
 	m->type = v[K_EVENT_TYPE];
 	m->user = v[K_USER_ID];
@@ -652,6 +1073,25 @@ static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src
 	m->n_user = "user_id";
 	m->n_time = "occurred_at";
 	m->n_props = "properties";
+	return 0;
+}
+
+/* Checks that the "_"-prefixed members of root, which go out verbatim, hold
+ * nothing PostgreSQL cannot store (one rule for every string of a line). */
+static int check_meta(const struct cm_jdoc *d, uint32_t root, struct cm_err *err)
+{
+	const struct cm_jtok *tok = d->tok;
+	uint32_t k = root + 1, count = tok[root].count;
+
+	if (!d->flags)
+		return 0;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t v = k + 1;
+
+		if (key_is_meta(d, k) && storable(d, root, "", k, tok[v].next, err))
+			return -1;
+		k = tok[v].next;
+	}
 	return 0;
 }
 
@@ -674,12 +1114,12 @@ static int put_meta(struct cm_buf *o, const struct cm_jdoc *d, uint32_t root)
 	return 0;
 }
 
-/* Writes the canonical line for the parts located by m, validating each. */
+/* Writes the canonical line for the parts located by m, checking each with
+ * the rules cm_event_validate applies, under the input's names. */
 static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, const char *raw,
                 size_t rawlen, int64_t now_ms, struct cm_buf *o, struct cm_event_ref *ref,
                 struct cm_buf *scratch, struct cm_err *err)
 {
-	char b[64];
 	const char *s;
 	size_t n;
 	int64_t ms;
@@ -689,12 +1129,7 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 	if (ref)
 		ref->id_off = o->len;
 	if (present(d, m->id)) {
-		if (d->tok[m->id].type != CM_JSTR)
-			return cm_errf(err, "field '%s': expected a string, got %s", m->n_id,
-			               got(d, m->id, b, sizeof(b)));
-		if (!(s = str_of(d, m->id, scratch, &n, err)))
-			return -1;
-		if (check_ident(m->n_id, s, n, CM_EVENT_ID_MAX, d, m->id, err))
+		if (check_ident_tok(d, m->id, m->n_id, CM_EVENT_ID_MAX, scratch, err))
 			return -1;
 		if (put_value(o, d, m->id))
 			return cm_errf(err, "out of memory");
@@ -706,13 +1141,8 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 
 	if (!present(d, m->type))
 		return cm_errf(err, "field '%s': missing (required)", m->n_type);
-	if (d->tok[m->type].type != CM_JSTR)
-		return cm_errf(err, "field '%s': expected a string, got %s", m->n_type,
-		               got(d, m->type, b, sizeof(b)));
-	if (!(s = str_of(d, m->type, scratch, &n, err)))
+	if (check_type_tok(d, m->type, m->n_type, m->segment, scratch, &s, &n, err))
 		return -1;
-	if (!cm_event_type_ok(s, n))
-		return type_error(m->n_type, n, got(d, m->type, b, sizeof(b)), m->segment, err);
 	if (put(o, ",\"event_type\":\"", 15) || put(o, s, n) || put(o, "\",\"user_id\":", 12))
 		return cm_errf(err, "out of memory");
 
@@ -722,25 +1152,14 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 			                    "userId or anonymousId)");
 		return cm_errf(err, "field '%s': missing (required)", m->n_user);
 	}
-	if (d->tok[m->user].type != CM_JSTR)
-		return cm_errf(err, "field '%s': expected a string, got %s", m->n_user,
-		               got(d, m->user, b, sizeof(b)));
-	if (!(s = str_of(d, m->user, scratch, &n, err)))
-		return -1;
-	if (check_ident(m->n_user, s, n, CM_EVENT_USER_MAX, d, m->user, err))
+	if (check_ident_tok(d, m->user, m->n_user, CM_EVENT_USER_MAX, scratch, err))
 		return -1;
 	if (put_value(o, d, m->user) || put(o, ",\"occurred_at\":", 15))
 		return cm_errf(err, "out of memory");
 
 	if (present(d, m->time)) {
-		if (d->tok[m->time].type != CM_JSTR)
-			return cm_errf(err, "field '%s': expected an RFC 3339 time, got %s",
-			               m->n_time, got(d, m->time, b, sizeof(b)));
-		if (!(s = str_of(d, m->time, scratch, &n, err)))
+		if (check_time_tok(d, m->time, m->n_time, scratch, &s, &n, &ms, err))
 			return -1;
-		if (cm_time_parse(s, n, &ms))
-			return cm_errf(err, "field '%s': expected an RFC 3339 time, got %s",
-			               m->n_time, got(d, m->time, b, sizeof(b)));
 		if (!d->tok[m->time].esc && time_canonical(s, n)) {
 			if (put_value(o, d, m->time))
 				return cm_errf(err, "out of memory");
@@ -758,14 +1177,15 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 		ref->occurred_ms = ms;
 
 	if (present(d, m->props)) {
-		if (d->tok[m->props].type != CM_JOBJ)
-			return cm_errf(err, "field '%s': expected an object, got %s", m->n_props,
-			               got(d, m->props, b, sizeof(b)));
+		if (check_props_tok(d, m->props, m->n_props, err))
+			return -1;
 		if (put_value(o, d, m->props))
 			return cm_errf(err, "out of memory");
 	} else if (put(o, "{}", 2)) {
 		return cm_errf(err, "out of memory");
 	}
+	if (check_meta(d, root, err))
+		return -1;
 	if (put_meta(o, d, root) || cm_buf_addc(o, '}'))
 		return cm_errf(err, "out of memory");
 	return 0;
@@ -809,106 +1229,196 @@ int cm_event_normalize(const struct cm_jdoc *d, uint32_t root, const char *raw, 
 	return cm_event_normalize_ref(d, root, raw, rawlen, now_ms, out, NULL, err);
 }
 
-/* Checks one identifier-like canonical field (event_id, user_id). */
-static int check_ident_tok(const struct cm_jdoc *d, uint32_t t, const char *name, size_t max,
-                           struct cm_buf *scratch, struct cm_err *err)
+/* ---- validating ---- */
+
+/* The message for a top-level key that is not one of the line's. */
+static int unknown_key(const struct cm_jdoc *d, uint32_t k, const char *name, const char *why,
+                       struct cm_err *err)
 {
 	char b[64];
-	const char *s;
-	size_t n;
 
-	if (t == CM_JNONE)
-		return cm_errf(err, "field '%s': missing (required)", name);
-	if (d->tok[t].type != CM_JSTR)
-		return cm_errf(err, "field '%s': expected a string, got %s", name,
-		               got(d, t, b, sizeof(b)));
-	if (!(s = str_of(d, t, scratch, &n, err)))
-		return -1;
-	return check_ident(name, s, n, max, d, t, err);
+	if (!name)
+		name = snippet(d->src + d->tok[k].off, d->tok[k].len, 0, b, sizeof(b));
+	return cm_errf(err, "field '%s': unknown key (%s)", name, why);
 }
 
-/* The checks of cm_event_check_ref, with the scratch buffer owned by it. */
-static int check_event(const struct cm_jdoc *d, uint32_t root, struct cm_event_ref *ref,
-                       struct cm_buf *scratch, struct cm_err *err)
+/* Checks the members every event and match line has (event_id, event_type,
+ * user_id, occurred_at), found by sc, and fills them into v. */
+static int validate_common(const struct cm_jdoc *d, const struct scan *sc, struct cm_event_view *v,
+                           struct cm_buf *scratch, struct cm_err *err)
 {
-	struct scan sc;
-	char b[64];
 	const char *s;
 	size_t n;
-	int64_t ms;
-	uint32_t t;
 
-	if (d->tok[root].type != CM_JOBJ)
-		return cm_errf(err, "expected a JSON object, got %s", got(d, root, b, sizeof(b)));
-	if (scan_members(d, root, &sc, scratch, err))
+	v->id = key_val(sc, K_EVENT_ID);
+	v->type = key_val(sc, K_EVENT_TYPE);
+	v->user = key_val(sc, K_USER_ID);
+	v->time = key_val(sc, K_OCCURRED_AT);
+	v->has_meta = sc->has_meta;
+	if (v->id == CM_JNONE)
+		return cm_errf(err, "field 'event_id': missing (required)");
+	if (check_ident_tok(d, v->id, "event_id", CM_EVENT_ID_MAX, scratch, err))
 		return -1;
-	if (sc.unknown != CM_JNONE)
-		return cm_errf(err, "unknown key '%s'",
-		               snippet(d->src + d->tok[sc.unknown].off, d->tok[sc.unknown].len, 0,
-		                       b, sizeof(b)));
-	for (int i = K_TYPE; i < K_MATCHES; i++)
-		if (sc.v[i] != CM_JNONE)
-			return cm_errf(err, "unknown key '%s'", key_name[i]);
-	if (check_ident_tok(d, sc.v[K_EVENT_ID], "event_id", CM_EVENT_ID_MAX, scratch, err))
-		return -1;
-	t = sc.v[K_EVENT_TYPE];
-	if (t == CM_JNONE)
+	if (v->type == CM_JNONE)
 		return cm_errf(err, "field 'event_type': missing (required)");
-	if (d->tok[t].type != CM_JSTR)
-		return cm_errf(err, "field 'event_type': expected a string, got %s",
-		               got(d, t, b, sizeof(b)));
-	if (!(s = str_of(d, t, scratch, &n, err)))
+	if (check_type_tok(d, v->type, "event_type", 0, scratch, &s, &n, err))
 		return -1;
-	if (!cm_event_type_ok(s, n))
-		return type_error("event_type", n, got(d, t, b, sizeof(b)), 0, err);
-	if (check_ident_tok(d, sc.v[K_USER_ID], "user_id", CM_EVENT_USER_MAX, scratch, err))
+	memcpy(v->type_text, s, n);
+	v->type_text[n] = 0;
+	v->type_len = n;
+	if (v->user == CM_JNONE)
+		return cm_errf(err, "field 'user_id': missing (required)");
+	if (check_ident_tok(d, v->user, "user_id", CM_EVENT_USER_MAX, scratch, err))
 		return -1;
-	t = sc.v[K_OCCURRED_AT];
-	if (t == CM_JNONE)
+	if (v->time == CM_JNONE)
 		return cm_errf(err, "field 'occurred_at': missing (required)");
-	if (d->tok[t].type != CM_JSTR)
-		return cm_errf(err, "field 'occurred_at': expected an RFC 3339 time, got %s",
-		               got(d, t, b, sizeof(b)));
-	if (!(s = str_of(d, t, scratch, &n, err)))
+	return check_time_tok(d, v->time, "occurred_at", scratch, &s, &n, &v->occurred_ms, err);
+}
+
+/* The rules of a canonical event (CONTRACT 1.1) over the members sc found. */
+static int validate_event(const struct cm_jdoc *d, uint32_t root, const struct scan *sc,
+                          struct cm_event_view *v, struct cm_buf *scratch, struct cm_err *err)
+{
+	static const char why[] = "event data belongs under 'properties'";
+
+	if (sc->unknown != CM_JNONE)
+		return unknown_key(d, sc->unknown, NULL, why, err);
+	if (sc->seen & ~EVENT_KEYS)
+		return unknown_key(d, 0, key_name[first_key(sc->seen & ~EVENT_KEYS)], why, err);
+	if (validate_common(d, sc, v, scratch, err))
 		return -1;
-	if (cm_time_parse(s, n, &ms))
-		return cm_errf(err, "field 'occurred_at': expected an RFC 3339 time, got %s",
-		               got(d, t, b, sizeof(b)));
-	t = sc.v[K_PROPERTIES];
-	if (t == CM_JNONE)
+	v->props = key_val(sc, K_PROPERTIES);
+	if (v->props == CM_JNONE)
 		return cm_errf(err, "field 'properties': missing (required)");
-	if (d->tok[t].type != CM_JOBJ)
-		return cm_errf(err, "field 'properties': expected an object, got %s",
-		               got(d, t, b, sizeof(b)));
-	t = sc.v[K_MATCHES];
-	if (t != CM_JNONE && d->tok[t].type != CM_JARR)
-		return cm_errf(err, "field 'matches': expected an array, got %s",
-		               got(d, t, b, sizeof(b)));
+	if (check_props_tok(d, v->props, "properties", err))
+		return -1;
+	v->matches = key_val(sc, K_MATCHES);
+	if (v->matches != CM_JNONE && check_matches(d, v->matches, scratch, err))
+		return -1;
+	return storable(d, root, "", root + 1, d->tok[root].next, err);
+}
+
+/* The rules of a match line (CONTRACT 1.3 and 1.6) over the members sc found. */
+static int validate_match(const struct cm_jdoc *d, uint32_t root, const struct scan *sc,
+                          struct cm_event_view *v, struct cm_buf *scratch, struct cm_err *err)
+{
+	static const char why[] = "a match line has campaign_id, event_id, user_id, "
+	                          "event_type, occurred_at, outcome and variant";
+
+	if (sc->unknown != CM_JNONE)
+		return unknown_key(d, sc->unknown, NULL, why, err);
+	if (sc->seen & ~MATCH_KEYS)
+		return unknown_key(d, 0, key_name[first_key(sc->seen & ~MATCH_KEYS)], why, err);
+	v->is_match = 1;
+	v->campaign = key_val(sc, K_CAMPAIGN_ID);
+	v->outcome = key_val(sc, K_OUTCOME);
+	v->variant = key_val(sc, K_VARIANT);
+	if (v->campaign == CM_JNONE)
+		return cm_errf(err, "field 'campaign_id': missing (required)");
+	if (check_campaign_tok(d, v->campaign, "campaign_id", &v->campaign_id, err) ||
+	    validate_common(d, sc, v, scratch, err) ||
+	    check_match_extras(d, v->outcome, v->variant, "", scratch, err))
+		return -1;
+	return storable(d, root, "", root + 1, d->tok[root].next, err);
+}
+
+/* Scans root's members and runs one of the validators (or, for kind -1,
+ * the one the line's keys call for). */
+static int validate(const struct cm_jdoc *d, uint32_t root, int kind, struct cm_event_view *v,
+                    struct cm_err *err)
+{
+	struct cm_buf scratch = CM_BUF_INIT;
+	struct scan sc;
+	char b[64];
+	int rc;
+
+	memset(v, 0, offsetof(struct cm_event_view, type_text));
+	v->type_text[0] = 0;
+	v->root = root;
+	v->id = v->type = v->user = v->time = v->props = v->matches = CM_JNONE;
+	v->campaign = v->outcome = v->variant = CM_JNONE;
+	if (root >= d->ntok || d->tok[root].type != CM_JOBJ)
+		return cm_errf(err, "expected a JSON object, got %s",
+		               root < d->ntok ? got(d, root, b, sizeof(b)) : "nothing");
+	rc = scan_members(d, root, &sc, &scratch, err);
+	if (rc == 0) {
+		if (kind < 0)
+			kind = key_val(&sc, K_CAMPAIGN_ID) != CM_JNONE;
+		rc = kind ? validate_match(d, root, &sc, v, &scratch, err)
+		          : validate_event(d, root, &sc, v, &scratch, err);
+	}
+	if (scratch.data) /* only escaped keys and values need it */
+		cm_buf_release(&scratch);
+	return rc;
+}
+
+/* The one check of a canonical event that every tool runs. */
+int cm_event_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
+                      struct cm_err *err)
+{
+	return validate(d, root, 0, v, err);
+}
+
+/* The one check of a match line. */
+int cm_match_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
+                      struct cm_err *err)
+{
+	return validate(d, root, 1, v, err);
+}
+
+/* An event or a match line, told apart by a top-level campaign_id. */
+int cm_record_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
+                       struct cm_err *err)
+{
+	return validate(d, root, -1, v, err);
+}
+
+/* Parses a line into d and runs validator kind on it. */
+static int parse_validate(struct cm_jdoc *d, const char *line, size_t len, int kind,
+                          struct cm_event_view *v, struct cm_err *err)
+{
+	if (cm_json_parse(d, line, len, err) < 0)
+		return cm_err_prefix(err, "invalid JSON: ");
+	return validate(d, 0, kind, v, err);
+}
+
+/* The entry of every tool that reads events (cm-publish, cm-consume). */
+int cm_event_parse(struct cm_jdoc *d, const char *line, size_t len, struct cm_event_view *v,
+                   struct cm_err *err)
+{
+	return parse_validate(d, line, len, 0, v, err);
+}
+
+/* The entry of cm-store, which reads events and match lines. */
+int cm_record_parse(struct cm_jdoc *d, const char *line, size_t len, struct cm_event_view *v,
+                    struct cm_err *err)
+{
+	return parse_validate(d, line, len, -1, v, err);
+}
+
+/* cm_event_validate for callers that want only the id and the time. */
+int cm_event_check_ref(const struct cm_jdoc *d, uint32_t root, struct cm_event_ref *ref,
+                       struct cm_err *err)
+{
+	struct cm_event_view v;
+
+	if (cm_event_validate(d, root, &v, err))
+		return -1;
 	if (ref) {
-		t = sc.v[K_EVENT_ID];
-		ref->id_off = d->tok[t].off - 1;
-		ref->id_len = (size_t)d->tok[t].len + 2;
-		ref->occurred_ms = ms;
+		ref->id_off = d->tok[v.id].off - 1;
+		ref->id_len = (size_t)d->tok[v.id].len + 2;
+		ref->occurred_ms = v.occurred_ms;
 	}
 	return 0;
 }
 
-/* Checks a canonical event, owning the scratch buffer for escaped strings. */
-int cm_event_check_ref(const struct cm_jdoc *d, uint32_t root, struct cm_event_ref *ref,
-                       struct cm_err *err)
-{
-	struct cm_buf scratch = CM_BUF_INIT;
-	int rc = check_event(d, root, ref, &scratch, err);
-
-	cm_buf_release(&scratch);
-	return rc;
-}
-
-/* The common case of cm_event_check_ref, without the reference. */
+/* cm_event_validate for callers that want only the verdict. */
 int cm_event_check(const struct cm_jdoc *d, uint32_t root, struct cm_err *err)
 {
 	return cm_event_check_ref(d, root, NULL, err);
 }
+
+/* ---- building from parts ---- */
 
 /* Checks an identifier given as bytes (a CSV cell) and appends it. */
 static int build_ident(struct cm_buf *o, const char *name, const char *s, size_t n, size_t max,
@@ -926,14 +1436,39 @@ static int build_ident(struct cm_buf *o, const char *name, const char *s, size_t
 	return 0;
 }
 
-/* Builds an event from decoded parts (a CSV row) with the rules and messages of normalise. */
+/* Checks the properties text of a CSV row (the only part of the line that
+ * comes from the caller as JSON) with the rule of every event's properties:
+ * one JSON object, everything in it storable; parsed into doc, or (NULL) a
+ * document of its own. The other parts get the same field rules as they are
+ * built, so the line is not parsed again. */
+static int check_props_text(struct cm_jdoc *doc, const char *s, size_t n, struct cm_err *err)
+{
+	struct cm_jdoc own;
+	int rc;
+
+	if (!doc) {
+		cm_jdoc_init(&own, 0);
+		doc = &own;
+	}
+	rc = cm_json_parse(doc, s, n, err);
+	if (rc)
+		cm_err_prefix(err, "field 'properties': not valid JSON: ");
+	else
+		rc = check_props_tok(doc, 0, "properties", err);
+	if (doc == &own)
+		cm_jdoc_release(&own);
+	return rc;
+}
+
+/* Builds an event from decoded parts (a CSV row) with the rules and messages
+ * of normalise, the properties text included. */
 int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawlen, int64_t now_ms,
                    struct cm_buf *out, struct cm_err *err)
 {
 	size_t mark = out->len;
 	int64_t ms;
 	char b[64];
-	int rc = -1;
+	int rc = -1, trc;
 
 	if (cm_buf_grow(out, p->props_len + p->id_len + p->user_len + p->type_len + 160) ||
 	    put(out, "{\"event_id\":", 12)) {
@@ -967,11 +1502,12 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	}
 	if (build_ident(out, "user_id", p->user, p->user_len, CM_EVENT_USER_MAX, err))
 		goto out;
-	if (!p->time)
+	if (p->props && check_props_text(p->doc, p->props, p->props_len, err))
+		goto out;
+	if (!p->time) {
 		ms = now_of(now_ms);
-	else if (cm_time_parse(p->time, p->time_len, &ms)) {
-		cm_errf(err, "field 'occurred_at': expected an RFC 3339 time, got %s",
-		        snippet(p->time, p->time_len, 1, b, sizeof(b)));
+	} else if ((trc = cm_time_parse(p->time, p->time_len, &ms)) != 0) {
+		time_error("occurred_at", trc, snippet(p->time, p->time_len, 1, b, sizeof(b)), err);
 		goto out;
 	}
 	if (put(out, ",\"occurred_at\":", 15) ||

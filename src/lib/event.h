@@ -1,5 +1,34 @@
-/* event.h - the canonical event of CONTRACT section 1.1: normalising the
- * accepted input shapes into it, and checking values that claim to be in it.
+/* event.h - the one definition of a valid event (CONTRACT section 1.1) and
+ * of a match line (1.3): normalising the accepted input shapes into the
+ * canonical event, validating lines that claim to be events or match lines,
+ * and building events from CSV parts. Every tool's entry path goes through
+ * these functions, so that a line one tool accepts every tool accepts, and
+ * cm-store can store it in PostgreSQL.
+ *
+ * The rules, everywhere:
+ *   event_id     a string of 1-128 bytes once decoded
+ *   event_type   a string of 1-64 bytes of [A-Za-z0-9_.:-] once decoded
+ *   user_id      a string of 1-128 bytes once decoded
+ *   occurred_at  an RFC 3339 time (any offset) whose UTC time lies in the years
+ *                0001-9999, the range of the canonical form ("Z", four-digit
+ *                years); 0001-01-01T00:00:00+01:00 is refused (year 0000 UTC)
+ *   properties   an object
+ *   matches      (events from cm-match) an array of objects, each with
+ *                "campaign_id" (an integer 1 to 2^63-1 in plain digits) and
+ *                optionally "outcome" ("matched", "holdout", "capped") and
+ *                "variant" (a string of 1-128 bytes), nothing else
+ *   other keys   only "_"-prefixed ones (metadata, passed through)
+ * and, in every string, key and number anywhere in the line, nothing
+ * PostgreSQL's text and jsonb refuse: no \u0000 (text cannot hold NUL), no
+ * unpaired surrogate escape (\uD800 without a following \uDC00-\uDFFF, or a
+ * lone \uDC00-\uDFFF: jsonb refuses "Unicode low surrogate must follow a
+ * high surrogate"), and no number outside numeric's range: at most 131072
+ * digits before the decimal point and 16383 after it once the exponent is
+ * applied (1e131071 and 1e-16383 are stored, 1e131072 and 1e-16384 or
+ * 1.5e-16383 are refused; zero obeys the scale limit too: 0e-16384 is
+ * refused), and an exponent below 1073741823 either way. The parser notes the
+ * rare strings and numbers that need a closer look (CM_JF_*), so that a
+ * document without them costs nothing more to check.
  *
  * Accepted shapes (cm_event_normalize):
  *   canonical    event_id, event_type, user_id, occurred_at, properties and
@@ -34,9 +63,20 @@ struct cm_jdoc;
 struct cm_buf;
 struct cm_err;
 
-#define CM_EVENT_ID_MAX   128 /* bytes of event_id */
-#define CM_EVENT_TYPE_MAX 64  /* bytes of event_type */
-#define CM_EVENT_USER_MAX 128 /* bytes of user_id */
+#define CM_EVENT_ID_MAX      128 /* bytes of event_id */
+#define CM_EVENT_TYPE_MAX    64  /* bytes of event_type */
+#define CM_EVENT_USER_MAX    128 /* bytes of user_id */
+#define CM_EVENT_VARIANT_MAX 128 /* bytes of a match's variant */
+/* The longest line cm-ingest writes by default (its --max-line), and the
+ * defaults of the tools after it, chosen so that nothing cm-ingest accepts
+ * is refused downstream for its length: cm-publish reads what cm-ingest
+ * writes; cm-consume adds "_stream_id" (under 64 bytes), so cm-match reads
+ * twice that; cm-match adds "matches" (about 35 bytes per matching campaign,
+ * more with outcome and variant), so cm-store reads 16 MiB, room for the
+ * longest event and some 200,000 matches. */
+#define CM_EVENT_LINE_MAX ((size_t)1 << 20)
+#define CM_MATCH_LINE_MAX ((size_t)2 << 20)
+#define CM_STORE_LINE_MAX ((size_t)16 << 20)
 /* now_ms value asking for the clock to be read only when a time is missing. */
 #define CM_EVENT_NOW INT64_MIN
 /* Length of a derived id: "ev-" and 32 hex digits of BLAKE2b-128. */
@@ -65,12 +105,53 @@ int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *r
                            int64_t now_ms, struct cm_buf *out, struct cm_event_ref *ref,
                            struct cm_err *err);
 
-/* Checks that the value at root is already a canonical event: an object with
- * valid event_id, event_type, user_id, occurred_at (any RFC 3339 time) and
- * properties (an object); other keys only "_"-prefixed ones and "matches" (an
- * array, as cm-match adds). */
+/* What a validator found, so that no tool walks the line again: the value
+ * token of each member (CM_JNONE when absent; a member's key token is always
+ * its value token minus one) and the values decoded. Filled by
+ * cm_event_validate (an event: props always, matches when there), by
+ * cm_match_validate (a match line: campaign, outcome and variant) or by
+ * cm_record_validate (either). Points into the document validated. */
+struct cm_event_view {
+	uint32_t root;
+	uint32_t id, type, user, time;       /* event_id, event_type, user_id, occurred_at */
+	uint32_t props, matches;             /* events */
+	uint32_t campaign, outcome, variant; /* match lines */
+	int is_match;                        /* a match line (CONTRACT 1.3), not an event */
+	int has_meta;                        /* some top-level key starts with '_' */
+	int64_t occurred_ms;
+	int64_t campaign_id;                   /* match lines */
+	size_t type_len;                       /* the decoded event_type: */
+	char type_text[CM_EVENT_TYPE_MAX + 1]; /* NUL-terminated */
+};
+
+/* Checks that the value at root is a canonical event by the rules above
+ * (every member required, properties included) and fills v. Returns 0, or -1
+ * with err naming the field: "field 'properties.items[2].note': must not
+ * contain NUL (\u0000), got ...". */
+int cm_event_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
+                      struct cm_err *err);
+/* Checks that the value at root is a match line (CONTRACT 1.3): campaign_id,
+ * event_id, user_id, event_type and occurred_at by the rules above, outcome
+ * and variant optional, "_" keys, nothing else. */
+int cm_match_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
+                      struct cm_err *err);
+/* Either: a match line when root has a top-level "campaign_id", else an
+ * event (what cm-store takes). */
+int cm_record_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
+                       struct cm_err *err);
+
+/* The entry path of the tools that read events (cm-publish, cm-consume):
+ * parses line[0..len) into d ("invalid JSON: byte 3: ..." on failure) and
+ * validates it as an event. */
+int cm_event_parse(struct cm_jdoc *d, const char *line, size_t len, struct cm_event_view *v,
+                   struct cm_err *err);
+/* cm-store's: the same with cm_record_validate. */
+int cm_record_parse(struct cm_jdoc *d, const char *line, size_t len, struct cm_event_view *v,
+                    struct cm_err *err);
+
+/* cm_event_validate for callers that need only the verdict (and ref, which
+ * may be NULL). */
 int cm_event_check(const struct cm_jdoc *d, uint32_t root, struct cm_err *err);
-/* Same, also filling ref (may be NULL). */
 int cm_event_check_ref(const struct cm_jdoc *d, uint32_t root, struct cm_event_ref *ref,
                        struct cm_err *err);
 
@@ -86,10 +167,12 @@ struct cm_event_parts {
 	size_t time_len;
 	const char *props; /* a compact JSON object text; NULL: {} */
 	size_t props_len;
+	struct cm_jdoc *doc; /* for checking props; NULL: a document of its own */
 };
 
 /* Validates parts with the same rules and messages as cm_event_normalize
- * and appends the canonical line to out; strings must be UTF-8. */
+ * (the properties text too: one object, everything in it storable) and
+ * appends the canonical line to out; strings must be UTF-8. */
 int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawlen, int64_t now_ms,
                    struct cm_buf *out, struct cm_err *err);
 

@@ -123,13 +123,44 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 	return 0;
 }
 
+/* The value of the 4 hex digits at p, or -1 when one is not a hex digit. */
+static inline int hex4(const unsigned char *p)
+{
+	int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), d = hexval(p[3]);
+
+	return (a | b | c | d) < 0 ? -1 : a << 12 | b << 8 | c << 4 | d;
+}
+
+/* Notes in *fl what the (validated) \u escape at p decodes to when some
+ * consumer cannot hold it: U+0000, or a surrogate that is not the high half
+ * of a pair followed by its low half. Returns the bytes the escape takes,
+ * 12 for a pair. Only reached for \u escapes, so plain text pays nothing. */
+static __attribute__((noinline)) size_t note_u(const unsigned char *p, const unsigned char *end,
+                                               unsigned *fl)
+{
+	int cp = hex4(p + 2), lo;
+
+	if (cp == 0) {
+		*fl |= CM_JF_NUL;
+	} else if (cp >= 0xD800 && cp < 0xE000) {
+		if (cp < 0xDC00 && end - p >= 12 && p[6] == '\\' && p[7] == 'u') {
+			lo = hex4(p + 8);
+			if (lo >= 0xDC00 && lo < 0xE000)
+				return 12;
+		}
+		*fl |= CM_JF_SURROGATE;
+	}
+	return 6;
+}
+
 /* Scans a string body starting after its opening quote and returns the
  * closing quote, or NULL with *code and *at describing the fault; plain ASCII
  * runs go 16 bytes per step, and the last partial block is read as the 16
- * bytes ending at end (never past it) when the input is long enough. */
+ * bytes ending at end (never past it) when the input is long enough. *esc is
+ * set when there is an escape, and *fl gets the CM_JF_* of note_u. */
 static inline __attribute__((always_inline)) const unsigned char *
 scan_str(const unsigned char *p, const unsigned char *end, const unsigned char *base, int *esc,
-         int *code, const unsigned char **at)
+         unsigned *fl, int *code, const unsigned char **at)
 {
 #if defined(__SSE2__)
 	const __m128i quote = _mm_set1_epi8('"');
@@ -221,7 +252,7 @@ scan_str(const unsigned char *p, const unsigned char *end, const unsigned char *
 						return NULL;
 					}
 				}
-				p += 6;
+				p += note_u(p, end, fl);
 				continue;
 			default:
 				*code = SE_ESC;
@@ -248,11 +279,11 @@ scan_str(const unsigned char *p, const unsigned char *end, const unsigned char *
 	}
 }
 
-/* Stores a token with a few plain stores (type, esc and pad as one word). */
-static inline void put_tok(struct cm_jtok *t, unsigned type, unsigned esc, uint32_t off,
-                           uint32_t len, uint32_t next)
+/* Stores a token with a few plain stores (type, esc and flags as one word). */
+static inline void put_tok(struct cm_jtok *t, unsigned type, unsigned esc, unsigned flags,
+                           uint32_t off, uint32_t len, uint32_t next)
 {
-	uint32_t head = type | esc << 8;
+	uint32_t head = type | esc << 8 | flags << 16;
 
 	memcpy(t, &head, sizeof(head));
 	t->off = off;
@@ -357,11 +388,13 @@ int cm_json_parse(struct cm_jdoc *d, const char *src, size_t len, struct cm_err 
 	struct cm_jtok *tok;
 	uint32_t n = 0, lim, cur = CM_JNONE;
 	unsigned depth = 0, maxd = d->max_depth ? d->max_depth : DEFAULT_DEPTH;
+	unsigned fl, dflags = 0;
 	int in_obj = 0, esc, code = 0;
 
 	d->src = src;
 	d->len = len;
 	d->ntok = 0;
+	d->flags = 0;
 	if (len > UINT32_MAX)
 		return cm_errf(err, "input of %zu bytes is too large (the limit is %u bytes)", len,
 		               (unsigned)UINT32_MAX);
@@ -394,11 +427,13 @@ value:
 	string:
 		s = p + 1;
 		esc = 0;
-		q = scan_str(s, end, base, &esc, &code, &at);
+		fl = 0;
+		q = scan_str(s, end, base, &esc, &fl, &code, &at);
 		if (UNLIKELY(!q))
 			return fail_str(d, err, p, code, at);
-		put_tok(&tok[n], CM_JSTR, (uint8_t)esc, (uint32_t)(s - base), (uint32_t)(q - s),
+		put_tok(&tok[n], CM_JSTR, (uint8_t)esc, fl, (uint32_t)(s - base), (uint32_t)(q - s),
 		        n + 1);
+		dflags |= fl;
 		n++;
 		p = q + 1;
 		goto after;
@@ -409,7 +444,7 @@ value:
 			return cm_errf(err, "byte %zu: nesting deeper than %u levels (max_depth)",
 			               (size_t)(p - base) + 1, maxd);
 		}
-		put_tok(&tok[n], *p == '{' ? CM_JOBJ : CM_JARR, 0, (uint32_t)(p - base), 0, cur);
+		put_tok(&tok[n], *p == '{' ? CM_JOBJ : CM_JARR, 0, 0, (uint32_t)(p - base), 0, cur);
 		cur = n++;
 		in_obj = *p == '{';
 		p++;
@@ -435,6 +470,7 @@ value:
 	case '8':
 	case '9':
 		s = p;
+		fl = 0;
 		if (*p == '-') {
 			p++;
 			if (p >= end || !is_digit(*p))
@@ -465,29 +501,35 @@ value:
 				p++;
 			if (p >= end || !is_digit(*p))
 				return fail(d, err, p, "expected a digit in the exponent");
+			q = p;
 			do
 				p++;
 			while (p < end && is_digit(*p));
+			if (UNLIKELY(p - q > CM_JNUM_PLAIN_EXP))
+				fl = CM_JF_BIGNUM;
 		}
-		put_tok(&tok[n], CM_JNUM, 0, (uint32_t)(s - base), (uint32_t)(p - s), n + 1);
+		if (UNLIKELY(p - s > CM_JNUM_PLAIN_LEN))
+			fl = CM_JF_BIGNUM;
+		put_tok(&tok[n], CM_JNUM, 0, fl, (uint32_t)(s - base), (uint32_t)(p - s), n + 1);
+		dflags |= fl;
 		n++;
 		goto after;
 	case 't':
 		if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
-			put_tok(&tok[n], CM_JTRUE, 0, (uint32_t)(p - base), 4, n + 1);
+			put_tok(&tok[n], CM_JTRUE, 0, 0, (uint32_t)(p - base), 4, n + 1);
 			break;
 		}
 		return fail(d, err, p, "expected a JSON value (true, false or null?)");
 	case 'f':
 		if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
-			put_tok(&tok[n], CM_JFALSE, 0, (uint32_t)(p - base), 5, n + 1);
+			put_tok(&tok[n], CM_JFALSE, 0, 0, (uint32_t)(p - base), 5, n + 1);
 			p++; /* the common p += 4 below covers the rest */
 			break;
 		}
 		return fail(d, err, p, "expected a JSON value (true, false or null?)");
 	case 'n':
 		if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
-			put_tok(&tok[n], CM_JNULL, 0, (uint32_t)(p - base), 4, n + 1);
+			put_tok(&tok[n], CM_JNULL, 0, 0, (uint32_t)(p - base), 4, n + 1);
 			break;
 		}
 		return fail(d, err, p, "expected a JSON value (true, false or null?)");
@@ -552,10 +594,12 @@ key:
 		return fail(d, err, p, "expected '\"' to start a member name");
 	s = p + 1;
 	esc = 0;
-	q = scan_str(s, end, base, &esc, &code, &at);
+	fl = 0;
+	q = scan_str(s, end, base, &esc, &fl, &code, &at);
 	if (UNLIKELY(!q))
 		return fail_str(d, err, p, code, at);
-	put_tok(&tok[n], CM_JSTR, (uint8_t)esc, (uint32_t)(s - base), (uint32_t)(q - s), n + 1);
+	put_tok(&tok[n], CM_JSTR, (uint8_t)esc, fl, (uint32_t)(s - base), (uint32_t)(q - s), n + 1);
+	dflags |= fl;
 	n++;
 	p = q + 1;
 	if (LIKELY(p < end && *p == ':')) {
@@ -573,6 +617,7 @@ done:
 	if (UNLIKELY(p != end))
 		return fail(d, err, p, "expected the end of input after the JSON value");
 	d->ntok = n;
+	d->flags = dflags;
 	return 0;
 }
 

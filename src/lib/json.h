@@ -6,6 +6,13 @@
  * which the caller keeps alive and unchanged while the document is used; the
  * document owns only its token array. Strings are validated (UTF-8, escapes,
  * no control characters) but not decoded: use cm_json_str to get the bytes.
+ *
+ * While it validates, the parser also notes what some consumers cannot hold
+ * (PostgreSQL's text and jsonb, see event.c): a string with an escape that
+ * decodes to U+0000 or an unpaired surrogate escape, and a number too long or
+ * with too large an exponent to be sure of without a closer look. Each such
+ * token gets a CM_JF_* bit in its flags and the document the union of them,
+ * so that checking a whole document costs nothing when none is set.
  */
 #ifndef CM_JSON_H
 #define CM_JSON_H
@@ -28,10 +35,20 @@ enum cm_jtype {
 
 #define CM_JNONE UINT32_MAX /* "no such value" */
 
+/* Token and document flags. */
+#define CM_JF_NUL       0x1 /* string: an escape decodes to U+0000 */
+#define CM_JF_SURROGATE 0x2 /* string: a \u escape is an unpaired surrogate */
+#define CM_JF_BIGNUM    0x4 /* number: over 4096 bytes or an exponent over 4 digits */
+
+/* The longest number text, and the longest exponent (digits, leading zeros
+ * included), that never get CM_JF_BIGNUM. */
+#define CM_JNUM_PLAIN_LEN 4096
+#define CM_JNUM_PLAIN_EXP 4
+
 struct cm_jtok {
-	uint8_t type; /* enum cm_jtype */
-	uint8_t esc;  /* CM_JSTR: the raw text holds a backslash escape */
-	uint16_t pad;
+	uint8_t type;   /* enum cm_jtype */
+	uint8_t esc;    /* CM_JSTR: the raw text holds a backslash escape */
+	uint16_t flags; /* CM_JF_* */
 	uint32_t off;   /* byte offset of the value in the source; for strings,
 	                   of the first byte after the opening quote */
 	uint32_t len;   /* strings: raw bytes between the quotes; numbers and
@@ -49,6 +66,7 @@ struct cm_jdoc {
 	uint32_t ntok, cap;
 	unsigned max_depth;  /* nesting limit; deeper input is an error */
 	uint32_t max_tokens; /* 0: no limit */
+	uint32_t flags;      /* after a parse: the union of the tokens' CM_JF_* */
 };
 
 /* Prepares an empty document with the given nesting limit (0: 64). */

@@ -333,6 +333,87 @@ redisContext *cm_redis_connect(const char *url, struct cm_err *err)
 	return cm_redis_connect_url(&u, err);
 }
 
+/* The default reply reader of cm_redis_dead_letter. */
+static int get_blocking(void *ctx, redisContext *c, redisReply **reply, struct cm_err *err)
+{
+	(void)ctx;
+	if (redisGetReply(c, (void **)reply) == REDIS_OK && *reply)
+		return REDIS_OK;
+	cm_errf(err, "%s", c->errstr[0] ? c->errstr : "connection lost");
+	return REDIS_ERR;
+}
+
+/* Queues the transaction, then reads its four replies (OK, QUEUED, QUEUED,
+ * and EXEC's array of the XADD and XACK results) and checks each. */
+int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redis_getfn *get,
+                         void *ctx, redisReply **refusal, struct cm_err *err)
+{
+	char dn[24];
+	const char *xadd[17] = {"XADD",    e->dead_key, "*",   CM_REDIS_FIELD, e->data, "reason",
+	                        e->reason, "id",        e->id, "group",        e->group};
+	size_t xlen[17];
+	const char *xack[] = {"XACK", e->key, e->group, e->id};
+	redisReply *r[4] = {NULL, NULL, NULL, NULL};
+	int i, n = 11, rc = CM_REDIS_REFUSED;
+
+	if (refusal)
+		*refusal = NULL;
+	if (!get)
+		get = get_blocking;
+	if (e->consumer) {
+		xadd[n++] = "consumer";
+		xadd[n++] = e->consumer;
+	}
+	if (e->deliveries > 0) {
+		snprintf(dn, sizeof(dn), "%lld", e->deliveries);
+		xadd[n++] = "deliveries";
+		xadd[n++] = dn;
+	}
+	for (i = 0; i < n; i++)
+		xlen[i] = i == 4 ? e->data_len : strlen(xadd[i]);
+	if (redisAppendCommand(c, "MULTI") != REDIS_OK ||
+	    redisAppendCommandArgv(c, n, xadd, xlen) != REDIS_OK ||
+	    redisAppendCommandArgv(c, 4, xack, NULL) != REDIS_OK ||
+	    redisAppendCommand(c, "EXEC") != REDIS_OK) {
+		cm_errf(err, "dead-lettering %s %s: %s", e->key, e->id, c->errstr);
+		return CM_REDIS_IO;
+	}
+	for (i = 0; i < 4; i++) {
+		if (get(ctx, c, &r[i], err) != REDIS_OK) {
+			r[i] = NULL;
+			cm_err_prefix(err, "dead-lettering %s %s: ", e->key, e->id);
+			rc = CM_REDIS_IO;
+			goto out;
+		}
+	}
+	for (i = 0; i < 4; i++)
+		if (r[i]->type == REDIS_REPLY_ERROR) {
+			cm_errf(err, "dead-lettering %s %s (MULTI/EXEC): %.300s", e->key, e->id,
+			        r[i]->str);
+			if (refusal) {
+				*refusal = r[i];
+				r[i] = NULL;
+			}
+			goto out;
+		}
+	if (r[3]->type != REDIS_REPLY_ARRAY || r[3]->elements != 2) {
+		cm_errf(err, "dead-lettering %s %s: unexpected EXEC reply", e->key, e->id);
+		goto out;
+	}
+	for (i = 0; i < 2; i++)
+		if (r[3]->element[i]->type == REDIS_REPLY_ERROR) {
+			cm_errf(err, "dead-lettering %s %s: %.300s", e->key, e->id,
+			        r[3]->element[i]->str);
+			goto out;
+		}
+	rc = 0;
+out:
+	for (i = 0; i < 4; i++)
+		if (r[i])
+			freeReplyObject(r[i]);
+	return rc;
+}
+
 /* Retrying these errors after a pause can succeed without anyone acting: the
  * server is starting, busy, short of memory or failing over. */
 int cm_redis_error_transient(const char *msg, size_t len)

@@ -61,6 +61,40 @@ redisContext *cm_redis_connect_url(const struct cm_redis_url *u, struct cm_err *
  * otherwise temporarily refusing (LOADING, BUSY, TRYAGAIN, OOM, ...). */
 int cm_redis_error_transient(const char *msg, size_t len);
 
+/* An entry to move to the dead-letter stream (KEY:dead, CONTRACT 1.4). */
+struct cm_redis_dead {
+	const char *key;      /* the stream the entry is in */
+	const char *dead_key; /* where it goes: key + CM_REDIS_DEAD_SUFFIX */
+	const char *group;    /* the consumer group it is pending in */
+	const char *id;       /* its id */
+	const char *data;     /* the dead entry's "data" field */
+	size_t data_len;
+	const char *reason;   /* why: "delivered 6 times", "not an event: ..." */
+	const char *consumer; /* recorded as "consumer" when not NULL */
+	long long deliveries; /* recorded as "deliveries" when above 0 */
+};
+
+/* Reads the next reply on c, the way the caller waits (cm-consume: with its
+ * signals open); returns REDIS_OK, or REDIS_ERR with err saying why (c may
+ * then be gone: it is not used again). */
+typedef int cm_redis_getfn(void *ctx, redisContext *c, redisReply **reply, struct cm_err *err);
+
+/* cm_redis_dead_letter's failures. */
+#define CM_REDIS_IO      (-1) /* sending or reading failed: see err */
+#define CM_REDIS_REFUSED (-2) /* Redis answered with an error: see err, *refusal */
+
+/* Moves entry e to e->dead_key (XADD with the fields data, reason, id,
+ * group and, when given, consumer and deliveries) and acknowledges it in
+ * e->group, both in one MULTI/EXEC, so that the entry is never lost between
+ * the two and never left pending beside its dead copy. Replies are read with
+ * get (NULL: redisGetReply). Returns 0, CM_REDIS_IO, or CM_REDIS_REFUSED with
+ * err saying what was refused and *refusal (when refusal is not NULL) the
+ * error reply, for the caller to classify and free (NULL when EXEC ran but a
+ * command inside it failed). If the reply to EXEC is lost, a retry writes a
+ * second dead copy: harmless, since XACK is idempotent. */
+int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redis_getfn *get,
+                         void *ctx, redisReply **refusal, struct cm_err *err);
+
 /* A stream entry id, MS-SEQ. */
 struct cm_stream_id {
 	uint64_t ms, seq;

@@ -79,11 +79,10 @@ struct cm_rule_event {
 	int64_t time_ms; /* occurred_at */
 };
 
-/* Checks that doc is an object with event_id (1-128 bytes), event_type (1-64
- * bytes of [A-Za-z0-9_.:-]), user_id (1-128 bytes) and occurred_at (RFC
- * 3339) strings, and fills ev. scratch holds decoded text that ev points to.
- * Returns 0, or -1 with err like "field 'occurred_at': expected an RFC 3339
- * time". */
+/* Checks that doc (root token 0) is a canonical event by the one definition
+ * every tool uses (cm_event_validate in event.h) and fills ev. scratch holds
+ * decoded text that ev points to. Returns 0, or -1 with err like "field
+ * 'occurred_at': expected an RFC 3339 time, got \"yesterday\"". */
 int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *doc, struct cm_buf *scratch,
                        struct cm_err *err);
 

@@ -14,105 +14,39 @@
 
 /* ---- events ----
  *
- * cm_rule_event_init and its helper stand alone: they use nothing of the
- * set, only the event's parsed document. */
+ * cm_rule_event_init stands alone: it uses nothing of the set, only the
+ * event's parsed document and the one validator of event.c. */
 
-/* Checks a required string member: present, a string, decoded length in
- * [min, max]. */
-static int check_str(const struct cm_jdoc *d, uint32_t v, const char *name, size_t max,
-                     struct cm_buf *scratch, struct cm_err *err)
-{
-	size_t n;
-
-	if (v == CM_JNONE)
-		return cm_errf(err, "field '%s': missing", name);
-	if (d->tok[v].type != CM_JSTR)
-		return cm_errf(err, "field '%s': expected a string of 1 to %zu bytes, not %s", name,
-		               max, rule_type_word(d, v));
-	n = d->tok[v].len;
-	if (d->tok[v].esc && !cm_json_str(d, v, scratch, &n))
-		return cm_errf(err, "field '%s': out of memory", name);
-	if (n < 1 || n > max)
-		return cm_errf(err,
-		               "field '%s': expected a string of 1 to %zu bytes, not %zu bytes",
-		               name, max, n);
-	return 0;
-}
-
-/* Checks the members every event has, in one pass over the top level. */
+/* Checks the event with the one validator every tool uses (event.c) and
+ * keeps what matching needs from its view, so that nothing is walked twice. */
 int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *d, struct cm_buf *scratch,
                        struct cm_err *err)
 {
-	const struct cm_jtok *tok = d->tok;
-	uint32_t i = 1;
-	const char *p;
-	size_t n;
+	struct cm_event_view v;
 
 	memset(ev, 0, sizeof(*ev));
 	ev->doc = d;
 	ev->id_tok = ev->type_tok = ev->user_tok = ev->time_tok = CM_JNONE;
 	ev->matches_key = CM_JNONE;
-	if (d->ntok == 0 || tok[0].type != CM_JOBJ)
-		return cm_errf(err, "expected a JSON object");
-	for (uint32_t m = tok[0].count; m; m--) {
-		const struct cm_jtok *k = &tok[i];
-		uint32_t v = i + 1;
-
-		if (!k->esc) {
-			p = d->src + k->off;
-			n = k->len;
-		} else {
-			p = cm_json_str(d, i, scratch, &n);
-			if (!p)
-				return cm_errf(err, "out of memory");
-		}
-		if (n > 0 && p[0] == '_') {
-			ev->has_meta = 1;
-		} else {
-			switch (n) {
-			case 7:
-				if (memcmp(p, "user_id", 7) == 0)
-					ev->user_tok = v;
-				else if (memcmp(p, "matches", 7) == 0)
-					ev->matches_key = i;
-				break;
-			case 8:
-				if (memcmp(p, "event_id", 8) == 0)
-					ev->id_tok = v;
-				break;
-			case 10:
-				if (memcmp(p, "event_type", 10) == 0)
-					ev->type_tok = v;
-				break;
-			case 11:
-				if (memcmp(p, "occurred_at", 11) == 0)
-					ev->time_tok = v;
-				break;
-			default:
-				break;
-			}
-		}
-		i = tok[v].next;
+	if (cm_event_validate(d, 0, &v, err) < 0)
+		return -1;
+	ev->id_tok = v.id;
+	ev->type_tok = v.type;
+	ev->user_tok = v.user;
+	ev->time_tok = v.time;
+	ev->matches_key = v.matches == CM_JNONE ? CM_JNONE : v.matches - 1;
+	ev->has_meta = v.has_meta;
+	ev->time_ms = v.occurred_ms;
+	ev->type_len = v.type_len;
+	if (!d->tok[v.type].esc) {
+		ev->type = d->src + d->tok[v.type].off;
+	} else {
+		/* the view is ours only until we return: keep the decoded type */
+		cm_buf_reset(scratch);
+		if (cm_buf_add(scratch, v.type_text, v.type_len) < 0)
+			return cm_errf(err, "out of memory");
+		ev->type = scratch->data;
 	}
-	if (check_str(d, ev->id_tok, "event_id", 128, scratch, err) < 0)
-		return -1;
-	if (ev->type_tok == CM_JNONE)
-		return cm_errf(err, "field 'event_type': missing");
-	p = cm_json_str(d, ev->type_tok, scratch, &n);
-	if (!p || !cm_event_type_ok(p, n))
-		return cm_errf(err,
-		               "field 'event_type': expected 1 to 64 bytes of [A-Za-z0-9_.:-]");
-	if (check_str(d, ev->user_tok, "user_id", 128, scratch, err) < 0)
-		return -1;
-	if (ev->time_tok == CM_JNONE)
-		return cm_errf(err, "field 'occurred_at': missing");
-	p = cm_json_str(d, ev->time_tok, scratch, &n);
-	if (!p || cm_time_parse(p, n, &ev->time_ms) < 0)
-		return cm_errf(err, "field 'occurred_at': expected an RFC 3339 time");
-	/* Decoded last, since scratch is reused by the checks above. */
-	ev->type = cm_json_str(d, ev->type_tok, scratch, &ev->type_len);
-	if (!ev->type)
-		return cm_errf(err, "out of memory");
 	return 0;
 }
 

@@ -47,11 +47,14 @@ static int digits(const char *s, int n, unsigned *v)
 	return 0;
 }
 
+/* True for a Gregorian leap year (the year 0000 included, as ISO 8601 counts). */
 static int leap(unsigned y)
 {
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
+/* Checks every field's range before computing, so that any bytes give an
+ * answer without overflow; the range of the result is checked in UTC. */
 int cm_time_parse(const char *s, size_t n, int64_t *ms)
 {
 	static const unsigned char mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -63,10 +66,10 @@ int cm_time_parse(const char *s, size_t n, int64_t *ms)
 	    digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
 	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
 	    digits(s + 17, 2, &se))
-		return -1;
-	if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
-	    d > (unsigned)mdays[mo - 1] + (mo == 2 && leap(y)) || h > 23 || mi > 59 || se > 60)
-		return -1;
+		return CM_TIME_BAD;
+	if (mo < 1 || mo > 12 || d < 1 || d > (unsigned)mdays[mo - 1] + (mo == 2 && leap(y)) ||
+	    h > 23 || mi > 59 || se > 60)
+		return CM_TIME_BAD;
 	if (s[i] == '.') {
 		size_t start = ++i;
 
@@ -76,29 +79,32 @@ int cm_time_parse(const char *s, size_t n, int64_t *ms)
 			i++;
 		}
 		if (i == start)
-			return -1;
+			return CM_TIME_BAD;
 		for (size_t k = i - start; k < 3; k++)
 			frac *= 10;
 	}
 	if (i >= n)
-		return -1;
+		return CM_TIME_BAD;
 	if (s[i] == 'Z' || s[i] == 'z') {
 		i++;
 	} else if (s[i] == '+' || s[i] == '-') {
 		sign = s[i] == '-' ? -1 : 1;
 		if (n - i < 6 || digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
 		    digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-			return -1;
+			return CM_TIME_BAD;
 		i += 6;
 	} else {
-		return -1;
+		return CM_TIME_BAD;
 	}
 	if (i != n)
-		return -1;
+		return CM_TIME_BAD;
 	int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
 
 	secs -= sign * (int64_t)(oh * 3600 + om * 60);
-	*ms = secs * 1000 + frac;
+	secs = secs * 1000 + frac;
+	if (secs < CM_TIME_MIN_MS || secs > CM_TIME_MAX_MS)
+		return CM_TIME_RANGE;
+	*ms = secs;
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "event.h"
 #include "json.h"
+#include "parts.h"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \
@@ -38,35 +39,17 @@ static void check_canonical(const char *line, size_t len)
 	cm_jdoc_release(&d);
 }
 
-/* Splits data at 0x1f bytes into the parts of an event and builds it. */
+/* Splits data at 0x1f bytes into the parts of an event and builds it
+ * (without properties: fuzz_verdicts gives the builder those). */
 static void fuzz_build(const uint8_t *data, size_t size)
 {
-	const char *part[5] = {NULL};
-	size_t plen[5] = {0}, n = 0, start = 0;
 	struct cm_event_parts p;
 	struct cm_buf out = CM_BUF_INIT;
 	struct cm_err err;
 
-	for (size_t i = 0; i <= size && n < 5; i++) {
-		if (i == size || data[i] == 0x1f) {
-			part[n] = (const char *)data + start;
-			plen[n++] = i - start;
-			start = i + 1;
-		}
-	}
-	if (n < 3)
+	if (!fuzz_parts(data, size, &p))
 		return;
-	memset(&p, 0, sizeof(p));
-	p.id = plen[0] ? part[0] : NULL;
-	p.id_len = plen[0];
-	p.type = part[1];
-	p.type_len = plen[1];
-	p.user = part[2];
-	p.user_len = plen[2];
-	if (n > 3 && plen[3]) {
-		p.time = part[3];
-		p.time_len = plen[3];
-	}
+	p.props = NULL;
 	if (cm_event_build(&p, (const char *)data, size, NOW, &out, &err) == 0)
 		check_canonical(out.data, out.len);
 	cm_buf_release(&out);

@@ -29,7 +29,7 @@ static const char *const events[] = {
     "\"occurred_at\":\"2026-01-01T00:00:00.5+02:00\",\"properties\":{\"amount\":\"5\","
     "\"country\":null,\"referrer\":\"https://t.co/x\"},\"_stream_id\":\"1-0\"}",
     "{\"event_id\":\"e-3\",\"event_type\":\"a\",\"user_id\":\"u\","
-    "\"occurred_at\":\"1999-12-31T23:59:59Z\",\"properties\":[1,2,3]}",
+    "\"occurred_at\":\"1999-12-31T23:59:59Z\",\"properties\":{\"list\":[1,2,3]}}",
 };
 
 /* Counts problems and checks that each is one non-empty line. */

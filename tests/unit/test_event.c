@@ -1,6 +1,7 @@
 /* Tests for event.c: every rule of CONTRACT 1.1 with the field named in the
  * message, the Segment and CloudEvents shapes, time normalisation, derived
- * ids, "_" keys, the check of canonical events and the builder for CSV. */
+ * ids, "_" keys, the validators of events and match lines (and what
+ * PostgreSQL cannot store, at its exact boundaries) and the builder for CSV. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -144,6 +145,9 @@ static void test_time(void **state)
 	T("2026-11-27t10:15:00z", "2026-11-27T10:15:00Z");
 	T("2024-02-29T23:59:59.001Z", "2024-02-29T23:59:59.001Z");
 	T("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00Z");
+	/* a leap second is the next minute's first, also when written canonically */
+	T("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z");
+	T("2016-12-31T23:59:60.500Z", "2017-01-01T00:00:00.500Z");
 #undef T
 	bad(E1 "\"occurred_at\":\"yesterday\"}",
 	    "field 'occurred_at': expected an RFC 3339 time, got \"yesterday\"");
@@ -274,14 +278,15 @@ static void test_properties(void **state)
 
 static void test_unknown_and_meta(void **state)
 {
-	bad(E1 "\"amount\":5}", "unknown key 'amount': event data belongs under 'properties' (or "
-	                        "map the record with cm-ingest --jq)");
-	bad(E1 "\"event\":\"x\"}", "unknown key 'event': event data belongs under 'properties' (or "
-	                           "map the record with cm-ingest --jq)");
+	bad(E1 "\"amount\":5}",
+	    "field 'amount': unknown key; event data belongs under 'properties' "
+	    "(or map the record with cm-ingest --jq)");
+	bad(E1 "\"event\":\"x\"}", "field 'event': unknown key; event data belongs under "
+	                           "'properties' (or map the record with cm-ingest --jq)");
 	bad(E1 "\"matches\":[]}",
-	    "unknown key 'matches': event data belongs under 'properties' (or "
+	    "field 'matches': unknown key; event data belongs under 'properties' (or "
 	    "map the record with cm-ingest --jq)");
-	bad(E1 "\"user_id\":\"v\"}", "duplicate key 'user_id'");
+	bad(E1 "\"user_id\":\"v\"}", "field 'user_id': duplicate key");
 	bad("[1,2]", "expected a JSON object, got an array");
 	bad("\"x\"", "expected a JSON object, got \"x\"");
 	/* "_" keys are kept verbatim, in order, after the canonical ones */
@@ -398,11 +403,13 @@ static void test_check(void **state)
 	assert_int_equal(check(E1 "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{},"
 	                          "\"x\":1}"),
 	                 -1);
-	assert_string_equal(err_text, "unknown key 'x'");
+	assert_string_equal(err_text,
+	                    "field 'x': unknown key (event data belongs under 'properties')");
 	assert_int_equal(check(E1 "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{},"
 	                          "\"type\":\"track\"}"),
 	                 -1);
-	assert_string_equal(err_text, "unknown key 'type'");
+	assert_string_equal(err_text,
+	                    "field 'type': unknown key (event data belongs under 'properties')");
 	assert_int_equal(check(E1 "\"occurred_at\":\"2026-11-27\",\"properties\":{}}"), -1);
 	assert_string_equal(err_text,
 	                    "field 'occurred_at': expected an RFC 3339 time, got \"2026-11-27\"");
@@ -613,6 +620,516 @@ static void test_type_ok(void **state)
 	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 65));
 }
 
+/* Runs validator fn (cm_event_validate and the like) on json; returns its
+ * result, the message in err_text, the view in *v. */
+static int validate_with(int (*fn)(const struct cm_jdoc *, uint32_t, struct cm_event_view *,
+                                   struct cm_err *),
+                         const char *json, size_t len, struct cm_event_view *v)
+{
+	struct cm_jdoc d;
+	struct cm_err err;
+	int rc;
+
+	err_text[0] = 0;
+	cm_jdoc_init(&d, 64);
+	if (cm_json_parse(&d, json, len, &err) != 0)
+		fail_msg("%.200s: %s", json, err.msg);
+	rc = fn(&d, 0, v, &err);
+	if (rc)
+		snprintf(err_text, sizeof(err_text), "%s", err.msg);
+	cm_jdoc_release(&d);
+	return rc;
+}
+
+/* Asserts that cm_event_validate accepts json. */
+static void valid(const char *json)
+{
+	struct cm_event_view v;
+
+	if (validate_with(cm_event_validate, json, strlen(json), &v))
+		fail_msg("%.300s: %s", json, err_text);
+}
+
+/* Asserts that cm_event_validate refuses json with exactly the message want. */
+static void invalid(const char *json, const char *want)
+{
+	struct cm_event_view v;
+
+	if (validate_with(cm_event_validate, json, strlen(json), &v) == 0)
+		fail_msg("%.300s: accepted", json);
+	assert_string_equal(err_text, want);
+}
+
+#define EV0 "{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\","
+#define EVT EV0 "\"occurred_at\":\"2026-11-27T10:15:00Z\","
+/* An event whose properties are P, and one with more top-level members M. */
+#define WITH_PROPS(p) EVT "\"properties\":" p "}"
+#define WITH(m)       EVT "\"properties\":{}," m "}"
+
+static void test_validate_view(void **state)
+{
+	static const char line[] =
+	    "{\"_stream_id\":\"1-2\",\"event_id\":\"e-1\",\"event_type\":\"\\u0062uy\","
+	    "\"user_id\":\"u\",\"occurred_at\":\"2026-11-27T11:15:00.5+01:00\",\"properties\":{"
+	    "\"a\":1},"
+	    "\"matches\":[{\"campaign_id\":7}]}";
+	struct cm_event_view v;
+	struct cm_jdoc d;
+	struct cm_err err;
+
+	cm_jdoc_init(&d, 0);
+	assert_int_equal(cm_json_parse(&d, line, strlen(line), &err), 0);
+	assert_int_equal(cm_event_validate(&d, 0, &v, &err), 0);
+	assert_false(v.is_match);
+	assert_true(v.has_meta);
+	assert_true(cm_json_str_eq(&d, v.id, "e-1", 3));
+	assert_true(cm_json_str_eq(&d, v.id - 1, "event_id", 8));
+	assert_true(cm_json_str_eq(&d, v.user, "u", 1));
+	assert_true(cm_json_str_eq(&d, v.type - 1, "event_type", 10));
+	assert_true(cm_json_str_eq(&d, v.time - 1, "occurred_at", 11));
+	assert_int_equal(d.tok[v.props].type, CM_JOBJ);
+	assert_true(cm_json_str_eq(&d, v.props - 1, "properties", 10));
+	assert_int_equal(d.tok[v.matches].type, CM_JARR);
+	assert_true(cm_json_str_eq(&d, v.matches - 1, "matches", 7));
+	assert_int_equal(v.campaign, CM_JNONE);
+	assert_string_equal(v.type_text, "buy");
+	assert_int_equal(v.type_len, 3);
+	assert_int_equal(v.occurred_ms, NOW + 500);
+	assert_int_equal(v.root, 0);
+	/* without matches and "_" keys */
+	assert_int_equal(
+	    validate_with(cm_event_validate, WITH_PROPS("{}"), strlen(WITH_PROPS("{}")), &v), 0);
+	assert_int_equal(v.matches, CM_JNONE);
+	assert_false(v.has_meta);
+	cm_jdoc_release(&d);
+}
+
+static void test_validate_fields(void **state)
+{
+	invalid("{\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"2026-11-27T10:15:00Z\","
+	        "\"properties\":{}}",
+	        "field 'event_id': missing (required)");
+	invalid(EV0 "\"occurred_at\":\"2026-11-27T10:15:00Z\"}",
+	        "field 'properties': missing (required)");
+	invalid(WITH_PROPS("null"), "field 'properties': expected an object, got null");
+	invalid(WITH_PROPS("[1,2]"), "field 'properties': expected an object, got an array");
+	invalid("{\"event_id\":null,\"event_type\":\"t\",\"user_id\":\"u\","
+	        "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+	        "field 'event_id': expected a string, got null");
+	invalid(EV0 "\"occurred_at\":null,\"properties\":{}}",
+	        "field 'occurred_at': expected an RFC 3339 time, got null");
+	invalid(WITH("\"extra\":5"), "field 'extra': unknown key (event data belongs under "
+	                             "'properties')");
+	invalid(WITH("\"campaign_id\":5"), "field 'campaign_id': unknown key (event data belongs "
+	                                   "under 'properties')");
+	invalid(WITH("\"messageId\":\"m\""), "field 'messageId': unknown key (event data belongs "
+	                                     "under 'properties')");
+	invalid(WITH("\"event_id\":\"f\""), "field 'event_id': duplicate key");
+	/* "_" keys may be anything */
+	valid(WITH("\"_x\":[1,{\"y\":null}],\"_\":1,\"\\u005fz\":\"s\""));
+	/* the lengths are those of the decoded text */
+	{
+		char line[1024], id[400];
+
+		memset(id, 'i', 128);
+		id[128] = 0;
+		snprintf(line, sizeof(line),
+		         "{\"event_id\":\"%s\",\"event_type\":\"t\",\"user_id\":\"%s\","
+		         "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+		         id, id);
+		valid(line);
+		/* 64 x "\u00e9" is 384 bytes as written, 128 decoded */
+		id[0] = 0;
+		for (int i = 0; i < 64; i++)
+			strcat(id, "\\u00e9");
+		snprintf(line, sizeof(line),
+		         "{\"event_id\":\"%s\",\"event_type\":\"t\",\"user_id\":\"u\","
+		         "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+		         id);
+		valid(line);
+		strcat(id, "x");
+		snprintf(line, sizeof(line),
+		         "{\"event_id\":\"%s\",\"event_type\":\"t\",\"user_id\":\"u\","
+		         "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+		         id);
+		invalid(line, "field 'event_id': expected a string of 1-128 bytes, got 129 bytes");
+	}
+}
+
+static void test_validate_matches(void **state)
+{
+	valid(WITH("\"matches\":[]"));
+	valid(WITH("\"matches\":[{\"campaign_id\":1},{\"campaign_id\":9223372036854775807}]"));
+	valid(WITH("\"matches\":[{\"campaign_id\":7,\"outcome\":\"holdout\",\"variant\":\"B\"},"
+	           "{\"outcome\":\"capped\",\"campaign_id\":8},{\"campaign_id\":9,\"outcome\":"
+	           "\"matched\"}]"));
+	invalid(WITH("\"matches\":{}"), "field 'matches': expected an array, got an object");
+	invalid(WITH("\"matches\":null"), "field 'matches': expected an array, got null");
+	invalid(WITH("\"matches\":[7]"),
+	        "field 'matches[0]': expected an object such as {\"campaign_id\":7}, got 7");
+	invalid(WITH("\"matches\":[{\"campaign_id\":1},{}]"),
+	        "field 'matches[1].campaign_id': missing (required)");
+#define CID(v, got)                                                                                \
+	invalid(WITH("\"matches\":[{\"campaign_id\":" v "}]"),                                     \
+	        "field 'matches[0].campaign_id': expected an integer campaign id from 1 to "       \
+	        "9223372036854775807, got " got)
+	CID("0", "0");
+	CID("-1", "-1");
+	CID("1.0", "1.0");
+	CID("1e2", "1e2");
+	CID("\"7\"", "\"7\"");
+	CID("null", "null");
+	CID("9223372036854775808", "9223372036854775808");
+	CID("10000000000000000000", "10000000000000000000");
+#undef CID
+	invalid(WITH("\"matches\":[{\"campaign_id\":1,\"outcome\":\"sent\"}]"),
+	        "field 'matches[0].outcome': expected \"matched\", \"holdout\" or \"capped\", got "
+	        "\"sent\"");
+	invalid(WITH("\"matches\":[{\"campaign_id\":1,\"variant\":3}]"),
+	        "field 'matches[0].variant': expected a string, got 3");
+	invalid(WITH("\"matches\":[{\"campaign_id\":1,\"variant\":\"\"}]"),
+	        "field 'matches[0].variant': expected a string of 1-128 bytes, got \"\"");
+	invalid(
+	    WITH("\"matches\":[{\"campaign_id\":1,\"why\":1}]"),
+	    "field 'matches[0].why': unknown key (a match has campaign_id, outcome and variant)");
+	invalid(WITH("\"matches\":[{\"campaign_id\":1,\"campaign_id\":2}]"),
+	        "field 'matches[0].campaign_id': duplicate key");
+}
+
+static void test_validate_nul(void **state)
+{
+	/* in every place a string or a key can be */
+	invalid(WITH_PROPS("{\"a\":\"x\\u0000\"}"),
+	        "field 'properties.a': must not contain NUL (\\u0000), got \"x\\u0000\"");
+	invalid(WITH_PROPS("{\"a\":{\"b\":[1,[\"\\u0000\"]]}}"),
+	        "field 'properties.a.b[1][0]': must not contain NUL (\\u0000), got \"\\u0000\"");
+	invalid(WITH_PROPS("{\"a\\u0000b\":1}"),
+	        "field 'properties.a\\u0000b': a key must not contain NUL (\\u0000)");
+	invalid(WITH_PROPS("{\"a\":{\"\\u0000\":1}}"),
+	        "field 'properties.a.\\u0000': a key must not contain NUL (\\u0000)");
+	invalid(WITH("\"_m\":{\"x\":\"\\u0000\"}"),
+	        "field '_m.x': must not contain NUL (\\u0000), got \"\\u0000\"");
+	invalid(WITH("\"_\\u0000\":1"), "field '_\\u0000': a key must not contain NUL (\\u0000)");
+	invalid(WITH("\"matches\":[{\"campaign_id\":1,\"variant\":\"\\u0000\"}]"),
+	        "field 'matches[0].variant': must not contain NUL (\\u0000), got \"\\u0000\"");
+	invalid("{\"event_id\":\"\\u0000\",\"event_type\":\"t\",\"user_id\":\"u\","
+	        "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+	        "field 'event_id': must not contain NUL (\\u0000), got \"\\u0000\"");
+	invalid("{\"event_id\":\"e\",\"event_type\":\"t\\u0000\",\"user_id\":\"u\","
+	        "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+	        "field 'event_type': expected 1-64 bytes of [A-Za-z0-9_.:-], got \"t\\u0000\"");
+	invalid(
+	    EV0 "\"occurred_at\":\"2026-11-27T10:15:00Z\\u0000\",\"properties\":{}}",
+	    "field 'occurred_at': expected an RFC 3339 time, got \"2026-11-27T10:15:00Z\\u0000\"");
+	/* an escaped backslash before "u0000" is no NUL */
+	valid(WITH_PROPS("{\"a\":\"\\\\u0000\"}"));
+	/* a long key is cut in the message */
+	invalid(WITH_PROPS(
+	            "{\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\":\"\\u0000\"}"),
+	        "field 'properties.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...': must not contain "
+	        "NUL (\\u0000), got \"\\u0000\"");
+}
+
+static void test_validate_surrogates(void **state)
+{
+	valid(WITH_PROPS(
+	    "{\"smile\":\"\\ud83d\\ude00\",\"max\":\"\\udbff\\udfff\",\"k\\uD83D\\uDE00\":1}"));
+	valid(WITH_PROPS("{\"raw\":\"\xf0\x9f\x98\x80\",\"bmp\":\"\\uffff\\ufffe\"}"));
+	invalid(
+	    WITH_PROPS("{\"a\":\"\\ud800\"}"),
+	    "field 'properties.a': unpaired surrogate escape (\\uD800-\\uDFFF), got \"\\ud800\"");
+	invalid(
+	    WITH_PROPS("{\"a\":\"\\uDC00x\"}"),
+	    "field 'properties.a': unpaired surrogate escape (\\uD800-\\uDFFF), got \"\\uDC00x\"");
+	invalid(WITH_PROPS("{\"a\":[\"\\ud800\\u0041\"]}"),
+	        "field 'properties.a[0]': unpaired surrogate escape (\\uD800-\\uDFFF), got "
+	        "\"\\ud800\\u0041\"");
+	invalid(WITH_PROPS("{\"\\udfff\":1}"), "field 'properties.\\udfff': a key must not contain "
+	                                       "an unpaired surrogate escape (\\uD800-\\uDFFF)");
+	invalid("{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"\\ud800\","
+	        "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}",
+	        "field 'user_id': unpaired surrogate escape (\\uD800-\\uDFFF), got \"\\ud800\"");
+}
+
+/* Asserts that the number text num is accepted (ok) or refused in properties. */
+static void number(const char *num, int ok)
+{
+	size_t n = strlen(num);
+	char *line = malloc(n + 200);
+	struct cm_event_view v;
+	int rc;
+
+	assert_non_null(line);
+	n = (size_t)sprintf(line, EVT "\"properties\":{\"n\":%s}}", num);
+	rc = validate_with(cm_event_validate, line, n, &v);
+	if (ok && rc)
+		fail_msg("%.60s (%zu bytes) refused: %s", num, strlen(num), err_text);
+	if (!ok && !rc)
+		fail_msg("%.60s (%zu bytes) accepted", num, strlen(num));
+	if (!ok && strncmp(err_text,
+	                   "field 'properties.n': number out of the range PostgreSQL can store (at "
+	                   "most 131072 digits before the decimal point and 16383 after it, the "
+	                   "exponent applied), got ",
+	                   150))
+		fail_msg("%s", err_text);
+	free(line);
+}
+
+/* prefix, n digits (a 1 and zeros; the 1 first when lead, else last), suffix. */
+static char *digits(size_t n, int lead, const char *prefix, const char *suffix)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix);
+	char *s = malloc(pl + n + sl + 1);
+
+	assert_non_null(s);
+	memcpy(s, prefix, pl);
+	memset(s + pl, '0', n);
+	s[lead ? pl : pl + n - 1] = '1';
+	memcpy(s + pl + n, suffix, sl + 1);
+	return s;
+}
+
+static void test_validate_numbers(void **state)
+{
+	/* the boundaries found against PostgreSQL 15 (see event.h) */
+	number("1e400", 1);
+	number("-0", 1);
+	number("1e131071", 1);
+	number("9.999e131071", 1);
+	number("1e131072", 0);
+	number("10e131071", 0);
+	number("0.1e131072", 1);
+	number("0.1e131073", 0);
+	number("1e-16383", 1);
+	number("1e-16384", 0);
+	number("1.5e-16383", 0);
+	number("0e-16383", 1);
+	number("0e-16384", 0);
+	number("0.0e131072", 1);
+	number("0e1073741822", 1);
+	number("0e1073741823", 0);
+	number("0e-1073741822", 0); /* its scale is too large */
+	number("1e1073741822", 0);
+	number("1e99999999999999999999", 0);
+	number("1e0000000000000000000005", 1);
+	number("1E+00131071", 1);
+	/* long digit strings: 131072 digits before the point, 16383 after */
+	{
+		char *a = digits(131072, 1, "", ""), *b = digits(131073, 1, "", "");
+		char *c = digits(16383, 0, "0.", ""), *e = digits(16384, 0, "0.", "");
+		char *f = digits(16383, 0, "-1.", "e0"), *g = digits(131073, 1, "", "e-1");
+
+		number(a, 1);
+		number(b, 0);
+		number(c, 1);
+		number(e, 0);
+		number(f, 1);
+		number(g, 1);
+		free(a);
+		free(b);
+		free(c);
+		free(e);
+		free(f);
+		free(g);
+	}
+	/* in matches and "_" keys too: one rule for every number of the line */
+	invalid(WITH("\"_n\":[1e-99999]"),
+	        "field '_n[0]': number out of the range PostgreSQL can "
+	        "store (at most 131072 digits before the decimal point "
+	        "and 16383 after it, the exponent applied), got 1e-99999");
+}
+
+static void test_validate_times(void **state)
+{
+	valid(EV0 "\"occurred_at\":\"0001-01-01T00:00:00Z\",\"properties\":{}}");
+	valid(EV0 "\"occurred_at\":\"9999-12-31T23:59:59.999Z\",\"properties\":{}}");
+	valid(EV0 "\"occurred_at\":\"0001-01-01T05:30:00+05:30\",\"properties\":{}}");
+	valid(EV0 "\"occurred_at\":\"9999-12-31T11:59:59-12:00\",\"properties\":{}}");
+	invalid(EV0 "\"occurred_at\":\"0001-01-01T00:00:00+01:00\",\"properties\":{}}",
+	        "field 'occurred_at': \"0001-01-01T00:00:00+01:00\" is outside the years 0001-9999 "
+	        "once in UTC (from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)");
+	invalid(EV0 "\"occurred_at\":\"9999-12-31T23:59:60Z\",\"properties\":{}}",
+	        "field 'occurred_at': \"9999-12-31T23:59:60Z\" is outside the years 0001-9999 once "
+	        "in UTC (from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)");
+	invalid(EV0 "\"occurred_at\":\"0000-06-01T00:00:00Z\",\"properties\":{}}",
+	        "field 'occurred_at': \"0000-06-01T00:00:00Z\" is outside the years 0001-9999 once "
+	        "in UTC (from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)");
+	invalid(EV0 "\"occurred_at\":\"10000-01-01T00:00:00Z\",\"properties\":{}}",
+	        "field 'occurred_at': expected an RFC 3339 time, got \"10000-01-01T00:00:00Z\"");
+	/* normalising refuses them under the input's name */
+	bad("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\","
+	    "\"timestamp\":\"9999-12-31T23:00:00-01:00\"}",
+	    "field 'timestamp': \"9999-12-31T23:00:00-01:00\" is outside the years 0001-9999 once "
+	    "in UTC (from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)");
+	ok(E1 "\"occurred_at\":\"0001-01-01T05:30:00+05:30\"}",
+	   E1 "\"occurred_at\":\"0001-01-01T00:00:00Z\",\"properties\":{}}");
+	ok(E1 "\"occurred_at\":\"9999-12-31T11:59:59.999-12:00\"}",
+	   E1 "\"occurred_at\":\"9999-12-31T23:59:59.999Z\",\"properties\":{}}");
+}
+
+static void test_match_lines(void **state)
+{
+#define ML "{\"campaign_id\":7,\"event_id\":\"e\",\"user_id\":\"u\",\"event_type\":\"t\","
+	static const char good[] =
+	    ML "\"occurred_at\":\"2026-11-27T11:15:00+01:00\","
+	       "\"outcome\":\"matched\",\"variant\":\"A\",\"_stream_id\":\"1-0\"}";
+	struct cm_event_view v;
+
+	assert_int_equal(validate_with(cm_match_validate, good, strlen(good), &v), 0);
+	assert_true(v.is_match);
+	assert_int_equal(v.campaign_id, 7);
+	assert_int_equal(v.occurred_ms, NOW);
+	assert_true(v.has_meta);
+	assert_int_not_equal(v.outcome, CM_JNONE);
+	assert_int_not_equal(v.variant, CM_JNONE);
+	assert_int_equal(v.props, CM_JNONE);
+	/* cm_record_validate tells the two apart */
+	assert_int_equal(validate_with(cm_record_validate, good, strlen(good), &v), 0);
+	assert_true(v.is_match);
+	assert_int_equal(
+	    validate_with(cm_record_validate, WITH_PROPS("{}"), strlen(WITH_PROPS("{}")), &v), 0);
+	assert_false(v.is_match);
+	/* and an event is not a match line, nor the other way round */
+	assert_int_equal(
+	    validate_with(cm_match_validate, WITH_PROPS("{}"), strlen(WITH_PROPS("{}")), &v), -1);
+	assert_string_equal(err_text, "field 'properties': unknown key (a match line has "
+	                              "campaign_id, event_id, user_id, event_type, occurred_at, "
+	                              "outcome and variant)");
+	assert_int_equal(validate_with(cm_event_validate, good, strlen(good), &v), -1);
+	assert_string_equal(err_text, "field 'campaign_id': unknown key (event data belongs under "
+	                              "'properties')");
+#define BADML(line, want)                                                                          \
+	do {                                                                                       \
+		assert_int_equal(validate_with(cm_record_validate, line, strlen(line), &v), -1);   \
+		assert_string_equal(err_text, want);                                               \
+	} while (0)
+	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"x\":1}",
+	      "field 'x': unknown key (a match line has campaign_id, event_id, user_id, "
+	      "event_type, occurred_at, outcome and variant)");
+	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"matches\":[]}",
+	      "field 'matches': unknown key (a match line has campaign_id, event_id, user_id, "
+	      "event_type, occurred_at, outcome and variant)");
+	BADML("{\"campaign_id\":\"7\",\"event_id\":\"e\"}",
+	      "field 'campaign_id': expected an integer campaign id from 1 to 9223372036854775807, "
+	      "got \"7\"");
+	BADML(
+	    ML "\"occurred_at\":\"0000-12-31T00:00:00Z\"}",
+	    "field 'occurred_at': \"0000-12-31T00:00:00Z\" is outside the years 0001-9999 once in "
+	    "UTC (from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)");
+	BADML("{\"campaign_id\":7,\"user_id\":\"u\",\"event_type\":\"t\","
+	      "\"occurred_at\":\"2026-11-27T10:15:00Z\"}",
+	      "field 'event_id': missing (required)");
+	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"outcome\":\"x\"}",
+	      "field 'outcome': expected \"matched\", \"holdout\" or \"capped\", got \"x\"");
+	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"_m\":\"\\u0000\"}",
+	      "field '_m': must not contain NUL (\\u0000), got \"\\u0000\"");
+#undef BADML
+#undef ML
+}
+
+/* The parse-and-validate entries of the tools. */
+static void test_parse_entries(void **state)
+{
+	struct cm_jdoc d;
+	struct cm_event_view v;
+	struct cm_err err;
+	static const char ev[] = WITH_PROPS("{}");
+
+	cm_jdoc_init(&d, 0);
+	assert_int_equal(cm_event_parse(&d, ev, strlen(ev), &v, &err), 0);
+	assert_int_equal(cm_record_parse(&d, ev, strlen(ev), &v, &err), 0);
+	assert_int_equal(cm_event_parse(&d, "{", 1, &v, &err), -1);
+	assert_string_equal(err.msg, "invalid JSON: byte 2: expected '\"' to start a member name, "
+	                             "found end of input");
+	assert_int_equal(cm_record_parse(&d, "7", 1, &v, &err), -1);
+	assert_string_equal(err.msg, "expected a JSON object, got 7");
+	cm_jdoc_release(&d);
+}
+
+/* Normalising checks every part it copies, under the input's names, and
+ * ignores what it drops. */
+static void test_normalize_storable(void **state)
+{
+	bad("{\"specversion\":\"1.0\",\"id\":\"c\",\"type\":\"t\",\"subject\":\"s\","
+	    "\"data\":{\"x\":[\"\\u0000\"]}}",
+	    "field 'data.x[0]': must not contain NUL (\\u0000), got \"\\u0000\"");
+	bad("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\",\"properties\":{\"n\":1e-20000}}",
+	    "field 'properties.n': number out of the range PostgreSQL can store (at most 131072 "
+	    "digits before the decimal point and 16383 after it, the exponent applied), got "
+	    "1e-20000");
+	bad("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\\udc00\"}",
+	    "field 'userId': unpaired surrogate escape (\\uD800-\\uDFFF), got \"u\\udc00\"");
+	bad("{\"type\":\"track\",\"messageId\":\"m\\u0000\",\"event\":\"x\",\"userId\":\"u\"}",
+	    "field 'messageId': must not contain NUL (\\u0000), got \"m\\u0000\"");
+	bad("{\"event_type\":\"a\",\"user_id\":\"u\",\"_meta\":{\"k\":\"\\ud800\"}}",
+	    "field '_meta.k': unpaired surrogate escape (\\uD800-\\uDFFF), got \"\\ud800\"");
+	bad("{\"event_type\":\"a\",\"user_id\":\"u\",\"\\u0000\":1}",
+	    "field '\\u0000': unknown key; event data belongs under 'properties' (or map the "
+	    "record with cm-ingest --jq)");
+	/* Segment's and CloudEvents' other keys are not copied, so not checked */
+	ok("{\"type\":\"track\",\"messageId\":\"m\",\"event\":\"x\",\"userId\":\"u\","
+	   "\"context\":{\"ip\":\"\\u0000\",\"n\":1e999999}}",
+	   "{\"event_id\":\"m\",\"event_type\":\"x\",\"user_id\":\"u\",\"occurred_at\":"
+	   "\"2026-11-27T10:15:00Z\",\"properties\":{}}");
+	/* what it writes, every validator accepts */
+	ok("{\"event_type\":\"a\",\"user_id\":\"u\",\"properties\":{\"big\":1e400,\"z\":-0,"
+	   "\"s\":\"\\ud83d\\ude00\\\\u0000\"},\"_m\":1e131071}",
+	   "{\"event_id\":\"ev-4c461d2f7f1280f2554db030d37da0ac\",\"event_type\":\"a\",\"user_id\":"
+	   "\"u\",\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"big\":1e400,\"z\":-0,"
+	   "\"s\":\"\\ud83d\\ude00\\\\u0000\"},\"_m\":1e131071}");
+	valid(out_text);
+}
+
+/* The builder gives the line it built the checks every event gets. */
+static void test_build_storable(void **state)
+{
+	struct cm_event_parts p;
+	struct cm_jdoc d;
+
+	memset(&p, 0, sizeof(p));
+	p.type = "t";
+	p.type_len = 1;
+	p.user = "u";
+	p.user_len = 1;
+	p.props = "{\"note\":\"a\\u0000b\"}";
+	p.props_len = strlen(p.props);
+	assert_int_equal(build(&p, "abc"), -1);
+	assert_string_equal(
+	    err_text, "field 'properties.note': must not contain NUL (\\u0000), got \"a\\u0000b\"");
+	p.props = "{\"n\":1e131072}";
+	p.props_len = strlen(p.props);
+	assert_int_equal(build(&p, "abc"), -1);
+	assert_non_null(strstr(err_text, "field 'properties.n': number out of the range"));
+	p.props = "{\"n\":";
+	p.props_len = strlen(p.props);
+	assert_int_equal(build(&p, "abc"), -1);
+	assert_non_null(strstr(err_text, "field 'properties': not valid JSON: byte "));
+	/* a text that is not one object cannot add keys to the event */
+	p.props = "{},\"_x\":1";
+	p.props_len = strlen(p.props);
+	assert_int_equal(build(&p, "abc"), -1);
+	assert_string_equal(err_text,
+	                    "field 'properties': not valid JSON: byte 3: expected the end "
+	                    "of input after the JSON value, found ','");
+	p.props = NULL;
+	p.time = "0001-01-01T00:00:00+00:01";
+	p.time_len = strlen(p.time);
+	assert_int_equal(build(&p, "abc"), -1);
+	assert_string_equal(err_text,
+	                    "field 'occurred_at': \"0001-01-01T00:00:00+00:01\" is outside "
+	                    "the years 0001-9999 once in UTC (from 0001-01-01T00:00:00Z to "
+	                    "9999-12-31T23:59:59.999Z)");
+	/* with a document of the caller's */
+	cm_jdoc_init(&d, 0);
+	p.doc = &d;
+	p.time = NULL;
+	p.props = "{\"ok\":1e400}";
+	p.props_len = strlen(p.props);
+	assert_int_equal(build(&p, "abc"), 0);
+	valid(out_text);
+	cm_jdoc_release(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -635,6 +1152,17 @@ int main(void)
 	    cmocka_unit_test(test_put_str),
 	    cmocka_unit_test(test_put_str_every_byte),
 	    cmocka_unit_test(test_type_ok),
+	    cmocka_unit_test(test_validate_view),
+	    cmocka_unit_test(test_validate_fields),
+	    cmocka_unit_test(test_validate_matches),
+	    cmocka_unit_test(test_validate_nul),
+	    cmocka_unit_test(test_validate_surrogates),
+	    cmocka_unit_test(test_validate_numbers),
+	    cmocka_unit_test(test_validate_times),
+	    cmocka_unit_test(test_match_lines),
+	    cmocka_unit_test(test_parse_entries),
+	    cmocka_unit_test(test_normalize_storable),
+	    cmocka_unit_test(test_build_storable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

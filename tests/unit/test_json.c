@@ -999,6 +999,92 @@ static void write_is(const char *s, const char *want)
 	cm_jdoc_release(&r);
 }
 
+/* The flags of token t after parsing text (which must parse). */
+static unsigned flags_of(const char *text, uint32_t t, uint32_t *doc_flags)
+{
+	struct cm_jdoc d;
+	struct cm_err err;
+	unsigned f;
+
+	cm_jdoc_init(&d, 0);
+	if (cm_json_parse(&d, text, strlen(text), &err) != 0)
+		fail_msg("%s: %s", text, err.msg);
+	f = d.tok[t].flags;
+	*doc_flags = d.flags;
+	cm_jdoc_release(&d);
+	return f;
+}
+
+static void test_flags(void **state)
+{
+	static const struct {
+		const char *text;
+		uint32_t tok;
+		unsigned want;
+	} cases[] = {
+	    {"\"plain\"", 0, 0},
+	    {"\"a\\nb\\u00e9\"", 0, 0},
+	    {"\"a\\u0000b\"", 0, CM_JF_NUL},
+	    {"{\"k\\u0000\":1}", 1, CM_JF_NUL},
+	    {"[\"x\",\"\\u0000\"]", 2, CM_JF_NUL},
+	    /* surrogates: a pair is fine, anything else is unpaired */
+	    {"\"\\ud83d\\ude00\"", 0, 0},
+	    {"\"\\uD83D\\uDE00\"", 0, 0},
+	    {"\"\\udbff\\udfff\"", 0, 0},
+	    {"\"\\ud800\"", 0, CM_JF_SURROGATE},
+	    {"\"\\udc00\"", 0, CM_JF_SURROGATE},
+	    {"\"\\ud800x\"", 0, CM_JF_SURROGATE},
+	    {"\"\\ud800\\u0041\"", 0, CM_JF_SURROGATE},
+	    {"\"\\ud800\\ud800\\udc00\"", 0, CM_JF_SURROGATE},
+	    {"\"\\udc00\\ud800\"", 0, CM_JF_SURROGATE},
+	    {"\"\\ud800\\\\udc00\"", 0, CM_JF_SURROGATE},
+	    {"\"\\u0000\\ud800\"", 0, CM_JF_NUL | CM_JF_SURROGATE},
+	    /* numbers: a short text with an exponent of up to 4 digits is plain */
+	    {"1e400", 0, 0},
+	    {"-1.5E-9999", 0, 0},
+	    {"1e10000", 0, CM_JF_BIGNUM},
+	    {"1e00001", 0, CM_JF_BIGNUM},
+	    {"[1,2e+12345]", 2, CM_JF_BIGNUM},
+	    {"true", 0, 0},
+	};
+	uint32_t df;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned f = flags_of(cases[i].text, cases[i].tok, &df);
+
+		if (f != cases[i].want || df != cases[i].want)
+			fail_msg("%s: flags %u, document %u, want %u", cases[i].text, f,
+			         (unsigned)df, cases[i].want);
+	}
+	/* the length bound, and that the document is the union of its tokens */
+	{
+		char big[CM_JNUM_PLAIN_LEN + 8];
+
+		memset(big, '1', sizeof(big));
+		big[CM_JNUM_PLAIN_LEN] = 0;
+		assert_int_equal(flags_of(big, 0, &df), 0);
+		big[CM_JNUM_PLAIN_LEN] = '1';
+		big[CM_JNUM_PLAIN_LEN + 1] = 0;
+		assert_int_equal(flags_of(big, 0, &df), CM_JF_BIGNUM);
+	}
+	assert_int_equal(flags_of("{\"a\":\"\\u0000\",\"b\":1e99999}", 0, &df), 0);
+	assert_int_equal(df, CM_JF_NUL | CM_JF_BIGNUM);
+	/* a later parse into the same document starts afresh */
+	{
+		struct cm_jdoc d;
+		struct cm_err err;
+
+		cm_jdoc_init(&d, 0);
+		assert_int_equal(cm_json_parse(&d, "\"\\u0000\"", 8, &err), 0);
+		assert_int_equal(d.flags, CM_JF_NUL);
+		assert_int_equal(cm_json_parse(&d, "\"x\"", 3, &err), 0);
+		assert_int_equal(d.flags, 0);
+		assert_int_equal(cm_json_parse(&d, "[\"\\u0000\",", 11, &err), -1);
+		assert_int_equal(d.flags, 0);
+		cm_jdoc_release(&d);
+	}
+}
+
 static void test_write(void **state)
 {
 	struct cm_jdoc d;
@@ -1045,7 +1131,7 @@ int main(void)
 	    cmocka_unit_test(test_escapes),       cmocka_unit_test(test_str_misuse),
 	    cmocka_unit_test(test_numbers),       cmocka_unit_test(test_get_at_lookup),
 	    cmocka_unit_test(test_jpath),         cmocka_unit_test(test_equal),
-	    cmocka_unit_test(test_write),
+	    cmocka_unit_test(test_write),         cmocka_unit_test(test_flags),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

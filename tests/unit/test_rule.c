@@ -116,7 +116,8 @@ static int match(struct cm_ruleset *s, const char *event, int64_t *ids, size_t m
 }
 
 /* Does the single condition where hold on an event whose extra members
- * are members ("properties":{...} and so on)? */
+ * are members ("properties":{...} and so on; "properties":{} when members
+ * has none)? */
 static int holds(const char *where, const char *members)
 {
 	char camp[4096], event[4096];
@@ -129,8 +130,8 @@ static int holds(const char *where, const char *members)
 	         where);
 	snprintf(event, sizeof(event),
 	         "{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\","
-	         "\"occurred_at\":\"2026-01-01T00:00:00Z\"%s%s}",
-	         *members ? "," : "", members);
+	         "\"occurred_at\":\"2026-01-01T00:00:00Z\",%s}",
+	         *members ? members : "\"properties\":{}");
 	s = load_ok(camp);
 	n = match(s, event, ids, 4);
 	cm_ruleset_free(s);
@@ -602,7 +603,8 @@ static void test_window(void **state)
 	            "{\"id\":3,\"name\":\"from\",\"status\":\"active\","
 	            "\"starts_at\":\"2026-02-01T00:00:00Z\",\"rule\":{}}]");
 #define EV(t)                                                                                      \
-	"{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"" t "\"}"
+	"{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"" t          \
+	"\",\"properties\":{}}"
 	assert_int_equal(match(s, EV("2026-01-01T00:00:00Z"), ids, 4), 1);
 	assert_int_equal(ids[0], 1);
 	assert_int_equal(match(s, EV("2025-12-31T23:59:59.999Z"), ids, 4), 1);
@@ -637,7 +639,7 @@ static void test_types_status_order(void **state)
 	assert_int_equal(cm_ruleset_active(s), 3);
 #define TEV(t)                                                                                     \
 	"{\"event_id\":\"e\",\"event_type\":\"" t "\",\"user_id\":\"u\","                          \
-	"\"occurred_at\":\"2026-01-01T00:00:00Z\"}"
+	"\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}"
 	assert_int_equal(match(s, TEV("buy"), ids, 8), 3);
 	assert_int_equal(ids[0], 10);
 	assert_int_equal(ids[1], 20);
@@ -652,29 +654,37 @@ static void test_types_status_order(void **state)
 
 static void test_event_init(void **state)
 {
+	/* The messages are cm_event_validate's (the rules are tested in
+	 * test_event.c); here, that cm_rule_event_init applies them. */
 	static const struct {
 		const char *event, *msg;
 	} bad[] = {
-	    {"[1]", "expected a JSON object"},
-	    {"{\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\"}",
-	     "field 'event_id': missing"},
-	    {"{\"event_id\":\"\",\"event_type\":\"t\",\"user_id\":\"u\","
-	     "\"occurred_at\":\"2026-01-01T00:00:00Z\"}",
-	     "field 'event_id': expected a string of 1 to 128 bytes, not 0 bytes"},
+	    {"[1]", "expected a JSON object, got an array"},
+	    {"{\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\","
+	     "\"properties\":{}}",
+	     "field 'event_id': missing (required)"},
 	    {"{\"event_id\":1,\"event_type\":\"t\",\"user_id\":\"u\","
-	     "\"occurred_at\":\"2026-01-01T00:00:00Z\"}",
-	     "field 'event_id': expected a string of 1 to 128 bytes, not a number"},
-	    {"{\"event_id\":\"e\",\"user_id\":\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\"}",
-	     "field 'event_type': missing"},
+	     "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}",
+	     "field 'event_id': expected a string, got 1"},
 	    {"{\"event_id\":\"e\",\"event_type\":\"a b\",\"user_id\":\"u\","
+	     "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}",
+	     "field 'event_type': expected 1-64 bytes of [A-Za-z0-9_.:-], got \"a b\""},
+	    {"{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"soon\","
+	     "\"properties\":{}}",
+	     "field 'occurred_at': expected an RFC 3339 time, got \"soon\""},
+	    /* what cm-match let through before there was one validator */
+	    {"{\"event_id\":\"a\",\"event_type\":\"t\",\"user_id\":\"u\","
+	     "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":[1,2],\"extra\":5}",
+	     "field 'extra': unknown key (event data belongs under 'properties')"},
+	    {"{\"event_id\":\"a\",\"event_type\":\"t\",\"user_id\":\"u\","
+	     "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":[1,2]}",
+	     "field 'properties': expected an object, got an array"},
+	    {"{\"event_id\":\"a\",\"event_type\":\"t\",\"user_id\":\"u\","
 	     "\"occurred_at\":\"2026-01-01T00:00:00Z\"}",
-	     "field 'event_type': expected 1 to 64 bytes of [A-Za-z0-9_.:-]"},
-	    {"{\"event_id\":\"e\",\"event_type\":\"t\",\"occurred_at\":\"2026-01-01T00:00:00Z\"}",
-	     "field 'user_id': missing"},
-	    {"{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\"}",
-	     "field 'occurred_at': missing"},
-	    {"{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\",\"occurred_at\":\"soon\"}",
-	     "field 'occurred_at': expected an RFC 3339 time"},
+	     "field 'properties': missing (required)"},
+	    {"{\"event_id\":\"a\",\"event_type\":\"t\",\"user_id\":\"u\","
+	     "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{\"x\":\"a\\u0000b\"}}",
+	     "field 'properties.x': must not contain NUL (\\u0000), got \"a\\u0000b\""},
 	};
 	struct cm_jdoc d;
 	struct cm_buf scratch;
@@ -682,7 +692,8 @@ static void test_event_init(void **state)
 	struct cm_err err;
 	static const char good[] =
 	    "{\"_stream_id\":\"1-0\",\"\\u0065vent_id\":\"e\",\"event_type\":\"\\u0062uy\","
-	    "\"user_id\":\"u\",\"occurred_at\":\"2026-01-01T00:00:01.5Z\",\"matches\":[]}";
+	    "\"user_id\":\"u\",\"occurred_at\":\"2026-01-01T00:00:01.5Z\",\"properties\":{},"
+	    "\"matches\":[]}";
 
 	(void)state;
 	cm_jdoc_init(&d, 64);

@@ -62,12 +62,42 @@ static void test_parse_rejects(void **state)
 	assert_bad("2026-11-27T10:15:00+0200");
 	assert_bad("2026-11-27T10:15:00+24:00");
 	assert_bad("2026-11-27T10:15:00Zjunk");
-	assert_bad("0000-01-01T00:00:00Z");
 	assert_bad("2026-1a-27T10:15:00Z");
 	/* Leap years. */
 	parse_ok("2024-02-29T00:00:00Z");
 	parse_ok("2000-02-29T00:00:00Z");
 	assert_bad("1900-02-29T00:00:00Z");
+}
+
+/* Asserts that s is a valid time outside the years 0001-9999 in UTC. */
+static void assert_range(const char *s)
+{
+	int64_t ms = 42;
+
+	assert_int_equal(cm_time_parse(s, strlen(s), &ms), CM_TIME_RANGE);
+	assert_int_equal(ms, 42); /* untouched */
+}
+
+static void test_parse_range(void **state)
+{
+	/* the ends of the range, also reached through an offset */
+	assert_int_equal(parse_ok("0001-01-01T00:00:00Z"), CM_TIME_MIN_MS);
+	assert_int_equal(parse_ok("9999-12-31T23:59:59.999Z"), CM_TIME_MAX_MS);
+	assert_int_equal(parse_ok("9999-12-31T23:59:59.9999999Z"), CM_TIME_MAX_MS);
+	assert_int_equal(parse_ok("0001-01-01T05:30:00+05:30"), CM_TIME_MIN_MS);
+	assert_int_equal(parse_ok("9999-12-31T11:59:59.999-12:00"), CM_TIME_MAX_MS);
+	/* the year 0000 UTC is before them, also when 0001 is written */
+	assert_range("0000-01-01T00:00:00Z");
+	assert_range("0001-01-01T00:00:00+00:01");
+	assert_range("0001-01-01T05:29:59.999+05:30");
+	/* ... but a year 0000 local time can be 0001 in UTC */
+	assert_int_equal(parse_ok("0000-12-31T23:00:00-01:00"), CM_TIME_MIN_MS);
+	/* the year 10000 UTC is after them: by offset, and by leap second */
+	assert_range("9999-12-31T23:59:59-00:01");
+	assert_range("9999-12-31T12:00:00-12:00");
+	assert_range("9999-12-31T23:59:60Z");
+	/* a range error needs a valid time first */
+	assert_int_equal(cm_time_parse("0000-01-01T00:00:00", 19, &(int64_t){0}), CM_TIME_BAD);
 }
 
 static void assert_fmt(int64_t ms, const char *want)
@@ -116,6 +146,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_basic),   cmocka_unit_test(test_parse_offsets_fractions),
 	    cmocka_unit_test(test_parse_rejects), cmocka_unit_test(test_format),
 	    cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_now),
+	    cmocka_unit_test(test_parse_range),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
