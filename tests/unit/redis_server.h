@@ -63,8 +63,8 @@ static int test_redis_launch(struct test_redis *t)
 		return -1;
 	if (t->pid == 0) {
 		freopen("/dev/null", "w", stdout);
-		execl(bin, bin, "--port", port, "--bind", "127.0.0.1", "--dir", t->dir, "--save", "",
-		      "--appendonly", "yes", "--appendfsync", "no", "--daemonize", "no",
+		execl(bin, bin, "--port", port, "--bind", "127.0.0.1", "--dir", t->dir, "--save",
+		      "", "--appendonly", "yes", "--appendfsync", "no", "--daemonize", "no",
 		      "--protected-mode", "no", "--logfile", "redis.log", (char *)NULL);
 		_exit(127);
 	}
