@@ -146,7 +146,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
 		msg[--n] = 0;
-	cm_logkv(h->o.log, CM_LOG_WARNING, msg, "source", "libmicrohttpd", NULL);
+	cm_logkv(h->o.log, CM_LOG_WARNING, msg, "source", "libmicrohttpd", CM_LOG_END);
 }
 
 /* Registers a connection at its start and forgets it at its close (which
@@ -231,7 +231,7 @@ static void *sweep(void *arg)
 			shutdown(c->fd, SHUT_RDWR);
 			cm_logkv(h->o.log, CM_LOG_WARNING,
 			         "closed a connection whose request did not arrive in time",
-			         "remote", c->remote, NULL);
+			         "remote", c->remote, CM_LOG_END);
 		}
 		pthread_mutex_unlock(&h->mu);
 	}

@@ -25,7 +25,8 @@ const char *cm_log_level_name(int level);
 int cm_log_on(const struct cm_log *l, int level);
 /* Logs msg with fields given as key, value pairs ended by NULL; values are
  * strings, except that a key starting with '#' (not written) takes a value
- * that is written as it is (a number). */
+ * that is written as it is (a number). End the list with CM_LOG_END. */
+#define CM_LOG_END ((const char *)NULL)
 void cm_logkv(const struct cm_log *l, int level, const char *msg, ...);
 
 struct cm_buf;

@@ -62,7 +62,8 @@ static int test_redis_launch(struct test_redis *t)
 	if (t->pid < 0)
 		return -1;
 	if (t->pid == 0) {
-		freopen("/dev/null", "w", stdout);
+		if (!freopen("/dev/null", "w", stdout))
+			_exit(127);
 		execl(bin, bin, "--port", port, "--bind", "127.0.0.1", "--dir", t->dir, "--save",
 		      "", "--appendonly", "yes", "--appendfsync", "no", "--daemonize", "no",
 		      "--protected-mode", "no", "--logfile", "redis.log", (char *)NULL);
