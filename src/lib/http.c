@@ -287,6 +287,23 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
+/* 16 random bytes for a new trace id: ChaCha20 under a per-thread key
+ * from the system's generator, so that a request costs no system call. */
+static void new_trace_id(unsigned char out[16])
+{
+	static __thread unsigned char key[crypto_stream_chacha20_KEYBYTES];
+	static __thread uint64_t counter;
+	unsigned char nonce[crypto_stream_chacha20_NONCEBYTES];
+
+	if (counter == 0) {
+		randombytes_buf(key, sizeof(key));
+		counter = 1;
+	}
+	memcpy(nonce, &counter, sizeof(nonce) < sizeof(counter) ? sizeof(nonce) : sizeof(counter));
+	counter++;
+	crypto_stream_chacha20(out, 16, nonce, key);
+}
+
 /* Picks the trace id: traceparent's trace-id, else X-Request-Id cleaned,
  * else a new random one. */
 static void pick_trace_id(struct cm_http_req *r)
@@ -322,7 +339,7 @@ static void pick_trace_id(struct cm_http_req *r)
 	r->trace_id[n] = 0;
 	if (n)
 		return;
-	randombytes_buf(raw, sizeof(raw));
+	new_trace_id(raw);
 	sodium_bin2hex(r->trace_id, sizeof(r->trace_id), raw, sizeof(raw));
 }
 
@@ -455,9 +472,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return queue(h, r);
 		}
 		r->state_ = ST_HANDLING;
+		/* fall through */
+	case ST_HANDLING:
+		/* The first run, or another after cm_http_rerun. */
+		r->suspended_ = 0;
 		h->o.handler(r);
-		/* A suspended request is answered on the call after its
-		 * resume; r may already be in another thread's hands. */
+		/* A suspended request is answered on the call that follows
+		 * its resume; r may already be in another thread's hands. */
 		if (r->suspended_)
 			return MHD_YES;
 		if (r->state_ != ST_READY)
@@ -481,6 +502,11 @@ void cm_http_resume(struct cm_http_req *r)
 {
 	if (r->state_ != ST_READY)
 		cm_http_detail(r, 500, "Internal Server Error");
+	MHD_resume_connection(r->mhd_);
+}
+
+void cm_http_rerun(struct cm_http_req *r)
+{
 	MHD_resume_connection(r->mhd_);
 }
 
@@ -567,15 +593,14 @@ struct cm_http *cm_http_start(const struct cm_http_opts *o, struct cm_err *err)
 	pthread_mutex_init(&h->smu, NULL);
 	pthread_cond_init(&h->scv, NULL);
 	h->d = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, o->listen_fd,
-	    MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 1u, MHD_OPTION_CONNECTION_LIMIT,
-	    o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip,
-	    MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s ? o->timeout_s : 1u,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_head, MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-	    MHD_OPTION_END);
+	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h,
+	    MHD_OPTION_LISTEN_SOCKET, o->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+	    o->threads ? o->threads : 1u, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+	    o->timeout_s ? o->timeout_s : 1u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_head,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_UNESCAPE_CALLBACK,
+	    no_unescape, h, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
 	if (!h->d) {
 		cm_errf(err, "libmicrohttpd refused to start (see the messages above)");
 		goto fail;

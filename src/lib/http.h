@@ -138,5 +138,9 @@ int cm_http_add_header(struct cm_http_req *r, const char *name, const char *valu
 void cm_http_suspend(struct cm_http_req *r);
 /* Resumes a suspended request once its reply is set; any thread. */
 void cm_http_resume(struct cm_http_req *r);
+/* Resumes a suspended request without a reply: the handler runs again, on
+ * a pool thread, with whatever the other thread left in r->data (a write
+ * key looked up, say); any thread. */
+void cm_http_rerun(struct cm_http_req *r);
 
 #endif

@@ -146,10 +146,12 @@ int cm_query_get(const char *q, size_t n, const char *name, char *out, size_t si
 		if (eq - start == nlen && memcmp(q + start, name, nlen) == 0) {
 			size_t vlen = eq < end ? end - eq - 1 : 0;
 
+			int nul;
+
 			if (vlen + 1 > size)
 				return -1;
-			cm_url_decode(q + eq + (eq < end), vlen, out, 1, NULL);
-			return 1;
+			cm_url_decode(q + eq + (eq < end), vlen, out, 1, &nul);
+			return nul ? -2 : 1;
 		}
 	}
 	return 0;

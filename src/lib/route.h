@@ -45,8 +45,8 @@ size_t cm_url_decode(const char *s, size_t n, char *out, int plus_space, int *ha
 
 /* Looks for name in the query string q[0..n) ("a=1&b=x%20y"): 1 with the
  * decoded value of its first occurrence in out (size bytes, NUL-terminated),
- * 0 when absent, -1 when the value does not fit. A name without '=' has an
- * empty value. */
+ * 0 when absent, -1 when the value does not fit, -2 when it decodes to
+ * something with a NUL byte. A name without '=' has an empty value. */
 int cm_query_get(const char *q, size_t n, const char *name, char *out, size_t size);
 
 #endif

@@ -146,6 +146,7 @@ static void test_query(void **state)
 	assert_int_equal(cm_query_get(q, strlen(q), "nope", out, sizeof(out)), 0);
 	assert_int_equal(cm_query_get(q, strlen(q), "status", out, 4), -1);
 	assert_int_equal(cm_query_get("", 0, "a", out, sizeof(out)), 0);
+	assert_int_equal(cm_query_get("a=x%00y", 7, "a", out, sizeof(out)), -2);
 	assert_int_equal(cm_query_get("&&=&a=1", 7, "a", out, sizeof(out)), 1);
 	assert_string_equal(out, "1");
 }
