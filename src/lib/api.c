@@ -8,6 +8,7 @@
 #include "err.h"
 #include "form.h"
 #include "health.h"
+#include "json.h"
 #include "logj.h"
 #include "pg.h"
 #include "pubq.h"
@@ -232,6 +233,28 @@ int cm_api_path_id(struct cm_api_call *c, int64_t *id)
 		return -1;
 	}
 	return 0;
+}
+
+int cm_api_add_json(struct cm_buf *b, const char *text, size_t n)
+{
+	/* Deep: stored properties may nest further than a request may. */
+	static __thread struct cm_jdoc d;
+	static __thread int ready;
+
+	if (!ready) {
+		cm_jdoc_init(&d, 1024);
+		ready = 1;
+	}
+	if (cm_json_parse(&d, text, n, NULL) < 0)
+		return cm_buf_add(b, text, n);
+	return cm_json_write(&d, 0, b);
+}
+
+int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col))
+		return cm_buf_adds(b, "null");
+	return cm_log_add_str(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
 }
 
 /* --- Database jobs. --- */

@@ -115,6 +115,11 @@ int cm_api_query_int(struct cm_http_req *r, const char *name, int64_t def, int64
 /* Parses the path parameter as a campaign id; -1 after answering 422. */
 int cm_api_path_id(struct cm_api_call *c, int64_t *id);
 
+/* Appends JSON text that PostgreSQL stored (jsonb output) in compact form. */
+int cm_api_add_json(struct cm_buf *b, const char *text, size_t n);
+/* Appends column col of row as a JSON string, or null. */
+int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col);
+
 /* Routes of api_campaigns.c. */
 void cm_api_campaign_create(struct cm_api_call *c);
 void cm_api_campaign_list(struct cm_api_call *c);

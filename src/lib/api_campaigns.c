@@ -53,49 +53,18 @@ static int field_set(struct fields *f, int i, const char *json, size_t n)
 	return cm_buf_add(&f->text, json, n);
 }
 
-/* A document for reading stored JSON (deep: properties may nest). */
-static struct cm_jdoc *scratch_doc(void)
-{
-	static __thread struct cm_jdoc d;
-	static __thread int ready;
-
-	if (!ready) {
-		cm_jdoc_init(&d, 1024);
-		ready = 1;
-	}
-	return &d;
-}
-
-/* Appends stored JSON text (PostgreSQL's jsonb output) in compact form. */
-static int add_json_text(struct cm_buf *b, const char *text, size_t n)
-{
-	struct cm_jdoc *d = scratch_doc();
-
-	if (cm_json_parse(d, text, n, NULL) < 0)
-		return cm_buf_add(b, text, n);
-	return cm_json_write(d, 0, b);
-}
-
-/* Appends a text column as a JSON string, or null. */
-static int add_col_str(struct cm_buf *b, const PGresult *res, int row, int col)
-{
-	if (PQgetisnull(res, row, col))
-		return cm_buf_adds(b, "null");
-	return cm_log_add_str(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
-}
-
 /* Appends the campaign of row (columns COLS) as JSON. */
 static int add_campaign(struct cm_buf *b, const PGresult *res, int row)
 {
 	return cm_buf_addf(b, "{\"id\":%s,\"name\":", PQgetvalue(res, row, 0)) |
-	       add_col_str(b, res, row, 1) | cm_buf_adds(b, ",\"status\":") |
-	       add_col_str(b, res, row, 2) | cm_buf_adds(b, ",\"starts_at\":") |
-	       add_col_str(b, res, row, 3) | cm_buf_adds(b, ",\"ends_at\":") |
-	       add_col_str(b, res, row, 4) | cm_buf_adds(b, ",\"rule\":") |
-	       add_json_text(b, PQgetvalue(res, row, 5), (size_t)PQgetlength(res, row, 5)) |
+	       cm_api_add_col(b, res, row, 1) | cm_buf_adds(b, ",\"status\":") |
+	       cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"starts_at\":") |
+	       cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"ends_at\":") |
+	       cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"rule\":") |
+	       cm_api_add_json(b, PQgetvalue(res, row, 5), (size_t)PQgetlength(res, row, 5)) |
 	       cm_buf_addf(b, ",\"version\":%s,\"created_at\":", PQgetvalue(res, row, 6)) |
-	       add_col_str(b, res, row, 7) | cm_buf_adds(b, ",\"updated_at\":") |
-	       add_col_str(b, res, row, 8) | cm_buf_addc(b, '}');
+	       cm_api_add_col(b, res, row, 7) | cm_buf_adds(b, ",\"updated_at\":") |
+	       cm_api_add_col(b, res, row, 8) | cm_buf_addc(b, '}');
 }
 
 /* Replies with the single campaign of res. */
@@ -111,17 +80,6 @@ static void reply_campaign(struct cm_http_req *r, int status, const PGresult *re
 	cm_http_reply(r, status, "application/json", &b);
 }
 
-/* The byte offset in a parser message "byte 17: ...". */
-static long json_error_pos(const char *msg)
-{
-	long pos = 0;
-
-	if (strncmp(msg, "byte ", 5) == 0)
-		for (msg += 5; *msg >= '0' && *msg <= '9'; msg++)
-			pos = pos * 10 + (*msg - '0');
-	return pos;
-}
-
 /* Parses the body as a JSON object, or answers FastAPI's 422. */
 static int parse_object(struct cm_http_req *r, struct cm_jdoc *d)
 {
@@ -133,7 +91,7 @@ static int parse_object(struct cm_http_req *r, struct cm_jdoc *d)
 			cm_api_422(r, "\"body\"", "field required", "value_error.missing");
 			return -1;
 		}
-		snprintf(loc, sizeof(loc), "\"body\",%ld", json_error_pos(err.msg));
+		snprintf(loc, sizeof(loc), "\"body\",%ld", cm_detail_json_pos(err.msg));
 		cm_api_422(r, loc, err.msg, "value_error.jsondecode");
 		return -1;
 	}
@@ -574,8 +532,8 @@ static int merge_current(struct fields *f, const PGresult *res)
 		if (PQgetisnull(res, 0, col))
 			rc |= cm_buf_adds(&b, "null");
 		else if (i == F_RULE)
-			rc |= add_json_text(&b, PQgetvalue(res, 0, col),
-			                    (size_t)PQgetlength(res, 0, col));
+			rc |= cm_api_add_json(&b, PQgetvalue(res, 0, col),
+			                      (size_t)PQgetlength(res, 0, col));
 		else
 			rc |= cm_buf_add_jstr(&b, PQgetvalue(res, 0, col),
 			                      (size_t)PQgetlength(res, 0, col));
@@ -731,11 +689,11 @@ static void reply_rows(struct cm_api_call *c, PGresult *res,
 static int add_match(struct cm_buf *b, const PGresult *res, int row)
 {
 	return cm_buf_addf(b, "{\"campaign_id\":%s,\"event_id\":", PQgetvalue(res, row, 0)) |
-	       add_col_str(b, res, row, 1) | cm_buf_adds(b, ",\"user_id\":") |
-	       add_col_str(b, res, row, 2) | cm_buf_adds(b, ",\"event_type\":") |
-	       add_col_str(b, res, row, 3) | cm_buf_adds(b, ",\"occurred_at\":") |
-	       add_col_str(b, res, row, 4) | cm_buf_adds(b, ",\"matched_at\":") |
-	       add_col_str(b, res, row, 5) | cm_buf_addc(b, '}');
+	       cm_api_add_col(b, res, row, 1) | cm_buf_adds(b, ",\"user_id\":") |
+	       cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"event_type\":") |
+	       cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"occurred_at\":") |
+	       cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"matched_at\":") |
+	       cm_api_add_col(b, res, row, 5) | cm_buf_addc(b, '}');
 }
 
 static void matches_db(struct cm_api_call *c, PGconn *pg)
@@ -772,9 +730,9 @@ static int add_audit(struct cm_buf *b, const PGresult *res, int row)
 {
 	int rc = cm_buf_addf(b, "{\"id\":%s,\"campaign_id\":%s,\"actor\":", PQgetvalue(res, row, 0),
 	                     PQgetvalue(res, row, 1)) |
-	         add_col_str(b, res, row, 2) | cm_buf_adds(b, ",\"action\":") |
-	         add_col_str(b, res, row, 3) | cm_buf_adds(b, ",\"at\":") |
-	         add_col_str(b, res, row, 4);
+	         cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"action\":") |
+	         cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"at\":") |
+	         cm_api_add_col(b, res, row, 4);
 	int col;
 
 	for (col = 5; col <= 6; col++) {
@@ -782,8 +740,8 @@ static int add_audit(struct cm_buf *b, const PGresult *res, int row)
 		if (PQgetisnull(res, row, col))
 			rc |= cm_buf_adds(b, "null");
 		else
-			rc |= add_json_text(b, PQgetvalue(res, row, col),
-			                    (size_t)PQgetlength(res, row, col));
+			rc |= cm_api_add_json(b, PQgetvalue(res, row, col),
+			                      (size_t)PQgetlength(res, row, col));
 	}
 	return rc | cm_buf_addc(b, '}');
 }

@@ -156,17 +156,6 @@ static struct cm_jdoc *thread_doc(void)
 	return &d;
 }
 
-/* The byte offset in a parser message "byte 17: ...". */
-static long error_pos(const char *msg)
-{
-	long pos = 0;
-
-	if (strncmp(msg, "byte ", 5) == 0)
-		for (msg += 5; *msg >= '0' && *msg <= '9'; msg++)
-			pos = pos * 10 + (*msg - '0');
-	return pos;
-}
-
 /* A JSON body: one event or an array of them. */
 static int read_json(struct cm_http_req *r, struct post *ps, int64_t now)
 {
@@ -176,7 +165,7 @@ static int read_json(struct cm_http_req *r, struct post *ps, int64_t now)
 	uint32_t t, i;
 
 	if (cm_json_parse(d, r->body.data, r->body.len, &err) < 0) {
-		snprintf(loc, sizeof(loc), "\"body\",%ld", error_pos(err.msg));
+		snprintf(loc, sizeof(loc), "\"body\",%ld", cm_detail_json_pos(err.msg));
 		cm_api_422(r, loc, err.msg, "value_error.jsondecode");
 		return -1;
 	}
@@ -343,27 +332,6 @@ void cm_api_events_post(struct cm_api_call *c)
 	" JOIN matches m ON m.campaign_id = c.campaign_id AND m.event_id = $1"                     \
 	" ORDER BY m.campaign_id"
 
-/* Appends a text column as a JSON string. */
-static int add_col(struct cm_buf *b, const PGresult *res, int row, int col)
-{
-	return cm_log_add_str(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
-}
-
-/* Appends stored JSON text in compact form. */
-static int add_json(struct cm_buf *b, const char *text, size_t n)
-{
-	static __thread struct cm_jdoc d;
-	static __thread int ready;
-
-	if (!ready) {
-		cm_jdoc_init(&d, 1024);
-		ready = 1;
-	}
-	if (cm_json_parse(&d, text, n, NULL) < 0)
-		return cm_buf_add(b, text, n);
-	return cm_json_write(&d, 0, b);
-}
-
 static void event_db(struct cm_api_call *c, PGconn *pg)
 {
 	const char *params[1] = {c->param};
@@ -391,18 +359,18 @@ static void event_db(struct cm_api_call *c, PGconn *pg)
 		cm_api_db_error(c, pg, &err);
 		return;
 	}
-	bad = cm_buf_adds(&b, "{\"event_id\":") | add_col(&b, ev, 0, 0) |
-	      cm_buf_adds(&b, ",\"event_type\":") | add_col(&b, ev, 0, 1) |
-	      cm_buf_adds(&b, ",\"user_id\":") | add_col(&b, ev, 0, 2) |
-	      cm_buf_adds(&b, ",\"occurred_at\":") | add_col(&b, ev, 0, 3) |
+	bad = cm_buf_adds(&b, "{\"event_id\":") | cm_api_add_col(&b, ev, 0, 0) |
+	      cm_buf_adds(&b, ",\"event_type\":") | cm_api_add_col(&b, ev, 0, 1) |
+	      cm_buf_adds(&b, ",\"user_id\":") | cm_api_add_col(&b, ev, 0, 2) |
+	      cm_buf_adds(&b, ",\"occurred_at\":") | cm_api_add_col(&b, ev, 0, 3) |
 	      cm_buf_adds(&b, ",\"properties\":") |
-	      add_json(&b, PQgetvalue(ev, 0, 4), (size_t)PQgetlength(ev, 0, 4)) |
-	      cm_buf_adds(&b, ",\"stored_at\":") | add_col(&b, ev, 0, 5) |
+	      cm_api_add_json(&b, PQgetvalue(ev, 0, 4), (size_t)PQgetlength(ev, 0, 4)) |
+	      cm_buf_adds(&b, ",\"stored_at\":") | cm_api_add_col(&b, ev, 0, 5) |
 	      cm_buf_adds(&b, ",\"matches\":[");
 	for (i = 0; i < PQntuples(m); i++)
 		bad |= cm_buf_addf(&b, "%s{\"campaign_id\":%s,\"matched_at\":", i ? "," : "",
 		                   PQgetvalue(m, i, 0)) |
-		       add_col(&b, m, i, 1) | cm_buf_addc(&b, '}');
+		       cm_api_add_col(&b, m, i, 1) | cm_buf_addc(&b, '}');
 	bad |= cm_buf_adds(&b, "]}");
 	PQclear(ev);
 	PQclear(m);

@@ -76,3 +76,13 @@ int cm_detail_422(struct cm_buf *b, const char *loc, const char *msg, const char
 	       cm_buf_adds(b, ",\"type\":") | cm_log_add_str(b, type, strlen(type)) |
 	       cm_buf_adds(b, "}]}");
 }
+
+long cm_detail_json_pos(const char *msg)
+{
+	long pos = 0;
+
+	if (strncmp(msg, "byte ", 5) == 0)
+		for (msg += 5; *msg >= '0' && *msg <= '9' && pos < 1000000000L; msg++)
+			pos = pos * 10 + (*msg - '0');
+	return pos > 0 ? pos - 1 : 0;
+}

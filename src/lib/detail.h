@@ -23,6 +23,11 @@ size_t cm_detail_split_path(const char *msg, const char **text);
  * *path pointing at PATH. */
 size_t cm_detail_split_field(const char *msg, const char **path, const char **text);
 
+/* The offset from 0 (as Python's json reports it, and FastAPI in its
+ * location) of a JSON parser message "byte 17: ..." (json.h counts from 1);
+ * 0 when the message has none. */
+long cm_detail_json_pos(const char *msg);
+
 /* Appends a complete 422 body with one error: loc is the inside of the
  * location list, already JSON ("\"body\",3,\"occurred_at\""). */
 int cm_detail_422(struct cm_buf *b, const char *loc, const char *msg, const char *type);

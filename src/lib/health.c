@@ -38,7 +38,7 @@ static int64_t mono_ms(void)
 }
 
 /* PING, reconnecting when there is no connection. */
-static const char *check_redis(struct cm_health *h, struct cm_err *err)
+static const char *ping_redis(struct cm_health *h, struct cm_err *err)
 {
 	redisReply *r;
 	const char *v = "ok";
@@ -67,7 +67,7 @@ static const char *check_redis(struct cm_health *h, struct cm_err *err)
 }
 
 /* SELECT 1 within the timeout, reconnecting when needed. */
-static const char *check_pg(struct cm_health *h, struct cm_err *err)
+static const char *select_pg(struct cm_health *h, struct cm_err *err)
 {
 	struct pollfd pfd;
 	PGresult *r;
@@ -115,6 +115,24 @@ broken:
 	PQfinish(h->pg);
 	h->pg = NULL;
 	return "unreachable";
+}
+
+/* A check that failed on a connection made earlier is tried once more on a
+ * new one: the server may have restarted since, and be fine. */
+static const char *check_redis(struct cm_health *h, struct cm_err *err)
+{
+	int had = h->rc != NULL;
+	const char *v = ping_redis(h, err);
+
+	return strcmp(v, "unreachable") == 0 && had ? ping_redis(h, err) : v;
+}
+
+static const char *check_pg(struct cm_health *h, struct cm_err *err)
+{
+	int had = h->pg != NULL;
+	const char *v = select_pg(h, err);
+
+	return strcmp(v, "unreachable") == 0 && had ? select_pg(h, err) : v;
 }
 
 /* Logs a check whose verdict changed. */

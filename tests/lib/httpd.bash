@@ -78,3 +78,48 @@ httpd_stop() {
 	HTTPD_PID=
 	return 0
 }
+
+# api METHOD PATH [CURL ARGS...]: one request to the server; sets CODE (the
+# status), BODY and HEADERS (the response head, CRs removed).
+api() {
+	local m=$1 p=$2 d=${BATS_TEST_TMPDIR:-$T}
+	shift 2
+	CODE=$(curl -s -S -X "$m" -o "$d/.api-body" -D "$d/.api-head" -w '%{http_code}' \
+		--max-time 30 "$@" "$HTTPD_URL$p")
+	BODY=$(cat "$d/.api-body")
+	HEADERS=$(tr -d '\r' <"$d/.api-head")
+}
+
+# header NAME: the value of response header NAME of the last api call.
+header() {
+	awk -v n="$1" 'BEGIN { n = tolower(n) } { i = index($0, ":"); if (tolower(substr($0, 1, i - 1)) == n) { print substr($0, i + 2); exit } }' <<<"$HEADERS"
+}
+
+# login USER PASSWORD: prints a token (fails when the login fails).
+login() {
+	local out
+	out=$(curl -s -S --max-time 30 "$HTTPD_URL/auth/token" --data-urlencode "username=$1" \
+		--data-urlencode "password=$2") || return 1
+	jq -er .access_token <<<"$out"
+}
+
+# mkjwt HEADER PAYLOAD [ALG [SECRET_FILE]]: a token crafted independently of
+# the server (Python's hmac), signed with ALG (HS256 default, HS384, HS512,
+# none: an empty signature, bogus: a fixed one) under the secret file's
+# contents (default $JWT_SECRET_FILE).
+mkjwt() {
+	/usr/bin/python3 - "$1" "$2" "${3:-HS256}" "${4:-$JWT_SECRET_FILE}" <<'PY'
+import base64, hashlib, hmac, sys
+def b64(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+h, p, alg, keyfile = sys.argv[1:5]
+key = open(keyfile, "rb").read().rstrip(b"\n")
+s = b64(h.encode()) + "." + b64(p.encode())
+if alg == "none":
+    sig = ""
+elif alg == "bogus":
+    sig = b64(b"not a signature")
+else:
+    sig = b64(hmac.new(key, s.encode(), {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]).digest())
+print(s + "." + sig)
+PY
+}
