@@ -18,12 +18,26 @@ tools() {
 	return 0
 }
 
+# section TOOL: the man section of a tool's page: 8 for the daemon
+# cm-httpd, 1 for the others.
+section() {
+	case $1 in
+	cm-httpd) echo 8 ;;
+	*) echo 1 ;;
+	esac
+}
+
+# page TOOL: the path of a tool's man page.
+page() {
+	echo "$TOP/man/$1.$(section "$1")"
+}
+
 # paged: the built tools that have a man page (the first test reports the
 # others).
 paged() {
 	local t
 	for t in $(tools); do
-		[ -f "$TOP/man/$t.1" ] && echo "$t"
+		[ -f "$(page "$t")" ] && echo "$t"
 	done
 	return 0
 }
@@ -46,7 +60,7 @@ page_text() {
 
 # page_opts TOOL: the long options that the OPTIONS section of its page lists.
 page_opts() {
-	sed -n '/^\.Sh OPTIONS/,/^\.Sh [^O]/p' "$TOP/man/$1.1" | grep -E '^\.It ' |
+	sed -n '/^\.Sh OPTIONS/,/^\.Sh [^O]/p' "$(page "$1")" | grep -E '^\.It ' |
 		grep -oE 'Fl \\-[a-z][a-z0-9\\-]*' | sed -E 's/^Fl \\-//; s/\\-/-/g' | sort -u
 }
 
@@ -61,11 +75,11 @@ documented() {
 	return 0
 }
 
-@test "some tool is built, and every built tool has a man page" {
+@test "some tool is built, and every built tool has a man page (section 8 for cm-httpd)" {
 	local t n=0 missing=""
 	for t in $(tools); do
 		n=$((n + 1))
-		[ -f "$TOP/man/$t.1" ] || missing="$missing $t"
+		[ -f "$(page "$t")" ] || missing="$missing $t"
 	done
 	echo "built tools: $n; without a page:$missing"
 	[ "$n" -gt 0 ]
@@ -78,7 +92,7 @@ documented() {
 		run help_opts "$t"
 		[ "$status" -eq 0 ]
 		[ -n "$output" ] || bad="$bad $t:(no long options in --help)"
-		miss=$(documented "$TOP/man/$t.1" $output)
+		miss=$(documented "$(page "$t")" $output)
 		[ -z "$miss" ] || bad="$bad $t:$(echo $miss | tr ' ' ,)"
 	done
 	echo "undocumented:$bad"
@@ -90,7 +104,7 @@ documented() {
 	for t in $(paged); do
 		run table_opts "$t"
 		[ -n "$output" ] || bad="$bad $t:(no option table found)"
-		miss=$(documented "$TOP/man/$t.1" $output)
+		miss=$(documented "$(page "$t")" $output)
 		[ -z "$miss" ] || bad="$bad $t:page:$(echo $miss | tr ' ' ,)"
 		help=$(help_opts "$t")
 		for o in $output; do
@@ -119,7 +133,7 @@ documented() {
 	local t s bad=""
 	for t in $(paged); do
 		for s in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT 'EXIT STATUS' EXAMPLES 'SEE ALSO'; do
-			grep -qx "\.Sh $s" "$TOP/man/$t.1" || bad="$bad $t:'$s'"
+			grep -qx "\.Sh $s" "$(page "$t")" || bad="$bad $t:'$s'"
 		done
 	done
 	echo "missing sections:$bad"
