@@ -43,6 +43,11 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(OBJ)/tests/%,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(patsubst tests/fuzz/%.c,$(OBJ)/fuzz/replay_%,$(FUZZ_SRC))
 GEN := $(OBJ)/tests/cm-gen
+TESTTOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TESTTOOLS := $(patsubst tests/tools/%.c,$(OBJ)/tests/tools/%,$(TESTTOOL_SRC))
+# Files cm-httpd serves, embedded into libcm by src/lib/assets.sh.
+ASSETS := share/openapi.json $(sort $(wildcard share/docs/*))
+ASSET_OBJ := $(OBJ)/gen/assets_data.o
 
 # Shell tools live in bin/; other build dirs get a copy next to their binaries
 # so that they run their own build's stages.
@@ -59,7 +64,14 @@ $(OBJ)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(LIBCM): $(LIB_OBJ)
+$(OBJ)/gen/assets_data.c: src/lib/assets.sh $(ASSETS)
+	@mkdir -p $(@D)
+	sh src/lib/assets.sh $(ASSETS) >$@
+
+$(ASSET_OBJ): $(OBJ)/gen/assets_data.c src/lib/assets.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(LIBCM): $(LIB_OBJ) $(ASSET_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
@@ -70,6 +82,11 @@ $(OUTBIN)/%: src/cmd/%.c $(LIBCM)
 $(OBJ)/tests/test_%: tests/unit/test_%.c $(LIBCM)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(LIBCM) -lcmocka $(LDLIBS)
+
+# Test-only programs (tests/tools), never installed.
+$(OBJ)/tests/tools/%: tests/tools/%.c $(LIBCM)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(LIBCM) $(LDLIBS)
 
 $(GEN): tests/bench/cm-gen.c $(LIBCM)
 	@mkdir -p $(@D)
@@ -83,7 +100,8 @@ $(OBJ)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBCM)
 unit: $(UNIT_BIN)
 replay: $(REPLAY_BIN)
 gen: $(GEN)
-testbins: all unit replay gen
+testtools: $(TESTTOOLS)
+testbins: all unit replay gen testtools
 
 # Everything the suites need, in the normal and the sanitizer build.
 test:
@@ -94,14 +112,14 @@ test:
 check: test
 
 lint:
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory all unit testtools
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib src tests/unit tests/fuzz tests/bench
-	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
+		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib src tests/unit tests/fuzz tests/bench tests/tools
+	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
 	mandoc -Tlint -Werror man/* >/dev/null
 
 fmt:
-	clang-format -i src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
+	clang-format -i src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
 
 bench: all gen
 	@tests/bench/run.sh
@@ -135,5 +153,5 @@ deb:
 clean:
 	rm -rf build $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC))
 
-.PHONY: all unit replay gen testbins test check lint fmt bench fuzz install deb clean
+.PHONY: all unit replay gen testtools testbins test check lint fmt bench fuzz install deb clean
 .DELETE_ON_ERROR:

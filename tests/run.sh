@@ -10,7 +10,21 @@ builds=${TESTS_BUILDS:-"plain asan"}
 pass=0 fail=0
 failed=()
 log=$(mktemp -d "${TMPDIR:-/tmp}/cm-test.XXXXXX")
-trap 'rm -rf "$log"' EXIT
+
+# One redis-server for the unit tests that need a real server (they read
+# CM_TEST_REDIS_URL); the tool tests start their own. redis_start's exports
+# are taken back so that they do not leak into the tool tests.
+. tests/lib/redis.bash
+unit_redis_dir=
+if redis_start >"$log/unit-redis.err" 2>&1; then
+	export CM_TEST_REDIS_URL=$CM_REDIS_URL
+	unit_redis_dir=$REDIS_DIR
+else
+	echo "tests/run.sh: no redis-server for the unit tests:" >&2
+	cat "$log/unit-redis.err" >&2
+fi
+unset CM_REDIS_URL REDIS_PORT REDIS_SOCK REDIS_DIR REDIS_PID
+trap 'REDIS_DIR=$unit_redis_dir REDIS_SOCK=$unit_redis_dir/redis.sock redis_cleanup; rm -rf "$log"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bats
+# share/openapi.json: valid OpenAPI 3.1 by a real validator (Redocly CLI
+# from npm, installed by `npm ci` in tests/node: test-only), and true to
+# CONTRACT section 4 (routes, statuses, who may call what, schemas).
+
+load lib/common
+
+DOC=$TOP/share/openapi.json
+REDOCLY=$TOP/tests/node/node_modules/.bin/redocly
+# No telemetry, no update check: the tests need no network.
+export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
+
+# lint FILE: redocly lint with the project's rules (the spec ruleset and
+# more), output in $output.
+lint() {
+	[ -x "$REDOCLY" ] || {
+		echo "no $REDOCLY: run 'npm ci' in tests/node" >&2
+		return 1
+	}
+	run "$REDOCLY" lint --config "$TOP/tests/node/redocly.yaml" --format stylish "$1"
+}
+
+@test "redocly lint (spec ruleset, examples checked) accepts share/openapi.json" {
+	lint "$DOC"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"0 errors"* || $output == *"valid"* ]]
+}
+
+@test "redocly lint rejects a document with a dangling reference or a wrong example" {
+	jq '.paths["/campaigns"].get.responses["200"].content["application/json"].schema.items["$ref"] = "#/components/schemas/Nope"' \
+		"$DOC" >"$T/dangling.json"
+	lint "$T/dangling.json"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ $output == *"no-unresolved-refs"* ]]
+	jq '.paths["/auth/users/me"].get.responses["200"].content["application/json"].example.role = "root"' \
+		"$DOC" >"$T/example.json"
+	lint "$T/example.json"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ $output == *"no-invalid-media-type-examples"* ]]
+}
+
+@test "every route of CONTRACT 4 that issue 7 builds is there, and no other" {
+	jq -r '.paths | to_entries[] | .key as $p | .value | keys[]
+		| select(. != "parameters") | ascii_upcase + " " + $p' "$DOC" | sort >"$T/routes"
+	sort >"$T/want" <<-'LIST'
+		POST /auth/token
+		GET /auth/users/me
+		POST /campaigns
+		GET /campaigns
+		GET /campaigns/{id}
+		PATCH /campaigns/{id}
+		DELETE /campaigns/{id}
+		GET /campaigns/{id}/matches
+		GET /campaigns/{id}/audit
+		POST /events
+		GET /events/{event_id}
+		GET /health
+		GET /metrics
+		GET /docs
+		GET /openapi.json
+	LIST
+	diff -u "$T/want" "$T/routes"
+}
+
+@test "each operation documents the statuses CONTRACT 4 names for it" {
+	check() { # METHOD PATH CODE...
+		local m=$1 p=$2 c have
+		shift 2
+		have=$(jq -r --arg p "$p" --arg m "$m" '.paths[$p][$m].responses | keys | join(" ")' "$DOC")
+		for c in "$@"; do
+			[[ " $have " == *" $c "* ]] || {
+				echo "$m $p: no $c (has $have)"
+				return 1
+			}
+		done
+	}
+	check post /auth/token 200 401 422
+	check get /auth/users/me 200 401
+	check post /campaigns 201 401 403 409 413 422
+	check get /campaigns 200 401 422
+	check get /campaigns/{id} 200 401 404
+	check patch /campaigns/{id} 200 401 403 404 409 413 422
+	check delete /campaigns/{id} 200 401 403 404 409
+	check get /campaigns/{id}/matches 200 401 404 422
+	check get /campaigns/{id}/audit 200 401 404 422
+	check post /events 202 401 413 422 429 503
+	check get /events/{event_id} 200 401 404
+	check get /health 200 503
+	check get /metrics 200
+	# Every operation says what another method on its path gets.
+	[ "$(jq '[.paths[][] | objects | select(.responses) | .responses | has("405")] | all' "$DOC")" = true ]
+	# Error bodies are FastAPI's.
+	[ "$(jq -c '.components.responses.NotFound.content["application/json"].example' "$DOC")" = '{"detail":"Not Found"}' ]
+	[ "$(jq -c '.components.responses.MethodNotAllowed.content["application/json"].example' "$DOC")" = '{"detail":"Method Not Allowed"}' ]
+	[ "$(jq -c '.components.responses.Unauthorized.headers | keys' "$DOC")" = '["WWW-Authenticate"]' ]
+	[ "$(jq -c '.components.schemas.ValidationError.required' "$DOC")" = '["loc","msg","type"]' ]
+	[ "$(jq -r '.components.responses.ValidationFailed.content["application/json"].schema["$ref"]' "$DOC")" = \
+		'#/components/schemas/HTTPValidationError' ]
+}
+
+@test "public routes need no token; the others a user token; POST /events also a write key" {
+	public=$(jq -r '[.paths | to_entries[] | .key as $p | .value | to_entries[]
+		| select(.value | type == "object" and has("security") and (.security == []))
+		| (.key | ascii_upcase) + " " + $p] | sort | join(",")' "$DOC")
+	[ "$public" = "GET /docs,GET /health,GET /metrics,GET /openapi.json,POST /auth/token" ]
+	users=$(jq '[.paths[][] | objects | select(.security and .security != [])
+		| .security | map(keys[0]) | index("OAuth2PasswordBearer") != null and index("BearerJWT") != null] | all' "$DOC")
+	[ "$users" = true ]
+	[ "$(jq -c '[.paths["/events"].post.security[] | keys[0]]' "$DOC")" = '["OAuth2PasswordBearer","BearerJWT","WriteKey"]' ]
+	[ "$(jq -r '.components.securitySchemes.OAuth2PasswordBearer.flows.password.tokenUrl' "$DOC")" = /auth/token ]
+	[ "$(jq -r '.components.securitySchemes.BearerJWT.bearerFormat' "$DOC")" = JWT ]
+	# The login form as FastAPI's OAuth2PasswordRequestForm takes it.
+	[ "$(jq -c '.components.schemas.TokenRequest.required' "$DOC")" = '["username","password"]' ]
+	[ "$(jq -r '.paths["/auth/token"].post.requestBody.content | keys[0]' "$DOC")" = application/x-www-form-urlencoded ]
+}
+
+@test "schemas follow CONTRACT 1: campaigns, events, matches, paging" {
+	[ "$(jq -c '.components.schemas.Campaign.required' "$DOC")" = \
+		'["id","name","status","starts_at","ends_at","rule","version","created_at","updated_at"]' ]
+	[ "$(jq -c '.components.schemas.Campaign.properties.status.enum' "$DOC")" = '["active","paused","archived"]' ]
+	[ "$(jq -c '.components.schemas.Leaf.properties.op.enum | length' "$DOC")" = 13 ]
+	[ "$(jq -r '.components.schemas.Event.properties.event_type.pattern' "$DOC")" = '^[A-Za-z0-9_.:-]{1,64}$' ]
+	[ "$(jq -c '.components.schemas.Match.required' "$DOC")" = \
+		'["campaign_id","event_id","user_id","event_type","occurred_at"]' ]
+	[ "$(jq -c '.components.schemas.AuditEntry.required' "$DOC")" = \
+		'["id","campaign_id","actor","action","at","before","after"]' ]
+	[ "$(jq -c '.components.schemas.EventsAccepted.required' "$DOC")" = '["accepted","event_ids"]' ]
+	[ "$(jq -c '.paths["/events"].post.requestBody.content | keys' "$DOC")" = '["application/json","application/x-ndjson"]' ]
+	[ "$(jq -c '[.paths["/campaigns"].get.parameters[]["$ref"]]' "$DOC")" = \
+		'["#/components/parameters/status","#/components/parameters/limit","#/components/parameters/offset"]' ]
+	[ "$(jq -c '.paths["/health"].get.responses["200"].content["application/json"].example' "$DOC")" = \
+		'{"status":"ok","checks":{"redis":"ok","postgres":"ok"}}' ]
+	[ "$(jq -r '.paths["/metrics"].get.responses["200"].content | keys[0]' "$DOC")" = text/plain ]
+	# The document's version is the program's.
+	# (CM_VERSION is in version.h or, on older trees, cli.h.)
+	v=$(cat "$TOP"/src/lib/version.h "$TOP"/src/lib/cli.h 2>/dev/null | sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p')
+	[ -n "$v" ]
+	[ "$(jq -r .info.version "$DOC")" = "$v" ]
+}
