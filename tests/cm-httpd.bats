@@ -183,7 +183,7 @@ event() {
 	api PUT /campaigns/1 -H "$(A)"
 	[ "$CODE" = 405 ]
 	[ "$BODY" = '{"detail":"Method Not Allowed"}' ]
-	[ "$(header Allow)" = "GET, PATCH, DELETE" ]
+	[ "$(header Allow)" = "GET, HEAD, PATCH, DELETE" ]
 	api GET /auth/token
 	[ "$CODE" = 405 ]
 	[ "$(header Allow)" = POST ]
@@ -600,6 +600,16 @@ CASES
 	[ "$(jq -r '.[0].action' <<<"$BODY")" = archive ]
 	api DELETE /campaigns/999999 -H "$(A)"
 	[ "$CODE" = 404 ]
+	# with ?version= only the version the client read is archived
+	api POST /campaigns -H "$(A)" -d '{"name":"old-2","rule":{}}'
+	id=$(jq -r .id <<<"$BODY")
+	api DELETE "/campaigns/$id?version=2" -H "$(A)"
+	[ "$CODE" = 409 ]
+	[ "$(pg_sql "SELECT status FROM campaigns WHERE id = $id")" = active ]
+	api DELETE "/campaigns/$id?version=one" -H "$(A)"
+	[ "$CODE" = 422 ]
+	api DELETE "/campaigns/$id?version=1" -H "$(A)"
+	[ "$CODE" = 200 ]
 }
 
 @test "cm-httpd: GET /campaigns/{id}/matches pages the campaign's matches newest first" {
@@ -778,6 +788,89 @@ PY
 	[ "$CODE" = 404 ]
 	api GET /events/%ff -H "$(U)"
 	[ "$CODE" = 404 ]
+}
+
+@test "cm-httpd: GET /metrics: every family, valid for promtool, counting requests, events, the stream and workers" {
+	httpd_start
+	rcli DEL cm:events cm:events:dead cm:events:workers >/dev/null
+	api POST /events -H "$(U)" -d "[$(event m-1),$(event m-2)]"
+	[ "$CODE" = 202 ]
+	api POST /events -H "$(U)" -d "[$(event m-3),{\"user_id\":\"u\"},$(event m-4)]"
+	[ "$CODE" = 422 ]
+	api GET /nope
+	rcli XGROUP CREATE cm:events cm-workers 0 >/dev/null
+	rcli XREADGROUP GROUP cm-workers c1 COUNT 1 STREAMS cm:events '>' >/dev/null
+	# a worker's report, as wmetrics.c writes it
+	rcli HSET cm:events:worker:w-1 consumed 7 stored 5 campaign:3 4 >/dev/null
+	rcli ZADD cm:events:workers "$(date +%s%3N)" w-1 >/dev/null
+	rcli ZADD cm:events:workers 1000 w-gone >/dev/null
+	api GET /metrics
+	[ "$CODE" = 200 ]
+	[ "$(header Content-Type)" = "text/plain; version=0.0.4; charset=utf-8" ]
+	printf '%s\n' "$BODY" >"$T/metrics"
+	run promtool check metrics <"$T/metrics"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	python3 "$TOP/tests/tools/promcheck.py" "$T/metrics"
+	for f in "cm_http_requests_total counter" "cm_http_request_duration_seconds histogram" \
+		"cm_events_accepted_total counter" "cm_events_rejected_total counter" \
+		"cm_stream_length gauge" "cm_stream_pending gauge" "cm_stream_lag gauge" \
+		"cm_dead_letter_length gauge" "cm_worker_up gauge" "cm_worker_last_seen_seconds gauge" \
+		"cm_worker_consumed_total counter" "cm_worker_stored_total counter" \
+		"cm_worker_publish_to_commit_seconds histogram" "cm_campaign_matches_total counter" \
+		"cm_build_info gauge"; do
+		grep -qx "# TYPE $f" "$T/metrics" || { echo "missing: $f"; return 1; }
+	done
+	grep -qx 'cm_http_requests_total{route="/events",method="POST",status="202"} 1' "$T/metrics"
+	grep -qx 'cm_http_requests_total{route="/events",method="POST",status="422"} 1' "$T/metrics"
+	grep -qx 'cm_http_requests_total{route="unmatched",method="GET",status="404"} 1' "$T/metrics"
+	grep -q '^cm_http_request_duration_seconds_count{route="/events"} 2$' "$T/metrics"
+	grep -qx 'cm_events_accepted_total{source="api"} 2' "$T/metrics"
+	grep -qx 'cm_events_rejected_total{source="api"} 3' "$T/metrics"
+	grep -qx 'cm_stream_length{stream="cm:events"} 2' "$T/metrics"
+	grep -qx 'cm_dead_letter_length{stream="cm:events"} 0' "$T/metrics"
+	grep -qx 'cm_stream_pending{stream="cm:events",group="cm-workers"} 1' "$T/metrics"
+	grep -qx 'cm_stream_lag{stream="cm:events",group="cm-workers"} 1' "$T/metrics"
+	grep -qx 'cm_worker_up{consumer="w-1"} 1' "$T/metrics"
+	grep -qx 'cm_worker_consumed_total{consumer="w-1"} 7' "$T/metrics"
+	grep -qx 'cm_campaign_matches_total{campaign_id="3"} 4' "$T/metrics"
+	grep -qx "cm_build_info{version=\"$(cm-httpd --version | cut -d' ' -f2)\"} 1" "$T/metrics"
+	# a worker not heard from within --worker-ttl is gone
+	! grep -q 'w-gone' "$T/metrics"
+	[ "$(rcli ZSCORE cm:events:workers w-gone)" = "" ]
+	# Redis down: the families read from it are left out, the rest is served
+	redis_stop
+	api GET /metrics
+	[ "$CODE" = 200 ]
+	grep -q '^cm_http_requests_total' <<<"$BODY"
+	! grep -q '^cm_stream_length' <<<"$BODY"
+	wait_log '"metrics left out of the scrape"'
+}
+
+@test "cm-httpd: GET /openapi.json and /docs serve the embedded documents" {
+	api GET /openapi.json
+	[ "$CODE" = 200 ]
+	[ "$(header Content-Type)" = application/json ]
+	cmp <(printf '%s' "$BODY") <(printf '%s' "$(cat "$TOP/share/openapi.json")")
+	etag=$(header ETag)
+	api GET /openapi.json -H "If-None-Match: $etag"
+	[ "$CODE" = 304 ]
+	api GET /docs
+	[ "$CODE" = 200 ]
+	[[ "$(header Content-Type)" == text/html* ]]
+	api GET /docs/docs.js
+	[ "$CODE" = 200 ]
+	api GET /docs/nope.js
+	[ "$CODE" = 404 ]
+	# HEAD as for GET, as Starlette does
+	api HEAD /health
+	[ "$CODE" = 200 ]
+	[ "$(header Content-Type)" = application/json ]
+	# every route the server has is in the document
+	for p in /auth/token /auth/users/me /campaigns "/campaigns/{id}" "/campaigns/{id}/matches" \
+		"/campaigns/{id}/audit" /events "/events/{event_id}" /health /metrics /openapi.json /docs; do
+		jq -e --arg p "$p" '.paths | has($p)' "$TOP/share/openapi.json" >/dev/null || { echo "$p"; return 1; }
+	done
 }
 
 @test "cm-httpd: one JSON log line per request, with the trace id from traceparent or X-Request-Id" {

@@ -86,7 +86,7 @@ lint() {
 	check delete /campaigns/{id} 200 401 403 404 409
 	check get /campaigns/{id}/matches 200 401 404 422
 	check get /campaigns/{id}/audit 200 401 404 422
-	check post /events 202 401 413 422 429 503
+	check post /events 202 401 413 422 503
 	check get /events/{event_id} 200 401 404
 	check get /health 200 503
 	check get /metrics 200

@@ -48,6 +48,11 @@ static const struct cm_route routes[] = {
     {"POST", "/events", CM_API_WRITE, cm_api_events_post},
     {"GET", "/events/{event_id}", CM_API_USER, cm_api_event_get},
     {"GET", "/health", CM_API_ANYONE, h_health},
+    {"GET", "/metrics", CM_API_ANYONE, cm_api_metrics},
+    {"GET", "/openapi.json", CM_API_ANYONE, cm_api_openapi},
+    {"GET", "/docs", CM_API_ANYONE, cm_api_docs},
+    {"GET", "/docs/", CM_API_ANYONE, cm_api_docs},
+    {"GET", "/docs/{file}", CM_API_ANYONE, cm_api_docs_file},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -61,9 +66,9 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 {
 	struct cm_api *a = calloc(1, sizeof(*a));
 	struct cm_auth_opts ao = {o->secret, o->secret_len, o->token_ttl_s, KEY_TTL_MS};
-	struct cm_workq_opts dbo = {o->db_threads ? o->db_threads : 4, DB_QUEUE, o->conninfo, 3,
-	                            10000};
-	struct cm_workq_opts lo = {1, LOGIN_QUEUE, o->conninfo, 3, 10000};
+	struct cm_workq_opts dbo = {
+	    o->db_threads ? o->db_threads : 4, DB_QUEUE, o->conninfo, 3, 10000, o->redis};
+	struct cm_workq_opts lo = {1, LOGIN_QUEUE, o->conninfo, 3, 10000, NULL};
 	struct cm_pubq_opts po;
 	struct cm_health_opts ho;
 	struct cm_throttle_opts to;
@@ -86,7 +91,7 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 		goto fail;
 	}
 	a->auth = cm_auth_new(&ao, err);
-	if (!a->auth)
+	if (!a->auth || cm_api_metrics_init(a, err) < 0)
 		goto fail;
 	memset(&po, 0, sizeof(po));
 	po.url = &a->redis;
@@ -138,18 +143,10 @@ void cm_api_free(struct cm_api *a)
 		return;
 	cm_auth_free(a->auth);
 	cm_throttle_free(a->throttle);
+	cm_api_metrics_free(a);
 	free(a->conninfo);
 	free(a->stream);
 	free(a);
-}
-
-void cm_api_done(void *app, const char *route, const char *method, int status, double seconds)
-{
-	(void)app;
-	(void)route;
-	(void)method;
-	(void)status;
-	(void)seconds;
 }
 
 /* --- Replies shared by the routes. --- */

@@ -55,6 +55,7 @@ struct cm_api {
 	struct cm_workq *db, *login;
 	struct cm_pubq *pub;
 	struct cm_health *health;
+	struct cm_api_metrics *metrics; /* api_metrics.c */
 };
 
 /* Starts the threads (none needs Redis or PostgreSQL to be up: GET /health
@@ -131,5 +132,17 @@ void cm_api_campaign_audit(struct cm_api_call *c);
 /* Routes of api_events.c. */
 void cm_api_events_post(struct cm_api_call *c);
 void cm_api_event_get(struct cm_api_call *c);
+
+/* api_metrics.c: the registry, the request and event counters, and the
+ * routes that serve metrics and the embedded documents. */
+int cm_api_metrics_init(struct cm_api *a, struct cm_err *err);
+void cm_api_metrics_free(struct cm_api *a);
+/* Counts n events published, or refused as invalid. */
+void cm_api_events_accepted(struct cm_api *a, uint64_t n);
+void cm_api_events_rejected(struct cm_api *a, uint64_t n);
+void cm_api_metrics(struct cm_api_call *c);
+void cm_api_openapi(struct cm_api_call *c);
+void cm_api_docs(struct cm_api_call *c);
+void cm_api_docs_file(struct cm_api_call *c);
 
 #endif

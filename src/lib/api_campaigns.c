@@ -387,6 +387,7 @@ void cm_api_campaign_create(struct cm_api_call *c)
 struct list {
 	char status[16], limit[24], offset[24];
 	int64_t id;
+	int64_t version; /* DELETE's ?version=, 0: none */
 };
 
 static void list_db(struct cm_api_call *c, PGconn *pg)
@@ -617,16 +618,15 @@ void cm_api_campaign_patch(struct cm_api_call *c)
 static void archive_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	char id[24];
+	char id[24], msg[96];
 	const char *params[1] = {id};
 	PGresult *res;
+	int64_t version;
 
 	snprintf(id, sizeof(id), "%lld", (long long)l->id);
 	if (tx_begin(c, pg) < 0)
 		return;
-	res = tx_query(c, pg,
-	               "UPDATE campaigns SET status = 'archived' WHERE id = $1 RETURNING " COLS, 1,
-	               params);
+	res = tx_query(c, pg, "SELECT version FROM campaigns WHERE id = $1 FOR UPDATE", 1, params);
 	if (!res)
 		return;
 	if (PQntuples(res) != 1) {
@@ -635,14 +635,29 @@ static void archive_db(struct cm_api_call *c, PGconn *pg)
 		cm_http_detail(c->r, 404, "Campaign not found");
 		return;
 	}
-	tx_commit(c, pg, res, 200);
+	version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (l->version && l->version != version) {
+		cm_pg_exec(pg, "ROLLBACK", NULL);
+		snprintf(msg, sizeof(msg), "Version conflict: the campaign is at version %lld",
+		         (long long)version);
+		cm_http_detail(c->r, 409, msg);
+		return;
+	}
+	res = tx_query(c, pg,
+	               "UPDATE campaigns SET status = 'archived' WHERE id = $1 RETURNING " COLS, 1,
+	               params);
+	if (res)
+		tx_commit(c, pg, res, 200);
 }
 
+/* DELETE archives; with ?version=N only a campaign still at version N. */
 void cm_api_campaign_archive(struct cm_api_call *c)
 {
 	struct list *l = new_list(c);
 
-	if (l && cm_api_path_id(c, &l->id) == 0)
+	if (l && cm_api_path_id(c, &l->id) == 0 &&
+	    cm_api_query_int(c->r, "version", 0, 1, INT32_MAX, &l->version) == 0)
 		cm_api_db(c, archive_db);
 }
 

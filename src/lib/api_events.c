@@ -253,9 +253,34 @@ static void published(struct cm_pubq_job *job)
 			         job->error, CM_LOG_END);
 		cm_api_unavailable(c->r, "Event queue unavailable");
 	} else {
+		cm_api_events_accepted(c->api, ps->n);
 		accepted(c->r, ps);
 	}
 	cm_http_resume(c->r);
+}
+
+/* How many events a refused body held, for cm_events_rejected_total: the
+ * elements of an array, the non-blank lines of NDJSON, else one. */
+static uint64_t events_in(const struct cm_http_req *r, int ndjson)
+{
+	struct cm_jdoc *d = thread_doc();
+	const char *p = r->body.data, *end = p + r->body.len, *nl;
+	uint64_t n = 0;
+	size_t i;
+
+	if (!ndjson)
+		return cm_json_parse(d, p, r->body.len, NULL) == 0 && d->tok[0].type == CM_JARR
+		           ? d->tok[0].count
+		           : 1;
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			nl = end;
+		for (i = 0; p + i < nl && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r'); i++)
+			;
+		n += p + i < nl;
+	}
+	return n ? n : 1;
 }
 
 /* True when the content type is NDJSON. */
@@ -274,7 +299,7 @@ void cm_api_events_post(struct cm_api_call *c)
 	struct cm_http_req *r = c->r;
 	struct post *ps = calloc(1, sizeof(*ps));
 	int64_t now = cm_time_now();
-	int rc;
+	int rc, nd;
 
 	if (!ps) {
 		cm_http_detail(r, 500, "Internal Server Error");
@@ -291,12 +316,16 @@ void cm_api_events_post(struct cm_api_call *c)
 	cm_buf_init(&ps->lines, 0);
 	if (r->body.len == 0) {
 		cm_api_422(r, "\"body\"", "field required", "value_error.missing");
+		cm_api_events_rejected(c->api, 1);
 		return;
 	}
-	rc = is_ndjson(cm_http_header(r, "Content-Type")) ? read_ndjson(r, ps, now)
-	                                                  : read_json(r, ps, now);
-	if (rc < 0)
+	nd = is_ndjson(cm_http_header(r, "Content-Type"));
+	rc = nd ? read_ndjson(r, ps, now) : read_json(r, ps, now);
+	if (rc < 0) {
+		if (r->status == 422)
+			cm_api_events_rejected(c->api, events_in(r, nd));
 		return;
+	}
 	if (ps->n == 0) {
 		accepted(r, ps);
 		return;

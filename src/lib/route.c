@@ -68,13 +68,17 @@ void cm_route_find(const struct cm_route *routes, size_t n, const char *method, 
 	struct cm_route_match tmp;
 	size_t i;
 
+	/* As Starlette: a GET route answers HEAD too. */
+	int head = strcmp(method, "HEAD") == 0;
+
 	memset(m, 0, sizeof(*m));
 	m->index = -1;
 	m->status = 404;
 	for (i = 0; i < n; i++) {
 		if (!match_template(routes[i].path, path, len, &tmp))
 			continue;
-		if (strcmp(routes[i].method, method) == 0) {
+		if (strcmp(routes[i].method, method) == 0 ||
+		    (head && strcmp(routes[i].method, "GET") == 0)) {
 			*m = tmp;
 			m->index = (int)i;
 			m->status = 0;
@@ -83,6 +87,8 @@ void cm_route_find(const struct cm_route *routes, size_t n, const char *method, 
 		}
 		m->status = 405;
 		allow_add(m->allow, sizeof(m->allow), routes[i].method);
+		if (strcmp(routes[i].method, "GET") == 0)
+			allow_add(m->allow, sizeof(m->allow), "HEAD");
 	}
 	if (m->status == 404 && len > 1 && path[len - 1] == '/')
 		for (i = 0; i < n; i++)

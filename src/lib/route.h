@@ -4,8 +4,9 @@
  * A template is a path of literal segments and parameters in braces:
  * "/campaigns/{id}/matches". Paths are matched raw, before decoding, so that
  * an encoded "/" (%2F) inside a parameter stays inside it; parameters are
- * decoded by the caller with cm_url_decode. A path that matches a template
- * with another method is a 405 with the allowed methods; a path that
+ * decoded by the caller with cm_url_decode. HEAD is answered by a GET
+ * route (as Starlette does). A path that matches a template with another
+ * method is a 405 with the allowed methods; a path that
  * matches nothing but would without its trailing slash is a 307 to that
  * path (as Starlette redirects); anything else is a 404. */
 #ifndef CM_ROUTE_H

@@ -4,6 +4,7 @@
 
 #include "err.h"
 #include "pg.h"
+#include "redisx.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ struct job {
 struct cm_workq {
 	struct cm_workq_opts o;
 	char *conninfo;
+	struct cm_redis_url redis;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct job *ring; /* max_queued slots */
@@ -62,6 +64,9 @@ static void *run(void *arg)
 	if (w->pg)
 		PQfinish(w->pg);
 	w->pg = NULL;
+	if (w->redis)
+		redisFree(w->redis);
+	w->redis = NULL;
 	return NULL;
 }
 
@@ -88,6 +93,10 @@ struct cm_workq *cm_workq_start(const struct cm_workq_opts *o, struct cm_err *er
 		goto fail;
 	}
 	q->o.conninfo = q->conninfo;
+	if (o->redis) {
+		q->redis = *o->redis;
+		q->o.redis = &q->redis;
+	}
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	for (i = 0; i < q->o.threads; i++) {
@@ -173,6 +182,34 @@ void cm_worker_db_check(struct cm_worker *w)
 	if (w->pg && PQstatus(w->pg) != CONNECTION_OK) {
 		PQfinish(w->pg);
 		w->pg = NULL;
+	}
+}
+
+redisContext *cm_worker_redis(struct cm_worker *w, struct cm_err *err)
+{
+	const struct cm_workq_opts *o = &w->q->o;
+
+	if (w->redis && !w->redis->err)
+		return w->redis;
+	if (w->redis) {
+		redisFree(w->redis);
+		w->redis = NULL;
+	}
+	if (!o->redis)
+		return cm_errf(err, "no Redis configured"), NULL;
+	if (mono_ms() < w->redis_next_try)
+		return cm_errf(err, "Redis unreachable (retrying)"), NULL;
+	w->redis = cm_redis_connect_timed(o->redis, 1000, 2000, err);
+	if (!w->redis)
+		w->redis_next_try = mono_ms() + 1000;
+	return w->redis;
+}
+
+void cm_worker_redis_check(struct cm_worker *w)
+{
+	if (w->redis && w->redis->err) {
+		redisFree(w->redis);
+		w->redis = NULL;
 	}
 }
 

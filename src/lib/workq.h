@@ -1,8 +1,9 @@
 /* workq.h - a few threads that run blocking work for the HTTP pool threads:
- * database queries, password hashing. Each thread keeps its own PostgreSQL
- * connection, made on first use and made again after it breaks (at most
- * once a second while the database is unreachable, so that jobs fail fast
- * instead of each waiting out a connect timeout).
+ * database queries, password hashing, the Redis reads of a metrics scrape.
+ * Each thread keeps its own PostgreSQL and Redis connections, made on first
+ * use and made again after they break (at most once a second while the
+ * server is unreachable, so that jobs fail fast instead of each waiting out
+ * a connect timeout).
  *
  * Jobs run in the order queued; the queue is bounded, and a full queue
  * refuses jobs (the caller answers 503), so that a flood cannot pile up
@@ -11,11 +12,13 @@
 #ifndef CM_WORKQ_H
 #define CM_WORKQ_H
 
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct cm_err;
+struct cm_redis_url;
 struct cm_workq;
 
 struct cm_worker {
@@ -23,17 +26,20 @@ struct cm_worker {
 	unsigned id;
 	PGconn *pg;
 	int64_t pg_next_try; /* monotonic ms before which no reconnection is tried */
-	void *user;          /* free for the jobs: per-thread state */
+	redisContext *redis;
+	int64_t redis_next_try;
+	void *user; /* free for the jobs: per-thread state */
 };
 
 typedef void cm_work_fn(struct cm_worker *w, void *arg);
 
 struct cm_workq_opts {
 	unsigned threads;
-	size_t max_queued;        /* jobs waiting at most */
-	const char *conninfo;     /* for cm_worker_db */
-	int connect_timeout_s;    /* 0: 3 */
-	int statement_timeout_ms; /* 0: none */
+	size_t max_queued;                /* jobs waiting at most */
+	const char *conninfo;             /* for cm_worker_db */
+	int connect_timeout_s;            /* 0: 3 */
+	int statement_timeout_ms;         /* 0: none */
+	const struct cm_redis_url *redis; /* for cm_worker_redis (copied); may be NULL */
 };
 
 /* Starts the threads; NULL with err when it cannot. */
@@ -48,6 +54,11 @@ size_t cm_workq_queued(struct cm_workq *q);
 PGconn *cm_worker_db(struct cm_worker *w, struct cm_err *err);
 /* Drops the thread's connection if a failed command left it broken. */
 void cm_worker_db_check(struct cm_worker *w);
+/* The thread's Redis connection (1 s to connect, 2 s per reply), made as
+ * needed; NULL with err when Redis cannot be reached. */
+redisContext *cm_worker_redis(struct cm_worker *w, struct cm_err *err);
+/* Drops the thread's Redis connection if a command left it broken. */
+void cm_worker_redis_check(struct cm_worker *w);
 /* Runs every job still queued, then stops the threads and frees the pool. */
 void cm_workq_stop(struct cm_workq *q);
 

@@ -84,13 +84,17 @@ static void test_method_not_allowed(void **state)
 
 	assert_int_equal(m.status, 405);
 	assert_int_equal(m.index, -1);
-	assert_string_equal(m.allow, "GET, PATCH, DELETE");
+	assert_string_equal(m.allow, "GET, HEAD, PATCH, DELETE");
 	m = find("GET", "/auth/token");
 	assert_int_equal(m.status, 405);
 	assert_string_equal(m.allow, "POST");
 	m = find("DELETE", "/campaigns");
-	assert_string_equal(m.allow, "GET, POST");
+	assert_string_equal(m.allow, "GET, HEAD, POST");
+	/* HEAD is answered by the GET route */
 	m = find("HEAD", "/campaigns");
+	assert_int_equal(m.status, 0);
+	assert_int_equal(m.index, 1);
+	m = find("HEAD", "/auth/token");
 	assert_int_equal(m.status, 405);
 }
 

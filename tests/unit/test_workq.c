@@ -1,6 +1,7 @@
 /* Tests for workq.c: jobs run in order on the pool's threads, a full queue
  * refuses, stopping runs what is queued, and an unreachable database fails
- * fast instead of being tried for every job. (Queries against a real
+ * fast instead of being tried for every job, and so does an unreachable
+ * Redis. (Queries against a real
  * PostgreSQL are in tests/cm-httpd.bats.) */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "redisx.h"
 #include "workq.h"
 
 static atomic_int ran;
@@ -40,7 +42,7 @@ static void blocker(struct cm_worker *w, void *arg)
 
 static void test_order_and_stop(void **state)
 {
-	struct cm_workq_opts o = {1, 64, "", 0, 0};
+	struct cm_workq_opts o = {1, 64, "", 0, 0, NULL};
 	struct cm_err err;
 	struct cm_workq *q = cm_workq_start(&o, &err);
 	int i;
@@ -61,7 +63,7 @@ static void test_order_and_stop(void **state)
 
 static void test_full(void **state)
 {
-	struct cm_workq_opts o = {1, 4, "", 0, 0};
+	struct cm_workq_opts o = {1, 4, "", 0, 0, NULL};
 	struct cm_err err;
 	struct cm_workq *q = cm_workq_start(&o, &err);
 	int i, accepted = 0;
@@ -104,18 +106,38 @@ static void db_job(struct cm_worker *w, void *arg)
 	assert_non_null(strstr(err.msg, "unreachable"));
 }
 
+static void redis_job(struct cm_worker *w, void *arg)
+{
+	struct cm_err err;
+	int64_t *took = arg, t0;
+
+	t0 = now_ms();
+	assert_null(cm_worker_redis(w, &err));
+	took[0] = now_ms() - t0;
+	t0 = now_ms();
+	assert_null(cm_worker_redis(w, &err));
+	took[1] = now_ms() - t0;
+	assert_non_null(strstr(err.msg, "unreachable"));
+}
+
 static void test_unreachable_db(void **state)
 {
-	struct cm_workq_opts o = {1, 4, "host=/nonexistent-cm-dir port=1 dbname=x", 2, 1000};
+	struct cm_redis_url url;
+	struct cm_workq_opts o = {1, 4, "host=/nonexistent-cm-dir port=1 dbname=x", 2, 1000, &url};
 	struct cm_err err;
-	struct cm_workq *q = cm_workq_start(&o, &err);
-	int64_t took[2] = {-1, -1};
+	struct cm_workq *q;
+	int64_t took[4] = {-1, -1, -1, -1};
 
+	assert_int_equal(cm_redis_url_parse("redis://127.0.0.1:1", &url, &err), 0);
+	q = cm_workq_start(&o, &err);
 	assert_non_null(q);
 	assert_int_equal(cm_workq_submit(q, db_job, took), 0);
+	assert_int_equal(cm_workq_submit(q, redis_job, took + 2), 0);
 	cm_workq_stop(q);
 	assert_true(took[0] >= 0 && took[0] < 2000);
 	assert_true(took[1] >= 0 && took[1] < 50);
+	assert_true(took[2] >= 0 && took[2] < 1500);
+	assert_true(took[3] >= 0 && took[3] < 50);
 }
 
 int main(void)
