@@ -321,6 +321,39 @@ static int tx_begin(struct cm_api_call *c, PGconn *pg)
 	return 0;
 }
 
+/* Opens the changing transaction and locks campaign id: its row (columns
+ * COLS), or NULL after rolling back and answering 404, or 409 when version
+ * (0: any) is not the campaign's. */
+static PGresult *lock_campaign(struct cm_api_call *c, PGconn *pg, const char *id, int64_t version)
+{
+	const char *params[1] = {id};
+	PGresult *res;
+	char msg[96];
+	int64_t at;
+
+	if (tx_begin(c, pg) < 0)
+		return NULL;
+	res = tx_query(c, pg, "SELECT " COLS " FROM campaigns WHERE id = $1 FOR UPDATE", 1, params);
+	if (!res)
+		return NULL;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		cm_pg_exec(pg, "ROLLBACK", NULL);
+		cm_http_detail(c->r, 404, "Campaign not found");
+		return NULL;
+	}
+	at = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	if (version && version != at) {
+		PQclear(res);
+		cm_pg_exec(pg, "ROLLBACK", NULL);
+		snprintf(msg, sizeof(msg), "Version conflict: the campaign is at version %lld",
+		         (long long)at);
+		cm_http_detail(c->r, 409, msg);
+		return NULL;
+	}
+	return res;
+}
+
 /* COMMIT, then the reply from res (freed). */
 static void tx_commit(struct cm_api_call *c, PGconn *pg, PGresult *res, int status)
 {
@@ -387,7 +420,8 @@ void cm_api_campaign_create(struct cm_api_call *c)
 struct list {
 	char status[16], limit[24], offset[24];
 	int64_t id;
-	int64_t version; /* DELETE's ?version=, 0: none */
+	char id_text[24]; /* id for SQL */
+	int64_t version;  /* DELETE's ?version=, 0: none */
 };
 
 static void list_db(struct cm_api_call *c, PGconn *pg)
@@ -435,6 +469,15 @@ static int read_page(struct cm_http_req *r, struct list *l)
 	return 0;
 }
 
+/* Reads the path's campaign id into l; -1 after answering 422. */
+static int list_id(struct cm_api_call *c, struct list *l)
+{
+	if (cm_api_path_id(c, &l->id) < 0)
+		return -1;
+	snprintf(l->id_text, sizeof(l->id_text), "%lld", (long long)l->id);
+	return 0;
+}
+
 /* A new struct list as the call's state. */
 static struct list *new_list(struct cm_api_call *c)
 {
@@ -477,12 +520,10 @@ void cm_api_campaign_list(struct cm_api_call *c)
 static void get_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	char id[24];
-	const char *params[1] = {id};
+	const char *params[1] = {l->id_text};
 	struct cm_err err;
 	PGresult *res;
 
-	snprintf(id, sizeof(id), "%lld", (long long)l->id);
 	res = cm_pg_query(pg, "SELECT " COLS " FROM campaigns WHERE id = $1", 1, params, &err);
 	if (!res) {
 		cm_api_db_error(c, pg, &err);
@@ -499,7 +540,7 @@ void cm_api_campaign_get(struct cm_api_call *c)
 {
 	struct list *l = new_list(c);
 
-	if (l && cm_api_path_id(c, &l->id) == 0)
+	if (l && list_id(c, l) == 0)
 		cm_api_db(c, get_db);
 }
 
@@ -548,33 +589,15 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct patch *pt = c->state;
 	struct values v;
-	char id[24], msg[96];
+	char id[24];
 	const char *params[6];
 	PGresult *res;
-	int64_t version;
 
 	snprintf(id, sizeof(id), "%lld", (long long)pt->id);
 	params[0] = id;
-	if (tx_begin(c, pg) < 0)
-		return;
-	res = tx_query(c, pg, "SELECT " COLS " FROM campaigns WHERE id = $1 FOR UPDATE", 1, params);
+	res = lock_campaign(c, pg, id, pt->f.has_version ? pt->f.version : 0);
 	if (!res)
 		return;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		cm_pg_exec(pg, "ROLLBACK", NULL);
-		cm_http_detail(c->r, 404, "Campaign not found");
-		return;
-	}
-	version = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
-	if (pt->f.has_version && pt->f.version != version) {
-		PQclear(res);
-		cm_pg_exec(pg, "ROLLBACK", NULL);
-		snprintf(msg, sizeof(msg), "Version conflict: the campaign is at version %lld",
-		         (long long)version);
-		cm_http_detail(c->r, 409, msg);
-		return;
-	}
 	if (merge_current(&pt->f, res) < 0) {
 		PQclear(res);
 		cm_pg_exec(pg, "ROLLBACK", NULL);
@@ -618,32 +641,13 @@ void cm_api_campaign_patch(struct cm_api_call *c)
 static void archive_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	char id[24], msg[96];
-	const char *params[1] = {id};
+	const char *params[1] = {l->id_text};
 	PGresult *res;
-	int64_t version;
 
-	snprintf(id, sizeof(id), "%lld", (long long)l->id);
-	if (tx_begin(c, pg) < 0)
-		return;
-	res = tx_query(c, pg, "SELECT version FROM campaigns WHERE id = $1 FOR UPDATE", 1, params);
+	res = lock_campaign(c, pg, l->id_text, l->version);
 	if (!res)
 		return;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		cm_pg_exec(pg, "ROLLBACK", NULL);
-		cm_http_detail(c->r, 404, "Campaign not found");
-		return;
-	}
-	version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	if (l->version && l->version != version) {
-		cm_pg_exec(pg, "ROLLBACK", NULL);
-		snprintf(msg, sizeof(msg), "Version conflict: the campaign is at version %lld",
-		         (long long)version);
-		cm_http_detail(c->r, 409, msg);
-		return;
-	}
 	res = tx_query(c, pg,
 	               "UPDATE campaigns SET status = 'archived' WHERE id = $1 RETURNING " COLS, 1,
 	               params);
@@ -656,7 +660,7 @@ void cm_api_campaign_archive(struct cm_api_call *c)
 {
 	struct list *l = new_list(c);
 
-	if (l && cm_api_path_id(c, &l->id) == 0 &&
+	if (l && list_id(c, l) == 0 &&
 	    cm_api_query_int(c->r, "version", 0, 1, INT32_MAX, &l->version) == 0)
 		cm_api_db(c, archive_db);
 }
@@ -714,14 +718,12 @@ static int add_match(struct cm_buf *b, const PGresult *res, int row)
 static void matches_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	char id[24];
-	const char *params[3] = {id, l->limit, l->offset};
+	const char *params[3] = {l->id_text, l->limit, l->offset};
 	struct cm_err err;
 	PGresult *res;
 	int st;
 
-	snprintf(id, sizeof(id), "%lld", (long long)l->id);
-	st = campaign_exists(c, pg, id);
+	st = campaign_exists(c, pg, l->id_text);
 	if (st <= 0) {
 		if (st == 0)
 			cm_http_detail(c->r, 404, "Campaign not found");
@@ -764,13 +766,11 @@ static int add_audit(struct cm_buf *b, const PGresult *res, int row)
 static void audit_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	char id[24];
-	const char *params[3] = {id, l->limit, l->offset};
+	const char *params[3] = {l->id_text, l->limit, l->offset};
 	struct cm_err err;
 	PGresult *res;
 	int st;
 
-	snprintf(id, sizeof(id), "%lld", (long long)l->id);
 	res = cm_pg_query(pg,
 	                  "SELECT id, campaign_id, actor, action, cm_utc(at), before::text, "
 	                  "after::text FROM campaign_audit WHERE campaign_id = $1 "
@@ -783,7 +783,7 @@ static void audit_db(struct cm_api_call *c, PGconn *pg)
 	/* No trail and no campaign: there is no such campaign (a deleted
 	 * one keeps its trail). */
 	if (PQntuples(res) == 0 && strcmp(l->offset, "0") == 0) {
-		st = campaign_exists(c, pg, id);
+		st = campaign_exists(c, pg, l->id_text);
 		if (st <= 0) {
 			if (st == 0)
 				cm_http_detail(c->r, 404, "Campaign not found");
@@ -799,7 +799,7 @@ void cm_api_campaign_matches(struct cm_api_call *c)
 {
 	struct list *l = new_list(c);
 
-	if (l && cm_api_path_id(c, &l->id) == 0 && read_page(c->r, l) == 0)
+	if (l && list_id(c, l) == 0 && read_page(c->r, l) == 0)
 		cm_api_db(c, matches_db);
 }
 
@@ -807,6 +807,6 @@ void cm_api_campaign_audit(struct cm_api_call *c)
 {
 	struct list *l = new_list(c);
 
-	if (l && cm_api_path_id(c, &l->id) == 0 && read_page(c->r, l) == 0)
+	if (l && list_id(c, l) == 0 && read_page(c->r, l) == 0)
 		cm_api_db(c, audit_db);
 }

@@ -3,6 +3,7 @@
 #include "health.h"
 
 #include "err.h"
+#include "timefmt.h"
 #include "logj.h"
 #include "pg.h"
 #include "redisx.h"
@@ -27,15 +28,6 @@ struct cm_health {
 	redisContext *rc;
 	PGconn *pg;
 };
-
-/* Milliseconds on a clock that does not jump. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* PING, reconnecting when there is no connection. */
 static const char *ping_redis(struct cm_health *h, struct cm_err *err)
@@ -82,9 +74,9 @@ static const char *select_pg(struct cm_health *h, struct cm_err *err)
 	}
 	if (!PQsendQuery(h->pg, "SELECT 1"))
 		goto broken;
-	deadline = mono_ms() + h->o.timeout_ms;
+	deadline = cm_time_mono_ms() + h->o.timeout_ms;
 	while (PQisBusy(h->pg)) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - cm_time_mono_ms();
 
 		pfd.fd = PQsocket(h->pg);
 		pfd.events = POLLIN;
@@ -173,7 +165,7 @@ static void *run(void *arg)
 		note_change(h, "postgres", h->last.at_ms ? h->last.pg : "ok", res.pg, &err);
 		res.redis_ok = strcmp(res.redis, "ok") == 0;
 		res.pg_ok = strcmp(res.pg, "ok") == 0;
-		res.at_ms = mono_ms();
+		res.at_ms = cm_time_mono_ms();
 		pthread_mutex_lock(&h->mu);
 		h->last = res;
 		w = h->waiters;
@@ -217,7 +209,7 @@ int cm_health_get(struct cm_health *h, struct cm_health_result *res)
 	int fresh;
 
 	pthread_mutex_lock(&h->mu);
-	fresh = h->last.at_ms && mono_ms() - h->last.at_ms <= h->o.max_age_ms;
+	fresh = h->last.at_ms && cm_time_mono_ms() - h->last.at_ms <= h->o.max_age_ms;
 	if (fresh)
 		*res = h->last;
 	pthread_mutex_unlock(&h->mu);
@@ -230,7 +222,7 @@ void cm_health_wait(struct cm_health *h, struct cm_health_waiter *w)
 	int fresh;
 
 	pthread_mutex_lock(&h->mu);
-	fresh = h->last.at_ms && mono_ms() - h->last.at_ms <= h->o.max_age_ms;
+	fresh = h->last.at_ms && cm_time_mono_ms() - h->last.at_ms <= h->o.max_age_ms;
 	if (fresh) {
 		res = h->last;
 	} else {

@@ -48,23 +48,6 @@ struct cm_http {
 	int listen_fd;
 };
 
-/* Milliseconds on a clock that does not jump. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int cm_http_parse_listen(const char *addr, char *host, size_t hostsize, int *port,
                          struct cm_err *err)
 {
@@ -178,7 +161,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
 				          c->remote, sizeof(c->remote));
 		}
-		atomic_store(&c->deadline_ms, mono_ms() + (int64_t)h->o.timeout_s * 1000);
+		atomic_store(&c->deadline_ms, cm_time_mono_ms() + (int64_t)h->o.timeout_s * 1000);
 		pthread_mutex_lock(&h->mu);
 		c->next = h->conns;
 		if (h->conns)
@@ -221,7 +204,7 @@ static void *sweep(void *arg)
 		pthread_cond_timedwait(&h->scv, &h->smu, &ts);
 		if (h->stopping)
 			break;
-		now = mono_ms();
+		now = cm_time_mono_ms();
 		pthread_mutex_lock(&h->mu);
 		for (c = h->conns; c; c = c->next) {
 			d = atomic_load(&c->deadline_ms);
@@ -263,7 +246,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->remote = r->conn_ ? r->conn_->remote : "?";
 	r->route = "unmatched";
 	r->method = "";
-	r->t0_ns_ = mono_ns();
+	r->t0_ns_ = cm_time_mono_ns();
 	cm_buf_init(&r->body, h->o.max_body);
 	cm_buf_init(&r->out, 0);
 	r->path = r->uri_;
@@ -551,7 +534,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	*con_cls = NULL;
-	secs = (double)(mono_ns() - r->t0_ns_) / 1e9;
+	secs = (double)(cm_time_mono_ns() - r->t0_ns_) / 1e9;
 	if (r->state_ == ST_QUEUED) {
 		status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499;
 	} else {
@@ -567,7 +550,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (h->o.on_done)
 		h->o.on_done(h->o.app, r->route, r->method, status, secs);
 	if (r->conn_)
-		atomic_store(&r->conn_->deadline_ms, mono_ms() + (int64_t)h->o.timeout_s * 1000);
+		atomic_store(&r->conn_->deadline_ms,
+		             cm_time_mono_ms() + (int64_t)h->o.timeout_s * 1000);
 	if (r->data_free)
 		r->data_free(r->data);
 	cm_buf_release(&r->body);
@@ -622,7 +606,7 @@ fail:
 
 int cm_http_drain(struct cm_http *h, int64_t grace_ms)
 {
-	int64_t deadline = mono_ms() + grace_ms;
+	int64_t deadline = cm_time_mono_ms() + grace_ms;
 	MHD_socket fd;
 
 	if (!atomic_exchange(&h->draining, 1)) {
@@ -630,7 +614,7 @@ int cm_http_drain(struct cm_http *h, int64_t grace_ms)
 		if (fd != MHD_INVALID_SOCKET)
 			close(fd);
 	}
-	while (atomic_load(&h->active) > 0 && mono_ms() < deadline) {
+	while (atomic_load(&h->active) > 0 && cm_time_mono_ms() < deadline) {
 		struct timespec ts = {0, 10000000};
 
 		nanosleep(&ts, NULL);

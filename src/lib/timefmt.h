@@ -18,5 +18,9 @@ int cm_time_parse(const char *s, size_t n, int64_t *ms);
 size_t cm_time_format(int64_t ms, char *out);
 /* The current time in ms since the epoch. */
 int64_t cm_time_now(void);
+/* Milliseconds and nanoseconds on a clock that never jumps (CLOCK_MONOTONIC),
+ * for timeouts and durations. */
+int64_t cm_time_mono_ms(void);
+int64_t cm_time_mono_ns(void);
 
 #endif

@@ -3,6 +3,7 @@
 #include "workq.h"
 
 #include "err.h"
+#include "timefmt.h"
 #include "pg.h"
 #include "redisx.h"
 
@@ -30,15 +31,6 @@ struct cm_workq {
 	pthread_t *threads;
 	unsigned nthreads;
 };
-
-/* Milliseconds on a clock that does not jump. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A worker thread: runs jobs until the pool stops and the queue is empty. */
 static void *run(void *arg)
@@ -157,12 +149,12 @@ PGconn *cm_worker_db(struct cm_worker *w, struct cm_err *err)
 		PQfinish(w->pg);
 		w->pg = NULL;
 	}
-	now = mono_ms();
+	now = cm_time_mono_ms();
 	if (now < w->pg_next_try)
 		return cm_errf(err, "PostgreSQL unreachable (retrying)"), NULL;
 	w->pg = cm_pg_connect_timeout(o->conninfo, o->connect_timeout_s, err);
 	if (!w->pg) {
-		w->pg_next_try = mono_ms() + 1000;
+		w->pg_next_try = cm_time_mono_ms() + 1000;
 		return NULL;
 	}
 	if (o->statement_timeout_ms > 0) {
@@ -170,7 +162,7 @@ PGconn *cm_worker_db(struct cm_worker *w, struct cm_err *err)
 		if (cm_pg_exec(w->pg, sql, err) < 0) {
 			PQfinish(w->pg);
 			w->pg = NULL;
-			w->pg_next_try = mono_ms() + 1000;
+			w->pg_next_try = cm_time_mono_ms() + 1000;
 			return NULL;
 		}
 	}
@@ -197,11 +189,11 @@ redisContext *cm_worker_redis(struct cm_worker *w, struct cm_err *err)
 	}
 	if (!o->redis)
 		return cm_errf(err, "no Redis configured"), NULL;
-	if (mono_ms() < w->redis_next_try)
+	if (cm_time_mono_ms() < w->redis_next_try)
 		return cm_errf(err, "Redis unreachable (retrying)"), NULL;
 	w->redis = cm_redis_connect_timed(o->redis, 1000, 2000, err);
 	if (!w->redis)
-		w->redis_next_try = mono_ms() + 1000;
+		w->redis_next_try = cm_time_mono_ms() + 1000;
 	return w->redis;
 }
 

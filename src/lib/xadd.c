@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "timefmt.h"
 #include "redisx.h"
 
 #include <errno.h>
@@ -54,15 +55,6 @@ struct cm_xadd {
 	int64_t last_try;   /* last reconnection attempt while down */
 	struct cm_err last; /* the latest trouble */
 };
-
-/* Milliseconds on a clock that does not jump. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sleeps ms milliseconds, whole despite signals. */
 static void sleep_ms(int64_t ms)
@@ -485,7 +477,7 @@ static int ensure_connected(struct cm_xadd *x)
 
 	if (x->c)
 		return 0;
-	now = mono_ms();
+	now = cm_time_mono_ms();
 	if (x->down_since && now - x->last_try < DOWN_RETRY_MS)
 		return -1;
 	x->last_try = now;
@@ -514,7 +506,8 @@ static void give_up_unconfirmed(struct cm_xadd *x)
  * unit, -1 when units were given up. */
 static int settle_all(struct cm_xadd *x, int *gave_up)
 {
-	int64_t deadline = x->down_since ? 0 : mono_ms() + x->retry_ms, backoff = BACKOFF_FIRST_MS;
+	int64_t deadline = x->down_since ? 0 : cm_time_mono_ms() + x->retry_ms,
+	        backoff = BACKOFF_FIRST_MS;
 	int64_t now;
 	int st;
 
@@ -530,7 +523,7 @@ static int settle_all(struct cm_xadd *x, int *gave_up)
 				return 0;
 			}
 		}
-		now = mono_ms();
+		now = cm_time_mono_ms();
 		if (now >= deadline) {
 			if (!x->last.msg[0])
 				cm_errf(&x->last, "%s: unreachable", x->url.safe);
