@@ -262,3 +262,116 @@ SELEC oops;"
 	[ "$status" -eq 4 ]
 	[[ "$output" == *'relation "users" does not exist'* ]]
 }
+
+@test "cm-admin: key add prints a new write key once and stores only its BLAKE2b-256 hash" {
+	cm-admin migrate
+	run cm-admin key add ingest
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" =~ ^cmk_[A-Za-z0-9_-]{43}$ ]]
+	key=$output
+	want=$(printf '%s' "$key" | /usr/bin/python3 -c 'import hashlib,sys; print(hashlib.blake2b(sys.stdin.buffer.read(), digest_size=32).hexdigest())')
+	[ "$(pg_sql "SELECT encode(key_hash, 'hex') FROM api_keys WHERE name = 'ingest'")" = "$want" ]
+	# the key itself is nowhere in the database
+	run pg_sql "SELECT count(*) FROM api_keys WHERE key_hash::text LIKE '%${key#cmk_}%' OR name LIKE '%${key#cmk_}%'"
+	[ "$output" -eq 0 ]
+	run cm-admin key add ingest
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"key 'ingest' exists already"* ]]
+	[[ "$output" != *cmk_* ]]
+	run cm-admin key add other
+	[ "$status" -eq 0 ]
+	[ "$output" != "$key" ]
+	[ "$(pg_sql "SELECT count(DISTINCT key_hash) FROM api_keys")" -eq 2 ]
+}
+
+@test "cm-admin: key list shows names and times, never hashes; key del removes one" {
+	cm-admin migrate
+	cm-admin key add b-key >/dev/null
+	cm-admin key add a-key >/dev/null
+	pg_sql "UPDATE api_keys SET last_used_at = '2026-11-27T10:15:00Z' WHERE name = 'b-key'"
+	run cm-admin key list
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 2 ]
+	[[ "${lines[0]}" =~ ^\{\"name\":\"a-key\",\"created_at\":\"[0-9T:-]+Z\",\"last_used_at\":null\}$ ]]
+	[[ "${lines[1]}" =~ ^\{\"name\":\"b-key\",\"created_at\":\"[0-9T:-]+Z\",\"last_used_at\":\"2026-11-27T10:15:00Z\"\}$ ]]
+	[[ "$output" != *hash* ]]
+	run cm-admin key del a-key
+	[ "$status" -eq 0 ]
+	run cm-admin key del a-key
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"key 'a-key' does not exist"* ]]
+	[ "$(pg_sql "SELECT string_agg(name, ',') FROM api_keys")" = b-key ]
+}
+
+@test "cm-admin: key usage errors" {
+	run cm-admin key
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"missing key command"* ]]
+	run cm-admin key passwd x
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"unknown key command 'passwd'"* ]]
+	run cm-admin key add
+	[ "$status" -eq 2 ]
+	run cm-admin key add a b
+	[ "$status" -eq 2 ]
+	run cm-admin key add x --role admin
+	[ "$status" -eq 2 ]
+	run cm-admin key list extra
+	[ "$status" -eq 2 ]
+	run cm-admin key add "$(printf 'a\nb')"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"key name must be 1-128 bytes"* ]]
+	run cm-admin key add ""
+	[ "$status" -eq 2 ]
+}
+
+@test "cm-admin: campaigns carry a version that every real change bumps" {
+	cm-admin migrate
+	pg_sql "INSERT INTO campaigns (name, rule) VALUES ('x', '{}')"
+	[ "$(pg_sql "SELECT version FROM campaigns")" -eq 1 ]
+	pg_sql "UPDATE campaigns SET status = 'paused'"
+	[ "$(pg_sql "SELECT version FROM campaigns")" -eq 2 ]
+	pg_sql "UPDATE campaigns SET rule = '{\"event_type\":\"a\"}'"
+	[ "$(pg_sql "SELECT version FROM campaigns")" -eq 3 ]
+	# an update that changes nothing keeps version and updated_at
+	before=$(pg_sql "SELECT updated_at FROM campaigns")
+	pg_sql "UPDATE campaigns SET name = name"
+	[ "$(pg_sql "SELECT version FROM campaigns")" -eq 3 ]
+	[ "$(pg_sql "SELECT updated_at FROM campaigns")" = "$before" ]
+	# a client cannot set the version by hand
+	pg_sql "UPDATE campaigns SET version = 1, name = 'y'"
+	[ "$(pg_sql "SELECT version FROM campaigns")" -eq 4 ]
+}
+
+@test "cm-admin: every change to a campaign writes an audit row in its transaction" {
+	cm-admin migrate
+	run psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-c "BEGIN" -c "SELECT set_config('cm.actor', 'alice', true)" \
+		-c "INSERT INTO campaigns (name, rule, ends_at) VALUES ('x', '{}', '2026-12-31T23:59:59.5Z')" \
+		-c "COMMIT"
+	[ "$status" -eq 0 ]
+	pg_sql "UPDATE campaigns SET status = 'paused'"
+	pg_sql "UPDATE campaigns SET status = 'active'"
+	pg_sql "UPDATE campaigns SET name = 'y'"
+	pg_sql "UPDATE campaigns SET name = 'y'"
+	pg_sql "UPDATE campaigns SET status = 'archived'"
+	pg_sql "DELETE FROM campaigns"
+	run pg_sql "SELECT actor, action, before IS NULL, after IS NULL FROM campaign_audit ORDER BY id"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "alice|create|t|f" ]
+	[ "${lines[1]}" = "postgres|pause|f|f" ]
+	[ "${lines[2]}" = "postgres|resume|f|f" ]
+	[ "${lines[3]}" = "postgres|update|f|f" ]
+	[ "${lines[4]}" = "postgres|archive|f|f" ]
+	[ "${lines[5]}" = "postgres|delete|f|t" ]
+	[ "${#lines[@]}" -eq 6 ]
+	# the documents are the campaign as the API shows it: UTC times with Z
+	run pg_sql "SELECT after->>'ends_at', after->>'version', after->>'name', before->>'name' FROM campaign_audit WHERE action = 'update'"
+	[ "$output" = "2026-12-31T23:59:59.500Z|4|y|x" ]
+	[[ "$(pg_sql "SELECT after->>'created_at' FROM campaign_audit WHERE action = 'create'")" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$ ]]
+	# a failed change leaves no audit row
+	run pg_sql "INSERT INTO campaigns (name, rule) VALUES ('', '{}')"
+	[ "$status" -ne 0 ]
+	[ "$(pg_sql "SELECT count(*) FROM campaign_audit")" -eq 6 ]
+}

@@ -3,13 +3,21 @@
 # inside a network namespace that has only loopback (so nothing can come
 # from outside) and the rendered DOM must show every operation, schema and
 # security scheme of /openapi.json. The server comes from DOCS_SERVER (a
-# command that serves the assets on DOCS_ADDR): the test-only assetd here,
-# cm-httpd once it serves them (then only DOCS_SERVER changes).
+# command that serves the assets on DOCS_ADDR): cm-httpd itself, with no
+# Redis or PostgreSQL behind it (the test-only assetd serves the same files
+# for a test of the page alone: DOCS_SERVER=".../tests/tools/assetd
+# --listen ADDR").
 
 load lib/common
 
 DOCS_ADDR=${DOCS_ADDR:-127.0.0.1:18001}
-DOCS_SERVER=${DOCS_SERVER:-"${CM_BUILD:-$TOP/build}/tests/tools/assetd --listen $DOCS_ADDR"}
+DOCS_SECRET=${BATS_FILE_TMPDIR:-/tmp}/docs-jwt-secret
+DOCS_SERVER=${DOCS_SERVER:-"env CM_REDIS_URL=redis://127.0.0.1:1 CM_DATABASE_URL=host=/nonexistent \
+	$CM_BIN/cm-httpd --listen $DOCS_ADDR --jwt-secret-file $DOCS_SECRET --log-level warning"}
+
+setup_file() {
+	head -c 48 /dev/urandom | base64 -w0 >"$DOCS_SECRET"
+}
 DOC=$TOP/share/openapi.json
 CHROMIUM=${CHROMIUM:-chromium}
 

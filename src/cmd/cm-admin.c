@@ -1,6 +1,7 @@
-/* cm-admin.c - the schema and the API users: `migrate` applies
- * share/sql/NNN_*.sql in order, `user` adds, lists, re-keys and removes the
- * users cm-httpd authenticates. */
+/* cm-admin.c - the schema, the API users and the write keys: `migrate`
+ * applies share/sql/NNN_*.sql in order, `user` adds, lists, re-keys and
+ * removes the users cm-httpd authenticates, `key` makes, lists and removes
+ * the write keys that may only send events. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -10,17 +11,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "apikey.h"
 #include "buf.h"
 #include "tool.h"
 #include "err.h"
 #include "out.h"
 #include "pg.h"
 
-/* Exit statuses beyond CONTRACT's 0, 1 (the user exists or is unknown), 2. */
-enum { EXIT_UNREACHABLE = CM_EXIT_UNREACHABLE, EXIT_DBERROR = 4 };
+/* Exit statuses beyond CONTRACT's 0, 1 (the user or key exists or is
+ * unknown), 2. */
+enum { EXIT_UNREACHABLE = CM_EXIT_UNREACHABLE, EXIT_DBERROR = CM_EXIT_REFUSED };
 
 #define PASSWORD_MAX 1024
-#define USERNAME_MAX 128
 
 static const char usage_text[] =
     "Usage: cm-admin [--db CONNINFO] migrate [--status] [--dir DIR]\n"
@@ -28,7 +30,11 @@ static const char usage_text[] =
     "       cm-admin [--db CONNINFO] user passwd NAME                 (password on stdin)\n"
     "       cm-admin [--db CONNINFO] user list\n"
     "       cm-admin [--db CONNINFO] user del NAME\n"
-    "Manage the Campaign Manager database: apply the schema migrations, manage API users.\n"
+    "       cm-admin [--db CONNINFO] key add NAME   (prints the new write key once)\n"
+    "       cm-admin [--db CONNINFO] key list\n"
+    "       cm-admin [--db CONNINFO] key del NAME\n"
+    "Manage the Campaign Manager database: apply the schema migrations, manage API\n"
+    "users and write keys.\n"
     "\n"
     "  -d, --db CONNINFO   PostgreSQL conninfo or URI (default: $CM_DATABASE_URL)\n"
     "      --dir DIR       migration files (default: $CM_SQL_DIR, next to the program,\n"
@@ -38,7 +44,7 @@ static const char usage_text[] =
     "  -h, --help          show this help and exit\n"
     "  -V, --version       show the version and exit\n"
     "\n"
-    "Exit status: 0 done, 1 the user exists (add) or does not (passwd, del),\n"
+    "Exit status: 0 done, 1 the user or key exists (add) or does not (passwd, del),\n"
     "2 usage or configuration error, 3 database unreachable, 4 database error.\n";
 
 struct opts {
@@ -146,20 +152,6 @@ static int read_password(char *pw, size_t size)
 	return 0;
 }
 
-/* A user name is what cm-httpd's login form carries: 1-128 bytes, no control
- * characters. */
-static int valid_username(const char *name)
-{
-	size_t n = strlen(name), i;
-
-	if (n == 0 || n > USERNAME_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-			return 0;
-	return 1;
-}
-
 /* Reads a password from stdin and hashes it with Argon2id at the
  * interactive limits, which cm-httpd's login can afford to verify. */
 static int hash_password(char hash[crypto_pwhash_STRBYTES])
@@ -219,31 +211,90 @@ static int cmd_user_change(PGconn *c, const char *verb, const char *name, const 
 	return rc;
 }
 
-/* user list: the users as NDJSON records, without their hashes. */
-static int cmd_user_list(PGconn *c)
+/* key add: stores the hash of a new key and prints the key, which is never
+ * shown again; a name in use is status 1. */
+static int cmd_key_add(PGconn *c, const char *name)
+{
+	char key[CM_APIKEY_LEN + 1], hex[2 * CM_APIKEY_HASH_BYTES + 1];
+	uint8_t hash[CM_APIKEY_HASH_BYTES];
+	const char *params[2] = {name, hex};
+	struct cm_err err;
+	PGresult *r;
+	int rc = CM_EXIT_OK;
+
+	if (cm_apikey_generate(key) < 0) {
+		cm_warn("libsodium failed to initialise");
+		return CM_EXIT_USAGE;
+	}
+	cm_apikey_hash(key, strlen(key), hash);
+	cm_apikey_hex(hash, hex);
+	r = cm_pg_query(c,
+	                "INSERT INTO api_keys (name, key_hash) VALUES ($1, decode($2, 'hex')) "
+	                "ON CONFLICT (name) DO NOTHING",
+	                2, params, &err);
+	if (!r) {
+		rc = db_failure(c, &err);
+		goto out;
+	}
+	if (strcmp(PQcmdTuples(r), "1")) {
+		cm_warn("key '%s' exists already", name);
+		rc = CM_EXIT_REJECTED;
+	} else {
+		printf("%s\n", key);
+		if (fflush(stdout) != 0) {
+			cm_warn("writing the key to stdout: %s (the key was stored: delete it "
+			        "with 'key del')",
+			        strerror(errno));
+			rc = CM_EXIT_USAGE;
+		}
+	}
+	PQclear(r);
+out:
+	sodium_memzero(key, sizeof(key));
+	return rc;
+}
+
+/* key del: removes a key; an unknown name is status 1. */
+static int cmd_key_del(PGconn *c, const char *name)
+{
+	const char *params[1] = {name};
+	struct cm_err err;
+	PGresult *r;
+	int rc = CM_EXIT_OK;
+
+	r = cm_pg_query(c, "DELETE FROM api_keys WHERE name = $1", 1, params, &err);
+	if (!r)
+		return db_failure(c, &err);
+	if (strcmp(PQcmdTuples(r), "1")) {
+		cm_warn("key '%s' does not exist", name);
+		rc = CM_EXIT_REJECTED;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* Prints the rows of r (text columns, NULL as null) as NDJSON records with
+ * the given keys; used by user list and key list. */
+static int print_records(PGresult *r, const char *const *keys, int nkeys)
 {
 	struct cm_buf b = CM_BUF_INIT;
 	struct cm_out out;
-	struct cm_err err;
-	PGresult *r;
-	int i, rc = CM_EXIT_OK;
+	int i, k, rc = CM_EXIT_OK, bad;
 
-	r = cm_pg_query(c,
-	                "SELECT username, role, to_char(created_at AT TIME ZONE 'UTC', "
-	                "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM users ORDER BY username",
-	                0, NULL, &err);
-	if (!r)
-		return db_failure(c, &err);
 	cm_out_init(&out, 1);
 	for (i = 0; i < PQntuples(r); i++) {
 		cm_buf_reset(&b);
-		if (cm_buf_adds(&b, "{\"username\":") < 0 ||
-		    cm_buf_add_jstr(&b, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0)) < 0 ||
-		    cm_buf_adds(&b, ",\"role\":") < 0 ||
-		    cm_buf_add_jstr(&b, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1)) < 0 ||
-		    cm_buf_adds(&b, ",\"created_at\":") < 0 ||
-		    cm_buf_add_jstr(&b, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2)) < 0 ||
-		    cm_buf_addc(&b, '}') < 0) {
+		bad = cm_buf_addc(&b, '{');
+		for (k = 0; k < nkeys; k++) {
+			bad |= cm_buf_addf(&b, "%s\"%s\":", k ? "," : "", keys[k]);
+			if (PQgetisnull(r, i, k))
+				bad |= cm_buf_adds(&b, "null");
+			else
+				bad |= cm_buf_add_jstr(&b, PQgetvalue(r, i, k),
+				                       (size_t)PQgetlength(r, i, k));
+		}
+		bad |= cm_buf_addc(&b, '}');
+		if (bad) {
 			cm_warn("out of memory");
 			rc = EXIT_DBERROR;
 			break;
@@ -256,6 +307,34 @@ static int cmd_user_list(PGconn *c)
 		rc = CM_EXIT_USAGE;
 	}
 	cm_buf_release(&b);
+	return rc;
+}
+
+/* The SQL of a time column as user list and key list print it. */
+#define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* user list / key list: the rows as NDJSON records, never a hash. */
+static int cmd_list(PGconn *c, int keys)
+{
+	static const char *const user_keys[] = {"username", "role", "created_at"};
+	static const char *const key_keys[] = {"name", "created_at", "last_used_at"};
+	struct cm_err err;
+	PGresult *r;
+	int rc;
+
+	if (keys)
+		r = cm_pg_query(c,
+		                "SELECT name, " UTC_TEXT("created_at") ", " UTC_TEXT(
+		                    "last_used_at") " FROM api_keys ORDER BY name",
+		                0, NULL, &err);
+	else
+		r = cm_pg_query(c,
+		                "SELECT username, role, " UTC_TEXT(
+		                    "created_at") " FROM users ORDER BY username",
+		                0, NULL, &err);
+	if (!r)
+		return db_failure(c, &err);
+	rc = keys ? print_records(r, key_keys, 3) : print_records(r, user_keys, 3);
 	PQclear(r);
 	return rc;
 }
@@ -324,35 +403,40 @@ int main(int argc, char **argv)
 	}
 	nargs = argc - optind;
 	if (nargs < 1)
-		cm_usage_error("missing command: migrate or user");
+		cm_usage_error("missing command: migrate, user or key");
 	cmd = argv[optind];
 	if (!strcmp(cmd, "migrate")) {
 		if (nargs != 1)
 			cm_usage_error("migrate takes no arguments");
 		if (o.role)
 			cm_usage_error("--role belongs to user add");
-	} else if (!strcmp(cmd, "user")) {
+	} else if (!strcmp(cmd, "user") || !strcmp(cmd, "key")) {
+		int is_key = !strcmp(cmd, "key");
+
 		if (o.status || o.dir)
 			cm_usage_error("--status and --dir belong to migrate");
 		if (nargs < 2)
-			cm_usage_error("missing user command: add, passwd, list or del");
+			cm_usage_error(is_key ? "missing key command: add, list or del"
+			                      : "missing user command: add, passwd, list or del");
 		verb = argv[optind + 1];
 		if (!strcmp(verb, "list")) {
 			if (nargs != 2)
-				cm_usage_error("user list takes no arguments");
-		} else if (!strcmp(verb, "add") || !strcmp(verb, "passwd") ||
-		           !strcmp(verb, "del")) {
+				cm_usage_error("%s list takes no arguments", cmd);
+		} else if (!strcmp(verb, "add") || !strcmp(verb, "del") ||
+		           (!is_key && !strcmp(verb, "passwd"))) {
 			if (nargs != 3)
-				cm_usage_error("user %s takes one user name", verb);
+				cm_usage_error("%s %s takes one %s name", cmd, verb, cmd);
 			name = argv[optind + 2];
-			if (!valid_username(name))
-				cm_usage_error("user name must be 1-%d bytes without control "
+			if (!cm_apikey_name_ok(name, strlen(name)))
+				cm_usage_error("%s name must be 1-%d bytes without control "
 				               "characters",
-				               USERNAME_MAX);
+				               cmd, CM_APIKEY_NAME_MAX);
+		} else if (is_key) {
+			cm_usage_error("unknown key command '%s': add, list or del", verb);
 		} else {
 			cm_usage_error("unknown user command '%s': add, passwd, list or del", verb);
 		}
-		if (!strcmp(verb, "add")) {
+		if (!is_key && !strcmp(verb, "add")) {
 			if (!o.role)
 				cm_usage_error("user add needs --role admin or --role user");
 			if (strcmp(o.role, "admin") && strcmp(o.role, "user"))
@@ -361,7 +445,7 @@ int main(int argc, char **argv)
 			cm_usage_error("--role belongs to user add");
 		}
 	} else {
-		cm_usage_error("unknown command '%s': migrate or user", cmd);
+		cm_usage_error("unknown command '%s': migrate, user or key", cmd);
 	}
 	if (sodium_init() < 0) {
 		cm_warn("libsodium failed to initialise");
@@ -373,7 +457,9 @@ int main(int argc, char **argv)
 	if (!verb)
 		rc = cmd_migrate(c, &o);
 	else if (!strcmp(verb, "list"))
-		rc = cmd_user_list(c);
+		rc = cmd_list(c, !strcmp(cmd, "key"));
+	else if (!strcmp(cmd, "key"))
+		rc = !strcmp(verb, "add") ? cmd_key_add(c, name) : cmd_key_del(c, name);
 	else
 		rc = cmd_user_change(c, verb, name, o.role);
 	PQfinish(c);

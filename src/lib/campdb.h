@@ -22,7 +22,7 @@ struct cm_err;
 struct cm_campdb;
 
 /* Connects and loads; NULL with err when the database cannot be reached or
- * read (a tool exits with CM_PG_EXIT_UNREACHABLE then). */
+ * read (a tool exits with CM_EXIT_UNREACHABLE then). */
 struct cm_campdb *cm_campdb_open(const char *conninfo, cm_rule_reportfn *report, void *ctx,
                                  struct cm_err *err);
 /* The newest compiled set (the previous one is freed when a newer one

@@ -105,12 +105,21 @@ static void one_line(char *dst, size_t size, const char *src)
  * application name) and one it may not (UTF8, which is what we send). */
 PGconn *cm_pg_connect(const char *conninfo, struct cm_err *err)
 {
+	return cm_pg_connect_timeout(conninfo, 10, err);
+}
+
+/* The connect timeout comes before the conninfo in the keyword list, so a
+ * connect_timeout in the conninfo overrides it. */
+PGconn *cm_pg_connect_timeout(const char *conninfo, int seconds, struct cm_err *err)
+{
 	const char *kw[] = {"connect_timeout", "fallback_application_name", "dbname",
 	                    "client_encoding", NULL};
-	const char *val[] = {"10", program_invocation_short_name, conninfo, "UTF8", NULL};
+	char secs[16];
+	const char *val[] = {secs, program_invocation_short_name, conninfo, "UTF8", NULL};
 	char msg[400];
 	PGconn *c;
 
+	snprintf(secs, sizeof(secs), "%d", seconds);
 	c = PQconnectdbParams(kw, val, 1);
 	if (!c) {
 		cm_errc(err, CM_EXIT_SYSTEM, "cannot connect to PostgreSQL: out of memory");

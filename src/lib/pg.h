@@ -26,6 +26,8 @@ int cm_pg_conninfo_check(const char *conninfo, struct cm_err *err);
 /* Connects once (10 s connect timeout unless conninfo sets one, client
  * encoding UTF8, application name the tool's); NULL with err on failure. */
 PGconn *cm_pg_connect(const char *conninfo, struct cm_err *err);
+/* The same with another connect timeout (libpq counts 2 s at least). */
+PGconn *cm_pg_connect_timeout(const char *conninfo, int seconds, struct cm_err *err);
 
 /* Connects, retrying with backoff for budget_ms; gives up early when *stop
  * becomes non-zero (stop may be NULL). */

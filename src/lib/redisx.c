@@ -276,8 +276,16 @@ out:
 /* Connects, authenticates and selects, naming the failed step in err. */
 redisContext *cm_redis_connect_url(const struct cm_redis_url *u, struct cm_err *err)
 {
-	struct timeval ctv = {CM_REDIS_CONNECT_MS / 1000, (CM_REDIS_CONNECT_MS % 1000) * 1000};
-	struct timeval iotv = {CM_REDIS_IO_MS / 1000, (CM_REDIS_IO_MS % 1000) * 1000};
+	return cm_redis_connect_timed(u, CM_REDIS_CONNECT_MS, CM_REDIS_IO_MS, err);
+}
+
+/* Connects with the given timeouts (a server that must answer quickly, as
+ * behind an HTTP request, cannot wait the defaults). */
+redisContext *cm_redis_connect_timed(const struct cm_redis_url *u, int connect_ms, int io_ms,
+                                     struct cm_err *err)
+{
+	struct timeval ctv = {connect_ms / 1000, (connect_ms % 1000) * 1000};
+	struct timeval iotv = {io_ms / 1000, (io_ms % 1000) * 1000};
 	redisContext *c;
 	char dbs[16];
 

@@ -55,6 +55,10 @@ struct cm_redis_url {
 int cm_redis_url_parse(const char *url, struct cm_redis_url *u, struct cm_err *err);
 /* cm_redis_connect for an already parsed URL. */
 redisContext *cm_redis_connect_url(const struct cm_redis_url *u, struct cm_err *err);
+/* The same with other timeouts than CM_REDIS_CONNECT_MS and CM_REDIS_IO_MS
+ * (milliseconds, more than 0). */
+redisContext *cm_redis_connect_timed(const struct cm_redis_url *u, int connect_ms, int io_ms,
+                                     struct cm_err *err);
 
 /* True when an error reply is worth retrying after a pause: the server is
  * loading its data, busy with a script, out of memory, read-only or

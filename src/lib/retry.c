@@ -5,12 +5,18 @@
 #include <time.h>
 
 /* Time that only moves forward, for deadlines and intervals. */
-int64_t cm_mono_ms(void)
+int64_t cm_mono_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The same in milliseconds. */
+int64_t cm_mono_ms(void)
+{
+	return cm_mono_ns() / 1000000;
 }
 
 /* A fresh schedule: the first retry comes quickly, in case the outage was a

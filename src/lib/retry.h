@@ -10,6 +10,8 @@
 /* Milliseconds on a clock that never jumps (CLOCK_MONOTONIC); only
  * differences mean anything. */
 int64_t cm_mono_ms(void);
+/* The same in nanoseconds, for durations (request timings). */
+int64_t cm_mono_ns(void);
 
 /* Exponential backoff between attempts, 50 ms doubling up to 1 s, within a
  * time budget counted from cm_backoff_start. */

@@ -11,7 +11,8 @@
 #   BENCH_ONLY=LIST  run only these sections (comma or space separated):
 #                    match_one match_many load ingest memory (issue 2),
 #                    publish store worker latency (issue 3: these start their
-#                    own redis-server and PostgreSQL on odd ports)
+#                    own redis-server and PostgreSQL on odd ports), httpd
+#                    (issue 7: cm-httpd under wrk, with those servers)
 #   BENCH_DIR=DIR    keep the generated data there (default: a temp dir, removed)
 #   BENCH_EVENTS=N   events in the main file (default 1000000)
 #   BENCH_RUNS=N     runs per figure, the best is kept (default 3)
@@ -21,6 +22,7 @@
 #   BENCH_TIME=proc  peak RSS by polling /proc even when GNU time is there
 #   BENCH_N=N        events in the issue 3 sections (default 1000000)
 #   BENCH_LAT_SECS=S length of the latency run at 1,000 events/s (default 10)
+#   BENCH_HTTPD_SECS=S length of each wrk run of the httpd section (default 10)
 #
 # Adding a section: write bench_NAME, append NAME to SECTIONS, and use
 # need_* for data, measure/best_of for runs and row for the table.
@@ -35,7 +37,7 @@ SEED=${BENCH_SEED:-1}
 EVENTS=${BENCH_EVENTS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 TYPES=50
-SECTIONS=(match_one match_many load ingest memory publish store worker latency)
+SECTIONS=(match_one match_many load ingest memory publish store worker latency httpd)
 export LC_ALL=C
 
 errors=0
@@ -374,6 +376,8 @@ SRV_UP=0
 SRV_FAILED=0
 STREAM=cm:events
 WORKER_PIDS=()
+HTTPD_UP=0
+HTTPD_SECS=${BENCH_HTTPD_SECS:-10}
 
 # have_cmd CMD...: true when each command is installed; otherwise says the
 # section is skipped.
@@ -438,6 +442,7 @@ stop_workers() {
 # the temporary data.
 cleanup() {
 	stop_workers
+	[ "$HTTPD_UP" -eq 1 ] && httpd_stop
 	if [ "$SRV_UP" -eq 1 ]; then
 		pg_stop
 		redis_cleanup
@@ -781,6 +786,110 @@ bench_latency() {
 	say "target: p99 under 250 ms: $v"
 	summary+=("$(printf '%-34s p50 %s ms, p99 %s ms (target p99 < 250 ms: %s)' \
 		"latency at $LAT_RATE/s" "$p50" "$p99" "$v")")
+}
+
+# --- (j) cm-httpd under wrk ---
+
+# wrk_run NAME SCRIPT CONNS PATH: wrk -t2 for $HTTPD_SECS seconds with a Lua
+# script (or none: "") against the server; sets W_RPS (requests/s), W_N
+# (requests done), W_BAD (non-2xx answers and socket errors), W_P50 and
+# W_P99 (ms), W_WRK_CPU and W_SRV_CPU (% of one core used by wrk and by the
+# server during the run).
+wrk_run() {
+	local name=$1 script=$2 conns=$3 path=$4 out=$D/wrk-$1.out t0 t1 s0 s1 tck
+	tck=$(getconf CLK_TCK)
+	s0=$(awk '{ print $14 + $15 }' "/proc/$HTTPD_PID/stat")
+	t0=$EPOCHREALTIME
+	/usr/bin/time -f '%P' -o "$D/.wrkcpu" wrk -t2 -c"$conns" -d"${HTTPD_SECS}s" --latency \
+		${script:+-s "$script"} "$HTTPD_URL$path" >"$out" 2>"$D/.stderr" ||
+		tool_error "wrk ($name)" $?
+	t1=$EPOCHREALTIME
+	s1=$(awk '{ print $14 + $15 }' "/proc/$HTTPD_PID/stat")
+	W_RPS=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
+	W_N=$(awk '/requests in/ { print $1 }' "$out")
+	W_BAD=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+	# wrk prints latencies as 812.00us, 1.36ms or 1.02s
+	ms() { awk -v p="$1" '$1 == p { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+		print (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }' "$out"; }
+	W_P50=$(ms 50%)
+	W_P99=$(ms 99%)
+	W_WRK_CPU=$(tr -d '%' <"$D/.wrkcpu")
+	W_SRV_CPU=$(awk -v a="$s0" -v b="$s1" -v t="$tck" -v x="$t0" -v y="$t1" \
+		'BEGIN { printf "%.0f", (b - a) / t / (y - x) * 100 }')
+}
+
+# wrk_row WHAT EVENTS_PER_REQUEST: a table row from the last wrk_run.
+wrk_row() {
+	printf '  %-38s %10s %10s %8s %8s %6s%% %6s%%\n' "$1" "$W_RPS" \
+		"$((W_RPS * $2))" "$W_P50" "$W_P99" "$W_WRK_CPU" "$W_SRV_CPU"
+}
+
+# (j) cm-httpd: POST /events with one ~200-byte event per request and with
+# NDJSON batches of 1,000, and GET /health, under wrk on the same machine.
+bench_httpd() {
+	printf '\n== (j) cm-httpd under wrk (%s s each, keep-alive, wrk -t2 on the same cores)\n' "$HTTPD_SECS"
+	have cm-httpd && have cm-admin && have_cmd wrk && servers || return 0
+	fresh_db || { tool_error "cm-admin migrate" $?; return 0; }
+	printf 'bench-pass\n' | "$BIN/cm-admin" --db "$CM_DATABASE_URL" user add bench --role user \
+		>/dev/null || { tool_error "cm-admin user add" $?; return 0; }
+	# shellcheck source=../lib/httpd.bash
+	. "$top/tests/lib/httpd.bash"
+	CM_BIN=$BIN HTTPD_DIR=$D JWT_SECRET_FILE= httpd_start --stream "$STREAM" ||
+		{ tool_error "cm-httpd" 1; return 0; }
+	HTTPD_UP=1
+	local tok ev i
+	tok=$(login bench bench-pass) || { tool_error "POST /auth/token" 1; return 0; }
+	ev=$("$GEN" events 1 --seed "$SEED" --types "$TYPES")
+	cat >"$D/one.lua" <<LUA
+wrk.method = "POST"
+wrk.body = [[$ev]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $tok"
+LUA
+	"$GEN" events 1000 --seed "$SEED" --types "$TYPES" >"$D/batch.ndjson"
+	{
+		echo 'wrk.method = "POST"'
+		printf 'wrk.body = [['
+		cat "$D/batch.ndjson"
+		echo ']]'
+		echo 'wrk.headers["Content-Type"] = "application/x-ndjson"'
+		echo "wrk.headers[\"Authorization\"] = \"Bearer $tok\""
+	} >"$D/batch.lua"
+	say "server: cm-httpd --threads $(nproc) (the default), logging a line per request to a file;"
+	say "every 202 comes after Redis confirmed the XADD (appendonly yes, everysec)"
+	say "event: $(printf '%s' "$ev" | wc -c) bytes; batch: 1,000 events, $(wc -c <"$D/batch.ndjson") bytes"
+	printf '  %-38s %10s %10s %8s %8s %7s %7s\n' what "req/s" "events/s" "p50 ms" "p99 ms" wrk server
+	fresh_stream
+	quiet
+	wrk_run one "$D/one.lua" 50 /events
+	wrk_row "POST /events, 1 event, 50 conns" 1
+	[ "$W_BAD" -ne 0 ] && loud "$W_BAD requests of POST /events (1 event) failed"
+	i=$(rcli XLEN "$STREAM")
+	[ "$i" -ge "$W_N" ] || loud "MISMATCH: $i entries in the stream after $W_N requests"
+	summary+=("$(printf '%-34s %9s req/s, p99 %s ms (target >= 40000 req/s, p99 < 10 ms: %s)' \
+		"cm-httpd POST /events, 1 event" "$W_RPS" "$W_P99" \
+		"$(awk -v r="$W_RPS" -v p="$W_P99" 'BEGIN { print (r >= 40000 && p < 10) ? "met" : "NOT MET" }')")")
+	fresh_stream
+	quiet
+	wrk_run batch "$D/batch.lua" 16 /events
+	wrk_row "POST /events, NDJSON x1000, 16 conns" 1000
+	[ "$W_BAD" -ne 0 ] && loud "$W_BAD requests of POST /events (1,000 events) failed"
+	i=$(rcli XLEN "$STREAM")
+	[ "$i" -ge $((W_N * 1000)) ] || loud "MISMATCH: $i entries in the stream after $W_N batches"
+	summary+=("$(printf '%-34s %9s events/s (target >= 300000: %s)' "cm-httpd POST /events, NDJSON x1000" \
+		"$((W_RPS * 1000))" "$(awk -v r="$((W_RPS * 1000))" 'BEGIN { print (r >= 300000) ? "met" : "NOT MET" }')")")
+	fresh_stream
+	wrk_run health "" 50 /health
+	wrk_row "GET /health, 50 conns" 0
+	[ "$W_BAD" -ne 0 ] && loud "$W_BAD requests of GET /health failed"
+	summary+=("$(printf '%-34s %9s req/s (target >= 50000: %s)' "cm-httpd GET /health" "$W_RPS" \
+		"$(awk -v r="$W_RPS" 'BEGIN { print (r >= 50000) ? "met" : "NOT MET" }')")")
+	say "wrk and server: CPU used during the run, in % of one core (the machine has $(nproc));"
+	say "for scale, the original FastAPI service: 4,000 req/s, p99 33 ms on POST /events"
+	httpd_stop
+	HTTPD_UP=0
+	[ "$HTTPD_STATUS" -eq 0 ] || tool_error "cm-httpd (at SIGTERM)" "$HTTPD_STATUS"
+	rm -f "$D"/httpd.*.log
 }
 
 # machine: what the figures were measured on.

@@ -1,0 +1,1162 @@
+#!/usr/bin/env bats
+# cm-httpd against a real Redis and PostgreSQL (tests/lib/redis.bash,
+# pg.bash) and the server itself on a free odd port (tests/lib/httpd.bash):
+# options, every route and its failures, FastAPI's error bodies, token
+# attacks crafted here with Python's hmac (never with the server's code),
+# write keys, login throttling, limits, slow and abusive clients, SIGTERM,
+# and a short fuzz of request bytes.
+
+load lib/common
+load lib/redis
+load lib/pg
+load lib/httpd
+
+setup_file() {
+	export CM_SQL_DIR=$TOP/share/sql
+	redis_start
+	pg_start
+	cm-admin migrate >/dev/null
+	printf 'adm1n-pass\n' | cm-admin user add admin --role admin
+	printf 'b0b-pass\n' | cm-admin user add bob --role user
+	WRITE_KEY=$(cm-admin key add shop)
+	export WRITE_KEY
+	httpd_start --timeout 10
+	export MAIN_LOG=$HTTPD_LOG MAIN_PID=$HTTPD_PID MAIN_URL=$HTTPD_URL MAIN_PORT=$HTTPD_PORT
+	ADMIN_TOKEN=$(login admin adm1n-pass)
+	USER_TOKEN=$(login bob b0b-pass)
+	export ADMIN_TOKEN USER_TOKEN
+}
+
+teardown_file() {
+	HTTPD_PID=$MAIN_PID httpd_stop
+	redis_cleanup
+	pg_stop
+}
+
+setup() {
+	# Each test talks to the main server unless it starts its own.
+	HTTPD_URL=$MAIN_URL
+	HTTPD_LOG=$MAIN_LOG
+	HTTPD_PORT=$MAIN_PORT
+	HTTPD_PID=
+}
+
+teardown() {
+	# A server a test started is stopped, whatever happened.
+	[ -n "${HTTPD_PID:-}" ] && [ "$HTTPD_PID" != "$MAIN_PID" ] && httpd_stop
+	[ -n "${bg:-}" ] && kill "$bg" 2>/dev/null
+	# Redis must be up for the next test.
+	if ! rcli PING >/dev/null 2>&1; then
+		redis_restart
+	fi
+	return 0
+}
+
+A() { echo "Authorization: Bearer $ADMIN_TOKEN"; }
+U() { echo "Authorization: Bearer $USER_TOKEN"; }
+
+# detail: the "detail" member of the last body.
+detail() { jq -r .detail <<<"$BODY"; }
+
+# wait_log PATTERN: waits up to 2 s for a line of the server's log.
+wait_log() {
+	for _ in $(seq 40); do
+		grep -q -- "$1" "$HTTPD_LOG" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# event ID [TYPE]: a canonical event line.
+event() {
+	printf '{"event_id":"%s","event_type":"%s","user_id":"u-1","occurred_at":"2026-11-27T10:15:00Z","properties":{"amount":120.5}}' "$1" "${2:-purchase}"
+}
+
+@test "cm-httpd: --help, --version and usage errors" {
+	run cm-httpd --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"--jwt-secret-file FILE"* ]]
+	run cm-httpd --version
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^cm-httpd\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+	for bad in "--listen nope" "--listen 127.0.0.1:0" "--listen 127.0.0.1:70000" \
+		"--listen [::1]8000" "--threads 0" "--threads 100000" "--token-ttl 5" \
+		"--max-body 12" "--timeout 0" "--log-level loud" "--bogus" "extra"; do
+		run cm-httpd --jwt-secret-file "$JWT_SECRET_FILE" $bad
+		echo "$bad: $output"
+		[ "$status" -eq 2 ]
+	done
+}
+
+@test "cm-httpd: the JWT secret is required, at least 32 bytes, from a file or the environment" {
+	run env -u CM_JWT_SECRET -u CM_JWT_SECRET_FILE cm-httpd --listen 127.0.0.1:1
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"no JWT secret"* ]]
+	printf 'short\n' >"$T/short"
+	run cm-httpd --listen 127.0.0.1:1 --jwt-secret-file "$T/short"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"at least 32"* ]]
+	run env CM_JWT_SECRET=tooshort cm-httpd --listen 127.0.0.1:1
+	[ "$status" -eq 2 ]
+	run cm-httpd --listen 127.0.0.1:1 --jwt-secret-file "$T/nonexistent"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"$T/nonexistent"* ]]
+	: >"$T/empty"
+	run env CM_JWT_SECRET_FILE="$T/empty" cm-httpd --listen 127.0.0.1:1
+	[ "$status" -eq 2 ]
+	# every line the server writes is JSON, the errors too
+	jq -e . <<<"$output" >/dev/null
+}
+
+@test "cm-httpd: a secret from CM_JWT_SECRET or CM_JWT_SECRET_FILE signs the tokens" {
+	secret=0123456789abcdef0123456789abcdef-env
+	printf '%s\n' "$secret" >"$T/file"
+	JWT_SECRET_FILE=$T/file
+	CM_JWT_SECRET=$secret httpd_start
+	tok=$(login bob b0b-pass)
+	# the trailing newline of a file is not part of the secret
+	api GET /auth/users/me -H "Authorization: Bearer $(mkjwt '{"alg":"HS256"}' \
+		"{\"sub\":\"bob\",\"role\":\"user\",\"exp\":$(($(date +%s) + 60))}")"
+	[ "$CODE" = 200 ]
+	# the secret is not left in the process environment
+	! tr '\0' '\n' </proc/$HTTPD_PID/environ | grep -q "$secret"
+	httpd_stop
+	CM_JWT_SECRET_FILE=$T/file HTTPD_DIR=$T httpd_start
+	api GET /auth/users/me -H "Authorization: Bearer $tok"
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: an address in use is status 5" {
+	run cm-httpd --listen "127.0.0.1:$MAIN_PORT" --jwt-secret-file "$JWT_SECRET_FILE"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"cannot listen"* ]]
+}
+
+@test "cm-httpd: GET /health checks Redis and PostgreSQL" {
+	api GET /health
+	[ "$CODE" = 200 ]
+	[ "$BODY" = '{"status":"ok","checks":{"redis":"ok","postgres":"ok"}}' ]
+	[ "$(header Content-Type)" = application/json ]
+}
+
+@test "cm-httpd: GET /health is 503 naming what is down, and its result lasts a second" {
+	api GET /health
+	[ "$CODE" = 200 ]
+	# A stopped Redis (SIGSTOP) answers nothing: the check times out.
+	kill -STOP "$(cat "$REDIS_DIR/redis.pid")"
+	# still the result of a moment ago
+	api GET /health
+	kill -CONT "$(cat "$REDIS_DIR/redis.pid")"
+	[ "$CODE" = 200 ]
+	kill -STOP "$(cat "$REDIS_DIR/redis.pid")"
+	sleep 1.1
+	api GET /health
+	kill -CONT "$(cat "$REDIS_DIR/redis.pid")"
+	[ "$CODE" = 503 ]
+	[ "$BODY" = '{"status":"unavailable","checks":{"redis":"timeout","postgres":"ok"}}' ]
+	wait_log '"health check fails","check":"redis","verdict":"timeout"'
+	sleep 1.1
+	api GET /health
+	[ "$CODE" = 200 ]
+	wait_log '"health check passes again","check":"redis"'
+}
+
+@test "cm-httpd: PostgreSQL down is 503 in /health and on the database routes; it starts without servers" {
+	CM_DATABASE_URL="host=$T port=1 dbname=x" CM_REDIS_URL=redis://127.0.0.1:1 httpd_start
+	api GET /health
+	[ "$CODE" = 503 ]
+	[ "$BODY" = '{"status":"unavailable","checks":{"redis":"unreachable","postgres":"unreachable"}}' ]
+	api GET /campaigns -H "$(U)"
+	[ "$CODE" = 503 ]
+	[ "$(detail)" = "Database unavailable" ]
+	[ "$(header Retry-After)" = 1 ]
+	api POST /auth/token -d username=bob -d password=b0b-pass
+	[ "$CODE" = 503 ]
+}
+
+@test "cm-httpd: unknown routes are 404, wrong methods 405 with Allow, FastAPI's bodies" {
+	api GET /nope
+	[ "$CODE" = 404 ]
+	[ "$BODY" = '{"detail":"Not Found"}' ]
+	api GET /campaigns/1/nope -H "$(U)"
+	[ "$CODE" = 404 ]
+	api PUT /campaigns/1 -H "$(A)"
+	[ "$CODE" = 405 ]
+	[ "$BODY" = '{"detail":"Method Not Allowed"}' ]
+	[ "$(header Allow)" = "GET, HEAD, PATCH, DELETE" ]
+	api GET /auth/token
+	[ "$CODE" = 405 ]
+	[ "$(header Allow)" = POST ]
+	api DELETE /events
+	[ "$CODE" = 405 ]
+	# a trailing slash redirects, as Starlette does
+	api GET "/campaigns/?limit=2"
+	[ "$CODE" = 307 ]
+	[ "$(header Location)" = "/campaigns?limit=2" ]
+}
+
+@test "cm-httpd: POST /auth/token issues an HS256 token with sub, role, iat and exp" {
+	api POST /auth/token -d grant_type=password -d username=admin -d password=adm1n-pass
+	[ "$CODE" = 200 ]
+	[ "$(jq -r .token_type <<<"$BODY")" = bearer ]
+	tok=$(jq -r .access_token <<<"$BODY")
+	claims=$(/usr/bin/python3 -c 'import base64,sys,json; p=sys.argv[1].split(".")
+h=json.loads(base64.urlsafe_b64decode(p[0]+"=="*2)); c=json.loads(base64.urlsafe_b64decode(p[1]+"=="*2))
+print(h["alg"], c["sub"], c["role"], c["exp"]-c["iat"])' "$tok")
+	[ "$claims" = "HS256 admin admin 1800" ]
+	# multipart/form-data as well
+	api POST /auth/token -F username=bob -F password=b0b-pass
+	[ "$CODE" = 200 ]
+	api GET /auth/users/me -H "Authorization: Bearer $(jq -r .access_token <<<"$BODY")"
+	[ "$BODY" = '{"username":"bob","role":"user"}' ]
+}
+
+@test "cm-httpd: --token-ttl sets the tokens' lifetime" {
+	httpd_start --token-ttl 90
+	tok=$(login bob b0b-pass)
+	ttl=$(/usr/bin/python3 -c 'import base64,sys,json; c=json.loads(base64.urlsafe_b64decode(sys.argv[1].split(".")[1]+"=="))
+print(c["exp"]-c["iat"])' "$tok")
+	[ "$ttl" = 90 ]
+}
+
+@test "cm-httpd: POST /auth/token's form errors are FastAPI's 422" {
+	api POST /auth/token -d username=admin
+	[ "$CODE" = 422 ]
+	[ "$BODY" = '{"detail":[{"loc":["body","password"],"msg":"field required","type":"value_error.missing"}]}' ]
+	api POST /auth/token -H 'Content-Type: application/json' -d '{"username":"admin","password":"x"}'
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '[.detail[].loc]' <<<"$BODY")" = '[["body","username"],["body","password"]]' ]
+	# an empty field counts as missing, as FastAPI's forms
+	api POST /auth/token -d username= -d password=x
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["body","username"]' ]
+	api POST /auth/token -d grant_type=client_credentials -d username=admin -d password=x
+	[ "$CODE" = 422 ]
+	[ "$(jq -r '.detail[0].type' <<<"$BODY")" = value_error.str.regex ]
+}
+
+@test "cm-httpd: a wrong password and an unknown user get the same 401, in about the same time" {
+	api POST /auth/token -d username=admin -d password=wrong-1
+	[ "$CODE" = 401 ]
+	[ "$BODY" = '{"detail":"Incorrect username or password"}' ]
+	[ "$(header WWW-Authenticate)" = Bearer ]
+	known=$BODY
+	api POST /auth/token -d username=nobody-at-all -d password=wrong-2
+	[ "$CODE" = 401 ]
+	[ "$BODY" = "$known" ]
+	[ "$(header WWW-Authenticate)" = Bearer ]
+	# the unknown user is checked against a dummy Argon2id hash: no
+	# faster answer tells that the name does not exist
+	t() {
+		curl -s -o /dev/null -w '%{time_total}' "$HTTPD_URL/auth/token" -d "username=$1" -d "password=$2"
+	}
+	k=$(t bob wrong-3)
+	u=$(t nobody-else wrong-4)
+	echo "known user: $k s, unknown user: $u s"
+	awk -v k="$k" -v u="$u" 'BEGIN { exit !(u > k / 3 && u > 0.005) }'
+}
+
+@test "cm-httpd: repeated failed logins of one user are slowed down with 429 and Retry-After" {
+	printf 'victim-pass\n' | cm-admin user add victim --role user
+	httpd_start
+	for i in 1 2 3 4 5; do
+		api POST /auth/token -d username=victim -d "password=guess-$i"
+		[ "$CODE" = 401 ]
+	done
+	api POST /auth/token -d username=victim -d password=guess-6
+	[ "$CODE" = 429 ]
+	[ "$(header Retry-After)" = 1 ]
+	[ "$(detail)" = "Too many failed login attempts; try again later" ]
+	# even the right password waits: no hint that it was right
+	api POST /auth/token -d username=victim -d password=victim-pass
+	[ "$CODE" = 429 ]
+	# other users are not affected
+	api POST /auth/token -d username=bob -d password=b0b-pass
+	[ "$CODE" = 200 ]
+	sleep 1.1
+	api POST /auth/token -d username=victim -d password=guess-7
+	[ "$CODE" = 401 ]
+	api POST /auth/token -d username=victim -d password=victim-pass
+	[ "$CODE" = 429 ]
+	[ "$(header Retry-After)" = 2 ]
+	sleep 2.1
+	api POST /auth/token -d username=victim -d password=victim-pass
+	[ "$CODE" = 200 ]
+	# a success clears the count
+	api POST /auth/token -d username=victim -d password=guess-8
+	[ "$CODE" = 401 ]
+}
+
+@test "cm-httpd: many failed logins from one address are slowed down whatever the names" {
+	httpd_start
+	for i in $(seq 20); do
+		api POST /auth/token -d "username=spray-$i" -d password=x
+		[ "$CODE" = 401 ]
+	done
+	api POST /auth/token -d username=spray-21 -d password=x
+	[ "$CODE" = 429 ]
+	api POST /auth/token -d username=bob -d password=b0b-pass
+	[ "$CODE" = 429 ]
+}
+
+@test "cm-httpd: no token, another scheme, or an empty one is 401 Not authenticated / Could not validate" {
+	for p in /auth/users/me /campaigns /campaigns/1 /events/x; do
+		api GET "$p"
+		[ "$CODE" = 401 ]
+		[ "$BODY" = '{"detail":"Not authenticated"}' ]
+		[ "$(header WWW-Authenticate)" = Bearer ]
+	done
+	api POST /events -d "$(event e-noauth)"
+	[ "$CODE" = 401 ]
+	api GET /campaigns -H "Authorization: Basic YWRtaW46YWRtMW4tcGFzcw=="
+	[ "$CODE" = 401 ]
+	[ "$(detail)" = "Not authenticated" ]
+	api GET /campaigns -H "Authorization: Bearer "
+	[ "$CODE" = 401 ]
+	[ "$(detail)" = "Could not validate credentials" ]
+	# the scheme is case-insensitive, as FastAPI's
+	api GET /campaigns -H "Authorization: bearer $USER_TOKEN"
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: every forged, altered or expired token is 401 Could not validate credentials" {
+	now=$(date +%s)
+	good="{\"sub\":\"admin\",\"role\":\"admin\",\"iat\":$now,\"exp\":$((now + 600))}"
+	other=$T/other-secret
+	printf 'another-secret-another-secret-another-secret\n' >"$other"
+	# the premise: a token crafted here with the server's secret works
+	api GET /auth/users/me -H "Authorization: Bearer $(mkjwt '{"alg":"HS256","typ":"JWT"}' "$good")"
+	[ "$CODE" = 200 ]
+	big=$(head -c 6500 /dev/zero | tr '\0' p)
+	while IFS='|' read -r what tok; do
+		api GET /auth/users/me -H "Authorization: Bearer $tok"
+		echo "$what: $CODE $BODY"
+		[ "$CODE" = 401 ]
+		[ "$BODY" = '{"detail":"Could not validate credentials"}' ]
+		[ "$(header WWW-Authenticate)" = Bearer ]
+	done <<EOF
+malformed|not-a-token
+two parts|eyJhbGciOiJIUzI1NiJ9.e30
+garbage|!!!.???.***
+bad signature|$(mkjwt '{"alg":"HS256"}' "$good" HS256 "$other")
+bogus signature|$(mkjwt '{"alg":"HS256"}' "$good" bogus)
+alg none|$(mkjwt '{"alg":"none"}' "$good" none)
+alg none with a signature|$(mkjwt '{"alg":"none"}' "$good" bogus)
+HS384 with the same secret|$(mkjwt '{"alg":"HS384"}' "$good" HS384)
+HS512 with the same secret|$(mkjwt '{"alg":"HS512"}' "$good" HS512)
+RS256 header|$(mkjwt '{"alg":"RS256"}' "$good")
+no exp|$(mkjwt '{"alg":"HS256"}' '{"sub":"admin","role":"admin"}')
+exp a string|$(mkjwt '{"alg":"HS256"}' "{\"sub\":\"admin\",\"role\":\"admin\",\"exp\":\"$((now + 600))\"}")
+exp a fraction|$(mkjwt '{"alg":"HS256"}' "{\"sub\":\"admin\",\"role\":\"admin\",\"exp\":$((now + 600)).5}")
+exp null|$(mkjwt '{"alg":"HS256"}' '{"sub":"admin","role":"admin","exp":null}')
+expired|$(mkjwt '{"alg":"HS256"}' "{\"sub\":\"admin\",\"role\":\"admin\",\"exp\":$((now - 1))}")
+nbf in the future|$(mkjwt '{"alg":"HS256"}' "{\"sub\":\"admin\",\"role\":\"admin\",\"exp\":$((now + 600)),\"nbf\":$((now + 300))}")
+no sub|$(mkjwt '{"alg":"HS256"}' "{\"role\":\"admin\",\"exp\":$((now + 600))}")
+over 8 KiB, well signed|$(mkjwt '{"alg":"HS256"}' "{\"sub\":\"admin\",\"role\":\"admin\",\"exp\":$((now + 600)),\"pad\":\"$big\"}")
+EOF
+	# a multi-megabyte token is refused without harm (the request head limit)
+	code=$(/usr/bin/python3 - "$HTTPD_PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+try:
+    s.sendall(b"GET /auth/users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"A" * 3000000 + b"\r\n\r\n")
+except OSError:
+    pass
+print(s.recv(64).split(b" ")[1].decode())
+PY
+)
+	echo "multi-megabyte token: $code"
+	[ "$code" = 431 ]
+	api GET /health
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: a token with role user is 403 on admin routes; the database's role counts there" {
+	api POST /campaigns -H "$(U)" -d '{"name":"forbidden","rule":{}}'
+	[ "$CODE" = 403 ]
+	[ "$BODY" = '{"detail":"Not enough permissions"}' ]
+	api PATCH /campaigns/1 -H "$(U)" -d '{}'
+	[ "$CODE" = 403 ]
+	api DELETE /campaigns/1 -H "$(U)"
+	[ "$CODE" = 403 ]
+	# a token claiming admin for a user the database knows as a user
+	now=$(date +%s)
+	api POST /campaigns -d '{"name":"forged-admin","rule":{}}' -H "Authorization: Bearer $(mkjwt \
+		'{"alg":"HS256"}' "{\"sub\":\"bob\",\"role\":\"admin\",\"exp\":$((now + 600))}")"
+	[ "$CODE" = 403 ]
+	[ "$(pg_sql "SELECT count(*) FROM campaigns WHERE name = 'forged-admin'")" -eq 0 ]
+	# a deleted user's token no longer works on the database routes
+	printf 'gone-pass\n' | cm-admin user add gone --role admin
+	tok=$(login gone gone-pass)
+	api GET /auth/users/me -H "Authorization: Bearer $tok"
+	[ "$CODE" = 200 ]
+	cm-admin user del gone
+	api GET /auth/users/me -H "Authorization: Bearer $tok"
+	[ "$CODE" = 401 ]
+	[ "$(detail)" = "Could not validate credentials" ]
+}
+
+@test "cm-httpd: GET /auth/users/me" {
+	api GET /auth/users/me -H "$(A)"
+	[ "$CODE" = 200 ]
+	[ "$BODY" = '{"username":"admin","role":"admin"}' ]
+	api GET /auth/users/me -H "$(U)"
+	[ "$BODY" = '{"username":"bob","role":"user"}' ]
+}
+
+@test "cm-httpd: a write key sends events and nothing else" {
+	api POST /events -H "Authorization: Bearer $WRITE_KEY" -d "$(event e-key-1)"
+	[ "$CODE" = 202 ]
+	[ "$BODY" = '{"accepted":1,"event_ids":["e-key-1"]}' ]
+	[ -n "$(pg_sql "SELECT last_used_at FROM api_keys WHERE name = 'shop'")" ]
+	wait_log '"user":"key:shop"'
+	for p in /campaigns /auth/users/me /events/e-key-1; do
+		api GET "$p" -H "Authorization: Bearer $WRITE_KEY"
+		[ "$CODE" = 401 ]
+		[ "$(detail)" = "Could not validate credentials" ]
+	done
+	api POST /campaigns -H "Authorization: Bearer $WRITE_KEY" -d '{"name":"k","rule":{}}'
+	[ "$CODE" = 401 ]
+	# an unknown key, and one deleted before its first use
+	api POST /events -H "Authorization: Bearer cmk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" -d "$(event e-key-2)"
+	[ "$CODE" = 401 ]
+	k=$(cm-admin key add doomed)
+	cm-admin key del doomed
+	api POST /events -H "Authorization: Bearer $k" -d "$(event e-key-3)"
+	[ "$CODE" = 401 ]
+	api POST /events -H "Authorization: Bearer cmk_short" -d "$(event e-key-4)"
+	[ "$CODE" = 401 ]
+}
+
+@test "cm-httpd: POST /campaigns stores a valid campaign: 201 with its id and version 1" {
+	api POST /campaigns -H "$(A)" -d '{"name":"big-spenders-de","status":"active","starts_at":null,
+	  "ends_at":"2026-12-31T23:59:59+01:00","rule":{"event_type":["purchase"],
+	  "where":{"all":[{"field":"properties.amount","op":"gte","value":100},
+	                  {"field":"properties.country","op":"in","value":["DE","AT"]}]}}}'
+	[ "$CODE" = 201 ]
+	id=$(jq -r .id <<<"$BODY")
+	[ "$id" -gt 0 ]
+	[ "$(jq -c '[.name,.status,.starts_at,.ends_at,.version]' <<<"$BODY")" = \
+		'["big-spenders-de","active",null,"2026-12-31T22:59:59Z",1]' ]
+	[ "$(jq -c .rule.where.all[1].value <<<"$BODY")" = '["DE","AT"]' ]
+	[[ "$(jq -r .created_at <<<"$BODY")" =~ ^20[0-9]{2}-.*Z$ ]]
+	# status defaults to active
+	api POST /campaigns -H "$(A)" -d '{"name":"minimal","rule":{"event_type":"signup"}}'
+	[ "$CODE" = 201 ]
+	[ "$(jq -r .status <<<"$BODY")" = active ]
+	# read-only members of a campaign read back are ignored
+	api POST /campaigns -H "$(A)" -d '{"id":999,"version":7,"name":"copied","rule":{}}'
+	[ "$CODE" = 201 ]
+	[ "$(jq -r .id <<<"$BODY")" != 999 ]
+	[ "$(jq -r .version <<<"$BODY")" = 1 ]
+	[ "$(pg_sql "SELECT actor || ' ' || action FROM campaign_audit WHERE campaign_id = $id")" = "admin create" ]
+}
+
+@test "cm-httpd: an invalid campaign is a 422 saying where, with cm-match's own messages" {
+	while IFS= read -r line; do
+		body=${line% => *}
+		loc=${line##* => }
+		api POST /campaigns -H "$(A)" -d "$body"
+		echo "$body -> $CODE $BODY"
+		[ "$CODE" = 422 ]
+		[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = "$loc" ]
+		[ -n "$(jq -r '.detail[0].msg' <<<"$BODY")" ]
+		[ -n "$(jq -r '.detail[0].type' <<<"$BODY")" ]
+	done <<'CASES'
+{"name":"x","rule":{"where":{"all":[{"field":"a","op":"eq","value":1},{"field":"a","op":"gte2","value":1}]}}} => ["body","rule","where","all",1,"op"]
+{"name":"","rule":{}} => ["body","name"]
+{"rule":{}} => ["body","name"]
+{"name":"x","status":"running","rule":{}} => ["body","status"]
+{"name":"x","rule":{"jq":".a |"}} => ["body","rule","jq"]
+{"name":"x"} => ["body","rule"]
+{"name":"x","rule":{},"starts_at":"2026-02-01T00:00:00Z","ends_at":"2026-01-01T00:00:00Z"} => ["body","ends_at"]
+{"name":"x","rule":{"event_type":[]}} => ["body","rule","event_type"]
+{"name":"x","rule":{"where":{"field":"a","op":"matches","value":"(x"}}} => ["body","rule","where","value"]
+{"name":"x","rule":{"bogus":1}} => ["body","rule","bogus"]
+{"name":"x","rule":{},"colour":"red"} => ["body","colour"]
+{"name":"x","rule":{},"ends_at":"tomorrow"} => ["body","ends_at"]
+["not","an","object"] => ["body"]
+{"name":"x", => ["body",12]
+CASES
+	api POST /campaigns -H "$(A)" -d ''
+	[ "$CODE" = 422 ]
+	[ "$(pg_sql "SELECT count(*) FROM campaigns WHERE name = 'x'")" -eq 0 ]
+	# nesting beyond the limit is refused, not a crash
+	deep=$(printf '{"not":%.0s' $(seq 200))'{"field":"a","op":"exists"}'$(printf '}%.0s' $(seq 200))
+	api POST /campaigns -H "$(A)" -d "{\"name\":\"deep\",\"rule\":{\"where\":$deep}}"
+	[ "$CODE" = 422 ]
+}
+
+@test "cm-httpd: a campaign name in use is 409 on create and on edit" {
+	api POST /campaigns -H "$(A)" -d '{"name":"taken","rule":{}}'
+	[ "$CODE" = 201 ]
+	api POST /campaigns -H "$(A)" -d '{"name":"taken","rule":{}}'
+	[ "$CODE" = 409 ]
+	[ "$(detail)" = "Campaign name already exists" ]
+	api POST /campaigns -H "$(A)" -d '{"name":"free","rule":{}}'
+	id=$(jq -r .id <<<"$BODY")
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"name":"taken"}'
+	[ "$CODE" = 409 ]
+	[ "$(pg_sql "SELECT name FROM campaigns WHERE id = $id")" = free ]
+}
+
+@test "cm-httpd: GET /campaigns lists, filters by status and pages with bounded limits" {
+	for n in 1 2 3; do
+		api POST /campaigns -H "$(A)" -d "{\"name\":\"list-$n\",\"status\":\"paused\",\"rule\":{}}"
+		[ "$CODE" = 201 ]
+	done
+	api GET "/campaigns?status=paused&limit=2" -H "$(U)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c 'map(.name)' <<<"$BODY")" = '["list-1","list-2"]' ]
+	api GET "/campaigns?status=paused&limit=2&offset=2" -H "$(U)"
+	[ "$(jq -c 'map(.name)' <<<"$BODY")" = '["list-3"]' ]
+	api GET "/campaigns" -H "$(U)"
+	[ "$(jq 'length' <<<"$BODY")" -ge 3 ]
+	[ "$(jq -r '.[0] | keys_unsorted | join(",")' <<<"$BODY")" = \
+		"id,name,status,starts_at,ends_at,rule,version,created_at,updated_at" ]
+	while IFS='|' read -r q loc type; do
+		api GET "/campaigns?$q" -H "$(U)"
+		echo "$q -> $CODE $BODY"
+		[ "$CODE" = 422 ]
+		[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = "$loc" ]
+		[ "$(jq -r '.detail[0].type' <<<"$BODY")" = "$type" ]
+	done <<'CASES'
+limit=0|["query","limit"]|value_error.number.not_ge
+limit=1001|["query","limit"]|value_error.number.not_le
+limit=ten|["query","limit"]|type_error.integer
+offset=-1|["query","offset"]|value_error.number.not_ge
+status=running|["query","status"]|type_error.enum
+CASES
+}
+
+@test "cm-httpd: GET /campaigns/{id}: 200, 404, and 422 for an id that is not an integer" {
+	api POST /campaigns -H "$(A)" -d '{"name":"get-me","rule":{"event_type":"a"}}'
+	id=$(jq -r .id <<<"$BODY")
+	created=$BODY
+	api GET "/campaigns/$id" -H "$(U)"
+	[ "$CODE" = 200 ]
+	[ "$BODY" = "$created" ]
+	api GET /campaigns/999999 -H "$(U)"
+	[ "$CODE" = 404 ]
+	[ "$(detail)" = "Campaign not found" ]
+	api GET /campaigns/abc -H "$(U)"
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["path","id"]' ]
+}
+
+@test "cm-httpd: PATCH edits fields, pauses and resumes; every change bumps the version and is audited" {
+	api POST /campaigns -H "$(A)" -d '{"name":"edit-me","rule":{"event_type":"a"}}'
+	id=$(jq -r .id <<<"$BODY")
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"status":"paused"}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.status,.version,.name]' <<<"$BODY")" = '["paused",2,"edit-me"]' ]
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"status":"active","rule":{"event_type":"b"},"ends_at":"2027-01-01T00:00:00Z"}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.status,.version,.rule.event_type,.ends_at]' <<<"$BODY")" = '["active",3,"b","2027-01-01T00:00:00Z"]' ]
+	# an edit that changes nothing is no new version
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"name":"edit-me"}'
+	[ "$(jq -r .version <<<"$BODY")" = 3 ]
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"ends_at":null}'
+	[ "$(jq -c '[.ends_at,.version]' <<<"$BODY")" = '[null,4]' ]
+	# the version a client read guards against a lost update
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"version":3,"name":"stale"}'
+	[ "$CODE" = 409 ]
+	[[ "$(detail)" == *"version 4"* ]]
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"version":4,"name":"fresh"}'
+	[ "$CODE" = 200 ]
+	# invalid edits: the merged campaign is validated
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"rule":{"where":{"field":"a","op":"nope","value":1}}}'
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["body","rule","where","op"]' ]
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"name":null}'
+	[ "$CODE" = 422 ]
+	[ "$(jq -r '.detail[0].type' <<<"$BODY")" = type_error.none.not_allowed ]
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"starts_at":"2027-06-01T00:00:00Z","ends_at":"2027-01-01T00:00:00Z"}'
+	[ "$CODE" = 422 ]
+	api PATCH /campaigns/999999 -H "$(A)" -d '{"status":"paused"}'
+	[ "$CODE" = 404 ]
+	[ "$(pg_sql "SELECT version, name FROM campaigns WHERE id = $id")" = "5|fresh" ]
+	api GET "/campaigns/$id/audit" -H "$(U)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c 'map(.action)' <<<"$BODY")" = '["update","update","resume","pause","create"]' ]
+	[ "$(jq -r '.[0].actor' <<<"$BODY")" = admin ]
+	[ "$(jq -c '.[0] | [.before.name, .after.name, .after.version]' <<<"$BODY")" = '["edit-me","fresh",5]' ]
+	[ "$(jq -c '.[-1].before' <<<"$BODY")" = null ]
+	api GET "/campaigns/$id/audit?limit=2&offset=1" -H "$(U)"
+	[ "$(jq -c 'map(.action)' <<<"$BODY")" = '["update","resume"]' ]
+	api GET /campaigns/999999/audit -H "$(U)"
+	[ "$CODE" = 404 ]
+}
+
+@test "cm-httpd: DELETE archives: 200 with the archived campaign, its history kept" {
+	api POST /campaigns -H "$(A)" -d '{"name":"old","rule":{}}'
+	id=$(jq -r .id <<<"$BODY")
+	api DELETE "/campaigns/$id" -H "$(A)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.id,.status,.version]' <<<"$BODY")" = "[$id,\"archived\",2]" ]
+	api GET "/campaigns/$id" -H "$(U)"
+	[ "$(jq -r .status <<<"$BODY")" = archived ]
+	api GET "/campaigns/$id/audit" -H "$(U)"
+	[ "$(jq -r '.[0].action' <<<"$BODY")" = archive ]
+	api DELETE /campaigns/999999 -H "$(A)"
+	[ "$CODE" = 404 ]
+	# with ?version= only the version the client read is archived
+	api POST /campaigns -H "$(A)" -d '{"name":"old-2","rule":{}}'
+	id=$(jq -r .id <<<"$BODY")
+	api DELETE "/campaigns/$id?version=2" -H "$(A)"
+	[ "$CODE" = 409 ]
+	[ "$(pg_sql "SELECT status FROM campaigns WHERE id = $id")" = active ]
+	api DELETE "/campaigns/$id?version=one" -H "$(A)"
+	[ "$CODE" = 422 ]
+	api DELETE "/campaigns/$id?version=1" -H "$(A)"
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: GET /campaigns/{id}/matches pages the campaign's matches newest first" {
+	api POST /campaigns -H "$(A)" -d '{"name":"with-matches","rule":{}}'
+	id=$(jq -r .id <<<"$BODY")
+	for i in 1 2 3 4 5; do
+		pg_sql "INSERT INTO matches (campaign_id, event_id, user_id, event_type, occurred_at, matched_at)
+		        VALUES ($id, 'm-$i', 'u-$i', 'purchase', '2026-11-27T10:00:0${i}Z', '2026-11-28T00:00:0${i}Z')"
+	done
+	api GET "/campaigns/$id/matches?limit=2" -H "$(U)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c 'map(.event_id)' <<<"$BODY")" = '["m-5","m-4"]' ]
+	[ "$(jq -c '.[0]' <<<"$BODY")" = "{\"campaign_id\":$id,\"event_id\":\"m-5\",\"user_id\":\"u-5\",\"event_type\":\"purchase\",\"occurred_at\":\"2026-11-27T10:00:05Z\",\"matched_at\":\"2026-11-28T00:00:05Z\"}" ]
+	api GET "/campaigns/$id/matches?limit=2&offset=4" -H "$(U)"
+	[ "$(jq -c 'map(.event_id)' <<<"$BODY")" = '["m-1"]' ]
+	api GET /campaigns/999999/matches -H "$(U)"
+	[ "$CODE" = 404 ]
+	api GET "/campaigns/$id/matches?limit=5000" -H "$(U)"
+	[ "$CODE" = 422 ]
+}
+
+@test "cm-httpd: a running cm-match -c CONNINFO sees a PATCHed rule" {
+	api POST /campaigns -H "$(A)" -d '{"name":"live","rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":1000}}}'
+	id=$(jq -r .id <<<"$BODY")
+	mkfifo "$T/fifo"
+	cm-match -c "$CM_DATABASE_URL" --emit matches <"$T/fifo" >"$T/out" 2>"$T/err" &
+	bg=$!
+	exec 7>"$T/fifo"
+	event live-1 >&7
+	echo >&7
+	sleep 0.5
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":100}}}'
+	[ "$CODE" = 200 ]
+	sleep 1
+	event live-2 >&7
+	echo >&7
+	for _ in $(seq 40); do
+		grep -q '"event_id":"live-2"' "$T/out" && break
+		sleep 0.05
+	done
+	exec 7>&-
+	wait "$bg"
+	bg=
+	cat "$T/out" "$T/err"
+	grep -q "\"campaign_id\":$id,\"event_id\":\"live-2\"" "$T/out"
+	run grep -c "\"campaign_id\":$id,\"event_id\":\"live-1\"" "$T/out"
+	[ "$output" = 0 ]
+}
+
+@test "cm-httpd: POST /events publishes one event, a JSON array or NDJSON and answers 202 with the ids" {
+	rcli DEL cm:events >/dev/null
+	api POST /events -H "$(U)" -d '{"event_id":"e-1","event_type":"purchase","user_id":"u-42","occurred_at":"2026-11-27T11:15:00+01:00","properties":{"amount":120.5}}'
+	echo "$CODE $BODY"
+	[ "$CODE" = 202 ]
+	[ "$BODY" = '{"accepted":1,"event_ids":["e-1"]}' ]
+	[ "$(rcli XLEN cm:events)" -eq 1 ]
+	[ "$(rcli XRANGE cm:events - + | sed -n 3p)" = \
+		'{"event_id":"e-1","event_type":"purchase","user_id":"u-42","occurred_at":"2026-11-27T10:15:00Z","properties":{"amount":120.5}}' ]
+	api POST /events -H "$(U)" -d "[$(event a-1),{\"event_type\":\"view\",\"user_id\":\"u-7\"}]"
+	[ "$CODE" = 202 ]
+	[ "$(jq -r .accepted <<<"$BODY")" = 2 ]
+	[ "$(jq -r '.event_ids[0]' <<<"$BODY")" = a-1 ]
+	[[ "$(jq -r '.event_ids[1]' <<<"$BODY")" =~ ^ev-[0-9a-f]{32}$ ]]
+	printf '%s\r\n\n%s\n' "$(event n-1)" '{"type":"track","event":"signed_up","userId":"u-9","messageId":"seg-1"}' >"$T/batch"
+	api POST /events -H "$(U)" -H 'Content-Type: application/x-ndjson' --data-binary @"$T/batch"
+	[ "$CODE" = 202 ]
+	[ "$BODY" = '{"accepted":2,"event_ids":["n-1","seg-1"]}' ]
+	[ "$(rcli XLEN cm:events)" -eq 5 ]
+	api POST /events -H "$(U)" -d '[]'
+	[ "$CODE" = 202 ]
+	[ "$BODY" = '{"accepted":0,"event_ids":[]}' ]
+	[ "$(rcli XLEN cm:events)" -eq 5 ]
+}
+
+@test "cm-httpd: a batch with one bad event is a 422 naming its index and field, and publishes nothing" {
+	rcli DEL cm:events >/dev/null
+	api POST /events -H "$(U)" -d "[$(event b-0),$(event b-1),$(event b-2),{\"event_type\":\"x\",\"user_id\":\"u\",\"occurred_at\":\"yesterday\"}]"
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["body",3,"occurred_at"]' ]
+	[[ "$(jq -r '.detail[0].msg' <<<"$BODY")" == *"RFC 3339"* ]]
+	[ "$(rcli EXISTS cm:events)" -eq 0 ]
+	{ event c-0; echo; event c-1; echo; echo '{"event_type":"bad type","user_id":"u"}'; } >"$T/bad"
+	api POST /events -H "$(U)" -H 'Content-Type: application/x-ndjson' --data-binary @"$T/bad"
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["body",2,"event_type"]' ]
+	api POST /events -H "$(U)" -d '{"event_type":"x","user_id":"u","color":"red"}'
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["body","color"]' ]
+	api POST /events -H "$(U)" -d '{"user_id":"u"}'
+	[ "$(jq -c '.detail[0] | [.loc, .type]' <<<"$BODY")" = '[["body","event_type"],"value_error.missing"]' ]
+	api POST /events -H "$(U)" -d '[1]'
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["body",0]' ]
+	api POST /events -H "$(U)" -d '{"event_type":'
+	[ "$CODE" = 422 ]
+	[ "$(jq -r '.detail[0].type' <<<"$BODY")" = value_error.jsondecode ]
+	api POST /events -H "$(U)" -d ''
+	[ "$CODE" = 422 ]
+	[ "$(rcli EXISTS cm:events)" -eq 0 ]
+}
+
+@test "cm-httpd: the events of one request are stored in Redis all together (MULTI/EXEC)" {
+	redis-cli -p "$REDIS_PORT" MONITOR >"$T/monitor" &
+	bg=$!
+	sleep 0.2
+	api POST /events -H "$(U)" -d "[$(event t-1),$(event t-2),$(event t-3)]"
+	[ "$CODE" = 202 ]
+	sleep 0.2
+	kill "$bg"
+	bg=
+	grep -o '"MULTI"\|"EXEC"\|"XADD"' "$T/monitor" | tr '\n' ' ' >"$T/seq"
+	cat "$T/seq"
+	[ "$(cat "$T/seq")" = '"MULTI" "XADD" "XADD" "XADD" "EXEC" ' ]
+}
+
+@test "cm-httpd: bodies over --max-body are 413, from Content-Length before reading, chunked at the end" {
+	httpd_start --max-body 4K
+	head -c 5000 /dev/zero | tr '\0' ' ' >"$T/big"
+	api POST /events -H "$(U)" --data-binary @"$T/big"
+	[ "$CODE" = 413 ]
+	[ "$BODY" = '{"detail":"Request body too large"}' ]
+	api POST /events -H "$(U)" -H 'Transfer-Encoding: chunked' --data-binary @"$T/big"
+	[ "$CODE" = 413 ]
+	# decided from Content-Length alone: the body is never sent after 100-continue
+	code=$(/usr/bin/python3 - "$HTTPD_PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
+print(s.recv(4096).split(b" ")[1].decode())
+PY
+)
+	[ "$code" = 413 ]
+	api POST /events -H "$(U)" -d "$(event small)"
+	[ "$CODE" = 202 ]
+}
+
+@test "cm-httpd: Redis down is 503 with Retry-After and nothing published" {
+	rcli DEL cm:events >/dev/null
+	redis_stop
+	api POST /events -H "$(U)" -d "[$(event d-1),$(event d-2)]"
+	[ "$CODE" = 503 ]
+	[ "$BODY" = '{"detail":"Event queue unavailable"}' ]
+	[ "$(header Retry-After)" = 1 ]
+	# while down, requests fail fast
+	start=$(date +%s%N)
+	api POST /events -H "$(U)" -d "$(event d-3)"
+	[ "$CODE" = 503 ]
+	[ $((($(date +%s%N) - start) / 1000000)) -lt 1500 ]
+	redis_restart
+	[ "$(rcli EXISTS cm:events)" -eq 0 ]
+	sleep 0.3
+	api POST /events -H "$(U)" -d "$(event d-4)"
+	[ "$CODE" = 202 ]
+	[ "$(rcli XLEN cm:events)" -eq 1 ]
+}
+
+@test "cm-httpd: GET /events/{event_id} returns the stored event and its matches" {
+	pg_sql "INSERT INTO events (event_id, event_type, user_id, occurred_at, properties)
+	        VALUES ('stored/1', 'purchase', 'u-1', '2026-11-27T10:15:00.5Z', '{\"amount\": 120.5, \"tags\": [\"a\"]}')"
+	pg_sql "INSERT INTO matches (campaign_id, event_id, user_id, event_type, occurred_at) VALUES
+	        (7, 'stored/1', 'u-1', 'purchase', '2026-11-27T10:15:00.5Z'),
+	        (3, 'stored/1', 'u-1', 'purchase', '2026-11-27T10:15:00.5Z'),
+	        (3, 'other', 'u-1', 'purchase', '2026-11-27T10:15:00Z')"
+	api GET /events/stored%2F1 -H "$(U)"
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$(jq -cS '[.event_id,.event_type,.user_id,.occurred_at,.properties]' <<<"$BODY")" = \
+		'["stored/1","purchase","u-1","2026-11-27T10:15:00.500Z",{"amount":120.5,"tags":["a"]}]' ]
+	[ "$(jq -c '[.matches[].campaign_id]' <<<"$BODY")" = '[3,7]' ]
+	[[ "$(jq -r '.matches[0].matched_at' <<<"$BODY")" == *Z ]]
+	api GET /events/nope -H "$(U)"
+	[ "$CODE" = 404 ]
+	[ "$(detail)" = "Event not found" ]
+	api GET "/events/$(head -c 200 /dev/zero | tr '\0' x)" -H "$(U)"
+	[ "$CODE" = 404 ]
+	api GET /events/a%00b -H "$(U)"
+	[ "$CODE" = 404 ]
+	api GET /events/%ff -H "$(U)"
+	[ "$CODE" = 404 ]
+}
+
+@test "cm-httpd: GET /metrics: every family, valid for promtool, counting requests, events, the stream and workers" {
+	httpd_start
+	rcli DEL cm:events cm:events:dead cm:events:workers >/dev/null
+	api POST /events -H "$(U)" -d "[$(event m-1),$(event m-2)]"
+	[ "$CODE" = 202 ]
+	api POST /events -H "$(U)" -d "[$(event m-3),{\"user_id\":\"u\"},$(event m-4)]"
+	[ "$CODE" = 422 ]
+	api GET /nope
+	rcli XGROUP CREATE cm:events cm-workers 0 >/dev/null
+	rcli XREADGROUP GROUP cm-workers c1 COUNT 1 STREAMS cm:events '>' >/dev/null
+	# a worker's report, as wmetrics.c writes it
+	rcli HSET cm:events:worker:w-1 consumed 7 stored 5 campaign:3 4 >/dev/null
+	rcli ZADD cm:events:workers "$(date +%s%3N)" w-1 >/dev/null
+	rcli ZADD cm:events:workers 1000 w-gone >/dev/null
+	api GET /metrics
+	[ "$CODE" = 200 ]
+	[ "$(header Content-Type)" = "text/plain; version=0.0.4; charset=utf-8" ]
+	printf '%s\n' "$BODY" >"$T/metrics"
+	run promtool check metrics <"$T/metrics"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	python3 "$TOP/tests/tools/promcheck.py" "$T/metrics"
+	for f in "cm_http_requests_total counter" "cm_http_request_duration_seconds histogram" \
+		"cm_events_accepted_total counter" "cm_events_rejected_total counter" \
+		"cm_stream_length gauge" "cm_stream_pending gauge" "cm_stream_lag gauge" \
+		"cm_dead_letter_length gauge" "cm_worker_up gauge" "cm_worker_last_seen_seconds gauge" \
+		"cm_worker_consumed_total counter" "cm_worker_stored_total counter" \
+		"cm_worker_publish_to_commit_seconds histogram" "cm_campaign_matches_total counter" \
+		"cm_build_info gauge"; do
+		grep -qx "# TYPE $f" "$T/metrics" || { echo "missing: $f"; return 1; }
+	done
+	grep -qx 'cm_http_requests_total{route="/events",method="POST",status="202"} 1' "$T/metrics"
+	grep -qx 'cm_http_requests_total{route="/events",method="POST",status="422"} 1' "$T/metrics"
+	grep -qx 'cm_http_requests_total{route="unmatched",method="GET",status="404"} 1' "$T/metrics"
+	grep -q '^cm_http_request_duration_seconds_count{route="/events"} 2$' "$T/metrics"
+	grep -qx 'cm_events_accepted_total{source="api"} 2' "$T/metrics"
+	grep -qx 'cm_events_rejected_total{source="api"} 3' "$T/metrics"
+	grep -qx 'cm_stream_length{stream="cm:events"} 2' "$T/metrics"
+	grep -qx 'cm_dead_letter_length{stream="cm:events"} 0' "$T/metrics"
+	grep -qx 'cm_stream_pending{stream="cm:events",group="cm-workers"} 1' "$T/metrics"
+	grep -qx 'cm_stream_lag{stream="cm:events",group="cm-workers"} 1' "$T/metrics"
+	grep -qx 'cm_worker_up{consumer="w-1"} 1' "$T/metrics"
+	grep -qx 'cm_worker_consumed_total{consumer="w-1"} 7' "$T/metrics"
+	grep -qx 'cm_campaign_matches_total{campaign_id="3"} 4' "$T/metrics"
+	grep -qx "cm_build_info{version=\"$(cm-httpd --version | cut -d' ' -f2)\"} 1" "$T/metrics"
+	# a worker not heard from within --worker-ttl is gone
+	! grep -q 'w-gone' "$T/metrics"
+	[ "$(rcli ZSCORE cm:events:workers w-gone)" = "" ]
+	# Redis down: the families read from it are left out, the rest is served
+	redis_stop
+	api GET /metrics
+	[ "$CODE" = 200 ]
+	grep -q '^cm_http_requests_total' <<<"$BODY"
+	! grep -q '^cm_stream_length' <<<"$BODY"
+	wait_log '"metrics left out of the scrape"'
+}
+
+@test "cm-httpd: GET /openapi.json and /docs serve the embedded documents" {
+	api GET /openapi.json
+	[ "$CODE" = 200 ]
+	[ "$(header Content-Type)" = application/json ]
+	cmp <(printf '%s' "$BODY") <(printf '%s' "$(cat "$TOP/share/openapi.json")")
+	etag=$(header ETag)
+	api GET /openapi.json -H "If-None-Match: $etag"
+	[ "$CODE" = 304 ]
+	api GET /docs
+	[ "$CODE" = 200 ]
+	[[ "$(header Content-Type)" == text/html* ]]
+	api GET /docs/docs.js
+	[ "$CODE" = 200 ]
+	api GET /docs/nope.js
+	[ "$CODE" = 404 ]
+	# HEAD as for GET, as Starlette does
+	api HEAD /health
+	[ "$CODE" = 200 ]
+	[ "$(header Content-Type)" = application/json ]
+	# every route the server has is in the document
+	for p in /auth/token /auth/users/me /campaigns "/campaigns/{id}" "/campaigns/{id}/matches" \
+		"/campaigns/{id}/audit" /events "/events/{event_id}" /health /metrics /openapi.json /docs; do
+		jq -e --arg p "$p" '.paths | has($p)' "$TOP/share/openapi.json" >/dev/null || { echo "$p"; return 1; }
+	done
+}
+
+@test "cm-httpd: one JSON log line per request, with the trace id from traceparent or X-Request-Id" {
+	api GET /health -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+	[ "$(header X-Request-Id)" = 4bf92f3577b34da6a3ce929d0e0e4736 ]
+	wait_log '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"'
+	line=$(grep '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"' "$HTTPD_LOG")
+	echo "$line"
+	[ "$(jq -r '[.level,.method,.route,.path,.status,.user,.remote] | map(tostring) | join(" ")' <<<"$line")" = \
+		"info GET /health /health 200 null 127.0.0.1" ]
+	[[ "$(jq -r .time <<<"$line")" =~ ^20[0-9-]+T[0-9:.]+Z$ ]]
+	jq -e '.duration_ms >= 0' <<<"$line" >/dev/null
+	api GET /campaigns/42/matches -H "$(U)" -H 'X-Request-Id: req-"<42>"'
+	[ "$(header X-Request-Id)" = req-42 ]
+	wait_log '"trace_id":"req-42"'
+	line=$(grep '"trace_id":"req-42"' "$HTTPD_LOG")
+	[ "$(jq -r '[.route,.path,.user] | join(" ")' <<<"$line")" = "/campaigns/{id}/matches /campaigns/42/matches bob" ]
+	api GET /nope/x%ffy
+	id=$(header X-Request-Id)
+	[[ "$id" =~ ^[0-9a-f]{32}$ ]]
+	wait_log "\"trace_id\":\"$id\""
+	grep "\"trace_id\":\"$id\"" "$HTTPD_LOG" | jq -e '.route == "unmatched"' >/dev/null
+	# every line of the log is JSON
+	jq -e . "$HTTPD_LOG" >/dev/null
+}
+
+@test "cm-httpd: --log-level warning leaves out the request lines" {
+	httpd_start --log-level warning
+	api GET /health
+	[ "$CODE" = 200 ]
+	sleep 0.1
+	run grep -c '"route"' "$HTTPD_LOG"
+	[ "$output" = 0 ]
+}
+
+@test "cm-httpd: a client sending one byte a second is cut off after --timeout" {
+	httpd_start --timeout 2
+	took=$(/usr/bin/python3 - "$HTTPD_PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+t0 = time.time()
+try:
+    for b in b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100:
+        s.send(bytes([b]))
+        time.sleep(0.5)
+        s.settimeout(0.01)
+        try:
+            if s.recv(1) == b"":
+                break
+        except socket.timeout:
+            pass
+        s.settimeout(10)
+except (BrokenPipeError, ConnectionResetError):
+    pass
+print(round(time.time() - t0))
+PY
+)
+	echo "cut off after $took s"
+	[ "$took" -ge 2 ]
+	[ "$took" -le 4 ]
+	wait_log "did not arrive in time"
+	api GET /health
+	[ "$CODE" = 200 ]
+	# an idle keep-alive connection is closed too
+	took=$(/usr/bin/python3 - "$HTTPD_PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+t0 = time.time()
+s.recv(1)
+print(round(time.time() - t0))
+PY
+)
+	[ "$took" -ge 2 ]
+	[ "$took" -le 4 ]
+}
+
+@test "cm-httpd: connections over --max-connections and --max-per-ip are refused; the server goes on" {
+	# one thread: libmicrohttpd divides --max-connections among its threads
+	httpd_start --max-connections 20 --max-per-ip 10 --threads 1
+	# (httpd_start's probe connection must be gone from the counts)
+	sleep 1
+	run /usr/bin/python3 - "$HTTPD_PORT" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+def opened(src, n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind((src, 0))
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+    return socks
+def alive(s):
+    s.settimeout(2)
+    try:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        return s.recv(12).startswith(b"HTTP/1.1")
+    except OSError:
+        return False
+# per address: 10 from 127.0.0.1 are served, more are closed
+a = opened("127.0.0.1", 15)
+print("127.0.0.1 served:", sum(alive(s) for s in a))
+# other addresses still get in, up to the overall limit
+b = opened("127.0.0.2", 10) + opened("127.0.0.3", 10)
+print("others served:", sum(alive(s) for s in b))
+for s in a + b:
+    s.close()
+time.sleep(0.5)
+c = opened("127.0.0.1", 1)
+print("after:", sum(alive(s) for s in c))
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "127.0.0.1 served: 10" ]
+	[ "${lines[1]}" = "others served: 10" ]
+	[ "${lines[2]}" = "after: 1" ]
+}
+
+@test "cm-httpd: malformed HTTP gets 400 (or the connection closed), never a crash" {
+	run /usr/bin/python3 - "$HTTPD_PORT" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+cases = [
+    b"GARBAGE\r\n\r\n",
+    b"GET\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+    b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    b"POST /events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n" + b"X-A: " + b"a" * 40000 + b"\r\n\r\n",
+    b"\x00\x01\x02\xff\r\n\r\n",
+]
+for c in cases:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(c)
+    try:
+        r = s.recv(64)
+    except OSError:
+        r = b""
+    print(r.split(b"\r\n")[0].decode(errors="replace") or "closed")
+    s.close()
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	for l in "${lines[@]}"; do
+		[[ "$l" =~ ^HTTP/1\.[01]\ (400|413|414|431|505)\  ]] || [ "$l" = closed ]
+	done
+	api GET /health
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: SIGTERM finishes the request in flight, then exits 0" {
+	httpd_start
+	# Redis holds writes for a moment: the request is in flight when
+	# SIGTERM arrives.
+	rcli CLIENT PAUSE 1500 WRITE >/dev/null
+	curl -s -o "$T/resp" -w '%{http_code}' --max-time 20 -H "$(U)" -d "$(event inflight-1)" \
+		"$HTTPD_URL/events" >"$T/code" &
+	bg=$!
+	sleep 0.5
+	kill -TERM "$HTTPD_PID"
+	sleep 0.2
+	# no new connections once stopping
+	run curl -s --max-time 2 -o /dev/null "$HTTPD_URL/health"
+	[ "$status" -ne 0 ]
+	wait "$bg"
+	bg=
+	[ "$(cat "$T/code")" = 202 ]
+	[ "$(jq -r '.event_ids[0]' "$T/resp")" = inflight-1 ]
+	httpd_stop
+	[ "$HTTPD_STATUS" -eq 0 ]
+	grep -q '"msg":"stopped"' "$HTTPD_LOG"
+}
+
+@test "cm-httpd: a burst of concurrent requests all get answers" {
+	rcli DEL cm:events >/dev/null
+	for i in $(seq 200); do
+		curl -s -o /dev/null -w '%{http_code}\n' -H "$(U)" -d "$(event burst-$i)" "$HTTPD_URL/events" &
+	done >"$T/codes"
+	wait
+	[ "$(sort "$T/codes" | uniq -c | awk '{print $1 " " $2}')" = "200 202" ]
+	[ "$(rcli XLEN cm:events)" -eq 200 ]
+}
+
+@test "cm-httpd: IPv6 --listen [::1]:PORT" {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0))'
+	port=$((MAIN_PORT + 2))
+	cm-httpd --listen "[::1]:$port" --jwt-secret-file "$JWT_SECRET_FILE" 2>"$T/v6.log" 3>&- &
+	bg=$!
+	for _ in $(seq 100); do
+		curl -s -g -o /dev/null "http://[::1]:$port/health" && break
+		sleep 0.05
+	done
+	[ "$(curl -s -g "http://[::1]:$port/health" | jq -r .status)" = ok ]
+	kill -TERM "$bg"
+	wait "$bg"
+	bg=
+}
+
+@test "cm-httpd: random and mutated requests for 20 s: no crash, /health still answers" {
+	httpd_start --max-body 64K --timeout 5
+	run /usr/bin/python3 - "$HTTPD_PORT" "$USER_TOKEN" "${CM_FUZZ_SECONDS:-20}" <<'PY'
+import random, socket, sys, time
+port, token, secs = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+rnd = random.Random(7)
+seeds = [
+    b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
+    b"\r\nContent-Type: application/json\r\nContent-Length: 61\r\n\r\n"
+    b'{"event_id":"f","event_type":"t","user_id":"u","properties":{}}',
+    b"POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    b"Content-Length: 60\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nx\r\n--b--",
+    b"PATCH /campaigns/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
+    b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n0\r\n\r\n",
+    b"GET /campaigns?limit=5&offset=%zz&status=a+b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x.y.z\r\n\r\n",
+    b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 5\r\n\r\n[[[[[",
+    b"GET /events/%41%2f%00 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n",
+]
+def mutate(b):
+    b = bytearray(b)
+    for _ in range(rnd.randint(1, 8)):
+        op = rnd.randrange(5)
+        i = rnd.randrange(len(b) + 1)
+        if op == 0 and b:
+            b[min(i, len(b) - 1)] = rnd.randrange(256)
+        elif op == 1:
+            b[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 16)))
+        elif op == 2 and b:
+            del b[i:i + rnd.randint(1, 16)]
+        elif op == 3:
+            b[i:i] = rnd.choice([b"\r\n", b":", b"%", b"\x00", b"{", b"9" * 30, b" "])
+        else:
+            b = b[:i]
+    return bytes(b)
+n = 0
+end = time.time() + secs
+while time.time() < end:
+    if rnd.random() < 0.9:
+        msg = mutate(rnd.choice(seeds))
+    else:
+        msg = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 300)))
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(msg)
+        if rnd.random() < 0.5:
+            s.shutdown(socket.SHUT_WR)
+        s.settimeout(0.3)
+        try:
+            s.recv(4096)
+        except OSError:
+            pass
+        s.close()
+    except ConnectionRefusedError:
+        print("refused: the server is gone")
+        sys.exit(1)
+    except OSError:
+        pass
+    n += 1
+print(n, "requests")
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	kill -0 "$HTTPD_PID"
+	api GET /health
+	[ "$CODE" = 200 ]
+	run grep -c 'AddressSanitizer\|runtime error' "$HTTPD_LOG"
+	[ "$output" = 0 ]
+	httpd_stop
+	[ "$HTTPD_STATUS" -eq 0 ]
+}
+
+@test "cm-httpd: secrets, passwords, tokens and write keys never appear in the log" {
+	# (runs last: the logs hold every request of this file)
+	wait_log '"route"'
+	secret=$(cat "$JWT_SECRET_FILE")
+	for s in "$secret" adm1n-pass b0b-pass wrong-1 wrong-2 victim-pass gone-pass "$WRITE_KEY" \
+		"$ADMIN_TOKEN" "$USER_TOKEN" "${WRITE_KEY#cmk_}" "${ADMIN_TOKEN##*.}"; do
+		for f in "$MAIN_LOG" "$BATS_FILE_TMPDIR"/httpd.*.log; do
+			[ -f "$f" ] || continue
+			if grep -qF -- "$s" "$f"; then
+				echo "found '${s:0:12}...' in $f"
+				return 1
+			fi
+		done
+	done
+	run grep -ci 'authorization\|bearer ' "$MAIN_LOG"
+	[ "$output" = 0 ]
+}
