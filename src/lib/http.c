@@ -550,8 +550,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (h->o.on_done)
 		h->o.on_done(h->o.app, r->route, r->method, status, secs);
 	if (r->conn_)
-		atomic_store(&r->conn_->deadline_ms,
-		             cm_mono_ms() + (int64_t)h->o.timeout_s * 1000);
+		atomic_store(&r->conn_->deadline_ms, cm_mono_ms() + (int64_t)h->o.timeout_s * 1000);
 	if (r->data_free)
 		r->data_free(r->data);
 	cm_buf_release(&r->body);
