@@ -6,8 +6,10 @@
 #   packaging/deps.sh --list GROUP...   print the packages, one a line
 #   packaging/deps.sh --check GROUP...  print what is missing; exit 1 if any
 #
-# Groups: build (compile the tools), test (make test), lint (make lint),
-# pkg (make deb, make deb-test), demo (make demo), all.
+# Groups: build (compile the tools), unit (the unit tests: cmocka), runtime
+# (the shared libraries the tools link, for an image that only runs them),
+# test (make test), lint (make lint), pkg (make deb, make deb-test), demo
+# (make demo), all.
 # .ci/run, make test, make deb-test and make demo call it, so a fresh Debian
 # bookworm machine needs nothing but this script. Installing needs root, or
 # sudo for a user; apt-get update runs only when something is missing.
@@ -20,11 +22,16 @@ build_pkgs=(
 	libhiredis-dev libpq-dev libjq-dev libonig-dev libcsv-dev libpcre2-dev
 	libmicrohttpd-dev libjwt-dev libsodium-dev
 )
+unit_pkgs=(libcmocka-dev)
+runtime_pkgs=(
+	libhiredis0.14 libpq5 libjq1 libcsv3 libpcre2-8-0
+	libmicrohttpd12 libjwt0 libsodium23 ca-certificates
+)
 # The tool tests: servers they start themselves, the peers they compare
 # with, and the linters and validators of the packaging tests (promtool is in
 # the prometheus package; systemd for systemd-analyze; node for tests/node-pkg).
 test_pkgs=(
-	libcmocka-dev bats jq miller mandoc python3 time
+	bats jq miller mandoc python3 time
 	redis-server postgresql postgresql-contrib
 	procps util-linux hostname
 	shellcheck prometheus systemd
@@ -34,7 +41,7 @@ pkg_pkgs=(debhelper dpkg-dev lintian man-db systemd adduser)
 demo_pkgs=(redis-server postgresql jq curl procps)
 
 usage() {
-	sed -n '2,13s/^# \{0,1\}//p' "$0"
+	sed -n '2,15s/^# \{0,1\}//p' "$0"
 }
 
 # packages GROUP...: the packages of the GROUPs, each once.
@@ -43,13 +50,15 @@ packages() {
 	for g in "$@"; do
 		case $g in
 		build) printf '%s\n' "${build_pkgs[@]}" ;;
-		test) printf '%s\n' "${test_pkgs[@]}" ;;
+		unit) printf '%s\n' "${unit_pkgs[@]}" ;;
+		runtime) printf '%s\n' "${runtime_pkgs[@]}" ;;
+		test) printf '%s\n' "${unit_pkgs[@]}" "${test_pkgs[@]}" ;;
 		lint) printf '%s\n' "${lint_pkgs[@]}" ;;
 		pkg) printf '%s\n' "${pkg_pkgs[@]}" ;;
 		demo) printf '%s\n' "${demo_pkgs[@]}" ;;
-		all) packages build test lint pkg demo ;;
+		all) packages build unit runtime test lint pkg demo ;;
 		*)
-			echo "$prog: unknown group '$g' (build, test, lint, pkg, demo, all)" >&2
+			echo "$prog: unknown group '$g' (build, unit, runtime, test, lint, pkg, demo, all)" >&2
 			return 2
 			;;
 		esac
