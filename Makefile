@@ -53,7 +53,8 @@ COMPLETIONS := $(addprefix $(OBJ)/completions/,$(sort $(notdir $(TOOLS) $(SCRIPT
 # The npm linters and validators of tests/packaging.bats.
 NODE_PKG := tests/node-pkg/node_modules/.package-lock.json
 # Every shell script of the project, for shellcheck.
-SHELL_SCRIPTS := $(SCRIPTS) $(wildcard packaging/*.sh packaging/docker/cm-* examples/cron/*.sh) \
+SHELL_SCRIPTS := $(SCRIPTS) $(wildcard packaging/*.sh packaging/docker/cm-* examples/cron/*.sh \
+	tests/packaging/*.sh) \
 	.ci/run tests/run.sh tests/fuzz/run.sh tests/bench/run.sh
 
 # Shell tools live in bin/; other build dirs get a copy next to their binaries
@@ -125,7 +126,8 @@ lint:
 		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib src tests/unit tests/fuzz tests/bench
 	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
 	mandoc -Tlint -Werror man/* >/dev/null
-	shellcheck -x -P SCRIPTDIR $(SHELL_SCRIPTS) tests/lib/*.bash packaging/debian/*.postinst packaging/debian/*.postrm
+	shellcheck -x -P SCRIPTDIR $(SHELL_SCRIPTS) tests/lib/*.bash packaging/debian/*.postinst \
+		packaging/debian/*.prerm packaging/debian/*.postrm tests/cron.bats tests/packaging.bats tests/packaging/*.bats
 
 fmt:
 	clang-format -i src/lib/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c

@@ -8,7 +8,8 @@
 //                                    schemas of kubernetes-models (ajv-compiled
 //                                    from the Kubernetes OpenAPI definitions)
 //   node check.js dockerfile FILE    dockerfile-utils' linter
-//   node check.js json FILE          a JSON document parses (prints its kinds)
+//   node check.js tojson FILE        the YAML documents as JSON, one a line
+//                                    (merge keys resolved), for jq
 //
 // Each prints one line per problem, "FILE: where: what", and exits 1 when
 // there is any, 2 on a usage error.
@@ -123,7 +124,7 @@ function checkDockerfile(file) {
 }
 
 const [cmd, ...args] = process.argv.slice(2);
-if (!cmd || args.length === 0) fail("usage: check.js compose|k8s|dockerfile|json FILE...");
+if (!cmd || args.length === 0) fail("usage: check.js compose|k8s|dockerfile|tojson FILE...");
 switch (cmd) {
 	case "compose":
 		checkCompose(args[0]);
@@ -134,8 +135,8 @@ switch (cmd) {
 	case "dockerfile":
 		checkDockerfile(args[0]);
 		break;
-	case "json":
-		for (const f of args) JSON.parse(fs.readFileSync(f, "utf8"));
+	case "tojson":
+		for (const f of args) for (const d of yamlDocs(f)) console.log(JSON.stringify(d));
 		break;
 	default:
 		fail(`check.js: unknown check '${cmd}'`);

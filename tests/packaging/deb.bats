@@ -12,14 +12,14 @@ PKG=campaign-manager
 EXAMPLES=/usr/share/doc/$PKG/examples
 
 setup_file() {
-	[ -n "${DEB:-}" ] && [ -f "$DEB" ] || {
+	if [ -z "${DEB:-}" ] || [ ! -f "$DEB" ]; then
 		echo "DEB is not set to the built package: run make deb-test" >&2
 		return 1
-	}
-	[ "$(id -u)" -eq 0 ] || {
+	fi
+	if [ "$(id -u)" -ne 0 ]; then
 		echo "deb.bats installs a package: it must run as root" >&2
 		return 1
-	}
+	fi
 }
 
 teardown_file() {
@@ -47,17 +47,19 @@ installed() {
 	echo "$output"
 	# lintian exits non-zero for errors (and for its own failures)
 	[ "$status" -eq 0 ]
-	! grep -q '^E: ' <<<"$output"
-	local tag bad=""
-	for tag in $(grep -E '^[WIPX]: ' <<<"$output" | awk '{ print $3 }' | sort -u); do
+	local report=$output tag bad=""
+	[ "$(grep -c '^E: ' <<<"$report")" -eq 0 ]
+	while read -r tag; do
+		[ -n "$tag" ] || continue
 		grep -qF -- "\`$tag\`" "$TOP/README.md" || bad="$bad $tag"
-	done
+	done < <(grep -E '^[WIPX]: ' <<<"$report" | awk '{ print $3 }' | sort -u)
 	echo "tags the README does not explain:$bad"
 	[ -z "$bad" ]
 }
 
 @test "its dependencies install with apt-get, then dpkg -i installs it" {
-	! installed
+	run installed
+	[ "$status" -ne 0 ]
 	local deps p need=()
 	# Depends: "a (>= 1), b | c, d": the first of each alternative.
 	deps=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g')
@@ -104,14 +106,20 @@ installed() {
 	installed
 	[ ! -e /etc/systemd/system/multi-user.target.wants/cm-httpd.service ]
 	[ -z "$(find /etc/systemd/system -name 'cm-*' 2>/dev/null)" ]
-	! pgrep -x cm-httpd
-	! pgrep -f /usr/bin/cm-worker
-	local s
+	run pgrep -x cm-httpd
+	[ "$status" -eq 1 ]
+	run pgrep -f /usr/bin/cm-worker
+	[ "$status" -eq 1 ]
+	local s n=0
 	for s in preinst postinst prerm postrm; do
 		[ -f "/var/lib/dpkg/info/$PKG.$s" ] || continue
-		! grep -nE 'cm-admin|psql|redis-cli|systemctl (enable|start)|deb-systemd-invoke (start|restart)' \
+		n=$((n + 1))
+		run grep -nE 'cm-admin|psql|redis-cli|systemctl (enable|start)|deb-systemd-invoke (start|restart)' \
 			"/var/lib/dpkg/info/$PKG.$s"
+		echo "$s: $output"
+		[ "$status" -eq 1 ]
 	done
+	[ "$n" -ge 2 ]
 }
 
 @test "every tool in /usr/bin runs from there: --version" {
@@ -153,7 +161,8 @@ installed() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	grep -q '001_init' <<<"$output"
-	! grep -qi pending <<<"$output"
+	run grep -ci pending <<<"$output"
+	[ "$output" -eq 0 ]
 	pg_stop
 }
 
@@ -224,16 +233,20 @@ installed() {
 	run dpkg --remove "$PKG"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	! installed
+	run installed
+	[ "$status" -ne 0 ]
 	[ ! -e /usr/bin/cm-match ]
 	[ -f /etc/campaign-manager/campaign-manager.env ]
 	getent passwd "$PKG"
 	run dpkg --purge "$PKG"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[ -z "$(dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null | grep -v '^not-installed$')" ]
-	! getent passwd "$PKG"
-	! getent group "$PKG"
+	run dpkg-query -W -f='${db:Status-Status}' "$PKG"
+	[ "$status" -ne 0 ] || [ "$output" = not-installed ]
+	run getent passwd "$PKG"
+	[ "$status" -eq 2 ]
+	run getent group "$PKG"
+	[ "$status" -eq 2 ]
 	[ ! -e /etc/campaign-manager ]
 	# every file the package had is gone, and its own directories
 	while IFS= read -r f; do
