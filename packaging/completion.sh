@@ -35,19 +35,21 @@ spec=$(awk -v tool="$tool" '
 		if (m ~ /DIR/) return "dir"
 		return "value"
 	}
+	# The Usage block: the "Usage:" line and the indented lines that go on
+	# with the tool name (another form) or with "[" (a continuation).
 	/^Usage:/ { usage = 1 }
-	usage && /^$/ { usage = 0 }
+	usage && !/^Usage:/ && !($1 == tool || $1 ~ /^\[/) { usage = 0 }
 	usage {
 		line = $0
 		sub(/^Usage:/, "", line)
 		n = split(line, w, /[ \t]+/)
 		start = 0
 		for (i = 1; i <= n; i++) if (w[i] == tool) { start = i; break }
-		if (!start) next
 		# choices of the usage line: --role admin|user
 		for (i = start + 1; i < n; i++)
 			if (w[i] ~ /^--[a-z]/ && w[i + 1] ~ /^[a-z][a-z0-9_-]*(\|[a-z][a-z0-9_-]*)+$/)
 				choice[substr(w[i], 3)] = w[i + 1]
+		if (!start) next
 		# commands: the bare lowercase words after the tool and its [..] groups
 		path = ""
 		depth = 0
