@@ -117,7 +117,7 @@ stream_ids() {
 
 	# one worker drains the stream into PostgreSQL
 	pg_newdb
-	cm-admin migrate >/dev/null
+	CM_SQL_DIR=$TOP/share/sql cm-admin migrate >/dev/null
 	echo '{"id":1,"name":"big","status":"active","rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":15}}}' >"$T/c.json"
 	export CM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 	run bash -c "cm-consume | cm-match -c '$T/c.json' | cm-store --ack"

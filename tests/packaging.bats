@@ -40,7 +40,7 @@ teardown() {
 start_servers() {
 	redis_start
 	pg_start
-	cm-admin migrate >/dev/null
+	CM_SQL_DIR=$TOP/share/sql cm-admin migrate >/dev/null
 }
 
 # start_httpd: cm-httpd on a free port (HTTPD_PORT, HTTPD_PID) with a fresh
