@@ -247,6 +247,15 @@ free_port() {
 	[ -z "$bad" ]
 }
 
+@test "the unit shown in cm-worker(1) is the packaged one" {
+	local line n=0
+	while IFS= read -r line; do
+		n=$((n + 1))
+		grep -qxF -- "$line" "$UNITS/cm-worker@.service" || { echo "not in the unit: $line"; return 1; }
+	done < <(sed -n '/^\[Service\]$/,/^\.Ed$/p' "$TOP/man/cm-worker.1" | grep -v '^\.Ed$')
+	[ "$n" -ge 6 ]
+}
+
 @test "systemd-analyze security rates both units OK, with the exposure the README states" {
 	local u score
 	for u in cm-httpd.service cm-worker@.service; do
