@@ -240,8 +240,8 @@ free_port() {
 	# the JWT secret as a credential, not readable by the service itself
 	grep -qxF 'LoadCredential=jwt-secret:/etc/campaign-manager/jwt-secret' "$UNITS/cm-httpd.service" ||
 		bad="$bad httpd:LoadCredential"
-	# shellcheck disable=SC2016
-	grep -qF -- '--jwt-secret-file ${CREDENTIALS_DIRECTORY}/jwt-secret' "$UNITS/cm-httpd.service" ||
+	# %d: the credentials directory
+	grep -qxF -- 'ExecStart=/usr/bin/cm-httpd --jwt-secret-file %d/jwt-secret' "$UNITS/cm-httpd.service" ||
 		bad="$bad httpd:--jwt-secret-file"
 	echo "missing:$bad"
 	[ -z "$bad" ]
