@@ -1,38 +1,45 @@
-# Campaign Manager: every tool in one small image.
+# Campaign Manager: every tool in one small image; the command picks the tool.
 #   docker build -t campaign-manager .
 #   docker run --rm -i campaign-manager cm-ingest --format csv < examples/orders.csv
-# The build stage compiles with the project's Makefile and installs into /usr
-# of a staging directory; the runtime stage holds only the shared libraries,
-# the tools, their man pages and the SQL migrations, and runs unprivileged.
+#   docker run -e CM_JWT_SECRET=... -e CM_DATABASE_URL=... -p 8000:8000 campaign-manager
+# The build stage compiles with the project's Makefile, runs the unit tests
+# (cmocka: they need no server) and installs into /usr of a staging
+# directory; the runtime stage holds only the shared libraries, the tools,
+# their man pages and the SQL migrations, and runs unprivileged. Both take
+# their package lists from packaging/deps.sh. packaging/compose.yaml runs
+# the whole system from this image.
 
 FROM debian:bookworm AS build
 ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-	&& apt-get install -y --no-install-recommends \
-		build-essential pkg-config \
-		libhiredis-dev libpq-dev libjq-dev libonig-dev libcsv-dev libpcre2-dev \
-		libmicrohttpd-dev libjwt-dev libsodium-dev \
-	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY packaging/deps.sh packaging/deps.sh
+RUN packaging/deps.sh build unit \
+	&& rm -rf /var/lib/apt/lists/*
 COPY . .
 # make clean drops any binaries the build context brought along.
 RUN make clean \
-	&& make -j"$(nproc)" \
+	&& make -j"$(nproc)" all completions unit \
+	&& make unit-check \
 	&& make install PREFIX=/usr DESTDIR=/stage
 
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-	&& apt-get install -y --no-install-recommends \
-		libhiredis0.14 libpq5 libjq1 libcsv3 libpcre2-8-0 \
-		libmicrohttpd12 libjwt0 libsodium23 ca-certificates \
-	&& rm -rf /var/lib/apt/lists/* \
+COPY packaging/deps.sh /tmp/deps.sh
+RUN /tmp/deps.sh runtime \
+	&& rm -rf /var/lib/apt/lists/* /tmp/deps.sh \
 	&& useradd --system --uid 10001 --user-group --no-create-home \
-		--home-dir /nonexistent --shell /usr/sbin/nologin cm
+		--home-dir /nonexistent --shell /usr/sbin/nologin campaign-manager
 COPY --from=build /stage/usr/ /usr/
-USER cm:cm
+COPY packaging/docker/cm-healthcheck /usr/local/bin/cm-healthcheck
+# In a container cm-httpd listens on every address of the container's own
+# network namespace; publish the port to choose who reaches it.
+ENV CM_LISTEN=0.0.0.0:8000
+# A numeric user, so that Kubernetes' runAsNonRoot can check it.
+USER 10001:10001
 WORKDIR /tmp
-# cm-httpd listens on 127.0.0.1 by default; in a container publish it with
-#   docker run -p 8000:8000 campaign-manager cm-httpd --listen 0.0.0.0:8000
 EXPOSE 8000
-CMD ["cm-match", "--help"]
+# GET /health when the container runs cm-httpd; other tools are healthy while
+# they run.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+	CMD ["cm-healthcheck", "--if-httpd"]
+CMD ["cm-httpd"]

@@ -1,12 +1,16 @@
 # Campaign Manager: a plain Makefile.
 #   make            build every tool into bin/
 #   make test       unit tests, tool tests, then both again under ASan+UBSan
+#                   (installs the packages it needs first: packaging/deps.sh)
+#   make unit-check the cmocka unit tests alone (no servers; the Dockerfile)
 #   make lint       warnings as errors, cppcheck, clang-format check
 #   make fmt        clang-format in place
 #   make bench      benchmarks against jq and Miller (reports, never fails)
 #   make fuzz       libFuzzer harnesses, bounded time (FUZZ_SECONDS)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deb        a binary Debian package under build/deb
+#   make deb-test   build it, install it, test it installed, purge it (root)
+#   make completions  bash completions from each tool's --help
 # O=DIR puts every build product under DIR (O=build/asan for the sanitizer
 # build), so several builds can share one tree.
 
@@ -14,6 +18,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share/campaign-manager
+COMPDIR ?= $(PREFIX)/share/bash-completion/completions
 O ?= .
 OBJ := $(O)/build
 OUTBIN := $(O)/bin
@@ -53,6 +58,16 @@ TESTTOOLS := $(patsubst tests/tools/%.c,$(OBJ)/tests/tools/%,$(TESTTOOL_SRC))
 # Files cm-httpd serves, embedded into libcm by src/lib/assets.sh.
 ASSETS := share/openapi.json $(sort $(wildcard share/docs/*))
 ASSET_OBJ := $(OBJ)/gen/assets_data.o
+# One bash completion per tool, C or shell.
+COMPLETIONS := $(addprefix $(OBJ)/completions/,$(sort $(notdir $(TOOLS) $(SCRIPTS))))
+# The npm linters and validators of tests/packaging.bats, and the OpenAPI
+# validator of tests/openapi.bats (test-only tools, npm ci from the lock files).
+NODE_PKG := tests/node-pkg/node_modules/.package-lock.json
+NODE_API := tests/node/node_modules/.package-lock.json
+# Every shell script of the project, for shellcheck.
+SHELL_SCRIPTS := $(SCRIPTS) $(wildcard packaging/*.sh packaging/docker/cm-* examples/cron/*.sh \
+	tests/packaging/*.sh) \
+	.ci/run tests/run.sh tests/fuzz/run.sh tests/bench/run.sh
 
 # Shell tools live in bin/; other build dirs get a copy next to their binaries
 # so that they run their own build's stages.
@@ -110,7 +125,13 @@ $(OBJ)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIBCM) $(LDLIBS)
 
+# A tool's completion, generated from its --help (so it cannot drift).
+$(OBJ)/completions/%: $(OUTBIN)/% packaging/completion.sh
+	@mkdir -p $(@D)
+	packaging/completion.sh $< >$@
+
 unit: $(UNIT_BIN)
+completions: $(COMPLETIONS)
 replay: $(REPLAY_BIN)
 gen: $(GEN)
 testtools: $(TESTTOOLS)
@@ -118,11 +139,22 @@ testbins: all unit replay gen testtools
 
 # Everything the suites need, in the normal and the sanitizer build.
 test:
-	@$(MAKE) --no-print-directory testbins
+	@packaging/deps.sh build test
+	@$(MAKE) --no-print-directory $(NODE_PKG) $(NODE_API) testbins
 	@$(MAKE) --no-print-directory O=build/asan SAN=1 testbins
 	@tests/run.sh
 
 check: test
+
+# The unit tests and the fuzz corpus replay alone, with the throwaway Redis
+# some unit tests use (the container build runs them).
+unit-check: unit replay
+	@TESTS_BUILDS=plain BATS_FILTER=no-bats-suite tests/run.sh
+
+$(NODE_PKG): tests/node-pkg/package.json tests/node-pkg/package-lock.json
+	cd tests/node-pkg && npm ci --no-audit --no-fund --loglevel=error
+$(NODE_API): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
 lint:
 	@$(MAKE) --no-print-directory all unit testtools
@@ -132,6 +164,8 @@ lint:
 	mandoc -Tlint -Werror man/* >/dev/null
 	@if grep -nE '^[[:space:]]*! ' tests/*.bats; then \
 		echo "lint: a bare '! cmd' never fails a bats test: write 'run ! cmd'" >&2; exit 1; fi
+	shellcheck -x -P SCRIPTDIR $(SHELL_SCRIPTS) tests/lib/*.bash packaging/debian/*.postinst \
+		packaging/debian/*.prerm packaging/debian/*.postrm tests/cron.bats tests/packaging.bats tests/packaging/*.bats
 
 fmt:
 	clang-format -i src/lib/*.[ch] src/cmd/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
@@ -143,13 +177,14 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-install: all
+install: all completions
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
-		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)/sql
+		$(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(COMPDIR)
 	install -m 755 $(TOOLS) $(SCRIPTS) $(DESTDIR)$(BINDIR)
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
-	install -m 644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8
+	$(if $(wildcard man/*.8),install -d $(DESTDIR)$(MANDIR)/man8 && install -m 644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8)
+	install -m 644 $(COMPLETIONS) $(DESTDIR)$(COMPDIR)
 	$(if $(wildcard share/sql/*.sql),install -m 644 $(wildcard share/sql/*.sql) $(DESTDIR)$(DATADIR)/sql)
 
 VERSION := $(shell sed -n 's/^\#define CM_VERSION "\(.*\)"/\1/p' src/lib/version.h)
@@ -165,8 +200,14 @@ deb:
 	cd $(DEBSRC) && dpkg-buildpackage -us -uc -b
 	@ls $(OBJ)/deb/*.deb
 
+# The package built, installed, tested from its installed paths, and purged
+# (tests/packaging/deb.bats): it needs root, and says so loudly otherwise.
+deb-test:
+	@packaging/deps.sh build test pkg
+	@tests/packaging/deb-test.sh
+
 clean:
 	rm -rf build $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC))
 
-.PHONY: all unit replay gen testtools testbins test check lint fmt bench fuzz install deb clean
+.PHONY: all unit replay gen testtools testbins test check unit-check completions lint fmt bench fuzz install deb deb-test clean
 .DELETE_ON_ERROR:

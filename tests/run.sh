@@ -4,7 +4,7 @@
 # TESTS_BUILDS="plain" or "asan" limits the builds; BATS_FILTER limits the
 # .bats files (a glob under tests/); O and ASAN_O name other build dirs.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 top=$PWD
 builds=${TESTS_BUILDS:-"plain asan"}
 pass=0 fail=0
@@ -84,8 +84,9 @@ for b in $builds; do
 		bats --tap "$f" >"$out" 2>&1
 		rc=$?
 		if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out"; then
+			tail=$(tail -20 "$out" | sed 's/^/# /')
 			echo "not ok - $f: bats exited with status $rc" >>"$out"
-			tail -20 "$out" | sed 's/^/# /' >>"$out"
+			echo "$tail" >>"$out"
 		fi
 		count "$b $(basename "$f")" "$out"
 	done

@@ -1,3 +1,7 @@
+# shellcheck shell=bash
+# The variables are for the test files that load this one.
+# shellcheck disable=SC2034
+#
 # Shared setup for the tool tests: the tools under test come from $CM_BIN
 # (the plain or the sanitizer build), fixtures from tests/fixtures.
 bats_require_minimum_version 1.5.0
