@@ -202,7 +202,8 @@ free_port() {
 	done
 	[ "$(complete_words cm-match --emit '' | tr '\n' ' ')" = "events matches " ]
 	[ "$(complete_words cm-match --emit=m)" = matches ]
-	[ "$(complete_words cm-admin '' | tr '\n' ' ')" = "migrate user " ]
+	[ "$(complete_words cm-admin '' | tr '\n' ' ')" = "key migrate user " ]
+	[ "$(complete_words cm-admin key '' | tr '\n' ' ')" = "add del list " ]
 	[ "$(complete_words cm-admin --db x user '' | tr '\n' ' ')" = "add del list passwd " ]
 	[ "$(complete_words cm-admin user add alice --role '' | tr '\n' ' ')" = "admin user " ]
 	# a URL or a number completes to nothing
@@ -371,10 +372,12 @@ verify_unit() {
 
 @test "cm-healthcheck: --worker names a missing stage, --if-httpd passes without cm-httpd, nothing listening fails" {
 	local hc=$TOP/packaging/docker/cm-healthcheck port
-	run "$hc" --worker
+	# in a PID namespace of its own, as in a container: the machine's other
+	# processes (a cm-httpd of another test) are not seen
+	run unshare -pf --mount-proc "$hc" --worker
 	[ "$status" -eq 1 ]
 	grep -qx 'cm-healthcheck: cm-consume is not running' <<<"$output"
-	run "$hc" --if-httpd
+	run unshare -pf --mount-proc "$hc" --if-httpd
 	[ "$status" -eq 0 ]
 	port=$(free_port)
 	CM_LISTEN=0.0.0.0:$port run "$hc"
