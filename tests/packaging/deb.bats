@@ -35,7 +35,7 @@ installed() {
 
 @test "the package file is campaign-manager_VERSION_ARCH.deb, of the tools' version" {
 	local version arch
-	version=$(sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p' "$TOP/src/lib/cli.h")
+	version=$(sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p' "$TOP/src/lib/version.h")
 	arch=$(dpkg --print-architecture)
 	[ "$(basename "$DEB")" = "${PKG}_${version}_${arch}.deb" ]
 	[ "$(dpkg-deb -f "$DEB" Package)" = "$PKG" ]
