@@ -155,9 +155,36 @@ static void test_blank_crlf(void **state)
 	/* blank lines at the end are counted, then EOF */
 	ALL("a\n\n  \n\t", 100, "a", 4);
 	ALL("\r\n\n\n", 100, "", 3);
-	/* a lone CR ends no line; a NUL is no blank */
+	/* a lone CR ends no line */
 	ALL("a\rb\n", 100, "a\rb", 1);
-	expect_all("\0\n", 2, 100, "", 1);
+}
+
+static void test_nul(void **state)
+{
+	/* a NUL is data, not a blank, nor the end of a line */
+	const char in[] = "\0\n\0\n \0 x";
+	int fd = feed(in, sizeof(in) - 1);
+	struct cm_lines r;
+	struct cm_err err;
+	const char *line;
+	size_t len;
+
+	cm_lines_init_fd(&r, fd, "t", 100);
+	assert_int_equal(cm_lines_ready(&r, 0), 0);
+	assert_int_equal(cm_lines_next(&r, &line, &len, &err), CM_LINE_OK);
+	assert_int_equal(len, 1);
+	assert_int_equal(line[0], 0);
+	assert_int_equal(cm_lines_ready(&r, 0), 1);
+	assert_int_equal(cm_lines_next(&r, &line, &len, &err), CM_LINE_OK);
+	assert_int_equal(len, 1);
+	assert_int_equal(r.lineno, 2);
+	assert_int_equal(cm_lines_next(&r, &line, &len, &err), CM_LINE_OK);
+	assert_int_equal(len, 4);
+	assert_memory_equal(line, " \0 x", 4);
+	assert_int_equal(r.lineno, 3);
+	expect_eof(&r);
+	cm_lines_release(&r);
+	close(fd);
 }
 
 static void test_empty(void **state)
@@ -881,6 +908,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_basic),
 	    cmocka_unit_test(test_blank_crlf),
+	    cmocka_unit_test(test_nul),
 	    cmocka_unit_test(test_empty),
 	    cmocka_unit_test(test_bom),
 	    cmocka_unit_test(test_bom_split),
