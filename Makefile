@@ -70,10 +70,13 @@ SHELL_SCRIPTS := $(SCRIPTS) $(wildcard packaging/*.sh packaging/docker/cm-* exam
 	.ci/run tests/run.sh tests/fuzz/run.sh tests/bench/run.sh
 
 # Shell tools live in bin/; other build dirs get a copy next to their binaries
-# so that they run their own build's stages.
+# so that they run their own build's stages. A static pattern rule: a plain
+# pattern rule would also copy bin/'s compiled tools of the default build
+# into the other build dirs instead of building them.
 ifneq ($(abspath $(OUTBIN)),$(abspath bin))
-TOOLS += $(patsubst bin/%,$(OUTBIN)/%,$(SCRIPTS))
-$(OUTBIN)/%: bin/%
+SCRIPT_COPIES := $(patsubst bin/%,$(OUTBIN)/%,$(SCRIPTS))
+TOOLS += $(SCRIPT_COPIES)
+$(SCRIPT_COPIES): $(OUTBIN)/%: bin/%
 	@mkdir -p $(@D)
 	cp $< $@
 endif
