@@ -119,7 +119,7 @@ event() {
 		"{\"sub\":\"bob\",\"role\":\"user\",\"exp\":$(($(date +%s) + 60))}")"
 	[ "$CODE" = 200 ]
 	# the secret is not left in the process environment
-	! tr '\0' '\n' </proc/$HTTPD_PID/environ | grep -q "$secret"
+	run ! grep -qF "$secret" /proc/$HTTPD_PID/environ
 	httpd_stop
 	CM_JWT_SECRET_FILE=$T/file HTTPD_DIR=$T httpd_start
 	api GET /auth/users/me -H "Authorization: Bearer $tok"
@@ -836,14 +836,14 @@ PY
 	grep -qx 'cm_campaign_matches_total{campaign_id="3"} 4' "$T/metrics"
 	grep -qx "cm_build_info{version=\"$(cm-httpd --version | cut -d' ' -f2)\"} 1" "$T/metrics"
 	# a worker not heard from within --worker-ttl is gone
-	! grep -q 'w-gone' "$T/metrics"
+	run ! grep -q 'w-gone' "$T/metrics"
 	[ "$(rcli ZSCORE cm:events:workers w-gone)" = "" ]
 	# Redis down: the families read from it are left out, the rest is served
 	redis_stop
 	api GET /metrics
 	[ "$CODE" = 200 ]
 	grep -q '^cm_http_requests_total' <<<"$BODY"
-	! grep -q '^cm_stream_length' <<<"$BODY"
+	run ! grep -q '^cm_stream_length' <<<"$BODY"
 	wait_log '"metrics left out of the scrape"'
 }
 

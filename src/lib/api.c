@@ -235,16 +235,11 @@ int cm_api_path_id(struct cm_api_call *c, int64_t *id)
 int cm_api_add_json(struct cm_buf *b, const char *text, size_t n)
 {
 	/* Deep: stored properties may nest further than a request may. */
-	static __thread struct cm_jdoc d;
-	static __thread int ready;
+	struct cm_jdoc *d = cm_jdoc_thread(CM_API_DOC_STORED, 1024);
 
-	if (!ready) {
-		cm_jdoc_init(&d, 1024);
-		ready = 1;
-	}
-	if (cm_json_parse(&d, text, n, NULL) < 0)
+	if (!d || cm_json_parse(d, text, n, NULL) < 0)
 		return cm_buf_add(b, text, n);
-	return cm_json_write(&d, 0, b);
+	return cm_json_write(d, 0, b);
 }
 
 int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col)

@@ -118,6 +118,9 @@ int cm_api_path_id(struct cm_api_call *c, int64_t *id);
 
 /* Appends JSON text that PostgreSQL stored (jsonb output) in compact form. */
 int cm_api_add_json(struct cm_buf *b, const char *text, size_t n);
+/* The slots of cm_jdoc_thread the handlers use: a request's body, and a
+ * stored value re-written in a reply (both may be live at once). */
+enum { CM_API_DOC_BODY = 0, CM_API_DOC_STORED = 1 };
 /* Appends column col of row as a JSON string, or null. */
 int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col);
 

@@ -120,22 +120,21 @@ static void reply_at(struct cm_http_req *r, const char *key, size_t klen, const 
  * check; anything else refused. -1 after answering. */
 static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 {
-	static __thread struct cm_jdoc d;
-	static __thread int ready;
+	struct cm_jdoc *d = cm_jdoc_thread(CM_API_DOC_BODY, CM_RULE_MAX_DEPTH + 8);
 	struct cm_buf key = CM_BUF_INIT, val = CM_BUF_INIT;
 	const char *k;
 	size_t klen;
 	uint32_t t, i;
 	int rc = -1, j;
 
-	if (!ready) {
-		cm_jdoc_init(&d, CM_RULE_MAX_DEPTH + 8);
-		ready = 1;
-	}
-	if (parse_object(r, &d) < 0)
+	if (!d) {
+		cm_http_detail(r, 500, "Internal Server Error");
 		return -1;
-	for (t = 1, i = 0; i < d.tok[0].count; i++, t = d.tok[t + 1].next) {
-		k = cm_json_str(&d, t, &key, &klen);
+	}
+	if (parse_object(r, d) < 0)
+		return -1;
+	for (t = 1, i = 0; i < d->tok[0].count; i++, t = d->tok[t + 1].next) {
+		k = cm_json_str(d, t, &key, &klen);
 		if (!k)
 			goto oom;
 		for (j = 0; j < NFIELDS; j++)
@@ -144,22 +143,22 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 		if (j < NFIELDS) {
 			cm_buf_reset(&val);
 			if (patch && j != F_STARTS && j != F_ENDS &&
-			    d.tok[t + 1].type == CM_JNULL) {
+			    d->tok[t + 1].type == CM_JNULL) {
 				reply_at(r, k, klen, "none is not an allowed value",
 				         "type_error.none.not_allowed");
 				goto out;
 			}
-			if (cm_json_write(&d, t + 1, &val) < 0 ||
+			if (cm_json_write(d, t + 1, &val) < 0 ||
 			    field_set(f, j, val.data, val.len) < 0)
 				goto oom;
 		} else if (klen == 7 && memcmp(k, "version", 7) == 0) {
-			const struct cm_jtok *v = &d.tok[t + 1];
+			const struct cm_jtok *v = &d->tok[t + 1];
 			char num[24];
 
 			if (!patch)
 				continue;
 			if (v->type != CM_JNUM || v->len >= sizeof(num) ||
-			    (memcpy(num, d.src + v->off, v->len), num[v->len] = 0,
+			    (memcpy(num, d->src + v->off, v->len), num[v->len] = 0,
 			     cm_parse_i64(num, 1, INT32_MAX, &f->version) < 0)) {
 				reply_at(r, k, klen, "value is not a valid integer",
 				         "type_error.integer");

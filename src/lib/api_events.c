@@ -146,14 +146,7 @@ static int add_event(struct cm_http_req *r, struct post *ps, const struct cm_jdo
 /* A parsed document per thread, reused from request to request. */
 static struct cm_jdoc *thread_doc(void)
 {
-	static __thread struct cm_jdoc d;
-	static __thread int ready;
-
-	if (!ready) {
-		cm_jdoc_init(&d, 64);
-		ready = 1;
-	}
-	return &d;
+	return cm_jdoc_thread(CM_API_DOC_BODY, 64);
 }
 
 /* A JSON body: one event or an array of them. */
@@ -164,6 +157,10 @@ static int read_json(struct cm_http_req *r, struct post *ps, int64_t now)
 	char loc[48];
 	uint32_t t, i;
 
+	if (!d) {
+		cm_http_detail(r, 500, "Internal Server Error");
+		return -1;
+	}
 	if (cm_json_parse(d, r->body.data, r->body.len, &err) < 0) {
 		snprintf(loc, sizeof(loc), "\"body\",%ld", cm_detail_json_pos(err.msg));
 		cm_api_422(r, loc, err.msg, "value_error.jsondecode");
@@ -193,6 +190,10 @@ static int read_ndjson(struct cm_http_req *r, struct post *ps, int64_t now)
 	long idx = 0;
 	size_t n, i;
 
+	if (!d) {
+		cm_http_detail(r, 500, "Internal Server Error");
+		return -1;
+	}
 	for (; p < end; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
@@ -268,6 +269,8 @@ static uint64_t events_in(const struct cm_http_req *r, int ndjson)
 	uint64_t n = 0;
 	size_t i;
 
+	if (!d)
+		return 1;
 	if (!ndjson)
 		return cm_json_parse(d, p, r->body.len, NULL) == 0 && d->tok[0].type == CM_JARR
 		           ? d->tok[0].count

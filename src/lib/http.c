@@ -493,17 +493,18 @@ void cm_http_rerun(struct cm_http_req *r)
 	MHD_resume_connection(r->mhd_);
 }
 
-/* Appends the request's log line and hands it to the log. */
+/* Appends the request's log line and hands it to the log (a buffer per call:
+ * one allocation is nothing beside a request, and a per-thread one would
+ * outlive libmicrohttpd's threads). */
 static void log_request(struct cm_http *h, struct cm_http_req *r, int status, double secs)
 {
-	static __thread struct cm_buf b;
+	struct cm_buf b = CM_BUF_INIT;
 	int level = status >= 500 ? CM_LOG_ERROR : CM_LOG_INFO;
 	size_t plen = r->path_len > 512 ? 512 : r->path_len;
 	int bad;
 
 	if (!cm_log_on(h->o.log, level))
 		return;
-	cm_buf_reset(&b);
 	bad = cm_log_begin(&b, level) | cm_buf_adds(&b, ",\"method\":") |
 	      cm_log_add_str(&b, r->method, strlen(r->method)) | cm_buf_adds(&b, ",\"route\":") |
 	      cm_log_add_str(&b, r->route, strlen(r->route)) | cm_buf_adds(&b, ",\"path\":") |
@@ -518,8 +519,7 @@ static void log_request(struct cm_http *h, struct cm_http_req *r, int status, do
 	       cm_buf_adds(&b, ",\"remote\":") | cm_log_add_str(&b, r->remote, strlen(r->remote));
 	if (!bad)
 		cm_log_end(h->o.log, level, &b);
-	if (b.cap > 65536)
-		cm_buf_release(&b);
+	cm_buf_release(&b);
 }
 
 /* The end of a request: log, metrics, and the connection's next deadline. */

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,48 @@ void cm_jdoc_release(struct cm_jdoc *d)
 	d->ntok = d->cap = 0;
 	d->src = NULL;
 	d->len = 0;
+}
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+
+/* Frees a thread's documents when it ends. */
+static void thread_free(void *p)
+{
+	struct cm_jdoc *docs = p;
+
+	for (unsigned i = 0; i < CM_JDOC_THREAD_SLOTS; i++)
+		cm_jdoc_release(&docs[i]);
+	free(docs);
+}
+
+/* The key is made once per process; failing to make it only costs reuse. */
+static void thread_key_make(void)
+{
+	if (pthread_key_create(&thread_key, thread_free) != 0)
+		thread_key = (pthread_key_t)-1;
+}
+
+/* The thread's document of that slot, made on first use. */
+struct cm_jdoc *cm_jdoc_thread(unsigned slot, unsigned max_depth)
+{
+	struct cm_jdoc *docs;
+
+	pthread_once(&thread_once, thread_key_make);
+	if (slot >= CM_JDOC_THREAD_SLOTS)
+		return NULL;
+	docs = pthread_getspecific(thread_key);
+	if (!docs) {
+		docs = calloc(CM_JDOC_THREAD_SLOTS, sizeof(*docs));
+		if (!docs || pthread_setspecific(thread_key, docs) != 0) {
+			free(docs);
+			return NULL;
+		}
+		for (unsigned i = 0; i < CM_JDOC_THREAD_SLOTS; i++)
+			cm_jdoc_init(&docs[i], 0);
+	}
+	docs[slot].max_depth = max_depth ? max_depth : 64;
+	return &docs[slot];
 }
 
 /* The JSON whitespace characters as a bit set over bytes 0..32. */

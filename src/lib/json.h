@@ -72,6 +72,13 @@ struct cm_jdoc {
 /* Prepares an empty document with the given nesting limit (0: 64). */
 void cm_jdoc_init(struct cm_jdoc *d, unsigned max_depth);
 void cm_jdoc_release(struct cm_jdoc *d);
+/* Documents kept per thread for a server that parses on every request: the
+ * calling thread's document of slot (< CM_JDOC_THREAD_SLOTS; one slot per
+ * use that may be live at the same time), with its nesting limit set to
+ * max_depth (0: 64) on each call; made on first use, freed when the thread
+ * ends. NULL only when memory is out. */
+#define CM_JDOC_THREAD_SLOTS 4
+struct cm_jdoc *cm_jdoc_thread(unsigned slot, unsigned max_depth);
 /* Parses src[0..len): exactly one JSON value, surrounded by optional
  * whitespace. On failure returns -1 with err like
  * "byte 17: expected ',' or '}' after object member". The root is token 0. */

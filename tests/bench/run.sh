@@ -442,7 +442,7 @@ stop_workers() {
 # the temporary data.
 cleanup() {
 	stop_workers
-	[ "$HTTPD_UP" -eq 1 ] && httpd_stop
+	[ "$HTTPD_UP" -eq 1 ] && httpd_stop TERM
 	if [ "$SRV_UP" -eq 1 ]; then
 		pg_stop
 		redis_cleanup
@@ -834,7 +834,7 @@ bench_httpd() {
 		>/dev/null || { tool_error "cm-admin user add" $?; return 0; }
 	# shellcheck source=../lib/httpd.bash
 	. "$top/tests/lib/httpd.bash"
-	CM_BIN=$BIN HTTPD_DIR=$D JWT_SECRET_FILE= httpd_start --stream "$STREAM" ||
+	CM_BIN=$BIN HTTPD_DIR=$D JWT_SECRET_FILE='' httpd_start --stream "$STREAM" ||
 		{ tool_error "cm-httpd" 1; return 0; }
 	HTTPD_UP=1
 	local tok ev i
@@ -886,7 +886,7 @@ LUA
 		"$(awk -v r="$W_RPS" 'BEGIN { print (r >= 50000) ? "met" : "NOT MET" }')")")
 	say "wrk and server: CPU used during the run, in % of one core (the machine has $(nproc));"
 	say "for scale, the original FastAPI service: 4,000 req/s, p99 33 ms on POST /events"
-	httpd_stop
+	httpd_stop TERM
 	HTTPD_UP=0
 	[ "$HTTPD_STATUS" -eq 0 ] || tool_error "cm-httpd (at SIGTERM)" "$HTTPD_STATUS"
 	rm -f "$D"/httpd.*.log

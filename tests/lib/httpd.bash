@@ -81,6 +81,7 @@ httpd_stop() {
 
 # api METHOD PATH [CURL ARGS...]: one request to the server; sets CODE (the
 # status), BODY and HEADERS (the response head, CRs removed).
+# shellcheck disable=SC2034 # CODE, BODY and HEADERS are for the caller
 api() {
 	local m=$1 p=$2 d=${BATS_TEST_TMPDIR:-$T} how
 	shift 2
