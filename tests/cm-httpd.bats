@@ -111,17 +111,23 @@ event() {
 @test "cm-httpd: a secret from CM_JWT_SECRET or CM_JWT_SECRET_FILE signs the tokens" {
 	secret=0123456789abcdef0123456789abcdef-env
 	printf '%s\n' "$secret" >"$T/file"
-	JWT_SECRET_FILE=$T/file
-	CM_JWT_SECRET=$secret httpd_start
+	JWT_SECRET_FILE=none CM_JWT_SECRET=$secret httpd_start
 	tok=$(login bob b0b-pass)
 	# the trailing newline of a file is not part of the secret
-	api GET /auth/users/me -H "Authorization: Bearer $(mkjwt '{"alg":"HS256"}' \
+	api GET /auth/users/me -H "Authorization: Bearer $(JWT_SECRET_FILE=$T/file mkjwt '{"alg":"HS256"}' \
 		"{\"sub\":\"bob\",\"role\":\"user\",\"exp\":$(($(date +%s) + 60))}")"
 	[ "$CODE" = 200 ]
 	# the secret is not left in the process environment
 	run ! grep -qF "$secret" /proc/$HTTPD_PID/environ
 	httpd_stop
-	CM_JWT_SECRET_FILE=$T/file HTTPD_DIR=$T httpd_start
+	# --jwt-secret-file wins over CM_JWT_SECRET, which is wiped all the same
+	JWT_SECRET_FILE=$T/file CM_JWT_SECRET=other-0123456789abcdef0123456789abcdef HTTPD_DIR=$T httpd_start
+	run ! grep -qF "other-0123456789" /proc/$HTTPD_PID/environ
+	api GET /auth/users/me -H "Authorization: Bearer $tok"
+	[ "$CODE" = 200 ]
+	httpd_stop
+	# a file named by the environment
+	JWT_SECRET_FILE=none CM_JWT_SECRET_FILE=$T/file HTTPD_DIR=$T httpd_start
 	api GET /auth/users/me -H "Authorization: Bearer $tok"
 	[ "$CODE" = 200 ]
 }

@@ -222,26 +222,26 @@ static size_t read_secret_file(const char *path, unsigned char *out)
 	return len;
 }
 
-/* The secret: --jwt-secret-file, else $CM_JWT_SECRET (wiped from the
- * environment once read), else $CM_JWT_SECRET_FILE; at least 32 bytes. */
+/* The secret: --jwt-secret-file, else $CM_JWT_SECRET, else
+ * $CM_JWT_SECRET_FILE; at least 32 bytes. $CM_JWT_SECRET is wiped from the
+ * environment whichever is used (in place, so that /proc/PID/environ no
+ * longer shows it, and nothing the server starts inherits it). */
 static size_t load_secret(const char *file, unsigned char *out)
 {
-	const char *env = getenv("CM_JWT_SECRET");
+	char *env = getenv("CM_JWT_SECRET");
+	const char *envfile = getenv("CM_JWT_SECRET_FILE");
 	char msg[256];
-	size_t len;
+	size_t len, envlen = env ? strlen(env) : 0;
 
 	if (file) {
 		len = read_secret_file(file, out);
-	} else if (env && *env) {
-		len = strlen(env);
+	} else if (envlen) {
+		len = envlen;
 		if (len > SECRET_MAX)
 			die(CM_EXIT_USAGE, "CM_JWT_SECRET: longer than 4096 bytes");
 		memcpy(out, env, len);
-		/* Gone from /proc/PID/environ too. */
-		sodium_memzero((char *)env, len);
-		unsetenv("CM_JWT_SECRET");
-	} else if ((env = getenv("CM_JWT_SECRET_FILE")) != NULL && *env) {
-		len = read_secret_file(env, out);
+	} else if (envfile && *envfile) {
+		len = read_secret_file(envfile, out);
 	} else {
 		die(CM_EXIT_USAGE, "no JWT secret: give --jwt-secret-file FILE, CM_JWT_SECRET or "
 		                   "CM_JWT_SECRET_FILE");
@@ -252,6 +252,10 @@ static size_t load_secret(const char *file, unsigned char *out)
 		         "/dev/urandom | base64 > FILE)",
 		         len, CM_JWT_KEY_MIN);
 		die(CM_EXIT_USAGE, msg);
+	}
+	if (env) {
+		sodium_memzero(env, envlen);
+		unsetenv("CM_JWT_SECRET");
 	}
 	return len;
 }
