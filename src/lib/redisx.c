@@ -258,11 +258,15 @@ static int simple_command(redisContext *c, int argc, const char **argv, const ch
 	int rc = -1;
 
 	if (!r) {
-		cm_errf(err, "%s: %s: %s", safe, step, c->errstr[0] ? c->errstr : "no reply");
+		cm_errc(err, CM_EXIT_UNREACHABLE, "%s: %s: %s", safe, step,
+		        c->errstr[0] ? c->errstr : "no reply");
 		goto out;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		cm_errf(err, "%s: %s refused: %.*s", safe, step, (int)(r->len > 200 ? 200 : r->len),
+		cm_errc(err,
+		        cm_redis_error_transient(r->str, r->len) ? CM_EXIT_UNREACHABLE
+		                                                 : CM_EXIT_REFUSED,
+		        "%s: %s refused: %.*s", safe, step, (int)(r->len > 200 ? 200 : r->len),
 		        r->str);
 		goto out;
 	}
@@ -286,15 +290,16 @@ redisContext *cm_redis_connect_url(const struct cm_redis_url *u, struct cm_err *
 	else
 		c = redisConnectWithTimeout(u->host, u->port, ctv);
 	if (!c) {
-		cm_errf(err, "%s: connect: out of memory", u->safe);
+		cm_errc(err, CM_EXIT_SYSTEM, "%s: connect: out of memory", u->safe);
 		return NULL;
 	}
 	if (c->err) {
-		cm_errf(err, "%s: connect: %s", u->safe, c->errstr);
+		cm_errc(err, CM_EXIT_UNREACHABLE, "%s: connect: %s", u->safe, c->errstr);
 		goto fail;
 	}
 	if (redisSetTimeout(c, iotv) != REDIS_OK) {
-		cm_errf(err, "%s: setting the socket timeout: %s", u->safe, strerror(errno));
+		cm_errc(err, CM_EXIT_UNREACHABLE, "%s: setting the socket timeout: %s", u->safe,
+		        strerror(errno));
 		goto fail;
 	}
 	if (!u->is_unix)
@@ -328,8 +333,11 @@ redisContext *cm_redis_connect(const char *url, struct cm_err *err)
 {
 	struct cm_redis_url u;
 
-	if (cm_redis_url_parse(url, &u, err) < 0)
+	if (cm_redis_url_parse(url, &u, err) < 0) {
+		if (err)
+			err->code = CM_EXIT_USAGE;
 		return NULL;
+	}
 	return cm_redis_connect_url(&u, err);
 }
 
@@ -341,6 +349,13 @@ static int get_blocking(void *ctx, redisContext *c, redisReply **reply, struct c
 		return REDIS_OK;
 	cm_errf(err, "%s", c->errstr[0] ? c->errstr : "connection lost");
 	return REDIS_ERR;
+}
+
+/* The code of a refusal: worth retrying (CM_EXIT_UNREACHABLE, the server is
+ * busy or loading) or not (CM_EXIT_REFUSED). */
+static int refusal_code(const redisReply *r)
+{
+	return cm_redis_error_transient(r->str, r->len) ? CM_EXIT_UNREACHABLE : CM_EXIT_REFUSED;
 }
 
 /* Queues the transaction, then reads its four replies (OK, QUEUED, QUEUED,
@@ -375,20 +390,23 @@ int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redi
 	    redisAppendCommandArgv(c, n, xadd, xlen) != REDIS_OK ||
 	    redisAppendCommandArgv(c, 4, xack, NULL) != REDIS_OK ||
 	    redisAppendCommand(c, "EXEC") != REDIS_OK) {
-		cm_errf(err, "dead-lettering %s %s: %s", e->key, e->id, c->errstr);
+		cm_errc(err, CM_EXIT_UNREACHABLE, "dead-lettering %s %s: %s", e->key, e->id,
+		        c->errstr);
 		return CM_REDIS_IO;
 	}
 	for (i = 0; i < 4; i++) {
 		if (get(ctx, c, &r[i], err) != REDIS_OK) {
 			r[i] = NULL;
 			cm_err_prefix(err, "dead-lettering %s %s: ", e->key, e->id);
+			err->code = CM_EXIT_UNREACHABLE;
 			rc = CM_REDIS_IO;
 			goto out;
 		}
 	}
 	for (i = 0; i < 4; i++)
 		if (r[i]->type == REDIS_REPLY_ERROR) {
-			cm_errf(err, "dead-lettering %s %s (MULTI/EXEC): %.300s", e->key, e->id,
+			cm_errc(err, refusal_code(r[i]),
+			        "dead-lettering %s %s (MULTI/EXEC): %.300s", e->key, e->id,
 			        r[i]->str);
 			if (refusal) {
 				*refusal = r[i];
@@ -397,13 +415,14 @@ int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redi
 			goto out;
 		}
 	if (r[3]->type != REDIS_REPLY_ARRAY || r[3]->elements != 2) {
-		cm_errf(err, "dead-lettering %s %s: unexpected EXEC reply", e->key, e->id);
+		cm_errc(err, CM_EXIT_REFUSED, "dead-lettering %s %s: unexpected EXEC reply", e->key,
+		        e->id);
 		goto out;
 	}
 	for (i = 0; i < 2; i++)
 		if (r[3]->element[i]->type == REDIS_REPLY_ERROR) {
-			cm_errf(err, "dead-lettering %s %s: %.300s", e->key, e->id,
-			        r[3]->element[i]->str);
+			cm_errc(err, refusal_code(r[3]->element[i]), "dead-lettering %s %s: %.300s",
+			        e->key, e->id, r[3]->element[i]->str);
 			goto out;
 		}
 	rc = 0;
@@ -411,6 +430,81 @@ out:
 	for (i = 0; i < 4; i++)
 		if (r[i])
 			freeReplyObject(r[i]);
+	return rc;
+}
+
+/* Sends the XACK commands of all chunks before reading a reply (one round
+ * trip however many ids), then reads every reply, so that the connection is
+ * left with nothing outstanding even when one was refused. */
+int cm_redis_xack(redisContext *c, const char *key, const char *group, const char *const *ids,
+                  const size_t *lens, size_t n, cm_redis_getfn *get, void *ctx, long long *acked,
+                  redisReply **refusal, struct cm_err *err)
+{
+	size_t chunk = n < CM_REDIS_XACK_CHUNK ? n : CM_REDIS_XACK_CHUNK;
+	const char **argv = NULL;
+	size_t *argl = NULL, i, sent = 0, k;
+	redisReply *r;
+	int rc = CM_REDIS_IO;
+
+	if (refusal)
+		*refusal = NULL;
+	if (acked)
+		*acked = 0;
+	if (n == 0)
+		return 0;
+	if (!get)
+		get = get_blocking;
+	argv = malloc((chunk + 3) * sizeof(*argv));
+	argl = malloc((chunk + 3) * sizeof(*argl));
+	if (!argv || !argl) {
+		cm_errc(err, CM_EXIT_SYSTEM, "XACK %s %s: out of memory", key, group);
+		goto out;
+	}
+	argv[0] = "XACK";
+	argv[1] = key;
+	argv[2] = group;
+	for (k = 0; k < 3; k++)
+		argl[k] = strlen(argv[k]);
+	for (i = 0; i < n; sent++) {
+		size_t argc = 3;
+
+		for (; i < n && argc < chunk + 3; i++, argc++) {
+			argv[argc] = ids[i];
+			argl[argc] = lens ? lens[i] : strlen(ids[i]);
+		}
+		if (redisAppendCommandArgv(c, (int)argc, argv, argl) != REDIS_OK) {
+			cm_errc(err, CM_EXIT_UNREACHABLE, "XACK %s %s: %s", key, group, c->errstr);
+			goto out;
+		}
+	}
+	rc = 0;
+	for (k = 0; k < sent; k++) {
+		if (get(ctx, c, &r, err) != REDIS_OK) {
+			cm_err_prefix(err, "XACK %s %s: ", key, group);
+			err->code = CM_EXIT_UNREACHABLE;
+			rc = CM_REDIS_IO;
+			if (refusal && *refusal) {
+				freeReplyObject(*refusal);
+				*refusal = NULL;
+			}
+			goto out;
+		}
+		if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+			cm_errc(err, refusal_code(r), "Redis refused XACK %s %s: %.300s", key,
+			        group, r->str);
+			rc = CM_REDIS_REFUSED;
+			if (refusal) {
+				*refusal = r;
+				continue;
+			}
+		} else if (r->type == REDIS_REPLY_INTEGER && acked) {
+			*acked += r->integer;
+		}
+		freeReplyObject(r);
+	}
+out:
+	free(argv);
+	free(argl);
 	return rc;
 }
 
