@@ -12,7 +12,7 @@ failed=()
 log=$(mktemp -d "${TMPDIR:-/tmp}/cm-test.XXXXXX")
 
 # One redis-server for the unit tests that need a real server (they read
-# CM_TEST_REDIS_URL); the tool tests start their own. redis_start's exports
+# CM_TEST_REDIS_URL); the tool tests start their own servers. redis_start's exports
 # are taken back so that they do not leak into the tool tests.
 . tests/lib/redis.bash
 unit_redis_dir=
@@ -24,7 +24,19 @@ else
 	cat "$log/unit-redis.err" >&2
 fi
 unset CM_REDIS_URL REDIS_PORT REDIS_SOCK REDIS_DIR REDIS_PID
-trap 'REDIS_DIR=$unit_redis_dir REDIS_SOCK=$unit_redis_dir/redis.sock redis_cleanup; rm -rf "$log"' EXIT
+# And one PostgreSQL, its database empty (the unit tests that need it read
+# CM_TEST_DATABASE_URL and apply share/sql themselves), taken back likewise.
+. tests/lib/pg.bash
+unit_pg_dir=
+if pg_start >"$log/unit-pg.err" 2>&1; then
+	export CM_TEST_DATABASE_URL=$CM_DATABASE_URL
+	unit_pg_dir=$PG_DIR
+else
+	echo "tests/run.sh: no PostgreSQL for the unit tests:" >&2
+	cat "$log/unit-pg.err" >&2
+fi
+unset CM_DATABASE_URL PG_DIR PG_PORT PG_HOST PG_DB
+trap 'REDIS_DIR=$unit_redis_dir REDIS_SOCK=$unit_redis_dir/redis.sock redis_cleanup; PG_DIR=$unit_pg_dir pg_stop; rm -rf "$log"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
