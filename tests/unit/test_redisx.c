@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "redisx.h"
+#include "testenv.h"
 
 static void test_url_tcp(void **state)
 {
@@ -178,7 +179,7 @@ static void test_connect_refused(void **state)
 static const char *url; /* CM_TEST_REDIS_URL */
 
 /* A connection to the test server, on a database of its own. */
-static redisContext *test_server(void)
+static redisContext *test_db(void)
 {
 	struct cm_redis_url u;
 	struct cm_err err;
@@ -232,7 +233,7 @@ static void test_xack(void **state)
 	enum { N = 2 * CM_REDIS_XACK_CHUNK + 5 };
 	static char ids[N][CM_STREAM_ID_MAX];
 	static const char *p[N];
-	redisContext *c = test_server();
+	redisContext *c = test_db();
 	redisReply *refusal;
 	struct cm_err err;
 	long long acked;
@@ -275,7 +276,7 @@ static void test_xack(void **state)
 
 static void test_xack_lost(void **state)
 {
-	redisContext *c = test_server();
+	redisContext *c = test_db();
 	static const char *const ids[] = {"1-1"};
 	redisReply *refusal = (redisReply *)1;
 	struct cm_err err;
@@ -294,7 +295,7 @@ static void test_xack_lost(void **state)
 static void test_dead_letter(void **state)
 {
 	static char ids[1][CM_STREAM_ID_MAX];
-	redisContext *c = test_server();
+	redisContext *c = test_db();
 	struct cm_redis_dead e = {.key = "s",
 	                          .dead_key = "s:dead",
 	                          .group = "g",
@@ -395,13 +396,8 @@ int main(void)
 	    cmocka_unit_test(test_dead_letter), cmocka_unit_test(test_auth_refused),
 	};
 
-	url = getenv("CM_TEST_REDIS_URL");
-	if (!url || !*url) {
-		/* Not a skip: without a server the stream tests cannot pass. */
-		fprintf(stderr, "test_redisx: CM_TEST_REDIS_URL is not set "
-		                "(tests/run.sh starts a redis-server and sets it)\n");
-		printf("not ok - test_redisx: CM_TEST_REDIS_URL is not set\n");
+	url = test_server("test_redisx", "CM_TEST_REDIS_URL");
+	if (!url)
 		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

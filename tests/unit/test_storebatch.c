@@ -20,6 +20,7 @@
 #include "pg.h"
 #include "storebatch.h"
 #include "storerow.h"
+#include "testenv.h"
 
 static const char *url; /* CM_TEST_DATABASE_URL */
 static PGconn *admin;   /* the test's own connection, for checks */
@@ -311,14 +312,9 @@ int main(void)
 	struct cm_err err;
 	int rc;
 
-	url = getenv("CM_TEST_DATABASE_URL");
-	if (!url || !*url) {
-		/* Not a skip: without a server these tests cannot pass. */
-		fprintf(stderr, "test_storebatch: CM_TEST_DATABASE_URL is not set "
-		                "(tests/run.sh starts a PostgreSQL and sets it)\n");
-		printf("not ok - test_storebatch: CM_TEST_DATABASE_URL is not set\n");
+	url = test_server("test_storebatch", "CM_TEST_DATABASE_URL");
+	if (!url)
 		return 1;
-	}
 	admin = cm_pg_connect(url, &err);
 	if (!admin || cm_pg_migrations_load(&m, "share/sql", &err) < 0 ||
 	    cm_pg_migrate(admin, &m, NULL, NULL, &err) < 0) {
