@@ -34,7 +34,6 @@
 #include "err.h"
 #include "event.h"
 #include "json.h"
-#include "pg.h"
 #include "redisx.h"
 #include "retry.h"
 #include "storebatch.h"
