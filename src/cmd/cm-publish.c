@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,30 +322,6 @@ static int pump(struct pub *p)
 	return flush_all(p);
 }
 
-/* True when the next line is not yet available (a quiet pipe), so that a
- * trickle of events is published at once instead of waiting for a full
- * batch. */
-static int input_idle(const struct cm_lines *r)
-{
-	struct pollfd pfd = {r->fd, POLLIN, 0};
-
-	if (r->buf && r->end > r->start && memchr(r->buf + r->start, '\n', r->end - r->start))
-		return 0;
-	return poll(&pfd, 1, 0) == 0;
-}
-
-/* True for a line of nothing but spaces and tabs (skipped, as CONTRACT says
- * of blank lines). */
-static int is_blank(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (s[i] != ' ' && s[i] != '\t')
-			return 0;
-	return 1;
-}
-
 /* Reads one input and publishes its events, adding the lines rejected to
  * *rejected; returns 0, or the exit status (reported) of a read error (5) or
  * of publishing that failed for good. */
@@ -367,7 +342,9 @@ static int publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc *
 		return CM_EXIT_USAGE;
 	}
 	for (;;) {
-		if (p->nent > 0 && input_idle(&r) && (status = flush_all(p)) != 0)
+		/* a trickle of events is published at once instead of waiting
+		 * for a full batch: when the next line is not there yet */
+		if (p->nent > 0 && !cm_lines_ready(&r, 1) && (status = flush_all(p)) != 0)
 			break;
 		st = cm_lines_next(&r, &line, &len, &err);
 		if (st == CM_LINE_EOF)
@@ -383,8 +360,6 @@ static int publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc *
 			continue;
 		}
 		cm_progress_tick(prog, len + 1);
-		if (is_blank(line, len))
-			continue;
 		if (cm_event_parse(doc, line, len, &view, &err) < 0) {
 			cm_warn("%s:%lu: %s", name, r.lineno, err.msg);
 			(*rejected)++;

@@ -19,14 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -34,12 +32,12 @@
 #include "err.h"
 #include "event.h"
 #include "json.h"
+#include "lines.h"
 #include "redisx.h"
 #include "retry.h"
 #include "storebatch.h"
 #include "storerow.h"
 
-#define READ_CHUNK     (256 * 1024)
 #define BATCH_MAX_TEXT (64u << 20) /* flush early when the rows' text is this big */
 #define SID_MAX        (CM_STREAM_ID_MAX - 1)
 #define MAX_CONNS      16
@@ -155,162 +153,6 @@ static void on_signal(int sig)
 	(void)sig;
 	if (signals < 2)
 		signals++;
-}
-
-/* --- input ------------------------------------------------------------- */
-
-/* A line reader that can wait for input with a timeout, so that a partial
- * batch is stored while the writer is idle. */
-struct reader {
-	int fd, own_fd;
-	int wake_fd; /* readable when the reading should stop (or -1) */
-	const char *name;
-	char *buf;
-	size_t cap, start, end, scan, max;
-	unsigned long lineno;
-	int eof, skipping;
-};
-
-enum { RD_LINE, RD_EOF, RD_TIMEOUT, RD_LONG, RD_INTR, RD_WAKE, RD_ERR };
-
-/* Opens a file operand ("-" is stdin). */
-static int rd_open(struct reader *r, const char *path, size_t max)
-{
-	memset(r, 0, sizeof(*r));
-	r->max = max;
-	if (!strcmp(path, "-")) {
-		r->name = "stdin";
-		return 0;
-	}
-	r->name = path;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (r->fd < 0) {
-		cm_warn("%s: cannot open: %s", path, strerror(errno));
-		return -1;
-	}
-	r->own_fd = 1;
-	return 0;
-}
-
-/* Closes what rd_open opened (never stdin) and frees the buffer. */
-static void rd_close(struct reader *r)
-{
-	if (r->own_fd)
-		close(r->fd);
-	free(r->buf);
-	r->buf = NULL;
-}
-
-/* Makes room to read: moves the unread part to the front, or grows the
- * buffer up to max + a chunk. */
-static int rd_room(struct reader *r)
-{
-	size_t cap;
-	char *p;
-
-	if (r->start > 0) {
-		memmove(r->buf, r->buf + r->start, r->end - r->start);
-		r->end -= r->start;
-		r->scan -= r->start;
-		r->start = 0;
-	}
-	if (r->end < r->cap)
-		return 0;
-	cap = r->cap ? r->cap * 2 : READ_CHUNK;
-	if (cap > r->max + READ_CHUNK)
-		cap = r->max + READ_CHUNK;
-	if (cap <= r->cap)
-		return 0; /* cannot happen: a longer line is dropped first */
-	p = realloc(r->buf, cap);
-	if (!p)
-		return -1;
-	r->buf = p;
-	r->cap = cap;
-	return 0;
-}
-
-/* Returns the next line in *line and *len (CR before LF stripped; *no_newline when
- * the input ended without LF), or EOF, TIMEOUT (nothing arrived within
- * timeout_ms; -1 waits forever), LONG (line lineno exceeded max and was
- * skipped), INTR (a signal), WAKE (r->wake_fd became readable) or ERR. */
-static int rd_next(struct reader *r, const char **line, size_t *len, int *no_newline,
-                   int timeout_ms)
-{
-	for (;;) {
-		char *lf =
-		    r->end > r->scan ? memchr(r->buf + r->scan, '\n', r->end - r->scan) : NULL;
-		if (lf) {
-			size_t s = r->start, e = (size_t)(lf - r->buf);
-			r->start = r->scan = e + 1;
-			r->lineno++;
-			if (r->skipping) {
-				r->skipping = 0;
-				return RD_LONG;
-			}
-			if (e > s && r->buf[e - 1] == '\r')
-				e--;
-			if (e - s > r->max)
-				return RD_LONG;
-			*line = r->buf + s;
-			*len = e - s;
-			*no_newline = 0;
-			return RD_LINE;
-		}
-		r->scan = r->end;
-		if (r->end - r->start > r->max) {
-			/* Too long: forget it and skip to the next LF. */
-			r->start = r->end = r->scan = 0;
-			r->skipping = 1;
-		}
-		if (r->eof) {
-			if (r->end > r->start || r->skipping) {
-				size_t s = r->start, e = r->end;
-				r->start = r->scan = r->end;
-				r->lineno++;
-				if (r->skipping) {
-					r->skipping = 0;
-					return RD_LONG;
-				}
-				if (e > s && r->buf[e - 1] == '\r')
-					e--;
-				if (e - s > r->max)
-					return RD_LONG;
-				*line = r->buf + s;
-				*len = e - s;
-				*no_newline = 1;
-				return RD_LINE;
-			}
-			return RD_EOF;
-		}
-		if (rd_room(r) < 0) {
-			cm_warn("%s: out of memory", r->name);
-			return RD_ERR;
-		}
-		struct pollfd pfd[2] = {{.fd = r->fd, .events = POLLIN},
-		                        {.fd = r->wake_fd, .events = POLLIN}};
-		struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-		int ready = ppoll(pfd, 2, timeout_ms >= 0 ? &ts : NULL, &open_mask);
-		if (ready == 0)
-			return RD_TIMEOUT;
-		if (ready > 0 && pfd[1].revents)
-			return RD_WAKE;
-		if (ready < 0 && errno == EINTR)
-			return RD_INTR;
-		if (ready < 0) {
-			cm_warn("%s: poll: %s", r->name, strerror(errno));
-			return RD_ERR;
-		}
-		ssize_t got = read(r->fd, r->buf + r->end, r->cap - r->end);
-		if (got < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (got < 0) {
-			cm_warn("%s: read error: %s", r->name, strerror(errno));
-			return RD_ERR;
-		}
-		if (got == 0)
-			r->eof = 1;
-		r->end += (size_t)got;
-	}
 }
 
 /* --- staging a line ---------------------------------------------------- */
@@ -738,49 +580,47 @@ static int flush_timeout(const struct store *s)
 }
 
 /* Reads one input to its end (or a signal), handing over batch after
- * batch; 0, or the exit status that ends the run (a storing thread gave up:
- * -1; a read error or no memory: CM_EXIT_SYSTEM). */
-static int store_input(struct store *s, struct reader *rd)
+ * batch; 0, or what ends the run: -1 when a storing thread gave up,
+ * CM_EXIT_SYSTEM for a read error or no memory (reported). */
+static int store_input(struct store *s, struct cm_lines *rd)
 {
+	struct cm_lines_wait w = {.wake_fd = s->wake[0], .mask = &open_mask};
 	const char *line;
-	size_t len, i;
-	int no_nl, rc;
+	size_t len;
 	struct cm_err err;
 
 	while (!signals) {
-		rc = rd_next(rd, &line, &len, &no_nl, flush_timeout(s));
-		switch (rc) {
-		case RD_LINE:
-			for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
-				;
-			if (i == len)
-				break;
+		w.timeout_ms = flush_timeout(s);
+		switch (cm_lines_next_wait(rd, &line, &len, &w, &err)) {
+		case CM_LINE_OK:
 			s->st.lines++;
-			if (stage_line(s, line, len, rd->name, rd->lineno, no_nl, &err) < 0) {
+			if (stage_line(s, line, len, rd->name, rd->lineno, rd->no_newline, &err) <
+			    0) {
 				cm_warn("%s:%lu: %s", rd->name, rd->lineno, err.msg);
 				if (err.code == CM_EXIT_SYSTEM)
 					return CM_EXIT_SYSTEM;
 				s->st.rejected++;
 			}
 			break;
-		case RD_LONG:
+		case CM_LINE_LONG:
 			s->st.lines++;
 			s->st.rejected++;
 			cm_warn("%s:%lu: line longer than %zu bytes: not stored", rd->name,
 			        rd->lineno, s->opt.max_line);
 			break;
-		case RD_TIMEOUT:
+		case CM_LINE_TIMEOUT:
 			if (hand_over(s) < 0)
 				return -1;
 			break;
-		case RD_EOF:
+		case CM_LINE_EOF:
 			return 0;
-		case RD_INTR:
+		case CM_LINE_INTR:
 			break;
-		case RD_WAKE:
+		case CM_LINE_WAKE:
 			return -1;
 		default:
-			return CM_EXIT_SYSTEM; /* reported */
+			cm_warn("%s", err.msg);
+			return err.code ? err.code : CM_EXIT_SYSTEM;
 		}
 		if (s->cur->sb.n >= s->batch_max ||
 		    cm_store_batch_bytes(&s->cur->sb) >= BATCH_MAX_TEXT ||
@@ -1020,14 +860,16 @@ int main(int argc, char **argv)
 
 	nfiles = argc - optind;
 	for (i = 0; i < (nfiles ? nfiles : 1) && !signals && !stopped; i++) {
-		struct reader rd;
-		if (rd_open(&rd, nfiles ? argv[optind + i] : "-", s.opt.max_line) < 0) {
-			failed = CM_EXIT_USAGE;
+		struct cm_lines rd;
+		struct cm_err err;
+
+		if (cm_lines_open(&rd, nfiles ? argv[optind + i] : "-", s.opt.max_line, &err) < 0) {
+			cm_warn("%s", err.msg);
+			failed = err.code;
 			continue;
 		}
-		rd.wake_fd = s.wake[0];
 		rc = store_input(&s, &rd);
-		rd_close(&rd);
+		cm_lines_release(&rd);
 		if (rc > 0)
 			failed = rc;
 		stopped = rc != 0;
