@@ -493,15 +493,7 @@ dead_field() {
 
 @test "cm-store --ack: Redis refusing is status 4, at once: a wrong password, a key of another type" {
 	xadd_lines 5 >"$T/in"
-	rcli acl setuser cmtest on '>right' '~*' '&*' '+@all' >/dev/null
-	SECONDS=0
-	run cm-store --ack --redis "redis://cmtest:wrongpass@127.0.0.1:$REDIS_PORT" "$T/in"
-	rcli acl deluser cmtest >/dev/null
-	echo "$output"
-	[ "$status" -eq 4 ]
-	[[ "$output" == *"AUTH refused: WRONGPASS"* ]]
-	[[ "$output" != *wrongpass* ]]
-	[ "$SECONDS" -le 3 ]
+	run_wrong_password cm-store --ack "$T/in"
 	[ "$(count events)" -eq 0 ]
 	# the stream is not a stream any more: the rows are stored, XACK refused
 	rcli del cm:events >/dev/null
@@ -540,6 +532,26 @@ dead_field() {
 }
 
 PY=/usr/bin/python3
+
+# two_stores ARGS... -- ARGS...: two cm-store processes at once, with the
+# arguments before and after --; both must end with status 0.
+two_stores() {
+	local a=() pa pb sa=0 sb=0
+	while [ "$1" != -- ]; do
+		a+=("$1")
+		shift
+	done
+	shift
+	cm-store "${a[@]}" 2>"$T/err.a" 3>&- &
+	pa=$!
+	cm-store "$@" 2>"$T/err.b" 3>&- &
+	pb=$!
+	BG_PIDS="$pa $pb"
+	wait "$pa" || sa=$?
+	wait "$pb" || sb=$?
+	cat "$T/err.a" "$T/err.b"
+	[ "$sa" -eq 0 ] && [ "$sb" -eq 0 ]
+}
 
 # profiles_json: every stored profile as one JSON object {user: traits}.
 profiles_json() {
@@ -627,16 +639,7 @@ same_json() {
 	        for e in order:
 	            f.write(json.dumps(e, ensure_ascii=False) + "\n")
 	PY
-	cm-store --batch 37 "$T/in.a" 2>"$T/err.a" 3>&- &
-	a=$!
-	cm-store --batch 50 --connections 3 "$T/in.b" 2>"$T/err.b" 3>&- &
-	b=$!
-	BG_PIDS="$a $b"
-	sa=0 sb=0
-	wait "$a" || sa=$?
-	wait "$b" || sb=$?
-	cat "$T/err.a" "$T/err.b"
-	[ "$sa" -eq 0 ] && [ "$sb" -eq 0 ]
+	two_stores --batch 37 "$T/in.a" -- --batch 50 --connections 3 "$T/in.b"
 	profiles_json >"$T/got.json"
 	same_json "$T/want.json" "$T/got.json"
 	[ "$(count events)" -eq 4000 ]
@@ -708,7 +711,9 @@ same_json() {
 	    else:
 	        lines.append({"event_id": "e-%05d" % i, "event_type": "p", "user_id": u,
 	                      "occurred_at": ts, "properties": {}, "matches": ms})
-	json.dump({str(c): l for c, l in camps.items()}, open(t + "/camps.json", "w"))
+	ms = {"PT6H": 6 * 3600000, "P1D": 86400000}
+	json.dump({str(c): l and {"per_user": l.get("per_user"), "cooldown_ms": ms.get(l.get("cooldown"))}
+	           for c, l in camps.items()}, open(t + "/limits.json", "w"))
 	for s in ("a", "b"):
 	    order = lines[:] + random.sample(lines, 600)
 	    random.shuffle(order)
@@ -722,64 +727,11 @@ same_json() {
 	        cands.add((m["campaign_id"], l["event_id"]))
 	json.dump(sorted(cands), open(t + "/cands.json", "w"))
 	PY
-	cm-store --batch 41 "$T/in.a" 2>"$T/err.a" 3>&- &
-	a=$!
-	cm-store --batch 29 --connections 3 "$T/in.b" 2>"$T/err.b" 3>&- &
-	b=$!
-	BG_PIDS="$a $b"
-	sa=0 sb=0
-	wait "$a" || sa=$?
-	wait "$b" || sb=$?
-	cat "$T/err.a" "$T/err.b"
-	[ "$sa" -eq 0 ] && [ "$sb" -eq 0 ]
-	got() {
-		pg_sql "SELECT coalesce(json_agg(json_build_object('c', campaign_id, 'e', event_id, 'u', user_id, 't', extract(epoch FROM occurred_at) * 1000, 'o', outcome, 'by', capped_by) ORDER BY campaign_id, event_id), '[]') FROM matches"
-	}
-	got >"$T/got.json"
+	two_stores --batch 41 "$T/in.a" -- --batch 29 --connections 3 "$T/in.b"
+	pg_matches_json >"$T/got.json"
 	# a redelivery of everything changes nothing
 	cm-store --batch 500 "$T/in.a"
-	got >"$T/again.json"
+	pg_matches_json >"$T/again.json"
 	cmp "$T/got.json" "$T/again.json"
-	"$PY" - "$T" <<-'PY'
-	import json, sys
-	t = sys.argv[1]
-	camps = json.load(open(t + "/camps.json"))
-	got = json.load(open(t + "/got.json"))
-	cands = {tuple(c) for c in json.load(open(t + "/cands.json"))}
-	rows = {(m["c"], m["e"]): m for m in got}
-	# a row for every candidate, and none without one
-	assert set(rows) == cands, (len(rows), len(cands))
-	ms = 1000.0
-	def dur(s):
-	    return {"PT6H": 6 * 3600 * ms, "P1D": 86400 * ms}[s]
-	groups = {}
-	for m in got:
-	    groups.setdefault((m["c"], m["u"]), []).append(m)
-	ncapped = 0
-	for (c, u), g in groups.items():
-	    lim = camps[str(c)]
-	    kept = [m for m in g if m["o"] in ("matched", "holdout")]
-	    if lim is None:
-	        assert all(m["o"] != "capped" and m["by"] is None for m in g)
-	        continue
-	    pu, cd = lim.get("per_user"), lim.get("cooldown")
-	    if pu is not None:
-	        assert len(kept) <= pu, (c, u, len(kept))
-	    if cd is not None:
-	        ts = sorted(float(m["t"]) for m in kept)
-	        assert all(b - a >= dur(cd) for a, b in zip(ts, ts[1:])), (c, u)
-	    by_e = {m["e"]: m for m in kept}
-	    for m in g:
-	        if m["o"] != "capped":
-	            assert m["by"] is None
-	            continue
-	        ncapped += 1
-	        y = by_e.get(m["by"])
-	        assert y is not None, ("capped by a match that is not kept", m)
-	        at_cap = pu is not None and len(kept) >= pu
-	        close = cd is not None and abs(float(y["t"]) - float(m["t"])) < dur(cd)
-	        assert at_cap or close, m
-	assert ncapped > 100, ncapped
-	print("rows", len(got), "capped", ncapped)
-	PY
+	"$PY" "$TOP/tests/lib/limits.py" "$T/got.json" "$T/limits.json" "$T/cands.json" 100
 }
