@@ -337,24 +337,12 @@ static int emit(struct con *p, const char *id, size_t idlen)
 		/* The object's text up to its closing brace. */
 		rc |= cm_out_write(&p->out, d->src + root->off, root->len - 1);
 	} else {
-		uint32_t t, first = 1;
-
+		/* Without the stale id, up to the closing brace. */
 		cm_buf_reset(&p->scratch);
-		rc |= cm_buf_addc(&p->scratch, '{');
-		for (t = 1; t < root->next; t = d->tok[t + 1].next) {
-			if (cm_json_str_eq(d, t, "_stream_id", 10))
-				continue;
-			if (!first)
-				rc |= cm_buf_addc(&p->scratch, ',');
-			first = 0;
-			rc |= cm_buf_addc(&p->scratch, '"');
-			rc |= cm_buf_add(&p->scratch, d->src + d->tok[t].off, d->tok[t].len);
-			rc |= cm_buf_adds(&p->scratch, "\":");
-			rc |= cm_json_write(d, t + 1, &p->scratch);
-		}
+		rc |= cm_stream_event_compact(d, &p->scratch);
 		if (rc == 0)
-			rc |= cm_out_write(&p->out, p->scratch.data, p->scratch.len);
-		members = !first;
+			rc |= cm_out_write(&p->out, p->scratch.data, p->scratch.len - 1);
+		members = p->scratch.len > 2;
 	}
 	if (members)
 		rc |= cm_out_write(&p->out, ",", 1);
@@ -726,7 +714,6 @@ static void parse_options(struct con *p, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct cm_err err;
-	int64_t v;
 	int c;
 
 	p->opt.stream = CM_REDIS_DEFAULT_STREAM;
@@ -742,53 +729,32 @@ static void parse_options(struct con *p, int argc, char **argv)
 			snprintf(p->consumer, sizeof(p->consumer), "%s", optarg);
 			break;
 		case OPT_COUNT:
-			if (cm_parse_i64(optarg, 1, 100000, &v) < 0)
-				cm_usage_error(
-				    "--count: expected a number from 1 to 100000, not '%s'",
-				    optarg);
-			p->count = (long)v;
+			p->count = (long)cm_opts_int("count", optarg, 1, 100000, "a number");
 			break;
 		case OPT_BLOCK:
-			if (cm_parse_i64(optarg, 1, 3600000, &v) < 0)
-				cm_usage_error("--block: expected milliseconds from 1 to 3600000, "
-				               "not '%s'",
-				               optarg);
-			p->block_ms = v;
+			p->block_ms = cm_opts_int("block", optarg, 1, 3600000, "milliseconds");
 			break;
 		case OPT_FOLLOW:
 			p->follow = 1;
 			break;
 		case OPT_CLAIM:
-			if (cm_parse_i64(optarg, 0, INT64_C(1) << 40, &v) < 0)
-				cm_usage_error("--claim-idle: expected milliseconds (0 or more), "
-				               "not '%s'",
-				               optarg);
-			p->claim_idle = v;
+			p->claim_idle =
+			    cm_opts_int("claim-idle", optarg, 0, INT64_C(1) << 40, "milliseconds");
 			break;
 		case OPT_MAXDEL:
-			if (cm_parse_i64(optarg, 1, 1000000, &v) < 0)
-				cm_usage_error("--max-deliveries: expected a number from 1 to "
-				               "1000000, not '%s'",
-				               optarg);
-			p->max_deliveries = (long)v;
+			p->max_deliveries =
+			    (long)cm_opts_int("max-deliveries", optarg, 1, 1000000, "a number");
 			break;
 		case OPT_ACK:
 			p->ack = 1;
 			break;
 		case OPT_TRIM:
-			if (cm_parse_i64(optarg, 0, CM_RETRY_FOR_MAX, &v) < 0)
-				cm_usage_error("--trim-interval: expected seconds from 0 to %lld, "
-				               "not '%s'",
-				               CM_RETRY_FOR_MAX, optarg);
-			p->trim_ms = v * 1000;
+			p->trim_ms =
+			    cm_opts_int("trim-interval", optarg, 0, CM_RETRY_FOR_MAX, "seconds") *
+			    1000;
 			break;
-		case 'h':
-			cm_print_help(usage_text);
-		case 'V':
-			cm_print_version();
 		default:
-			if (!cm_opts_common(&p->opt, c, optarg))
-				cm_opts_bad(c, argc, argv);
+			cm_opts_default(&p->opt, c, optarg, argc, argv, usage_text);
 		}
 	}
 	if (optind < argc)

@@ -91,9 +91,6 @@ static int build_head(struct pub *p)
  * consumer adds the current one). */
 static int compact_event(struct pub *p, const struct cm_jdoc *d)
 {
-	uint32_t t, first = 1;
-	int rc = 0;
-
 	cm_buf_reset(&p->json);
 	if (cm_json_get(d, 0, "_stream_id", 10) == CM_JNONE) {
 		/* Without a space, tab or CR anywhere the text is compact
@@ -103,20 +100,7 @@ static int compact_event(struct pub *p, const struct cm_jdoc *d)
 			return cm_buf_add(&p->json, d->src, d->len);
 		return cm_json_write(d, 0, &p->json);
 	}
-	rc |= cm_buf_addc(&p->json, '{');
-	for (t = 1; t < d->tok[0].next; t = d->tok[t + 1].next) {
-		if (cm_json_str_eq(d, t, "_stream_id", 10))
-			continue;
-		if (!first)
-			rc |= cm_buf_addc(&p->json, ',');
-		first = 0;
-		rc |= cm_buf_addc(&p->json, '"');
-		rc |= cm_buf_add(&p->json, d->src + d->tok[t].off, d->tok[t].len);
-		rc |= cm_buf_adds(&p->json, "\":");
-		rc |= cm_json_write(d, t + 1, &p->json);
-	}
-	rc |= cm_buf_addc(&p->json, '}');
-	return rc ? -1 : 0;
+	return cm_stream_event_compact(d, &p->json);
 }
 
 /* Appends the XADD for the event now in p->json to the batch. */
@@ -427,7 +411,6 @@ static int parse_options(struct pub *p, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct cm_err err;
-	int64_t v;
 	int c, trim = 0;
 
 	p->opt.stream = CM_REDIS_DEFAULT_STREAM;
@@ -438,22 +421,13 @@ static int parse_options(struct pub *p, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_BATCH:
-			if (cm_parse_i64(optarg, 1, 100000, &v) < 0)
-				cm_usage_error(
-				    "--batch: expected a number from 1 to 100000, not '%s'",
-				    optarg);
-			p->batch = (size_t)v;
+			p->batch = (size_t)cm_opts_int("batch", optarg, 1, 100000, "a number");
 			break;
 		case OPT_TRIM:
 			trim = 1;
 			break;
-		case 'h':
-			cm_print_help(usage_text);
-		case 'V':
-			cm_print_version();
 		default:
-			if (!cm_opts_common(&p->opt, c, optarg))
-				cm_opts_bad(c, argc, argv);
+			cm_opts_default(&p->opt, c, optarg, argc, argv, usage_text);
 		}
 	}
 	if (cm_redis_url_parse(cm_opts_redis(&p->opt), &p->url, &err) < 0)

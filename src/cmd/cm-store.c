@@ -691,7 +691,6 @@ static void parse_options(struct store *s, int argc, char **argv)
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	int64_t v;
 	int c;
 
 	opterr = 0;
@@ -701,25 +700,14 @@ static void parse_options(struct store *s, int argc, char **argv)
 			s->opt.db = optarg;
 			break;
 		case 'b':
-			if (cm_parse_i64(optarg, 1, 1000000, &v) < 0)
-				cm_usage_error("--batch: expected a number from 1 to 1000000, "
-				               "not '%s'",
-				               optarg);
-			s->batch_max = (size_t)v;
+			s->batch_max = (size_t)cm_opts_int("batch", optarg, 1, 1000000, "a number");
 			break;
 		case O_FLUSH:
-			if (cm_parse_i64(optarg, 0, 3600000, &v) < 0)
-				cm_usage_error("--flush-ms: expected milliseconds from 0 to "
-				               "3600000, not '%s'",
-				               optarg);
-			s->flush_ms = v;
+			s->flush_ms = cm_opts_int("flush-ms", optarg, 0, 3600000, "milliseconds");
 			break;
 		case O_CONNS:
-			if (cm_parse_i64(optarg, 1, MAX_CONNS, &v) < 0)
-				cm_usage_error("--connections: expected a number from 1 to %d, "
-				               "not '%s'",
-				               MAX_CONNS, optarg);
-			s->nconns = (int)v;
+			s->nconns =
+			    (int)cm_opts_int("connections", optarg, 1, MAX_CONNS, "a number");
 			break;
 		case O_ACK:
 			s->ack = 1;
@@ -727,13 +715,8 @@ static void parse_options(struct store *s, int argc, char **argv)
 		case O_STATS:
 			s->show_stats = 1;
 			break;
-		case 'h':
-			cm_print_help(usage_text);
-		case 'V':
-			cm_print_version();
 		default:
-			if (!cm_opts_common(&s->opt, c, optarg))
-				cm_opts_bad(c, argc, argv);
+			cm_opts_default(&s->opt, c, optarg, argc, argv, usage_text);
 		}
 	}
 	s->conninfo = cm_opts_db(&s->opt);

@@ -2,7 +2,9 @@
  * (group-aware) retention shared by the Redis tools. */
 #include "redisx.h"
 
+#include "buf.h"
 #include "err.h"
+#include "json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -542,6 +544,28 @@ static int parse_u64(const char *s, size_t n, uint64_t *out)
 	}
 	*out = v;
 	return 0;
+}
+
+/* Writes each member but the stale id, as cm_json_write writes values. */
+int cm_stream_event_compact(const struct cm_jdoc *d, struct cm_buf *out)
+{
+	uint32_t t, first = 1;
+	int rc = 0;
+
+	rc |= cm_buf_addc(out, '{');
+	for (t = 1; t < d->tok[0].next; t = d->tok[t + 1].next) {
+		if (cm_json_str_eq(d, t, "_stream_id", 10))
+			continue;
+		if (!first)
+			rc |= cm_buf_addc(out, ',');
+		first = 0;
+		rc |= cm_buf_addc(out, '"');
+		rc |= cm_buf_add(out, d->src + d->tok[t].off, d->tok[t].len);
+		rc |= cm_buf_adds(out, "\":");
+		rc |= cm_json_write(d, t + 1, out);
+	}
+	rc |= cm_buf_addc(out, '}');
+	return rc ? -1 : 0;
 }
 
 /* Stream ids come back from Redis as text; comparing them needs numbers. */

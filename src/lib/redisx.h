@@ -123,6 +123,15 @@ struct cm_stream_id {
 };
 #define CM_STREAM_ID_MAX 42 /* longest formatted id with its NUL */
 
+struct cm_jdoc;
+struct cm_buf;
+
+/* Appends the object at token 0 of d (an event read from or for a stream)
+ * to out as compact JSON without its top-level "_stream_id", the id of an
+ * earlier trip through a stream, which is stale: cm-consume adds the current
+ * one. -1 when out cannot grow. */
+int cm_stream_event_compact(const struct cm_jdoc *d, struct cm_buf *out);
+
 /* Parses "MS-SEQ" (or "MS", meaning MS-0) from s[0..n); 0 or -1. */
 int cm_stream_id_parse(const char *s, size_t n, struct cm_stream_id *id);
 /* Writes id as "MS-SEQ" into out (CM_STREAM_ID_MAX bytes); returns its length. */

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "buf.h"
 #include "err.h"
+#include "json.h"
 #include "redisx.h"
 #include "testenv.h"
 
@@ -174,6 +176,28 @@ static void test_connect_refused(void **state)
 	assert_null(c);
 	assert_non_null(strstr(err.msg, "expected redis://"));
 	assert_int_equal(err.code, CM_EXIT_USAGE);
+}
+
+static void test_event_compact(void **state)
+{
+	static const char *const in[] = {
+	    "{ \"a\" : 1, \"_stream_id\":\"1-1\", \"b\":[1, {\"_stream_id\":2}] }",
+	    "{\"_stream_id\":\"1-1\"}", "{\"_stream\\u005fid\":\"1-1\",\"_x\":\"\\t\"}", "{}"};
+	static const char *const want[] = {"{\"a\":1,\"b\":[1,{\"_stream_id\":2}]}", "{}",
+	                                   "{\"_x\":\"\\t\"}", "{}"};
+	struct cm_buf out = CM_BUF_INIT;
+	struct cm_jdoc d;
+	struct cm_err err;
+
+	cm_jdoc_init(&d, 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(cm_json_parse(&d, in[i], strlen(in[i]), &err), 0);
+		cm_buf_reset(&out);
+		assert_int_equal(cm_stream_event_compact(&d, &out), 0);
+		assert_string_equal(out.data, want[i]);
+	}
+	cm_jdoc_release(&d);
+	cm_buf_release(&out);
 }
 
 static const char *url; /* CM_TEST_REDIS_URL */
@@ -388,12 +412,13 @@ static void test_transient(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_url_tcp),     cmocka_unit_test(test_url_auth),
-	    cmocka_unit_test(test_url_unix),    cmocka_unit_test(test_url_bad),
-	    cmocka_unit_test(test_url_choice),  cmocka_unit_test(test_connect_refused),
-	    cmocka_unit_test(test_ids),         cmocka_unit_test(test_transient),
-	    cmocka_unit_test(test_xack),        cmocka_unit_test(test_xack_lost),
-	    cmocka_unit_test(test_dead_letter), cmocka_unit_test(test_auth_refused),
+	    cmocka_unit_test(test_url_tcp),       cmocka_unit_test(test_url_auth),
+	    cmocka_unit_test(test_url_unix),      cmocka_unit_test(test_url_bad),
+	    cmocka_unit_test(test_url_choice),    cmocka_unit_test(test_connect_refused),
+	    cmocka_unit_test(test_ids),           cmocka_unit_test(test_transient),
+	    cmocka_unit_test(test_event_compact), cmocka_unit_test(test_xack),
+	    cmocka_unit_test(test_xack_lost),     cmocka_unit_test(test_dead_letter),
+	    cmocka_unit_test(test_auth_refused),
 	};
 
 	url = test_server("test_redisx", "CM_TEST_REDIS_URL");
