@@ -110,7 +110,7 @@ $(OUTBIN)/%: src/cmd/%.c src/cmd/tool.h $(LIBTOOL) $(LIBCM)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBTOOL) $(LIBCM) $(LDLIBS)
 
-$(OBJ)/tests/test_%: tests/unit/test_%.c $(LIBCM)
+$(OBJ)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LIBCM)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(LIBCM) -lcmocka $(LDLIBS)
 

@@ -25,6 +25,8 @@ teardown() {
 	if [ -n "${bgpid:-}" ]; then
 		kill -KILL "$bgpid" 2>/dev/null || true
 	fi
+	# a test that made the server a replica leaves it a primary again
+	rcli replicaof no one >/dev/null 2>&1 || true
 }
 
 # gen FROM TO: canonical events with ids e-FROM..e-TO, one per line.
@@ -320,17 +322,48 @@ wait_lines() {
 }
 
 @test "cm-consume: Redis unreachable: exit 3 after --retry-for" {
+	SECONDS=0
 	run cm-consume --redis redis://127.0.0.1:1 --retry-for 1
 	[ "$status" -eq 3 ]
 	[[ "$output" == *"Connection refused"* ]]
-	[[ "$output" == *"giving up"* ]]
+	[[ "$output" == *"unreachable for 1 s; giving up"* ]]
+	[ "$SECONDS" -le 4 ]
+	# --retry-for 0: one attempt
+	run cm-consume --redis redis://127.0.0.1:1 --retry-for 0
+	[ "$status" -eq 3 ]
 }
 
-@test "cm-consume: a key of the wrong type is refused with status 3" {
+@test "cm-consume: a key of the wrong type is refused with status 4, at once" {
 	rcli set cm:events x >/dev/null
-	run cm-consume
-	[ "$status" -eq 3 ]
+	SECONDS=0
+	run cm-consume --retry-for 30
+	[ "$status" -eq 4 ]
 	[[ "$output" == *WRONGTYPE* ]]
+	[[ "$output" != *retrying* ]]
+	[ "$SECONDS" -le 3 ]
+}
+
+@test "cm-consume: a wrong password is refused with status 4, at once, without showing it" {
+	run_wrong_password cm-consume --retry-for 30
+}
+
+@test "cm-consume: a refusal worth waiting for (a read-only replica) is retried for --retry-for" {
+	gen 1 2 | cm-publish
+	# A replica of a server that does not exist refuses writes (READONLY)
+	# until it is made a primary again.
+	rcli replicaof 127.0.0.1 1 >/dev/null
+	cm-consume --retry-for 20 >"$T/out" 2>"$T/err" 3>&- &
+	bgpid=$!
+	sleep 0.5
+	rcli replicaof no one >/dev/null
+	rc=0
+	wait "$bgpid" || rc=$?
+	bgpid=
+	cat "$T/err"
+	[ "$rc" -eq 0 ]
+	grep -q "READONLY" "$T/err"
+	grep -q "connected" "$T/err"
+	[ "$(evids "$T/out")" = "e-1 e-2 " ]
 }
 
 @test "cm-consume: a closed output ends it quietly; unwritten entries stay pending" {
@@ -344,13 +377,13 @@ wait_lines() {
 	[ "$n" -lt 2000 ]
 }
 
-@test "cm-consume: a failing output (disk full) exits 4; nothing is acknowledged" {
+@test "cm-consume: a failing output (disk full) exits 5; nothing is acknowledged" {
 	gen 1 3 | cm-publish
 	run cm-consume --ack
 	[ "$status" -eq 0 ]
 	gen 4 6 | cm-publish
 	run bash -c 'cm-consume --ack >/dev/full'
-	[ "$status" -eq 4 ]
+	[ "$status" -eq 5 ]
 	[[ "$output" == *"standard output: No space left on device"* ]]
 	[ "$(pending)" -eq 3 ]
 }
@@ -400,8 +433,17 @@ wait_lines() {
 
 @test "cm-consume: bad options and arguments exit 2" {
 	for args in "--count 0" "--max-deliveries 0" "--block x" "--claim-idle -1" \
-		"--trim-interval x" "--redis http://x" "--group=" "extra" "--nope"; do
+		"--trim-interval x" "--redis http://x" "--group=" "--stream=" "--retry-for -1" \
+		"extra" "--nope" "--count"; do
 		run cm-consume $args
+		echo "$args: $status $output"
 		[ "$status" -eq 2 ]
+		[[ "${lines[-1]}" == "Try 'cm-consume --help' for more information." ]]
 	done
+	run cm-consume --nope
+	[ "${lines[0]}" = "cm-consume: unknown option '--nope'" ]
+	run cm-consume --count
+	[ "${lines[0]}" = "cm-consume: option '--count' needs a value" ]
+	run cm-consume --retry-for x
+	[ "${lines[0]}" = "cm-consume: --retry-for: expected seconds from 0 to 31536000, not 'x'" ]
 }

@@ -141,6 +141,15 @@ ids() {
 	[[ "$output" == *"--batch"* ]]
 	run cm-publish --retry-for -1 </dev/null
 	[ "$status" -eq 2 ]
+	[ "${lines[0]}" = "cm-publish: --retry-for: expected seconds from 0 to 31536000, not '-1'" ]
+	run cm-publish --max-line 63 </dev/null
+	[ "$status" -eq 2 ]
+	[ "${lines[0]}" = "cm-publish: --max-line: expected a size from 64 to 1G, not '63'" ]
+	run cm-publish --stream= </dev/null
+	[ "$status" -eq 2 ]
+	run cm-publish --batch </dev/null
+	[ "$status" -eq 2 ]
+	[ "${lines[0]}" = "cm-publish: option '--batch' needs a value" ]
 	run cm-publish --redis 'http://x' </dev/null
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"expected redis://"* ]]
@@ -151,6 +160,18 @@ ids() {
 	[ "$status" -eq 2 ]
 	run cm-publish --nope
 	[ "$status" -eq 2 ]
+	[ "${lines[0]}" = "cm-publish: unknown option '--nope'" ]
+	[ "${lines[1]}" = "Try 'cm-publish --help' for more information." ]
+}
+
+@test "cm-publish: a read error is status 5; what was read before it is published" {
+	gen 1 2 >"$T/a.jsonl"
+	mkdir "$T/dir"
+	run cm-publish "$T/a.jsonl" "$T/dir"
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"$T/dir"*"Is a directory"* ]]
+	[ "$(ids cm:events | tr '\n' ' ')" = "e-1 e-2 " ]
 }
 
 @test "cm-publish: CM_REDIS_URL, --redis over it, unix sockets and database numbers" {
@@ -165,13 +186,10 @@ ids() {
 	rcli acl setuser cmtest on '>s3cr%t@x' '~*' '&*' '+@all' >/dev/null
 	gen 1 1 | cm-publish --redis "redis://cmtest:s3cr%25t%40x@127.0.0.1:$REDIS_PORT"
 	[ "$(rcli xlen cm:events)" -eq 1 ]
-	gen 2 2 >"$T/in.jsonl"
-	run cm-publish --retry-for 0 --redis "redis://cmtest:wrongpass@127.0.0.1:$REDIS_PORT" "$T/in.jsonl"
 	rcli acl deluser cmtest >/dev/null
-	[ "$status" -eq 3 ]
+	gen 2 2 >"$T/in.jsonl"
+	run_wrong_password cm-publish --retry-for 30 "$T/in.jsonl"
 	[[ "$output" == *"in.jsonl:1: not confirmed by Redis: "*"AUTH refused: WRONGPASS"* ]]
-	[[ "$output" == *"redis://cmtest:***@127.0.0.1:$REDIS_PORT"* ]]
-	[[ "$output" != *wrongpass* ]]
 	[ "$(rcli xlen cm:events)" -eq 1 ]
 }
 
@@ -204,11 +222,11 @@ ids() {
 	diff <(ids cm:events | sort -u) <(seq 1 600 | sed 's/^/e-/' | sort)
 }
 
-@test "cm-publish: a refused entry (wrong key type) fails at once with status 3" {
+@test "cm-publish: a refused entry (wrong key type) fails at once with status 4" {
 	rcli set cm:events notastream >/dev/null
 	gen 1 2 >"$T/in.jsonl"
 	run cm-publish --retry-for 30 "$T/in.jsonl"
-	[ "$status" -eq 3 ]
+	[ "$status" -eq 4 ]
 	[[ "$output" == *"in.jsonl:1: not confirmed by Redis: redis://127.0.0.1:$REDIS_PORT: WRONGTYPE"* ]]
 	[[ "$output" != *retrying* ]]
 }
@@ -243,6 +261,16 @@ ids() {
 	# A missing stream is not an error.
 	run cm-publish --trim --stream nosuch
 	[ "$status" -eq 0 ]
+	# A key of another type is refused (4); no server is unreachable (3).
+	rcli set notastream x >/dev/null
+	run cm-publish --trim --stream notastream
+	[ "$status" -eq 4 ]
+	[[ "$output" == *WRONGTYPE* ]]
+	SECONDS=0
+	run cm-publish --trim --redis redis://127.0.0.1:1 --retry-for 1
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"Connection refused"* ]]
+	[ "$SECONDS" -le 4 ]
 }
 
 @test "cm-publish: publishing the same file twice doubles the entries (the sink deduplicates)" {

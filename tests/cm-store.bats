@@ -20,7 +20,7 @@ teardown_file() {
 setup() {
 	# A server stopped by a test is brought back for the next one.
 	pg_sql "SELECT 1" >/dev/null 2>&1 || pg_start_server
-	pg_sql "TRUNCATE events, matches"
+	pg_sql "TRUNCATE events, matches, match_limits, profiles, profile_traits"
 	if [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" != PONG ]; then
 		redis_restart 3>&-
 	fi
@@ -88,12 +88,24 @@ has_rows() {
 	[ "$status" -eq 0 ]
 	[[ "$output" =~ ^cm-store\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 	for bad in "--batch 0" "--batch x" "--flush-ms -1" "--connections 0" "--retry-for x" \
-		"--max-line 1" "--redis redis://x" "--bogus" "--db nosuchkey=1" \
-		"--ack --redis http://x" "--ack --stream ''"; do
+		"--max-line 1" "--max-line 63" "--redis redis://x" "--bogus" "--db nosuchkey=1" \
+		"--ack --redis http://x" "--ack --stream ''" "--group ''" "--batch" "-d"; do
 		eval "run cm-store $bad </dev/null"
 		echo "$bad: $status $output"
 		[ "$status" -eq 2 ]
+		[ "${lines[-1]}" = "Try 'cm-store --help' for more information." ]
 	done
+	# the wording every tool uses
+	run cm-store --bogus </dev/null
+	[ "${lines[0]}" = "cm-store: unknown option '--bogus'" ]
+	run cm-store --batch </dev/null
+	[ "${lines[0]}" = "cm-store: option '--batch' needs a value" ]
+	run cm-store --max-line 63 </dev/null
+	[ "${lines[0]}" = "cm-store: --max-line: expected a size from 64 to 1G, not '63'" ]
+	run cm-store --retry-for -1 </dev/null
+	[ "${lines[0]}" = "cm-store: --retry-for: expected seconds from 0 to 31536000, not '-1'" ]
+	run cm-store --db nosuchkey=1 </dev/null
+	[[ "${lines[0]}" == "cm-store: --db: "* ]]
 }
 
 @test "cm-store: stores events and their matches, values as given" {
@@ -242,6 +254,30 @@ has_rows() {
 	run cm-store "$T/a" "$T/nonexistent"
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"$T/nonexistent: cannot open"* ]]
+}
+
+@test "cm-store: a read error is status 5; what was read before it is stored" {
+	gen 1 5 >"$T/a"
+	mkdir "$T/dir"
+	run cm-store "$T/a" "$T/dir"
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"$T/dir: read error: Is a directory"* ]]
+	[ "$(count events)" -eq 5 ]
+}
+
+@test "cm-store: PostgreSQL refusing (no permission) is status 4, at once" {
+	pg_sql "DROP ROLE IF EXISTS cm_nobody" "CREATE ROLE cm_nobody LOGIN"
+	gen 1 5 >"$T/in"
+	SECONDS=0
+	run cm-store --db "host=$PG_DIR port=$PG_PORT dbname=$PG_DB user=cm_nobody" "$T/in"
+	pg_sql "DROP OWNED BY cm_nobody" "DROP ROLE cm_nobody"
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *"permission denied"* ]]
+	[[ "$output" != *retrying* ]]
+	[ "$SECONDS" -le 5 ]
+	[ "$(count events)" -eq 0 ]
 }
 
 @test "cm-store: a database without the schema is status 2, an unreachable one status 3" {
@@ -455,6 +491,23 @@ dead_field() {
 	[ "$(pending)" -eq 0 ]
 }
 
+@test "cm-store --ack: Redis refusing is status 4, at once: a wrong password, a key of another type" {
+	xadd_lines 5 >"$T/in"
+	run_wrong_password cm-store --ack "$T/in"
+	[ "$(count events)" -eq 0 ]
+	# the stream is not a stream any more: the rows are stored, XACK refused
+	rcli del cm:events >/dev/null
+	rcli set cm:events x >/dev/null
+	SECONDS=0
+	run cm-store --ack "$T/in"
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *"XACK cm:events cm-workers: WRONGTYPE"* ]]
+	[[ "$output" == *"stored but not acknowledged"* ]]
+	[ "$SECONDS" -le 3 ]
+	[ "$(count events)" -eq 5 ]
+}
+
 @test "cm-store --ack: Redis down after COMMIT: acknowledged once it is back" {
 	xadd_lines 10 >"$T/in"
 	redis_stop
@@ -476,4 +529,209 @@ dead_field() {
 	cat "$T/err"
 	[ "$status" -eq 0 ]
 	grep -q "the rows are committed" "$T/err"
+}
+
+PY=/usr/bin/python3
+
+# two_stores ARGS... -- ARGS...: two cm-store processes at once, with the
+# arguments before and after --; both must end with status 0.
+two_stores() {
+	local a=() pa pb sa=0 sb=0
+	while [ "$1" != -- ]; do
+		a+=("$1")
+		shift
+	done
+	shift
+	cm-store "${a[@]}" 2>"$T/err.a" 3>&- &
+	pa=$!
+	cm-store "$@" 2>"$T/err.b" 3>&- &
+	pb=$!
+	BG_PIDS="$pa $pb"
+	wait "$pa" || sa=$?
+	wait "$pb" || sb=$?
+	cat "$T/err.a" "$T/err.b"
+	[ "$sa" -eq 0 ] && [ "$sb" -eq 0 ]
+}
+
+# profiles_json: every stored profile as one JSON object {user: traits}.
+profiles_json() {
+	pg_sql "SELECT coalesce(jsonb_object_agg(user_id, traits), '{}') FROM profiles"
+}
+
+# same_json A B: true when files A and B hold the same JSON value.
+same_json() {
+	"$PY" -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a != b)' "$1" "$2"
+}
+
+@test "cm-store: identify events build the profile, in one batch and across batches" {
+	cat >"$T/in" <<-'EOF'
+	{"event_id":"i-1","event_type":"identify","user_id":"u-1","occurred_at":"2026-11-01T10:00:00Z","properties":{"plan":"free","country":"DE"}}
+	{"event_id":"p-1","event_type":"purchase","user_id":"u-1","occurred_at":"2026-11-01T11:00:00Z","properties":{"plan":"not a trait"}}
+	{"event_id":"i-2","event_type":"identify","user_id":"u-1","occurred_at":"2026-11-03T10:00:00+02:00","properties":{"plan":"pro","seats":3}}
+	{"event_id":"i-3","event_type":"identify","user_id":"u-1","occurred_at":"2026-11-02T10:00:00Z","properties":{"plan":"team","country":null}}
+	{"event_id":"i-4","event_type":"identify","user_id":"u-2","occurred_at":"2026-11-02T10:00:00Z","properties":{"address":{"city":"Berlin"}}}
+	{"event_id":"i-5","event_type":"identify","user_id":"u-3","occurred_at":"2026-11-02T10:00:00Z","properties":{"x":1}}
+	{"event_id":"i-6","event_type":"identify","user_id":"u-3","occurred_at":"2026-11-02T10:00:00Z","properties":{"x":null}}
+	EOF
+	want='{"u-1": {"plan": "pro", "seats": 3}, "u-2": {"address": {"city": "Berlin"}}, "u-3": {}}'
+	run cm-store --stats "$T/in"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"6 identify events: 3 profiles changed"* ]]
+	[ "$(profiles_json)" = "$want" ]
+	[ "$(count events)" -eq 7 ]
+	# one line per batch, in reverse order: the same profiles
+	pg_sql "TRUNCATE events, profiles, profile_traits"
+	tac "$T/in" | cm-store --batch 1
+	[ "$(profiles_json)" = "$want" ]
+	# redelivered: nothing changes
+	run cm-store --stats --batch 2 "$T/in"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"7 events (0 new)"*"0 profiles changed"* ]]
+	[ "$(profiles_json)" = "$want" ]
+}
+
+@test "cm-store: identify events through two stores at once, redelivered, equal the offline answer" {
+	"$PY" - "$T" <<-'PY'
+	import json, random, sys
+	from datetime import datetime, timedelta, timezone
+	random.seed(5)
+	t = sys.argv[1]
+	evs = []
+	for i in range(4000):
+	    u = "u-%d" % random.randrange(40)
+	    # few distinct times, written with different offsets, so that ties
+	    # on occurred_at are common and the offsets must be understood
+	    at = datetime(2026, 11, random.randint(1, 3), random.randint(0, 2), tzinfo=timezone.utc)
+	    off = random.choice([0, 60, -90])
+	    local = at.astimezone(timezone(timedelta(minutes=off)))
+	    ts = local.isoformat().replace("+00:00", "Z")
+	    if random.random() < 0.3:
+	        evs.append({"event_id": "p-%05d" % i, "event_type": "purchase", "user_id": u,
+	                    "occurred_at": ts, "properties": {"plan": "ignored"}})
+	        continue
+	    traits = {}
+	    for k in random.sample(["plan", "country", "seats", "tags", "\u00e9", "a b"], random.randint(1, 3)):
+	        traits[k] = random.choice([None, "a", "b", 3, 2.5, [1, 2], {"x": i}, True])
+	    evs.append({"event_id": "i-%05d" % random.randrange(100000) + "-%d" % i, "event_type": "identify",
+	                "user_id": u, "occurred_at": ts, "properties": traits})
+	best = {}
+	users = set()
+	for e in evs:
+	    if e["event_type"] != "identify":
+	        continue
+	    users.add(e["user_id"])
+	    when = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00"))
+	    for k, v in e["properties"].items():
+	        key = (e["user_id"], k)
+	        cand = (when, e["event_id"].encode())
+	        if key not in best or cand > best[key][0]:
+	            best[key] = (cand, v)
+	prof = {u: {} for u in users}
+	for (u, k), (_, v) in best.items():
+	    if v is not None:
+	        prof[u][k] = v
+	json.dump(prof, open(t + "/want.json", "w"))
+	for s in ("a", "b"):
+	    order = evs[:] + random.sample(evs, 800)   # every event, some twice
+	    random.shuffle(order)
+	    with open(t + "/in." + s, "w") as f:
+	        for e in order:
+	            f.write(json.dumps(e, ensure_ascii=False) + "\n")
+	PY
+	two_stores --batch 37 "$T/in.a" -- --batch 50 --connections 3 "$T/in.b"
+	profiles_json >"$T/got.json"
+	same_json "$T/want.json" "$T/got.json"
+	[ "$(count events)" -eq 4000 ]
+	# all of it once more in one batch: the same
+	cm-store --batch 100000 "$T/in.a"
+	profiles_json >"$T/again.json"
+	same_json "$T/want.json" "$T/again.json"
+}
+
+@test "cm-store: limited candidates are decided (per_user, cooldown, holdouts count), a redelivery keeps its outcome" {
+	cat >"$T/in" <<-'EOF'
+	{"event_id":"a","event_type":"p","user_id":"u-1","occurred_at":"2026-11-05T00:00:00Z","properties":{},"matches":[{"campaign_id":7,"outcome":"matched","variant":"A","limit":{"per_user":2,"cooldown":"P1D"}},{"campaign_id":9,"outcome":"holdout"}]}
+	{"event_id":"b","event_type":"p","user_id":"u-1","occurred_at":"2026-11-04T12:00:00Z","properties":{},"matches":[{"campaign_id":7,"outcome":"matched","variant":"B","limit":{"per_user":2,"cooldown":"P1D"}}]}
+	{"campaign_id":7,"event_id":"c","user_id":"u-1","event_type":"p","occurred_at":"2026-11-01T00:00:00Z","outcome":"holdout","limit":{"per_user":2,"cooldown":"P1D"}}
+	{"campaign_id":7,"event_id":"d","user_id":"u-1","event_type":"p","occurred_at":"2026-11-20T00:00:00Z","outcome":"matched","variant":"B","limit":{"per_user":2,"cooldown":"P1D"}}
+	{"campaign_id":7,"event_id":"e","user_id":"u-2","event_type":"p","occurred_at":"2026-11-20T00:00:00Z","outcome":"matched","limit":{"per_user":2,"cooldown":"P1D"}}
+	{"campaign_id":8,"event_id":"f","user_id":"u-1","event_type":"p","occurred_at":"2026-11-05T00:00:00Z","outcome":"matched","limit":{"cooldown":"PT1S"}}
+	{"campaign_id":8,"event_id":"g","user_id":"u-1","event_type":"p","occurred_at":"2026-11-05T00:00:01Z","outcome":"matched","limit":{"cooldown":"PT1S"}}
+	EOF
+	run cm-store --stats --batch 3 "$T/in"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"7 candidates of limited campaigns: 4 matched, 1 holdout, 2 capped"* ]]
+	rows() {
+		pg_sql "SELECT campaign_id || ' ' || event_id || ' ' || user_id || ' ' || outcome || ' ' || coalesce(variant, '-') || ' ' || coalesce(capped_by, '-') FROM matches ORDER BY 1"
+	}
+	run rows
+	echo "$output"
+	[ "${lines[0]}" = "7 a u-1 matched A -" ]
+	[ "${lines[1]}" = "7 b u-1 capped B a" ]
+	[ "${lines[2]}" = "7 c u-1 holdout - -" ]
+	[ "${lines[3]}" = "7 d u-1 capped B a" ]
+	[ "${lines[4]}" = "7 e u-2 matched - -" ]
+	# exactly cooldown apart is not closer than cooldown
+	[ "${lines[5]}" = "8 f u-1 matched - -" ]
+	[ "${lines[6]}" = "8 g u-1 matched - -" ]
+	# unlimited: as given, never looked up
+	[ "${lines[7]}" = "9 a u-1 holdout - -" ]
+	[ "${#lines[@]}" -eq 8 ]
+	[ "$(count match_limits)" -eq 5 ]
+	before=$(rows)
+	# a redelivery, in another order and split: the same outcomes
+	tac "$T/in" | cm-store --batch 1
+	[ "$(rows)" = "$before" ]
+	[ "$(count match_limits)" -eq 5 ]
+}
+
+@test "cm-store: limited candidates through two stores at once, redelivered, hold the limits exactly" {
+	"$PY" - "$T" <<-'PY'
+	import json, random, sys
+	random.seed(13)
+	t = sys.argv[1]
+	camps = {1: {"per_user": 1}, 2: {"per_user": 3, "cooldown": "PT6H"},
+	         3: {"cooldown": "P1D"}, 4: {"per_user": 2}, 5: None}
+	lines = []
+	for i in range(3000):
+	    u = "u-%d" % random.randrange(20)
+	    ts = "2026-11-%02dT%02d:%02d:00Z" % (random.randint(1, 20), random.randint(0, 23), random.choice([0, 30]))
+	    ms = []
+	    for c in random.sample(list(camps), random.randint(1, 3)):
+	        m = {"campaign_id": c, "outcome": random.choice(["matched", "matched", "holdout"])}
+	        if camps[c]:
+	            m["limit"] = camps[c]
+	        ms.append(m)
+	    if random.random() < 0.3:
+	        # the worker's --emit matches form: one match line per match
+	        for m in ms:
+	            lines.append(dict(m, event_id="e-%05d" % i, user_id=u, event_type="p", occurred_at=ts))
+	    else:
+	        lines.append({"event_id": "e-%05d" % i, "event_type": "p", "user_id": u,
+	                      "occurred_at": ts, "properties": {}, "matches": ms})
+	ms = {"PT6H": 6 * 3600000, "P1D": 86400000}
+	json.dump({str(c): l and {"per_user": l.get("per_user"), "cooldown_ms": ms.get(l.get("cooldown"))}
+	           for c, l in camps.items()}, open(t + "/limits.json", "w"))
+	for s in ("a", "b"):
+	    order = lines[:] + random.sample(lines, 600)
+	    random.shuffle(order)
+	    with open(t + "/in." + s, "w") as f:
+	        for l in order:
+	            f.write(json.dumps(l) + "\n")
+	# every candidate, for the check
+	cands = set()
+	for l in lines:
+	    for m in l.get("matches", [l] if "campaign_id" in l else []):
+	        cands.add((m["campaign_id"], l["event_id"]))
+	json.dump(sorted(cands), open(t + "/cands.json", "w"))
+	PY
+	two_stores --batch 41 "$T/in.a" -- --batch 29 --connections 3 "$T/in.b"
+	pg_matches_json >"$T/got.json"
+	# a redelivery of everything changes nothing
+	cm-store --batch 500 "$T/in.a"
+	pg_matches_json >"$T/again.json"
+	cmp "$T/got.json" "$T/again.json"
+	"$PY" "$TOP/tests/lib/limits.py" "$T/got.json" "$T/limits.json" "$T/cands.json" 100
 }

@@ -11,20 +11,33 @@ pass=0 fail=0
 failed=()
 log=$(mktemp -d "${TMPDIR:-/tmp}/cm-test.XXXXXX")
 
-# One redis-server for the unit tests that need a real server (they read
-# CM_TEST_REDIS_URL); the tool tests start their own. redis_start's exports
-# are taken back so that they do not leak into the tool tests.
+# One redis-server and one PostgreSQL for the unit tests that need a real
+# server; the tool tests start their own. The servers' exports are taken
+# back so that they do not leak into the tool tests.
 . tests/lib/redis.bash
-unit_redis_dir=
-if redis_start >"$log/unit-redis.err" 2>&1; then
+. tests/lib/pg.bash
+# unit_server NAME START: runs START (redis_start, pg_start); says on stderr
+# when it failed.
+unit_server() {
+	"$2" >"$log/unit-$1.err" 2>&1 && return 0
+	echo "tests/run.sh: no $1 for the unit tests:" >&2
+	cat "$log/unit-$1.err" >&2
+	return 1
+}
+unit_redis_dir= unit_pg_dir=
+if unit_server redis-server redis_start; then
 	export CM_TEST_REDIS_URL=$CM_REDIS_URL
 	unit_redis_dir=$REDIS_DIR
-else
-	echo "tests/run.sh: no redis-server for the unit tests:" >&2
-	cat "$log/unit-redis.err" >&2
+fi
+# The PostgreSQL's database is empty: the unit tests that need it (they read
+# CM_TEST_DATABASE_URL) apply share/sql themselves.
+if unit_server PostgreSQL pg_start; then
+	export CM_TEST_DATABASE_URL=$CM_DATABASE_URL
+	unit_pg_dir=$PG_DIR
 fi
 unset CM_REDIS_URL REDIS_PORT REDIS_SOCK REDIS_DIR REDIS_PID
-trap 'REDIS_DIR=$unit_redis_dir REDIS_SOCK=$unit_redis_dir/redis.sock redis_cleanup; rm -rf "$log"' EXIT
+unset CM_DATABASE_URL PG_DIR PG_PORT PG_HOST PG_DB
+trap 'REDIS_DIR=$unit_redis_dir REDIS_SOCK=$unit_redis_dir/redis.sock redis_cleanup; PG_DIR=$unit_pg_dir pg_stop; rm -rf "$log"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}

@@ -9,6 +9,7 @@
 #include "json.h"
 #include "out.h"
 #include "redisx.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -19,10 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* Exit statuses beyond CONTRACT's 0, 1, 2. */
-#define EXIT_REDIS  3 /* Redis unreachable for --retry-for, or refusing */
-#define EXIT_OUTPUT 4 /* standard output failed (other than a closed pipe) */
 
 static const char usage_text[] =
     "Usage: cm-consume [--redis URL] [--stream KEY] [--group NAME] [--consumer NAME]\n"
@@ -55,7 +52,8 @@ static const char usage_text[] =
     "  -V, --version         version\n"
     "\n"
     "Exit status: 0 done, or stopped by SIGTERM/SIGINT or a closed output; 2 usage\n"
-    "error; 3 Redis unreachable or refusing; 4 output error.\n";
+    "error; 3 Redis unreachable for --retry-for; 4 Redis refused a request that\n"
+    "retrying cannot fix (such as a key of the wrong type); 5 output error.\n";
 
 static volatile sig_atomic_t stop_flag;
 
@@ -67,6 +65,7 @@ static void on_signal(int sig)
 }
 
 struct con {
+	struct cm_common_opts opt; /* --redis, --stream, --group, --retry-for */
 	struct cm_redis_url url;
 	const char *key, *group;
 	char consumer[256];
@@ -83,7 +82,7 @@ struct con {
 	struct cm_event_view view;
 	struct cm_buf scratch;
 	int last_rx;       /* the outcome of the last dl_get */
-	const char **ackv; /* XACK key group id... for --ack */
+	const char **ackv; /* --ack: the ids written since the last XACK */
 	size_t nack;
 	unsigned long long emitted, dead, deleted;
 };
@@ -91,29 +90,13 @@ struct con {
 /* Outcome of a Redis exchange. */
 enum {
 	RX_OK = 0,
-	RX_LOST = -1,    /* connection gone (dropped) or transient refusal: retry */
-	RX_STOP = -2,    /* a signal arrived while waiting */
-	RX_FATAL = -3,   /* Redis refused for good (reported) */
-	RX_NOGROUP = -4, /* the group (or stream) vanished: create it again */
+	RX_LOST = -1,        /* connection gone (dropped) or transient refusal: retry */
+	RX_STOP = -2,        /* a signal arrived while waiting */
+	RX_FATAL = -3,       /* Redis refused for good (reported) */
+	RX_NOGROUP = -4,     /* the group (or stream) vanished: create it again */
+	RX_UNREACHABLE = -5, /* unreachable for --retry-for (reported) */
+	RX_SYSTEM = -6,      /* out of memory (reported) */
 };
-
-/* Milliseconds on a clock that does not jump. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleeps up to ms, waking early for SIGTERM/SIGINT. */
-static void nap(struct con *p, int64_t ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-
-	if (!stop_flag)
-		ppoll(NULL, 0, &ts, &p->waitmask);
-}
 
 /* Drops the connection; the next loop turn reconnects. */
 static int drop(struct con *p, const char *why)
@@ -135,7 +118,7 @@ static int get_reply(struct con *p, redisReply **out, int64_t timeout_ms)
 {
 	void *r = NULL;
 	int done = 0;
-	int64_t deadline = mono_ms() + timeout_ms, left;
+	int64_t deadline = cm_mono_ms() + timeout_ms, left;
 
 	*out = NULL;
 	if (redisGetReplyFromReader(p->ctx, &r) != REDIS_OK)
@@ -153,7 +136,7 @@ static int get_reply(struct con *p, redisReply **out, int64_t timeout_ms)
 			p->ctx = NULL;
 			return RX_STOP;
 		}
-		left = deadline - mono_ms();
+		left = deadline - cm_mono_ms();
 		if (left <= 0)
 			return drop(p, "no reply in time");
 		ts.tv_sec = left / 1000;
@@ -231,44 +214,31 @@ static int create_group(struct con *p)
 	return RX_OK;
 }
 
-/* Connects and makes sure the group exists, retrying with backoff while the
- * outage lasts no longer than --retry-for (forever with --follow, unless
- * --retry-for was given). */
+/* Connects and makes sure the group exists: one attempt (run waits and
+ * tries again while the outage lasts no longer than --retry-for). A refused
+ * AUTH or SELECT is for a human, not for waiting. */
 static int connect_ready(struct con *p)
 {
 	struct cm_err err = {"", 0};
-	int64_t start = mono_ms(), backoff = 50;
 	int rc;
 
-	for (;;) {
-		if (!p->ctx) {
-			p->ctx = cm_redis_connect_url(&p->url, &err);
-			if (!p->ctx && !p->warned) {
-				cm_warn("%s; retrying", err.msg);
-				p->warned = 1;
-			}
+	p->ctx = cm_redis_connect_url(&p->url, &err);
+	if (!p->ctx) {
+		if (err.code == CM_EXIT_REFUSED || err.code == CM_EXIT_SYSTEM) {
+			cm_warn("%s", err.msg);
+			return err.code == CM_EXIT_REFUSED ? RX_FATAL : RX_SYSTEM;
 		}
-		if (p->ctx) {
-			rc = create_group(p);
-			if (rc == RX_OK) {
-				if (p->warned)
-					cm_warn("%s: connected", p->url.safe);
-				p->warned = 0;
-				return RX_OK;
-			}
-			if (rc == RX_FATAL || rc == RX_STOP)
-				return rc;
-		}
-		if (stop_flag)
-			return RX_STOP;
-		if (p->retry_ms >= 0 && mono_ms() - start >= p->retry_ms) {
-			cm_warn("%s: unreachable for %lld s; giving up", p->url.safe,
-			        (long long)(p->retry_ms / 1000));
-			return RX_FATAL;
-		}
-		nap(p, backoff);
-		backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+		if (!p->warned)
+			cm_warn("%s; retrying", err.msg);
+		p->warned = 1;
+		return RX_LOST;
 	}
+	rc = create_group(p);
+	if (rc == RX_OK && p->warned) {
+		cm_warn("%s: connected", p->url.safe);
+		p->warned = 0;
+	}
+	return rc;
 }
 
 /* get_reply as cm_redis_dead_letter reads replies; the RX_ outcome is kept
@@ -283,6 +253,20 @@ static int dl_get(void *ctx, redisContext *c, redisReply **reply, struct cm_err 
 		return REDIS_OK;
 	cm_errf(err, "%s", p->last_rx == RX_STOP ? "interrupted" : "connection lost");
 	return REDIS_ERR;
+}
+
+/* What a failed cm_redis_dead_letter or cm_redis_xack (rc) means here: the
+ * connection is gone (dl_get has said so), or Redis refused (classified as
+ * every reply is). */
+static int helper_failed(struct con *p, int rc, redisReply *refusal, const struct cm_err *err,
+                         const char *what)
+{
+	if (rc == CM_REDIS_IO)
+		return p->last_rx != RX_OK ? p->last_rx : drop(p, err->msg);
+	if (refusal)
+		return reply_error(p, refusal, what);
+	cm_warn("%s", err->msg);
+	return err->code == CM_EXIT_UNREACHABLE ? RX_LOST : RX_FATAL;
 }
 
 /* Moves an entry to KEY:dead with the reason and acknowledges it, both in
@@ -307,44 +291,38 @@ static int dead_letter(struct con *p, const char *id, const char *data, size_t d
 
 	p->last_rx = RX_OK;
 	rc = cm_redis_dead_letter(p->ctx, &e, dl_get, p, &refusal, &err);
-	if (rc == CM_REDIS_IO)
-		return p->last_rx != RX_OK ? p->last_rx : drop(p, p->ctx->errstr);
-	if (rc == CM_REDIS_REFUSED) {
-		if (refusal)
-			return reply_error(p, refusal, "dead-lettering (MULTI/EXEC)");
-		cm_warn("%s", err.msg);
-		return RX_FATAL;
-	}
+	if (rc < 0)
+		return helper_failed(p, rc, refusal, &err, "dead-lettering (MULTI/EXEC)");
 	cm_warn("%s %s: %s; moved to %s", p->key, id, reason, p->dead_key.data);
 	p->dead++;
 	return RX_OK;
 }
 
+/* Acknowledges ids[0..n) (cm_redis_xack, shared with cm-store). */
+static int ack(struct con *p, const char *const *ids, size_t n)
+{
+	redisReply *refusal;
+	struct cm_err err;
+	int rc;
+
+	p->last_rx = RX_OK;
+	rc = cm_redis_xack(p->ctx, p->key, p->group, ids, NULL, n, dl_get, p, NULL, &refusal, &err);
+	return rc < 0 ? helper_failed(p, rc, refusal, &err, "XACK") : RX_OK;
+}
+
 /* Acknowledges one entry (one whose data was trimmed or deleted). */
 static int ack_one(struct con *p, const char *id)
 {
-	const char *argv[] = {"XACK", p->key, p->group, id};
-	redisReply *r;
-	int rc = command(p, 4, argv, NULL, &r, CM_REDIS_IO_MS);
-
-	if (r)
-		freeReplyObject(r);
-	return rc;
+	return ack(p, &id, 1);
 }
 
 /* Acknowledges the entries written since the last call (--ack). */
 static int ack_written(struct con *p)
 {
-	redisReply *r;
-	int rc;
+	size_t n = p->nack;
 
-	if (p->nack == 0)
-		return RX_OK;
-	rc = command(p, (int)(3 + p->nack), p->ackv, NULL, &r, CM_REDIS_IO_MS);
-	if (r)
-		freeReplyObject(r);
 	p->nack = 0;
-	return rc;
+	return n ? ack(p, p->ackv, n) : RX_OK;
 }
 
 /* Writes the event with "_stream_id" as its last key; an old _stream_id in
@@ -359,24 +337,12 @@ static int emit(struct con *p, const char *id, size_t idlen)
 		/* The object's text up to its closing brace. */
 		rc |= cm_out_write(&p->out, d->src + root->off, root->len - 1);
 	} else {
-		uint32_t t, first = 1;
-
+		/* Without the stale id, up to the closing brace. */
 		cm_buf_reset(&p->scratch);
-		rc |= cm_buf_addc(&p->scratch, '{');
-		for (t = 1; t < root->next; t = d->tok[t + 1].next) {
-			if (cm_json_str_eq(d, t, "_stream_id", 10))
-				continue;
-			if (!first)
-				rc |= cm_buf_addc(&p->scratch, ',');
-			first = 0;
-			rc |= cm_buf_addc(&p->scratch, '"');
-			rc |= cm_buf_add(&p->scratch, d->src + d->tok[t].off, d->tok[t].len);
-			rc |= cm_buf_adds(&p->scratch, "\":");
-			rc |= cm_json_write(d, t + 1, &p->scratch);
-		}
+		rc |= cm_stream_event_compact(d, &p->scratch);
 		if (rc == 0)
-			rc |= cm_out_write(&p->out, p->scratch.data, p->scratch.len);
-		members = !first;
+			rc |= cm_out_write(&p->out, p->scratch.data, p->scratch.len - 1);
+		members = p->scratch.len > 2;
 	}
 	if (members)
 		rc |= cm_out_write(&p->out, ",", 1);
@@ -450,7 +416,7 @@ static int handle_entries(struct con *p, redisReply **ents, size_t n, int known_
 	counts = calloc(n, sizeof(*counts));
 	if (!counts) {
 		cm_warn("out of memory");
-		return RX_FATAL;
+		return RX_SYSTEM;
 	}
 	if (!known_new && (rc = delivery_counts(p, ents, n, counts)) != RX_OK)
 		goto out;
@@ -487,7 +453,7 @@ static int handle_entries(struct con *p, redisReply **ents, size_t n, int known_
 				break;
 			p->emitted++;
 			if (p->ack)
-				p->ackv[3 + p->nack++] = id;
+				p->ackv[p->nack++] = id;
 		}
 		if (rc != RX_OK)
 			goto out;
@@ -623,38 +589,60 @@ static void default_consumer(char *out, size_t n)
 	snprintf(out, n, "%s-%s", host, id && *id ? id : "1");
 }
 
+/* Waits before the next attempt after a failed exchange, on the one backoff
+ * (retry.h) started at the first failure of an outage; RX_UNREACHABLE once
+ * the outage has lasted --retry-for, RX_STOP for a signal. */
+static int retry_wait(struct con *p, struct cm_backoff *bo, int *failing)
+{
+	if (!*failing)
+		cm_backoff_start(bo, p->retry_ms);
+	*failing = 1;
+	if (stop_flag)
+		return RX_STOP;
+	if (cm_backoff_wait(bo, &p->waitmask) < 0) {
+		cm_warn("%s: unreachable for %lld s; giving up", p->url.safe,
+		        (long long)(p->retry_ms / 1000));
+		return RX_UNREACHABLE;
+	}
+	return stop_flag ? RX_STOP : RX_OK;
+}
+
 /* The main loop: own pending entries first, then claims and new entries. */
 static int run(struct con *p)
 {
 	char cursor[CM_STREAM_ID_MAX] = "0";
-	int64_t next_claim = 0, next_trim = mono_ms() + p->trim_ms, now;
-	int pending_phase = 1, rc = RX_OK;
+	int64_t next_claim = 0, next_trim = cm_mono_ms() + p->trim_ms, now;
+	int pending_phase = 1, rc = RX_OK, failing = 0;
+	struct cm_backoff bo;
 	size_t got;
 
 	while (!stop_flag && !p->out.closed && !p->out.error) {
 		if (!p->ctx) {
-			rc = connect_ready(p);
-			if (rc != RX_OK)
-				break;
 			/* Whatever was in flight is pending on us now. */
 			pending_phase = 1;
 			snprintf(cursor, sizeof(cursor), "0");
+			rc = connect_ready(p);
 		}
-		now = mono_ms();
-		if (!pending_phase && p->claim_idle > 0 && now >= next_claim) {
-			rc = claim_idle(p);
-			next_claim = now + (p->claim_idle / 2 > 100 ? p->claim_idle / 2 : 100);
-		} else if (p->follow && p->trim_ms > 0 && now >= next_trim) {
-			trim(p);
-			next_trim = now + p->trim_ms;
-		} else if (pending_phase) {
-			rc = read_group(p, cursor, 0, 0, &got);
-			if (rc == RX_OK && got == 0)
-				pending_phase = 0;
-		} else {
-			rc = read_group(p, cursor, 1, p->follow ? p->block_ms : 0, &got);
-			if (rc == RX_OK && got == 0 && !p->follow)
-				break;
+		if (p->ctx && rc == RX_OK) {
+			now = cm_mono_ms();
+			if (!pending_phase && p->claim_idle > 0 && now >= next_claim) {
+				rc = claim_idle(p);
+				next_claim =
+				    now + (p->claim_idle / 2 > 100 ? p->claim_idle / 2 : 100);
+			} else if (p->follow && p->trim_ms > 0 && now >= next_trim) {
+				trim(p);
+				next_trim = now + p->trim_ms;
+			} else if (pending_phase) {
+				rc = read_group(p, cursor, 0, 0, &got);
+				if (rc == RX_OK && got == 0)
+					pending_phase = 0;
+			} else {
+				rc = read_group(p, cursor, 1, p->follow ? p->block_ms : 0, &got);
+				if (rc == RX_OK && got == 0 && !p->follow)
+					break;
+			}
+			if (rc == RX_OK)
+				failing = 0;
 		}
 		if (rc == RX_NOGROUP) {
 			/* The stream was deleted: reconnecting creates it again. */
@@ -665,14 +653,14 @@ static int run(struct con *p)
 			 * unseen: read the own pending list again. */
 			pending_phase = 1;
 			snprintf(cursor, sizeof(cursor), "0");
-			nap(p, 100);
+			rc = retry_wait(p, &bo, &failing);
+		}
+		if (rc == RX_STOP) {
 			rc = RX_OK;
-		} else if (rc == RX_STOP) {
-			rc = RX_OK;
-			break;
-		} else if (rc != RX_OK) {
 			break;
 		}
+		if (rc != RX_OK)
+			break;
 	}
 	if (rc == RX_OK && !p->follow && p->trim_ms > 0 && !stop_flag)
 		trim(p);
@@ -680,10 +668,7 @@ static int run(struct con *p)
 }
 
 enum {
-	OPT_REDIS = 256,
-	OPT_STREAM,
-	OPT_GROUP,
-	OPT_CONSUMER,
+	OPT_CONSUMER = 256,
 	OPT_COUNT,
 	OPT_BLOCK,
 	OPT_FOLLOW,
@@ -691,15 +676,30 @@ enum {
 	OPT_MAXDEL,
 	OPT_ACK,
 	OPT_TRIM,
-	OPT_RETRY,
 };
 
-int main(int argc, char **argv)
+/* The exit status for what ended run (CONTRACT section 2). */
+static int exit_status(int rc)
+{
+	switch (rc) {
+	case RX_OK:
+		return CM_EXIT_OK;
+	case RX_UNREACHABLE:
+		return CM_EXIT_UNREACHABLE;
+	case RX_SYSTEM:
+		return CM_EXIT_SYSTEM;
+	default:
+		return CM_EXIT_REFUSED;
+	}
+}
+
+/* Parses the options into p; exits on --help, --version and usage errors. */
+static void parse_options(struct con *p, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"redis", required_argument, NULL, OPT_REDIS},
-	    {"stream", required_argument, NULL, OPT_STREAM},
-	    {"group", required_argument, NULL, OPT_GROUP},
+	    CM_OPTION_REDIS,
+	    CM_OPTION_STREAM,
+	    CM_OPTION_GROUP,
 	    {"consumer", required_argument, NULL, OPT_CONSUMER},
 	    {"count", required_argument, NULL, OPT_COUNT},
 	    {"block", required_argument, NULL, OPT_BLOCK},
@@ -708,113 +708,82 @@ int main(int argc, char **argv)
 	    {"max-deliveries", required_argument, NULL, OPT_MAXDEL},
 	    {"ack", no_argument, NULL, OPT_ACK},
 	    {"trim-interval", required_argument, NULL, OPT_TRIM},
-	    {"retry-for", required_argument, NULL, OPT_RETRY},
+	    CM_OPTION_RETRY_FOR,
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct con p;
 	struct cm_err err;
+	int c;
+
+	p->opt.stream = CM_REDIS_DEFAULT_STREAM;
+	p->opt.group = CM_REDIS_DEFAULT_GROUP;
+	p->opt.retry_ms = -1; /* not given: 30 s, with --follow forever */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_CONSUMER:
+			if (!*optarg || strlen(optarg) >= sizeof(p->consumer))
+				cm_usage_error("--consumer: expected a name of 1 to %zu bytes",
+				               sizeof(p->consumer) - 1);
+			snprintf(p->consumer, sizeof(p->consumer), "%s", optarg);
+			break;
+		case OPT_COUNT:
+			p->count = (long)cm_opts_int("count", optarg, 1, 100000, "a number");
+			break;
+		case OPT_BLOCK:
+			p->block_ms = cm_opts_int("block", optarg, 1, 3600000, "milliseconds");
+			break;
+		case OPT_FOLLOW:
+			p->follow = 1;
+			break;
+		case OPT_CLAIM:
+			p->claim_idle =
+			    cm_opts_int("claim-idle", optarg, 0, INT64_C(1) << 40, "milliseconds");
+			break;
+		case OPT_MAXDEL:
+			p->max_deliveries =
+			    (long)cm_opts_int("max-deliveries", optarg, 1, 1000000, "a number");
+			break;
+		case OPT_ACK:
+			p->ack = 1;
+			break;
+		case OPT_TRIM:
+			p->trim_ms =
+			    cm_opts_int("trim-interval", optarg, 0, CM_RETRY_FOR_MAX, "seconds") *
+			    1000;
+			break;
+		default:
+			cm_opts_default(&p->opt, c, optarg, argc, argv, usage_text);
+		}
+	}
+	if (optind < argc)
+		cm_usage_error("unexpected argument '%s' (cm-consume reads no files)",
+		               argv[optind]);
+	if (cm_redis_url_parse(cm_opts_redis(&p->opt), &p->url, &err) < 0)
+		cm_usage_error("--redis: %s", err.msg);
+	p->key = p->opt.stream;
+	p->group = p->opt.group;
+	p->retry_ms = p->opt.retry_ms >= 0 ? p->opt.retry_ms : p->follow ? -1 : 30000;
+	if (!p->consumer[0])
+		default_consumer(p->consumer, sizeof(p->consumer));
+}
+
+int main(int argc, char **argv)
+{
+	struct con p;
 	struct sigaction sa;
 	sigset_t block;
-	const char *url = NULL;
-	int64_t v;
-	int c, rc, status = CM_EXIT_OK, retry_given = 0;
+	int status = CM_EXIT_OK;
 
 	cm_cli_init(argv[0]);
 	memset(&p, 0, sizeof(p));
-	p.key = CM_REDIS_DEFAULT_STREAM;
-	p.group = CM_REDIS_DEFAULT_GROUP;
 	p.count = 500;
 	p.block_ms = 2000;
 	p.claim_idle = 60000;
 	p.max_deliveries = 5;
 	p.trim_ms = 10000;
-	p.retry_ms = 30000;
-	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_REDIS:
-			url = optarg;
-			break;
-		case OPT_STREAM:
-			if (!*optarg)
-				cm_usage_error("--stream: empty key");
-			p.key = optarg;
-			break;
-		case OPT_GROUP:
-			if (!*optarg)
-				cm_usage_error("--group: empty name");
-			p.group = optarg;
-			break;
-		case OPT_CONSUMER:
-			if (!*optarg || strlen(optarg) >= sizeof(p.consumer))
-				cm_usage_error("--consumer: expected a name of 1 to %zu bytes",
-				               sizeof(p.consumer) - 1);
-			snprintf(p.consumer, sizeof(p.consumer), "%s", optarg);
-			break;
-		case OPT_COUNT:
-			if (cm_parse_i64(optarg, 1, 100000, &v) < 0)
-				cm_usage_error(
-				    "--count: expected a number from 1 to 100000, got '%s'",
-				    optarg);
-			p.count = (long)v;
-			break;
-		case OPT_BLOCK:
-			if (cm_parse_i64(optarg, 1, 3600000, &v) < 0)
-				cm_usage_error("--block: expected 1 to 3600000 ms, got '%s'",
-				               optarg);
-			p.block_ms = v;
-			break;
-		case OPT_FOLLOW:
-			p.follow = 1;
-			break;
-		case OPT_CLAIM:
-			if (cm_parse_i64(optarg, 0, INT64_C(1) << 40, &v) < 0)
-				cm_usage_error("--claim-idle: expected ms (0 or more), got '%s'",
-				               optarg);
-			p.claim_idle = v;
-			break;
-		case OPT_MAXDEL:
-			if (cm_parse_i64(optarg, 1, 1000000, &v) < 0)
-				cm_usage_error("--max-deliveries: expected 1 to 1000000, got '%s'",
-				               optarg);
-			p.max_deliveries = (long)v;
-			break;
-		case OPT_ACK:
-			p.ack = 1;
-			break;
-		case OPT_TRIM:
-			if (cm_parse_i64(optarg, 0, 86400 * 365, &v) < 0)
-				cm_usage_error(
-				    "--trim-interval: expected seconds (0 or more), got '%s'",
-				    optarg);
-			p.trim_ms = v * 1000;
-			break;
-		case OPT_RETRY:
-			if (cm_parse_i64(optarg, 0, 86400 * 365, &v) < 0)
-				cm_usage_error(
-				    "--retry-for: expected seconds (0 or more), got '%s'", optarg);
-			p.retry_ms = v * 1000;
-			retry_given = 1;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_USAGE;
-		case 'V':
-			cm_print_version();
-		default:
-			fprintf(stderr, "Try 'cm-consume --help' for more information.\n");
-			return CM_EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		cm_usage_error("unexpected argument '%s'", argv[optind]);
-	if (cm_redis_url_parse(cm_redis_url(url), &p.url, &err) < 0)
-		cm_usage_error("%s", err.msg);
-	if (p.follow && !retry_given)
-		p.retry_ms = -1;
-	if (!p.consumer[0])
-		default_consumer(p.consumer, sizeof(p.consumer));
+	parse_options(&p, argc, argv);
 
 	/* SIGTERM/SIGINT stay blocked except while waiting in ppoll, so that a
 	 * signal can only interrupt a wait, never a half-written record. */
@@ -834,27 +803,22 @@ int main(int argc, char **argv)
 	cm_jdoc_init(&p.doc, 0);
 	cm_buf_init(&p.scratch, 0);
 	cm_buf_init(&p.dead_key, 0);
-	p.ackv = calloc((size_t)p.count + 3, sizeof(*p.ackv));
+	p.ackv = calloc((size_t)p.count, sizeof(*p.ackv));
 	if (!p.ackv || cm_buf_adds(&p.dead_key, p.key) < 0 ||
 	    cm_buf_adds(&p.dead_key, CM_REDIS_DEAD_SUFFIX) < 0) {
 		cm_warn("out of memory");
-		status = EXIT_REDIS;
+		status = CM_EXIT_SYSTEM;
 		goto out;
 	}
-	p.ackv[0] = "XACK";
-	p.ackv[1] = p.key;
-	p.ackv[2] = p.group;
 
-	rc = run(&p);
-	if (rc != RX_OK)
-		status = EXIT_REDIS;
+	status = exit_status(run(&p));
 	if (p.dead || p.deleted)
 		cm_warn("%llu written, %llu dead-lettered, %llu deleted ones acknowledged",
 		        p.emitted, p.dead, p.deleted);
 out:
 	if (cm_out_release(&p.out) < 0 && p.out.error && !p.out.closed) {
 		cm_warn("standard output: %s", strerror(p.out.error));
-		status = EXIT_OUTPUT;
+		status = CM_EXIT_SYSTEM;
 	}
 	if (p.ctx)
 		redisFree(p.ctx);

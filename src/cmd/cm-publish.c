@@ -7,20 +7,15 @@
 #include "json.h"
 #include "lines.h"
 #include "redisx.h"
-#include "timefmt.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-/* Exit status when Redis stays unreachable or refuses an entry. */
-#define EXIT_REDIS 3
 
 static const char usage_text[] =
     "Usage: cm-publish [--redis URL] [--stream KEY] [--batch N] [--retry-for SECONDS]\n"
@@ -42,7 +37,8 @@ static const char usage_text[] =
     "  -V, --version         version\n"
     "\n"
     "Exit status: 0 all published; 1 some lines rejected (not published);\n"
-    "2 usage error or unreadable file; 3 Redis unreachable or refusing.\n";
+    "2 usage error or unreadable file; 3 Redis unreachable for --retry-for;\n"
+    "4 Redis refused an entry or the password; 5 a read error.\n";
 
 /* One XADD of the batch: its RESP text in the batch buffer and its origin. */
 struct entry {
@@ -53,6 +49,7 @@ struct entry {
 };
 
 struct pub {
+	struct cm_common_opts opt; /* --redis, --stream, --retry-for, --max-line */
 	struct cm_redis_url url;
 	const char *key;
 	char **files;
@@ -67,24 +64,6 @@ struct pub {
 	size_t nent, nsent;
 	unsigned long long published;
 };
-
-/* Milliseconds on a clock that does not jump. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleeps ms milliseconds (whole, despite signals). */
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* The name of input file i for messages. */
 static const char *file_name(const struct pub *p, int i)
@@ -112,9 +91,6 @@ static int build_head(struct pub *p)
  * consumer adds the current one). */
 static int compact_event(struct pub *p, const struct cm_jdoc *d)
 {
-	uint32_t t, first = 1;
-	int rc = 0;
-
 	cm_buf_reset(&p->json);
 	if (cm_json_get(d, 0, "_stream_id", 10) == CM_JNONE) {
 		/* Without a space, tab or CR anywhere the text is compact
@@ -124,20 +100,7 @@ static int compact_event(struct pub *p, const struct cm_jdoc *d)
 			return cm_buf_add(&p->json, d->src, d->len);
 		return cm_json_write(d, 0, &p->json);
 	}
-	rc |= cm_buf_addc(&p->json, '{');
-	for (t = 1; t < d->tok[0].next; t = d->tok[t + 1].next) {
-		if (cm_json_str_eq(d, t, "_stream_id", 10))
-			continue;
-		if (!first)
-			rc |= cm_buf_addc(&p->json, ',');
-		first = 0;
-		rc |= cm_buf_addc(&p->json, '"');
-		rc |= cm_buf_add(&p->json, d->src + d->tok[t].off, d->tok[t].len);
-		rc |= cm_buf_adds(&p->json, "\":");
-		rc |= cm_json_write(d, t + 1, &p->json);
-	}
-	rc |= cm_buf_addc(&p->json, '}');
-	return rc ? -1 : 0;
+	return cm_stream_event_compact(d, &p->json);
 }
 
 /* Appends the XADD for the event now in p->json to the batch. */
@@ -264,12 +227,14 @@ static void drop_front(struct pub *p, size_t n)
 }
 
 /* Publishes every entry held, reconnecting and resending the unconfirmed
- * ones with exponential backoff for up to --retry-for; 0, or -1 (reported)
- * when Redis stayed unreachable or refused an entry for good. */
+ * ones on the one backoff (retry.h) for up to --retry-for; 0, or the exit
+ * status (reported) when Redis stayed unreachable (3) or refused an entry or
+ * the connection for good (4). */
 static int flush_all(struct pub *p)
 {
 	struct cm_err err = {"", 0};
-	int64_t deadline = -1, backoff = 50, now;
+	struct cm_backoff bo;
+	int64_t left;
 	int rc, warned = 0;
 
 	/* Collect the replies still due for the batch in flight first. */
@@ -278,6 +243,7 @@ static int flush_all(struct pub *p)
 	p->nsent = 0;
 	if (p->nent == 0)
 		return 0;
+	cm_backoff_start(&bo, p->retry_ms);
 	for (;;) {
 		if (!p->ctx)
 			p->ctx = cm_redis_connect_url(&p->url, &err);
@@ -290,22 +256,22 @@ static int flush_all(struct pub *p)
 			cm_err_prefix(&err, "%s: ", p->url.safe);
 			if (rc == -2) {
 				report_unconfirmed(p, &err);
-				return -1;
+				return CM_EXIT_REFUSED;
 			}
-		}
-		now = mono_ms();
-		if (deadline < 0)
-			deadline = now + p->retry_ms;
-		if (now >= deadline) {
+		} else if (err.code == CM_EXIT_REFUSED || err.code == CM_EXIT_SYSTEM) {
 			report_unconfirmed(p, &err);
-			return -1;
+			return err.code;
+		}
+		left = cm_backoff_left(&bo);
+		if (left == 0) {
+			report_unconfirmed(p, &err);
+			return CM_EXIT_UNREACHABLE;
 		}
 		if (!warned)
 			cm_warn("%s; retrying for up to %lld s", err.msg,
-			        (long long)((deadline - now + 999) / 1000));
+			        (long long)((left + 999) / 1000));
 		warned = 1;
-		sleep_ms(backoff < deadline - now ? backoff : deadline - now);
-		backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+		cm_backoff_wait(&bo, NULL);
 	}
 	if (warned)
 		cm_warn("%s: publishing again", p->url.safe);
@@ -340,34 +306,11 @@ static int pump(struct pub *p)
 	return flush_all(p);
 }
 
-/* True when the next line is not yet available (a quiet pipe), so that a
- * trickle of events is published at once instead of waiting for a full
- * batch. */
-static int input_idle(const struct cm_lines *r)
-{
-	struct pollfd pfd = {r->fd, POLLIN, 0};
-
-	if (r->buf && r->end > r->start && memchr(r->buf + r->start, '\n', r->end - r->start))
-		return 0;
-	return poll(&pfd, 1, 0) == 0;
-}
-
-/* True for a line of nothing but spaces and tabs (skipped, as CONTRACT says
- * of blank lines). */
-static int is_blank(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (s[i] != ' ' && s[i] != '\t')
-			return 0;
-	return 1;
-}
-
-/* Reads one input and publishes its events; returns the number of rejected
- * lines, or -1 when publishing failed for good (reported). */
-static long publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc *doc,
-                         struct cm_progress *prog, int *open_failed)
+/* Reads one input and publishes its events, adding the lines rejected to
+ * *rejected; returns 0, or the exit status (reported) of a read error (5) or
+ * of publishing that failed for good. */
+static int publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc *doc,
+                        struct cm_progress *prog, long *rejected)
 {
 	const char *path = p->nfiles ? p->files[fi] : "-";
 	const char *name = file_name(p, fi);
@@ -376,60 +319,56 @@ static long publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc 
 	struct cm_err err;
 	const char *line;
 	size_t len;
-	long rejected = 0;
-	int st;
+	int st, status = 0;
 
 	if (cm_lines_open(&r, path, max_line, &err) < 0) {
 		cm_warn("%s", err.msg);
-		*open_failed = 1;
-		return 0;
+		return CM_EXIT_USAGE;
 	}
 	for (;;) {
-		if (p->nent > 0 && input_idle(&r) && flush_all(p) < 0) {
-			rejected = -1;
+		/* a trickle of events is published at once instead of waiting
+		 * for a full batch: when the next line is not there yet */
+		if (p->nent > 0 && !cm_lines_ready(&r, 1) && (status = flush_all(p)) != 0)
 			break;
-		}
 		st = cm_lines_next(&r, &line, &len, &err);
 		if (st == CM_LINE_EOF)
 			break;
 		if (st == CM_LINE_ERR) {
 			cm_warn("%s", err.msg);
-			*open_failed = 1;
+			status = CM_EXIT_SYSTEM;
 			break;
 		}
 		if (st == CM_LINE_LONG) {
 			cm_warn("%s:%lu: line longer than %zu bytes", name, r.lineno, max_line);
-			rejected++;
+			(*rejected)++;
 			continue;
 		}
 		cm_progress_tick(prog, len + 1);
-		if (is_blank(line, len))
-			continue;
 		if (cm_event_parse(doc, line, len, &view, &err) < 0) {
 			cm_warn("%s:%lu: %s", name, r.lineno, err.msg);
-			rejected++;
+			(*rejected)++;
 			continue;
 		}
 		if (compact_event(p, doc) < 0 || add_entry(p, fi, r.lineno) < 0) {
 			cm_warn("%s:%lu: out of memory", name, r.lineno);
-			rejected = -1;
+			status = CM_EXIT_SYSTEM;
 			break;
 		}
-		if (p->nent - p->nsent == p->batch && pump(p) < 0) {
-			rejected = -1;
+		if (p->nent - p->nsent == p->batch && (status = pump(p)) != 0)
 			break;
-		}
 	}
 	cm_lines_release(&r);
-	return rejected;
+	return status;
 }
 
-/* The --trim mode: one safe trim, retried while Redis is unreachable. */
+/* The --trim mode: one safe trim, retried on the one backoff while Redis is
+ * unreachable; 0 or the exit status (reported). */
 static int trim_once(struct pub *p)
 {
 	struct cm_err err;
-	int64_t deadline = mono_ms() + p->retry_ms, backoff = 50;
+	struct cm_backoff bo;
 
+	cm_backoff_start(&bo, p->retry_ms);
 	for (;;) {
 		if (!p->ctx)
 			p->ctx = cm_redis_connect_url(&p->url, &err);
@@ -439,99 +378,81 @@ static int trim_once(struct pub *p)
 			cm_err_prefix(&err, "%s: ", p->url.safe);
 			if (!p->ctx->err) {
 				cm_warn("%s", err.msg);
-				return -1;
+				return CM_EXIT_REFUSED;
 			}
 			redisFree(p->ctx);
 			p->ctx = NULL;
-		}
-		if (mono_ms() >= deadline) {
+		} else if (err.code == CM_EXIT_REFUSED || err.code == CM_EXIT_SYSTEM) {
 			cm_warn("%s", err.msg);
-			return -1;
+			return err.code;
 		}
-		sleep_ms(backoff);
-		backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+		if (cm_backoff_wait(&bo, NULL) < 0) {
+			cm_warn("%s", err.msg);
+			return CM_EXIT_UNREACHABLE;
+		}
 	}
 }
 
-enum { OPT_REDIS = 256, OPT_STREAM, OPT_BATCH, OPT_RETRY, OPT_MAXLINE, OPT_TRIM };
+enum { OPT_BATCH = 256, OPT_TRIM };
 
-int main(int argc, char **argv)
+/* Parses the options into p; exits on --help, --version and usage errors.
+ * Returns whether --trim was given. */
+static int parse_options(struct pub *p, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"redis", required_argument, NULL, OPT_REDIS},
-	    {"stream", required_argument, NULL, OPT_STREAM},
+	    CM_OPTION_REDIS,
+	    CM_OPTION_STREAM,
 	    {"batch", required_argument, NULL, OPT_BATCH},
-	    {"retry-for", required_argument, NULL, OPT_RETRY},
-	    {"max-line", required_argument, NULL, OPT_MAXLINE},
+	    CM_OPTION_RETRY_FOR,
+	    CM_OPTION_MAX_LINE,
 	    {"trim", no_argument, NULL, OPT_TRIM},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct pub p;
 	struct cm_err err;
-	struct cm_jdoc doc;
-	struct cm_progress prog;
-	const char *url = NULL;
-	size_t max_line = CM_EVENT_LINE_MAX;
-	int64_t v;
-	int c, i, trim = 0, open_failed = 0, status = CM_EXIT_OK;
-	long rejected = 0, n;
+	int c, trim = 0;
 
-	cm_cli_init(argv[0]);
-	memset(&p, 0, sizeof(p));
-	p.key = CM_REDIS_DEFAULT_STREAM;
-	p.batch = 256;
-	p.retry_ms = 30000;
-	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+	p->opt.stream = CM_REDIS_DEFAULT_STREAM;
+	p->opt.retry_ms = 30000;
+	p->opt.max_line = CM_EVENT_LINE_MAX;
+	p->batch = 256;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (c) {
-		case OPT_REDIS:
-			url = optarg;
-			break;
-		case OPT_STREAM:
-			if (!*optarg)
-				cm_usage_error("--stream: empty key");
-			p.key = optarg;
-			break;
 		case OPT_BATCH:
-			if (cm_parse_i64(optarg, 1, 100000, &v) < 0)
-				cm_usage_error(
-				    "--batch: expected a number from 1 to 100000, got '%s'",
-				    optarg);
-			p.batch = (size_t)v;
-			break;
-		case OPT_RETRY:
-			if (cm_parse_i64(optarg, 0, 86400 * 365, &v) < 0)
-				cm_usage_error(
-				    "--retry-for: expected seconds (0 or more), got '%s'", optarg);
-			p.retry_ms = v * 1000;
-			break;
-		case OPT_MAXLINE:
-			if (cm_parse_size(optarg, 2, (size_t)1 << 30, &max_line) < 0)
-				cm_usage_error("--max-line: expected a size up to 1G, got '%s'",
-				               optarg);
+			p->batch = (size_t)cm_opts_int("batch", optarg, 1, 100000, "a number");
 			break;
 		case OPT_TRIM:
 			trim = 1;
 			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return fflush(stdout) == 0 ? CM_EXIT_OK : CM_EXIT_USAGE;
-		case 'V':
-			cm_print_version();
 		default:
-			fprintf(stderr, "Try 'cm-publish --help' for more information.\n");
-			return CM_EXIT_USAGE;
+			cm_opts_default(&p->opt, c, optarg, argc, argv, usage_text);
 		}
 	}
-	if (cm_redis_url_parse(cm_redis_url(url), &p.url, &err) < 0)
-		cm_usage_error("%s", err.msg);
-	p.files = argv + optind;
-	p.nfiles = argc - optind;
-	if (trim) {
-		if (p.nfiles > 0)
-			cm_usage_error("--trim reads no input, but files were given");
-		status = trim_once(&p) < 0 ? EXIT_REDIS : CM_EXIT_OK;
+	if (cm_redis_url_parse(cm_opts_redis(&p->opt), &p->url, &err) < 0)
+		cm_usage_error("--redis: %s", err.msg);
+	p->key = p->opt.stream;
+	p->retry_ms = p->opt.retry_ms;
+	p->files = argv + optind;
+	p->nfiles = argc - optind;
+	if (trim && p->nfiles > 0)
+		cm_usage_error("--trim reads no input, but files were given");
+	return trim;
+}
+
+int main(int argc, char **argv)
+{
+	struct pub p;
+	struct cm_jdoc doc;
+	struct cm_progress prog;
+	int i, status = CM_EXIT_OK;
+	long rejected = 0;
+
+	cm_cli_init(argv[0]);
+	memset(&p, 0, sizeof(p));
+	if (parse_options(&p, argc, argv)) {
+		status = trim_once(&p);
 		if (p.ctx)
 			redisFree(p.ctx);
 		return status;
@@ -557,24 +478,18 @@ int main(int argc, char **argv)
 	p.ent = calloc(2 * p.batch, sizeof(*p.ent));
 	if (!p.ent || build_head(&p) < 0) {
 		cm_warn("out of memory");
-		status = EXIT_REDIS;
+		status = CM_EXIT_SYSTEM;
 		goto out;
 	}
-	for (i = 0; i < (p.nfiles ? p.nfiles : 1); i++) {
-		n = publish_file(&p, i, max_line, &doc, &prog, &open_failed);
-		if (n < 0) {
-			status = EXIT_REDIS;
-			goto out;
-		}
-		rejected += n;
+	for (i = 0; i < (p.nfiles ? p.nfiles : 1) && status == 0; i++)
+		status = publish_file(&p, i, p.opt.max_line, &doc, &prog, &rejected);
+	/* What was read before a read error is published all the same. */
+	if (status == 0 || status == CM_EXIT_SYSTEM || status == CM_EXIT_USAGE) {
+		int st = flush_all(&p);
+		if (st && !status)
+			status = st;
 	}
-	if (flush_all(&p) < 0) {
-		status = EXIT_REDIS;
-		goto out;
-	}
-	if (open_failed)
-		status = CM_EXIT_USAGE;
-	else if (rejected)
+	if (status == 0 && rejected)
 		status = CM_EXIT_REJECTED;
 out:
 	cm_progress_end(&prog);

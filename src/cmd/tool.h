@@ -92,6 +92,17 @@ struct cm_common_opts {
  * A bad value exits CM_EXIT_USAGE with the one wording, e.g.
  * "--max-line: expected a size from 64 to 1G, not '10Q'". */
 int cm_opts_common(struct cm_common_opts *o, int c, const char *arg);
+/* The value of whole-number option --name: arg parsed (cm_parse_i64) and
+ * between min and max, else a usage error with the one wording, e.g.
+ * "--batch: expected a number from 1 to 1000000, not 'x'" (what: "a
+ * number", "milliseconds", "seconds"). */
+int64_t cm_opts_int(const char *name, const char *arg, int64_t min, int64_t max, const char *what);
+/* The default case of a tool's getopt_long switch: -h/--help prints usage
+ * and exits, -V/--version the version; a shared option goes to
+ * cm_opts_common; anything else is cm_opts_bad. Returns only for a shared
+ * option. */
+void cm_opts_default(struct cm_common_opts *o, int c, const char *arg, int argc, char **argv,
+                     const char *usage);
 /* Handles what getopt_long returns for an unknown option ('?') or a missing
  * value (':', with optstring starting with ':' and opterr = 0): prints the
  * one message for it and exits CM_EXIT_USAGE. Call from the default case. */

@@ -6,6 +6,17 @@
 
 #include <string.h>
 
+/* One wording for every whole-number option of every tool. */
+int64_t cm_opts_int(const char *name, const char *arg, int64_t min, int64_t max, const char *what)
+{
+	int64_t v;
+
+	if (cm_parse_i64(arg, min, max, &v) < 0)
+		cm_usage_error("--%s: expected %s from %lld to %lld, not '%s'", name, what,
+		               (long long)min, (long long)max, arg);
+	return v;
+}
+
 /* Takes one of the shared options, or says it is the tool's own. */
 int cm_opts_common(struct cm_common_opts *o, int c, const char *arg)
 {
@@ -31,9 +42,7 @@ int cm_opts_common(struct cm_common_opts *o, int c, const char *arg)
 		o->group = arg;
 		return 1;
 	case CM_OPT_RETRY_FOR:
-		if (cm_parse_i64(arg, 0, CM_RETRY_FOR_MAX, &v) < 0)
-			cm_usage_error("--retry-for: expected seconds from 0 to %lld, not '%s'",
-			               CM_RETRY_FOR_MAX, arg);
+		v = cm_opts_int("retry-for", arg, 0, CM_RETRY_FOR_MAX, "seconds");
 		o->retry_ms = v * 1000;
 		return 1;
 	case CM_OPT_MAX_LINE:
@@ -72,4 +81,16 @@ void cm_opts_bad(int c, int argc, char **argv)
 	if (c == ':')
 		cm_usage_error("option '%.*s' needs a value", (int)n, name);
 	cm_usage_error("unknown option '%.*s'", (int)n, name);
+}
+
+/* What every tool's option switch does with what is not its own. */
+void cm_opts_default(struct cm_common_opts *o, int c, const char *arg, int argc, char **argv,
+                     const char *usage)
+{
+	if (c == 'h')
+		cm_print_help(usage);
+	if (c == 'V')
+		cm_print_version();
+	if (!cm_opts_common(o, c, arg))
+		cm_opts_bad(c, argc, argv);
 }

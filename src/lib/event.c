@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "duration.h"
 #include "err.h"
 #include "json.h"
 #include "timefmt.h"
@@ -37,6 +38,7 @@ enum key {
 	K_CAMPAIGN_ID,
 	K_OUTCOME,
 	K_VARIANT,
+	K_LIMIT,
 	K_NKEYS,
 	K_META = K_NKEYS, /* "_"-prefixed */
 	K_OTHER,
@@ -45,7 +47,7 @@ enum key {
 static const char *const key_name[K_NKEYS] = {
     "event_id",  "event_type", "user_id",     "occurred_at", "properties",  "type",    "event",
     "messageId", "userId",     "anonymousId", "timestamp",   "specversion", "id",      "subject",
-    "time",      "data",       "matches",     "campaign_id", "outcome",     "variant",
+    "time",      "data",       "matches",     "campaign_id", "outcome",     "variant", "limit",
 };
 
 /* The value token of each known key (valid where its bit of seen is set),
@@ -63,7 +65,7 @@ struct scan {
 	 1u << K_PROPERTIES | 1u << K_MATCHES)
 #define MATCH_KEYS                                                                                 \
 	(1u << K_EVENT_ID | 1u << K_EVENT_TYPE | 1u << K_USER_ID | 1u << K_OCCURRED_AT |           \
-	 1u << K_CAMPAIGN_ID | 1u << K_OUTCOME | 1u << K_VARIANT)
+	 1u << K_CAMPAIGN_ID | 1u << K_OUTCOME | 1u << K_VARIANT | 1u << K_LIMIT)
 
 /* The value token of known key k, or CM_JNONE. */
 static inline uint32_t key_val(const struct scan *sc, int k)
@@ -105,6 +107,8 @@ static inline __attribute__((always_inline)) int classify(const char *s, size_t 
 	case 5:
 		if (!memcmp(s, "event", 5))
 			return K_EVENT;
+		if (!memcmp(s, "limit", 5))
+			return K_LIMIT;
 		break;
 	case 6:
 		if (!memcmp(s, "userId", 6))
@@ -826,32 +830,113 @@ static int check_props_tok(const struct cm_jdoc *d, uint32_t t, const char *name
 	return storable(d, t, name, t + 1, d->tok[t].next, err);
 }
 
+/* Checks that token t is a JSON integer from 1 to max written in plain
+ * digits (no sign, fraction or exponent: what a program writes for a count
+ * or an id); *v gets its value. */
+static int plain_int(const struct cm_jdoc *d, uint32_t t, int64_t max, int64_t *v)
+{
+	const char *s = d->src + d->tok[t].off;
+	size_t n = d->tok[t].len, i;
+	int64_t x = 0;
+
+	if (d->tok[t].type != CM_JNUM || n > 19 || s[0] < '1' || s[0] > '9')
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (x > (max - (s[i] - '0')) / 10)
+			return -1;
+		x = x * 10 + (s[i] - '0');
+	}
+	*v = x;
+	return 0;
+}
+
 /* Checks a campaign id at token t: a JSON integer from 1 to 2^63-1 written
  * in plain digits (what cm-match writes and PostgreSQL's bigint holds); *id
  * gets its value. */
 static int check_campaign_tok(const struct cm_jdoc *d, uint32_t t, const char *name, int64_t *id,
                               struct cm_err *err)
 {
-	const char *s = d->src + d->tok[t].off;
-	size_t n = d->tok[t].len, i;
-	int64_t v = 0;
 	char b[64];
 
-	if (d->tok[t].type != CM_JNUM || n > 19 || s[0] < '1' || s[0] > '9' ||
-	    (n == 19 && memcmp(s, "9223372036854775807", 19) > 0))
-		goto bad;
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			goto bad;
-		v = v * 10 + (s[i] - '0');
-	}
-	*id = v;
-	return 0;
-bad:
+	if (plain_int(d, t, INT64_MAX, id) == 0)
+		return 0;
 	return cm_errf(err,
 	               "field '%s': expected an integer campaign id from 1 to "
 	               "9223372036854775807, got %s",
 	               name, got(d, t, b, sizeof(b)));
+}
+
+/* Checks a match's limit at token t (CONTRACT 1.6, the campaign's limit as
+ * cm-match copies it: {"per_user":N,"cooldown":"P7D"}, at least one of the
+ * two, nothing else) and fills lim; name is the field for messages. */
+static int check_limit_tok(const struct cm_jdoc *d, uint32_t t, const char *name,
+                           struct cm_buf *scratch, struct cm_match_limit *lim, struct cm_err *err)
+{
+	const struct cm_jtok *tok = d->tok;
+	uint32_t k = t + 1, pu = CM_JNONE, cd = CM_JNONE;
+	const char *s;
+	size_t n;
+	char b[64];
+
+	lim->per_user = lim->cooldown_ms = 0;
+	if (tok[t].type != CM_JOBJ)
+		return cm_errf(err,
+		               "field '%s': expected an object such as "
+		               "{\"per_user\":1,\"cooldown\":\"P7D\"}, got %s",
+		               name, got(d, t, b, sizeof(b)));
+	for (uint32_t m = 0; m < tok[t].count; m++, k = tok[k + 1].next) {
+		uint32_t *slot = NULL;
+
+		if (!(s = str_of(d, k, scratch, &n, err)))
+			return -1;
+		if (n == 8 && !memcmp(s, "per_user", 8))
+			slot = &pu;
+		else if (n == 8 && !memcmp(s, "cooldown", 8))
+			slot = &cd;
+		if (!slot)
+			return cm_errf(
+			    err,
+			    "field '%s.%s': unknown key (a limit has per_user and "
+			    "cooldown)",
+			    name,
+			    cm_event_snippet(d->src + tok[k].off, tok[k].len, 0, b, sizeof(b)));
+		if (*slot != CM_JNONE)
+			return cm_errf(err, "field '%s.%.8s': duplicate key", name, s);
+		*slot = k + 1;
+	}
+	if (pu == CM_JNONE && cd == CM_JNONE)
+		return cm_errf(err, "field '%s': expected per_user, cooldown or both, got {}",
+		               name);
+	if (pu != CM_JNONE && plain_int(d, pu, INT32_MAX, &lim->per_user) < 0)
+		return cm_errf(err,
+		               "field '%s.per_user': expected an integer from 1 to 2147483647, "
+		               "got %s",
+		               name, got(d, pu, b, sizeof(b)));
+	if (cd == CM_JNONE)
+		return 0;
+	if (tok[cd].type == CM_JSTR) {
+		if (!(s = str_of(d, cd, scratch, &n, err)))
+			return -1;
+		if (cm_duration_parse(s, n, &lim->cooldown_ms) == 0 && lim->cooldown_ms > 0)
+			return 0;
+	}
+	return cm_errf(err,
+	               "field '%s.cooldown': expected an ISO 8601 duration above zero such as "
+	               "\"P7D\" or \"PT12H\", got %s",
+	               name, got(d, cd, b, sizeof(b)));
+}
+
+/* Reads a validated match's limit (the value of its "limit"). */
+int cm_match_limit_read(const struct cm_jdoc *d, uint32_t t, struct cm_match_limit *lim,
+                        struct cm_err *err)
+{
+	struct cm_buf scratch = CM_BUF_INIT;
+	int rc = check_limit_tok(d, t, "limit", &scratch, lim, err);
+
+	cm_buf_release(&scratch);
+	return rc;
 }
 
 /* Checks a match's outcome at token t (CONTRACT 1.6). */
@@ -867,11 +952,13 @@ static int check_outcome_tok(const struct cm_jdoc *d, uint32_t t, const char *na
 	               name, got(d, t, b, sizeof(b)));
 }
 
-/* Checks the optional outcome and variant of a match (an element of an
- * event's matches, or a match line), named prefix + key in messages. */
+/* Checks the optional outcome, variant and limit of a match (an element of
+ * an event's matches, or a match line), named prefix + key in messages. */
 static int check_match_extras(const struct cm_jdoc *d, uint32_t outcome, uint32_t variant,
-                              const char *prefix, struct cm_buf *scratch, struct cm_err *err)
+                              uint32_t limit, const char *prefix, struct cm_buf *scratch,
+                              struct cm_err *err)
 {
+	struct cm_match_limit lim;
 	char name[48];
 
 	if (outcome != CM_JNONE) {
@@ -884,12 +971,17 @@ static int check_match_extras(const struct cm_jdoc *d, uint32_t outcome, uint32_
 		if (check_ident_tok(d, variant, name, CM_EVENT_VARIANT_MAX, scratch, err))
 			return -1;
 	}
+	if (limit != CM_JNONE) {
+		snprintf(name, sizeof(name), "%slimit", prefix);
+		if (check_limit_tok(d, limit, name, scratch, &lim, err))
+			return -1;
+	}
 	return 0;
 }
 
 /* Checks an event's "matches": an array of {"campaign_id":N} objects, each
- * with an optional outcome and variant and nothing else, as cm-match writes
- * them. */
+ * with an optional outcome, variant and limit and nothing else, as cm-match
+ * writes them. */
 static int check_matches(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scratch,
                          struct cm_err *err)
 {
@@ -901,7 +993,7 @@ static int check_matches(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scr
 		return cm_errf(err, "field 'matches': expected an array, got %s",
 		               got(d, t, b, sizeof(b)));
 	for (uint32_t i = 0; i < tok[t].count; i++, el = tok[el].next) {
-		uint32_t f[3] = {CM_JNONE, CM_JNONE, CM_JNONE}, k = el + 1;
+		uint32_t f[4] = {CM_JNONE, CM_JNONE, CM_JNONE, CM_JNONE}, k = el + 1;
 		int64_t id;
 
 		snprintf(prefix, sizeof(prefix), "matches[%u].", i);
@@ -918,11 +1010,11 @@ static int check_matches(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scr
 			if (!(ks = str_of(d, k, scratch, &kn, err)))
 				return -1;
 			c = classify(ks, kn);
-			if (c != K_CAMPAIGN_ID && c != K_OUTCOME && c != K_VARIANT)
+			if (c < K_CAMPAIGN_ID || c > K_LIMIT)
 				return cm_errf(
 				    err,
 				    "field '%s%s': unknown key (a match has campaign_id, "
-				    "outcome and variant)",
+				    "outcome, variant and limit)",
 				    prefix,
 				    cm_event_snippet(d->src + tok[k].off, tok[k].len, 0, b,
 				                     sizeof(b)));
@@ -935,7 +1027,7 @@ static int check_matches(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scr
 			return cm_errf(err, "field '%scampaign_id': missing (required)", prefix);
 		snprintf(b, sizeof(b), "%scampaign_id", prefix);
 		if (check_campaign_tok(d, f[0], b, &id, err) ||
-		    check_match_extras(d, f[1], f[2], prefix, scratch, err))
+		    check_match_extras(d, f[1], f[2], f[3], prefix, scratch, err))
 			return -1;
 	}
 	return 0;
@@ -1293,7 +1385,7 @@ static int validate_match(const struct cm_jdoc *d, uint32_t root, const struct s
                           struct cm_event_view *v, struct cm_buf *scratch, struct cm_err *err)
 {
 	static const char why[] = "a match line has campaign_id, event_id, user_id, "
-	                          "event_type, occurred_at, outcome and variant";
+	                          "event_type, occurred_at, outcome, variant and limit";
 
 	if (sc->unknown != CM_JNONE)
 		return unknown_key(d, sc->unknown, NULL, why, err);
@@ -1303,11 +1395,12 @@ static int validate_match(const struct cm_jdoc *d, uint32_t root, const struct s
 	v->campaign = key_val(sc, K_CAMPAIGN_ID);
 	v->outcome = key_val(sc, K_OUTCOME);
 	v->variant = key_val(sc, K_VARIANT);
+	v->limit = key_val(sc, K_LIMIT);
 	if (v->campaign == CM_JNONE)
 		return cm_errf(err, "field 'campaign_id': missing (required)");
 	if (check_campaign_tok(d, v->campaign, "campaign_id", &v->campaign_id, err) ||
 	    validate_common(d, sc, v, scratch, err) ||
-	    check_match_extras(d, v->outcome, v->variant, "", scratch, err))
+	    check_match_extras(d, v->outcome, v->variant, v->limit, "", scratch, err))
 		return -1;
 	return storable(d, root, "", root + 1, d->tok[root].next, err);
 }
@@ -1326,7 +1419,7 @@ static int validate(const struct cm_jdoc *d, uint32_t root, int kind, struct cm_
 	v->type_text[0] = 0;
 	v->root = root;
 	v->id = v->type = v->user = v->time = v->props = v->matches = CM_JNONE;
-	v->campaign = v->outcome = v->variant = CM_JNONE;
+	v->campaign = v->outcome = v->variant = v->limit = CM_JNONE;
 	if (root >= d->ntok || d->tok[root].type != CM_JOBJ)
 		return cm_errf(err, "expected a JSON object, got %s",
 		               root < d->ntok ? got(d, root, b, sizeof(b)) : "nothing");

@@ -15,8 +15,12 @@
  *   properties   an object
  *   matches      (events from cm-match) an array of objects, each with
  *                "campaign_id" (an integer 1 to 2^63-1 in plain digits) and
- *                optionally "outcome" ("matched", "holdout", "capped") and
- *                "variant" (a string of 1-128 bytes), nothing else
+ *                optionally "outcome" ("matched", "holdout", "capped"),
+ *                "variant" (a string of 1-128 bytes) and "limit" (the
+ *                campaign's limit, CONTRACT 1.6: an object with "per_user",
+ *                an integer 1 to 2^31-1 in plain digits, and "cooldown", an
+ *                ISO 8601 duration above zero as duration.h parses it, at
+ *                least one of the two and nothing else), nothing else
  *   other keys   only "_"-prefixed ones (metadata, passed through)
  * and, in every string, key and number anywhere in the line, nothing
  * PostgreSQL's text and jsonb refuse: no \u0000 (text cannot hold NUL), no
@@ -113,11 +117,11 @@ int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *r
  * cm_record_validate (either). Points into the document validated. */
 struct cm_event_view {
 	uint32_t root;
-	uint32_t id, type, user, time;       /* event_id, event_type, user_id, occurred_at */
-	uint32_t props, matches;             /* events */
-	uint32_t campaign, outcome, variant; /* match lines */
-	int is_match;                        /* a match line (CONTRACT 1.3), not an event */
-	int has_meta;                        /* some top-level key starts with '_' */
+	uint32_t id, type, user, time;              /* event_id, event_type, user_id, occurred_at */
+	uint32_t props, matches;                    /* events */
+	uint32_t campaign, outcome, variant, limit; /* match lines */
+	int is_match;                               /* a match line (CONTRACT 1.3), not an event */
+	int has_meta;                               /* some top-level key starts with '_' */
 	int64_t occurred_ms;
 	int64_t campaign_id;                   /* match lines */
 	size_t type_len;                       /* the decoded event_type: */
@@ -131,14 +135,27 @@ struct cm_event_view {
 int cm_event_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
                       struct cm_err *err);
 /* Checks that the value at root is a match line (CONTRACT 1.3): campaign_id,
- * event_id, user_id, event_type and occurred_at by the rules above, outcome
- * and variant optional, "_" keys, nothing else. */
+ * event_id, user_id, event_type and occurred_at by the rules above, outcome,
+ * variant and limit optional (as in a match object), "_" keys, nothing
+ * else. */
 int cm_match_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
                       struct cm_err *err);
 /* Either: a match line when root has a top-level "campaign_id", else an
  * event (what cm-store takes). */
 int cm_record_validate(const struct cm_jdoc *d, uint32_t root, struct cm_event_view *v,
                        struct cm_err *err);
+
+/* A match's limit: 0 where a part is not set. */
+struct cm_match_limit {
+	int64_t per_user;    /* 1 to 2^31-1 */
+	int64_t cooldown_ms; /* above 0 */
+};
+
+/* Reads the value t of a match's "limit" (a match object's, or a match
+ * line's v->limit) into lim, with the rule above (a validated line always
+ * passes). */
+int cm_match_limit_read(const struct cm_jdoc *d, uint32_t t, struct cm_match_limit *lim,
+                        struct cm_err *err);
 
 /* The entry path of the tools that read events (cm-publish, cm-consume):
  * parses line[0..len) into d ("invalid JSON: byte 3: ..." on failure) and

@@ -2,7 +2,9 @@
  * (group-aware) retention shared by the Redis tools. */
 #include "redisx.h"
 
+#include "buf.h"
 #include "err.h"
+#include "json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -258,11 +260,15 @@ static int simple_command(redisContext *c, int argc, const char **argv, const ch
 	int rc = -1;
 
 	if (!r) {
-		cm_errf(err, "%s: %s: %s", safe, step, c->errstr[0] ? c->errstr : "no reply");
+		cm_errc(err, CM_EXIT_UNREACHABLE, "%s: %s: %s", safe, step,
+		        c->errstr[0] ? c->errstr : "no reply");
 		goto out;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		cm_errf(err, "%s: %s refused: %.*s", safe, step, (int)(r->len > 200 ? 200 : r->len),
+		cm_errc(err,
+		        cm_redis_error_transient(r->str, r->len) ? CM_EXIT_UNREACHABLE
+		                                                 : CM_EXIT_REFUSED,
+		        "%s: %s refused: %.*s", safe, step, (int)(r->len > 200 ? 200 : r->len),
 		        r->str);
 		goto out;
 	}
@@ -294,15 +300,16 @@ redisContext *cm_redis_connect_timed(const struct cm_redis_url *u, int connect_m
 	else
 		c = redisConnectWithTimeout(u->host, u->port, ctv);
 	if (!c) {
-		cm_errf(err, "%s: connect: out of memory", u->safe);
+		cm_errc(err, CM_EXIT_SYSTEM, "%s: connect: out of memory", u->safe);
 		return NULL;
 	}
 	if (c->err) {
-		cm_errf(err, "%s: connect: %s", u->safe, c->errstr);
+		cm_errc(err, CM_EXIT_UNREACHABLE, "%s: connect: %s", u->safe, c->errstr);
 		goto fail;
 	}
 	if (redisSetTimeout(c, iotv) != REDIS_OK) {
-		cm_errf(err, "%s: setting the socket timeout: %s", u->safe, strerror(errno));
+		cm_errc(err, CM_EXIT_UNREACHABLE, "%s: setting the socket timeout: %s", u->safe,
+		        strerror(errno));
 		goto fail;
 	}
 	if (!u->is_unix)
@@ -336,8 +343,11 @@ redisContext *cm_redis_connect(const char *url, struct cm_err *err)
 {
 	struct cm_redis_url u;
 
-	if (cm_redis_url_parse(url, &u, err) < 0)
+	if (cm_redis_url_parse(url, &u, err) < 0) {
+		if (err)
+			err->code = CM_EXIT_USAGE;
 		return NULL;
+	}
 	return cm_redis_connect_url(&u, err);
 }
 
@@ -349,6 +359,13 @@ static int get_blocking(void *ctx, redisContext *c, redisReply **reply, struct c
 		return REDIS_OK;
 	cm_errf(err, "%s", c->errstr[0] ? c->errstr : "connection lost");
 	return REDIS_ERR;
+}
+
+/* The code of a refusal: worth retrying (CM_EXIT_UNREACHABLE, the server is
+ * busy or loading) or not (CM_EXIT_REFUSED). */
+static int refusal_code(const redisReply *r)
+{
+	return cm_redis_error_transient(r->str, r->len) ? CM_EXIT_UNREACHABLE : CM_EXIT_REFUSED;
 }
 
 /* Queues the transaction, then reads its four replies (OK, QUEUED, QUEUED,
@@ -383,20 +400,23 @@ int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redi
 	    redisAppendCommandArgv(c, n, xadd, xlen) != REDIS_OK ||
 	    redisAppendCommandArgv(c, 4, xack, NULL) != REDIS_OK ||
 	    redisAppendCommand(c, "EXEC") != REDIS_OK) {
-		cm_errf(err, "dead-lettering %s %s: %s", e->key, e->id, c->errstr);
+		cm_errc(err, CM_EXIT_UNREACHABLE, "dead-lettering %s %s: %s", e->key, e->id,
+		        c->errstr);
 		return CM_REDIS_IO;
 	}
 	for (i = 0; i < 4; i++) {
 		if (get(ctx, c, &r[i], err) != REDIS_OK) {
 			r[i] = NULL;
 			cm_err_prefix(err, "dead-lettering %s %s: ", e->key, e->id);
+			err->code = CM_EXIT_UNREACHABLE;
 			rc = CM_REDIS_IO;
 			goto out;
 		}
 	}
 	for (i = 0; i < 4; i++)
 		if (r[i]->type == REDIS_REPLY_ERROR) {
-			cm_errf(err, "dead-lettering %s %s (MULTI/EXEC): %.300s", e->key, e->id,
+			cm_errc(err, refusal_code(r[i]),
+			        "dead-lettering %s %s (MULTI/EXEC): %.300s", e->key, e->id,
 			        r[i]->str);
 			if (refusal) {
 				*refusal = r[i];
@@ -405,13 +425,14 @@ int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redi
 			goto out;
 		}
 	if (r[3]->type != REDIS_REPLY_ARRAY || r[3]->elements != 2) {
-		cm_errf(err, "dead-lettering %s %s: unexpected EXEC reply", e->key, e->id);
+		cm_errc(err, CM_EXIT_REFUSED, "dead-lettering %s %s: unexpected EXEC reply", e->key,
+		        e->id);
 		goto out;
 	}
 	for (i = 0; i < 2; i++)
 		if (r[3]->element[i]->type == REDIS_REPLY_ERROR) {
-			cm_errf(err, "dead-lettering %s %s: %.300s", e->key, e->id,
-			        r[3]->element[i]->str);
+			cm_errc(err, refusal_code(r[3]->element[i]), "dead-lettering %s %s: %.300s",
+			        e->key, e->id, r[3]->element[i]->str);
 			goto out;
 		}
 	rc = 0;
@@ -419,6 +440,81 @@ out:
 	for (i = 0; i < 4; i++)
 		if (r[i])
 			freeReplyObject(r[i]);
+	return rc;
+}
+
+/* Sends the XACK commands of all chunks before reading a reply (one round
+ * trip however many ids), then reads every reply, so that the connection is
+ * left with nothing outstanding even when one was refused. */
+int cm_redis_xack(redisContext *c, const char *key, const char *group, const char *const *ids,
+                  const size_t *lens, size_t n, cm_redis_getfn *get, void *ctx, long long *acked,
+                  redisReply **refusal, struct cm_err *err)
+{
+	size_t chunk = n < CM_REDIS_XACK_CHUNK ? n : CM_REDIS_XACK_CHUNK;
+	const char **argv = NULL;
+	size_t *argl = NULL, i, sent = 0, k;
+	redisReply *r;
+	int rc = CM_REDIS_IO;
+
+	if (refusal)
+		*refusal = NULL;
+	if (acked)
+		*acked = 0;
+	if (n == 0)
+		return 0;
+	if (!get)
+		get = get_blocking;
+	argv = malloc((chunk + 3) * sizeof(*argv));
+	argl = malloc((chunk + 3) * sizeof(*argl));
+	if (!argv || !argl) {
+		cm_errc(err, CM_EXIT_SYSTEM, "XACK %s %s: out of memory", key, group);
+		goto out;
+	}
+	argv[0] = "XACK";
+	argv[1] = key;
+	argv[2] = group;
+	for (k = 0; k < 3; k++)
+		argl[k] = strlen(argv[k]);
+	for (i = 0; i < n; sent++) {
+		size_t argc = 3;
+
+		for (; i < n && argc < chunk + 3; i++, argc++) {
+			argv[argc] = ids[i];
+			argl[argc] = lens ? lens[i] : strlen(ids[i]);
+		}
+		if (redisAppendCommandArgv(c, (int)argc, argv, argl) != REDIS_OK) {
+			cm_errc(err, CM_EXIT_UNREACHABLE, "XACK %s %s: %s", key, group, c->errstr);
+			goto out;
+		}
+	}
+	rc = 0;
+	for (k = 0; k < sent; k++) {
+		if (get(ctx, c, &r, err) != REDIS_OK) {
+			cm_err_prefix(err, "XACK %s %s: ", key, group);
+			err->code = CM_EXIT_UNREACHABLE;
+			rc = CM_REDIS_IO;
+			if (refusal && *refusal) {
+				freeReplyObject(*refusal);
+				*refusal = NULL;
+			}
+			goto out;
+		}
+		if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+			cm_errc(err, refusal_code(r), "Redis refused XACK %s %s: %.300s", key,
+			        group, r->str);
+			rc = CM_REDIS_REFUSED;
+			if (refusal) {
+				*refusal = r;
+				continue;
+			}
+		} else if (r->type == REDIS_REPLY_INTEGER && acked) {
+			*acked += r->integer;
+		}
+		freeReplyObject(r);
+	}
+out:
+	free(argv);
+	free(argl);
 	return rc;
 }
 
@@ -456,6 +552,28 @@ static int parse_u64(const char *s, size_t n, uint64_t *out)
 	}
 	*out = v;
 	return 0;
+}
+
+/* Writes each member but the stale id, as cm_json_write writes values. */
+int cm_stream_event_compact(const struct cm_jdoc *d, struct cm_buf *out)
+{
+	uint32_t t, first = 1;
+	int rc = 0;
+
+	rc |= cm_buf_addc(out, '{');
+	for (t = 1; t < d->tok[0].next; t = d->tok[t + 1].next) {
+		if (cm_json_str_eq(d, t, "_stream_id", 10))
+			continue;
+		if (!first)
+			rc |= cm_buf_addc(out, ',');
+		first = 0;
+		rc |= cm_buf_addc(out, '"');
+		rc |= cm_buf_add(out, d->src + d->tok[t].off, d->tok[t].len);
+		rc |= cm_buf_adds(out, "\":");
+		rc |= cm_json_write(d, t + 1, out);
+	}
+	rc |= cm_buf_addc(out, '}');
+	return rc ? -1 : 0;
 }
 
 /* Stream ids come back from Redis as text; comparing them needs numbers. */

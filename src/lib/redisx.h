@@ -11,8 +11,11 @@ struct cm_err;
 #define CM_REDIS_DEFAULT_URL "redis://127.0.0.1:6379"
 
 /* Connects (with a timeout), authenticates and selects the database; on
- * failure returns NULL with err saying which step failed. The caller frees
- * the context with redisFree. */
+ * failure returns NULL with err saying which step failed, and err->code what
+ * it means: CM_EXIT_UNREACHABLE (no connection, or a refusal worth retrying
+ * such as LOADING), CM_EXIT_REFUSED (AUTH or SELECT refused: a wrong
+ * password does not get right by waiting), CM_EXIT_USAGE (a bad URL). The
+ * caller frees the context with redisFree. */
 redisContext *cm_redis_connect(const char *url, struct cm_err *err);
 /* The URL to use: opt if set, else $CM_REDIS_URL, else the default. */
 const char *cm_redis_url(const char *opt);
@@ -83,7 +86,10 @@ struct cm_redis_dead {
  * then be gone: it is not used again). */
 typedef int cm_redis_getfn(void *ctx, redisContext *c, redisReply **reply, struct cm_err *err);
 
-/* cm_redis_dead_letter's failures. */
+/* The failures of cm_redis_dead_letter and cm_redis_xack. Either way
+ * err->code says whether retrying may help: CM_EXIT_UNREACHABLE (the
+ * connection failed, or a refusal such as LOADING or OOM) or
+ * CM_EXIT_REFUSED (an error reply that waiting does not change). */
 #define CM_REDIS_IO      (-1) /* sending or reading failed: see err */
 #define CM_REDIS_REFUSED (-2) /* Redis answered with an error: see err, *refusal */
 
@@ -99,11 +105,36 @@ typedef int cm_redis_getfn(void *ctx, redisContext *c, redisReply **reply, struc
 int cm_redis_dead_letter(redisContext *c, const struct cm_redis_dead *e, cm_redis_getfn *get,
                          void *ctx, redisReply **refusal, struct cm_err *err);
 
+/* Ids per XACK command of cm_redis_xack. */
+#define CM_REDIS_XACK_CHUNK 4096
+
+/* Acknowledges the entries ids[0..n) (lengths lens[i]; lens NULL: the ids
+ * are NUL-terminated) of stream key in group: XACK commands of up to
+ * CM_REDIS_XACK_CHUNK ids, all sent before the first reply is read (one
+ * round trip), replies read with get (NULL: redisGetReply). *acked (when not
+ * NULL) gets the number Redis acknowledged (ids that were not pending do not
+ * count: acknowledging twice is harmless). Returns 0, CM_REDIS_IO (then
+ * *refusal is NULL), or CM_REDIS_REFUSED with err and *refusal (when refusal
+ * is not NULL) the first error reply, for the caller to classify and free;
+ * the replies to the other chunks are read all the same. */
+int cm_redis_xack(redisContext *c, const char *key, const char *group, const char *const *ids,
+                  const size_t *lens, size_t n, cm_redis_getfn *get, void *ctx, long long *acked,
+                  redisReply **refusal, struct cm_err *err);
+
 /* A stream entry id, MS-SEQ. */
 struct cm_stream_id {
 	uint64_t ms, seq;
 };
 #define CM_STREAM_ID_MAX 42 /* longest formatted id with its NUL */
+
+struct cm_jdoc;
+struct cm_buf;
+
+/* Appends the object at token 0 of d (an event read from or for a stream)
+ * to out as compact JSON without its top-level "_stream_id", the id of an
+ * earlier trip through a stream, which is stale: cm-consume adds the current
+ * one. -1 when out cannot grow. */
+int cm_stream_event_compact(const struct cm_jdoc *d, struct cm_buf *out);
 
 /* Parses "MS-SEQ" (or "MS", meaning MS-0) from s[0..n); 0 or -1. */
 int cm_stream_id_parse(const char *s, size_t n, struct cm_stream_id *id);

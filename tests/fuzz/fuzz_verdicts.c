@@ -14,7 +14,8 @@
  * others refuse it as an event; a line cm-ingest writes is accepted by all,
  * also with what the tools after it add (cm-consume's "_stream_id", then
  * cm-match's "matches", or the match line cm-match --emit matches makes
- * from it), and normalises to itself. The same holds for the CSV builder's
+ * from it, both also with an outcome and a campaign's limit), and
+ * normalises to itself. The same holds for the CSV builder's
  * lines (cm_event_build), from the input split at 0x1f bytes. */
 #include <stdint.h>
 #include <stdio.h>
@@ -162,9 +163,12 @@ static void accepted_downstream(const char *s, size_t n)
 	CHECK(cm_buf_addc(&line, '}') == 0);
 	agree(line.data, line.len);
 	line.len--;
-	CHECK(cm_buf_adds(&line,
-	                  ",\"matches\":[{\"campaign_id\":1},{\"campaign_id\":9223372036854775807,"
-	                  "\"outcome\":\"holdout\",\"variant\":\"B\"}]}") == 0);
+	CHECK(cm_buf_adds(
+	          &line,
+	          ",\"matches\":[{\"campaign_id\":1},{\"campaign_id\":9223372036854775807,"
+	          "\"outcome\":\"holdout\",\"variant\":\"B\"},{\"campaign_id\":3,"
+	          "\"outcome\":\"matched\",\"limit\":{\"per_user\":1,\"cooldown\":\"P7D\"}}]}") ==
+	      0);
 	v_store(line.data, line.len, &v, &is_match);
 	CHECK(v.ok && !is_match);
 	agree(line.data, line.len);
@@ -184,6 +188,13 @@ static void accepted_downstream(const char *s, size_t n)
 		}
 	}
 	CHECK(cm_buf_addc(&line, '}') == 0);
+	v_store(line.data, line.len, &v, &is_match);
+	CHECK(v.ok && is_match);
+	/* with the outcome and the campaign's limit, as a worker's cm-match
+	 * writes a candidate of a limited campaign */
+	line.len--;
+	CHECK(cm_buf_adds(&line, ",\"outcome\":\"holdout\",\"limit\":{\"cooldown\":\"PT12H\"}}") ==
+	      0);
 	v_store(line.data, line.len, &v, &is_match);
 	CHECK(v.ok && is_match);
 	cm_jdoc_release(&d);

@@ -116,3 +116,9 @@ pg_sql() {
 	done
 	psql -X -q -A -t -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 "${args[@]}"
 }
+
+# pg_matches_json: every stored match as a JSON array, in key order, in the
+# form tests/lib/limits.py checks: {"c","e","u","t" (ms),"o","by"}.
+pg_matches_json() {
+	pg_sql "SELECT coalesce(json_agg(json_build_object('c', campaign_id, 'e', event_id, 'u', user_id, 't', extract(epoch FROM occurred_at) * 1000, 'o', outcome, 'by', capped_by) ORDER BY campaign_id, event_id), '[]') FROM matches"
+}

@@ -121,3 +121,20 @@ redis_cleanup() {
 	[ -n "${REDIS_DIR:-}" ] && rm -rf "$REDIS_DIR"
 	return 0
 }
+
+# run_wrong_password CMD...: runs CMD with bats' run, adding the arguments
+# --redis URL of an ACL user whose password is wrong, and checks that it was
+# refused at once, with status 4 (not retried as unreachable), saying so
+# without the password.
+run_wrong_password() {
+	rcli acl setuser cmtest on '>right' '~*' '&*' '+@all' >/dev/null
+	SECONDS=0
+	run "$@" --redis "redis://cmtest:wrongpass@127.0.0.1:$REDIS_PORT"
+	rcli acl deluser cmtest >/dev/null
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[ "$SECONDS" -le 3 ]
+	[[ "$output" == *"redis://cmtest:***@127.0.0.1:$REDIS_PORT"*"AUTH refused: WRONGPASS"* ]]
+	[[ "$output" != *wrongpass* ]]
+	[[ "$output" != *retrying* ]]
+}

@@ -791,9 +791,80 @@ static void test_validate_matches(void **state)
 	        "field 'matches[0].variant': expected a string of 1-128 bytes, got \"\"");
 	invalid(
 	    WITH("\"matches\":[{\"campaign_id\":1,\"why\":1}]"),
-	    "field 'matches[0].why': unknown key (a match has campaign_id, outcome and variant)");
+	    "field 'matches[0].why': unknown key (a match has campaign_id, outcome, variant and "
+	    "limit)");
 	invalid(WITH("\"matches\":[{\"campaign_id\":1,\"campaign_id\":2}]"),
 	        "field 'matches[0].campaign_id': duplicate key");
+}
+
+/* A match's limit (CONTRACT 1.6), in a match object and on a match line. */
+static void test_validate_limit(void **state)
+{
+	valid(WITH("\"matches\":[{\"campaign_id\":1,\"outcome\":\"matched\",\"limit\":"
+	           "{\"per_user\":1,\"cooldown\":\"P7D\"}},{\"campaign_id\":2,\"limit\":"
+	           "{\"cooldown\":\"PT0.001S\"}},{\"limit\":{\"per_user\":2147483647},"
+	           "\"campaign_id\":3}]"));
+	valid(WITH("\"matches\":[{\"campaign_id\":1,\"limit\":{\"cooldown\":\"P\\u0037D\"}}]"));
+#define LIM(v, want)                                                                               \
+	invalid(WITH("\"matches\":[{\"campaign_id\":1},{\"campaign_id\":2,\"limit\":" v "}]"),     \
+	        "field 'matches[1].limit" want)
+	LIM("1", "': expected an object such as {\"per_user\":1,\"cooldown\":\"P7D\"}, got 1");
+	LIM("null",
+	    "': expected an object such as {\"per_user\":1,\"cooldown\":\"P7D\"}, got null");
+	LIM("{}", "': expected per_user, cooldown or both, got {}");
+	LIM("{\"per_user\":1,\"max\":2}", ".max': unknown key (a limit has per_user and cooldown)");
+	LIM("{\"per_user\":1,\"per_user\":2}", ".per_user': duplicate key");
+	LIM("{\"per_user\":0}", ".per_user': expected an integer from 1 to 2147483647, got 0");
+	LIM("{\"per_user\":2147483648}",
+	    ".per_user': expected an integer from 1 to 2147483647, got 2147483648");
+	LIM("{\"per_user\":1.0}", ".per_user': expected an integer from 1 to 2147483647, got 1.0");
+	LIM("{\"per_user\":1e1}", ".per_user': expected an integer from 1 to 2147483647, got 1e1");
+	LIM("{\"per_user\":\"1\"}",
+	    ".per_user': expected an integer from 1 to 2147483647, got \"1\"");
+	LIM("{\"per_user\":null}",
+	    ".per_user': expected an integer from 1 to 2147483647, got null");
+	LIM("{\"cooldown\":\"7 days\"}", ".cooldown': expected an ISO 8601 duration above zero "
+	                                 "such as \"P7D\" or \"PT12H\", got \"7 days\"");
+	LIM("{\"cooldown\":\"P1M\"}", ".cooldown': expected an ISO 8601 duration above zero such "
+	                              "as \"P7D\" or \"PT12H\", got \"P1M\"");
+	LIM("{\"cooldown\":\"P0D\"}", ".cooldown': expected an ISO 8601 duration above zero such "
+	                              "as \"P7D\" or \"PT12H\", got \"P0D\"");
+	LIM("{\"cooldown\":604800000}", ".cooldown': expected an ISO 8601 duration above zero "
+	                                "such as \"P7D\" or \"PT12H\", got 604800000");
+	LIM("{\"per_user\":1,\"cooldown\":\"P\\u0000D\"}",
+	    ".cooldown': expected an ISO 8601 duration above zero such as \"P7D\" or \"PT12H\", "
+	    "got \"P\\u0000D\"");
+#undef LIM
+	/* a top-level limit is no event key */
+	invalid(WITH("\"limit\":{\"per_user\":1}"),
+	        "field 'limit': unknown key (event data belongs under 'properties')");
+}
+
+/* cm_match_limit_read gives the values, 0 where a part is not set. */
+static void test_limit_read(void **state)
+{
+	static const char *const texts[] = {"{\"per_user\":3,\"cooldown\":\"PT1.5S\"}",
+	                                    "{\"cooldown\":\"P2W\"}", "{\"per_user\":1}",
+	                                    "{\"per_user\":0}"};
+	static const int64_t want[][2] = {{3, 1500}, {0, 14LL * 86400000}, {1, 0}};
+	struct cm_match_limit lim;
+	struct cm_jdoc d;
+	struct cm_err err;
+
+	cm_jdoc_init(&d, 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(cm_json_parse(&d, texts[i], strlen(texts[i]), &err), 0);
+		if (i == 3) {
+			assert_int_equal(cm_match_limit_read(&d, 0, &lim, &err), -1);
+			assert_string_equal(err.msg, "field 'limit.per_user': expected an integer "
+			                             "from 1 to 2147483647, got 0");
+			continue;
+		}
+		assert_int_equal(cm_match_limit_read(&d, 0, &lim, &err), 0);
+		assert_int_equal(lim.per_user, want[i][0]);
+		assert_int_equal(lim.cooldown_ms, want[i][1]);
+	}
+	cm_jdoc_release(&d);
 }
 
 static void test_validate_nul(void **state)
@@ -994,7 +1065,7 @@ static void test_match_lines(void **state)
 	    validate_with(cm_match_validate, WITH_PROPS("{}"), strlen(WITH_PROPS("{}")), &v), -1);
 	assert_string_equal(err_text, "field 'properties': unknown key (a match line has "
 	                              "campaign_id, event_id, user_id, event_type, occurred_at, "
-	                              "outcome and variant)");
+	                              "outcome, variant and limit)");
 	assert_int_equal(validate_with(cm_event_validate, good, strlen(good), &v), -1);
 	assert_string_equal(err_text, "field 'campaign_id': unknown key (event data belongs under "
 	                              "'properties')");
@@ -1005,10 +1076,10 @@ static void test_match_lines(void **state)
 	} while (0)
 	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"x\":1}",
 	      "field 'x': unknown key (a match line has campaign_id, event_id, user_id, "
-	      "event_type, occurred_at, outcome and variant)");
+	      "event_type, occurred_at, outcome, variant and limit)");
 	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"matches\":[]}",
 	      "field 'matches': unknown key (a match line has campaign_id, event_id, user_id, "
-	      "event_type, occurred_at, outcome and variant)");
+	      "event_type, occurred_at, outcome, variant and limit)");
 	BADML("{\"campaign_id\":\"7\",\"event_id\":\"e\"}",
 	      "field 'campaign_id': expected an integer campaign id from 1 to 9223372036854775807, "
 	      "got \"7\"");
@@ -1023,6 +1094,17 @@ static void test_match_lines(void **state)
 	      "field 'outcome': expected \"matched\", \"holdout\" or \"capped\", got \"x\"");
 	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"_m\":\"\\u0000\"}",
 	      "field '_m': must not contain NUL (\\u0000), got \"\\u0000\"");
+	BADML(ML "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"limit\":{\"per_user\":-1}}",
+	      "field 'limit.per_user': expected an integer from 1 to 2147483647, got -1");
+	{
+		static const char lim[] =
+		    ML "\"occurred_at\":\"2026-11-27T10:15:00Z\","
+		       "\"outcome\":\"holdout\",\"limit\":{\"cooldown\":\"PT12H\"}}";
+
+		assert_int_equal(validate_with(cm_record_validate, lim, strlen(lim), &v), 0);
+		assert_true(v.is_match);
+		assert_int_not_equal(v.limit, CM_JNONE);
+	}
 #undef BADML
 #undef ML
 }
@@ -1155,6 +1237,8 @@ int main(void)
 	    cmocka_unit_test(test_validate_view),
 	    cmocka_unit_test(test_validate_fields),
 	    cmocka_unit_test(test_validate_matches),
+	    cmocka_unit_test(test_validate_limit),
+	    cmocka_unit_test(test_limit_read),
 	    cmocka_unit_test(test_validate_nul),
 	    cmocka_unit_test(test_validate_surrogates),
 	    cmocka_unit_test(test_validate_numbers),

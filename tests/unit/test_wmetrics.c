@@ -22,6 +22,7 @@
 #include "redisx.h"
 #include "timefmt.h"
 #include "wmetrics.h"
+#include "testenv.h"
 
 static const char *url;
 
@@ -476,13 +477,8 @@ int main(void)
 	    cmocka_unit_test(test_render_odd_data),
 	};
 
-	url = getenv("CM_TEST_REDIS_URL");
-	if (!url || !*url) {
-		/* Not a skip: without a server these tests cannot pass. */
-		fprintf(stderr, "test_wmetrics: CM_TEST_REDIS_URL is not set "
-		                "(tests/run.sh starts a redis-server and sets it)\n");
-		printf("not ok - test_wmetrics: CM_TEST_REDIS_URL is not set\n");
+	url = test_server("test_wmetrics", "CM_TEST_REDIS_URL");
+	if (!url)
 		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
