@@ -22,7 +22,7 @@ build_pkgs=(
 	libhiredis-dev libpq-dev libjq-dev libonig-dev libcsv-dev libpcre2-dev
 	libmicrohttpd-dev libjwt-dev libsodium-dev
 )
-unit_pkgs=(libcmocka-dev redis-server)
+unit_pkgs=(libcmocka-dev redis-server postgresql)
 runtime_pkgs=(
 	libhiredis0.14 libpq5 libjq1 libcsv3 libpcre2-8-0
 	libmicrohttpd12 libjwt0 libsodium23 ca-certificates
