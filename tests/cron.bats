@@ -73,7 +73,7 @@ stream_ids() {
 	# the first import blocks on its input while it holds the lock
 	import "$T/slow.csv" >"$T/first.out" 2>&1 3>&- &
 	local first=$! i
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 600; i++)); do
 		flock -n "$T/lock" true || break
 		sleep 0.05
 	done
