@@ -126,6 +126,7 @@ redis_cleanup() {
 # --redis URL of an ACL user whose password is wrong, and checks that it was
 # refused at once, with status 4 (not retried as unreachable), saying so
 # without the password.
+# shellcheck disable=SC2154 # output and status are set by bats' run
 run_wrong_password() {
 	rcli acl setuser cmtest on '>right' '~*' '&*' '+@all' >/dev/null
 	SECONDS=0
