@@ -77,6 +77,12 @@ struct cm_rule_event {
 	const char *type;     /* decoded event_type (may point into scratch) */
 	size_t type_len;
 	int64_t time_ms; /* occurred_at */
+	/* The user's profile (CONTRACT 1.5): a parsed object of traits (root
+	 * token 0), or NULL when the user has none. cm_rule_event_init sets it
+	 * to NULL; the caller sets it before matching. Rules read it as
+	 * profile.TRAIT, and jq sees it as the event's "profile" member ({}
+	 * without one). */
+	const struct cm_jdoc *profile;
 };
 
 /* Checks that doc (root token 0) is a canonical event by the one definition
@@ -91,6 +97,11 @@ int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *doc, stru
  * value is built at most once, and only when a campaign with a jq predicate
  * has passed all its other conditions. */
 size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, const int64_t **ids);
+
+/* True when some active campaign that an event of this type can match reads
+ * the user's profile (a profile.* leaf, or a jq predicate whose text names
+ * profile): only then does the profile need to be looked up. */
+int cm_ruleset_reads_profile(const struct cm_ruleset *s, const char *type, size_t n);
 
 /* Runtime errors of jq predicates so far (each made its rule false). */
 unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s);

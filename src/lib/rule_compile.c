@@ -757,8 +757,12 @@ static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *m
 	b->nprobes = 0;
 	b->ids = s->index.nmember_ids;
 	b->nmem = n;
-	for (uint32_t i = 0; i < n; i++)
+	b->reads_profile = 0;
+	for (uint32_t i = 0; i < n; i++) {
 		s->index.member_ids[s->index.nmember_ids++] = s->index.active[members[i]].id;
+		b->reads_profile |=
+		    s->loaded.camps[s->index.active[members[i]].campaign].reads_profile;
+	}
 	b->begin = s->index.ncode;
 	for (uint32_t i = 0; i < n; i++)
 		if (s->index.active[members[i]].key == NONE &&

@@ -128,6 +128,7 @@ struct path_seg {
 	uint32_t off, len; /* the member name, in the pool */
 	int64_t index;     /* the name as an array index, or -1 */
 	uint64_t hash;
+	uint8_t prof; /* the path is profile or below it: read in the user's profile */
 };
 
 /* A campaign as loaded, whatever its status. */
@@ -141,6 +142,7 @@ struct campaign {
 	uint32_t types, ntypes; /* into typerefs; 0 types: any */
 	uint32_t where;         /* the root of its condition tree, or NONE */
 	int64_t jq;             /* its jq slot, or -1 */
+	uint8_t reads_profile;  /* a profile.* leaf, or a jq predicate naming profile */
 };
 
 /* An active campaign as the matcher sees it, indexed by rank (id order). */
@@ -252,7 +254,8 @@ struct probe {
 struct bucket {
 	uint32_t begin, end; /* campaigns without a key: in code */
 	uint32_t probes, nprobes;
-	uint32_t ids, nmem; /* the members' ids in local rank order: in member_ids */
+	uint32_t ids, nmem;    /* the members' ids in local rank order: in member_ids */
+	uint8_t reads_profile; /* some member reads the user's profile */
 };
 
 /* An entry of the key table: a probe, a value and its candidate list. */
@@ -291,9 +294,10 @@ struct key_jv {
 /* A path's value in the current event, filled lazily; each *ok says that
  * the field after it is computed. */
 struct path_value {
-	uint32_t gen; /* the event it belongs to: current when equal to the set's */
-	uint32_t tok; /* its token, or CM_JNONE */
-	uint8_t cls;  /* C_* */
+	const struct cm_jdoc *doc; /* the document tok is in: the event or the profile */
+	uint32_t gen;              /* the event it belongs to: current when equal to the set's */
+	uint32_t tok;              /* its token, or CM_JNONE */
+	uint8_t cls;               /* C_* */
 	uint8_t numok, strok, sidok, pfxok;
 	uint32_t sid;
 	uint64_t pfx; /* bit k: starts with the path's prefix k */
@@ -374,6 +378,7 @@ struct rules_index {
  * nothing: the event being matched and what is known of it so far. */
 struct rules_scratch {
 	const struct cm_jdoc *doc;
+	const struct cm_jdoc *prof;  /* the user's traits (root 0), or NULL */
 	struct path_value *pathvals; /* by path */
 	uint32_t gen;                /* the current event's generation */
 	struct cm_buf arena;         /* decoded strings of the event */
@@ -425,6 +430,7 @@ struct load_ctx {
 	unsigned flags;
 	int nprob;
 	int oom;
+	int reads_profile; /* the campaign so far has a profile.* leaf */
 	struct cm_buf path;
 	struct cm_buf msg;
 	struct cm_buf str; /* decoded strings (rule_tok_str) */
@@ -606,6 +612,9 @@ const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n);
  * reporting every problem inside it; returns its root, NONE if there was
  * any. */
 uint32_t rule_where_build(struct load_ctx *lc, uint32_t t);
+/* The jq input of an event: the event (root 0 of d) with "profile" added,
+ * the traits at root 0 of prof, or {} when prof is NULL (rule_match.c). */
+jv rule_event_jv(struct cm_ruleset *s, const struct cm_jdoc *d, const struct cm_jdoc *prof);
 /* Compiles the set's jq predicates, keeping jq's message for each that
  * fails in slot_errors (rule_compile.c). Returns 0, or -1 with err when memory
  * is out. */

@@ -125,6 +125,9 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 			const char *p = rule_tok_str(lc, tjq, &n);
 
 			c->jq = cm_jqx_add(lc->s->jqx, p, n, &err);
+			/* A predicate that names the profile needs it fetched. */
+			if (memmem(p, n, "profile", 7))
+				lc->reads_profile = 1;
 			if (c->jq < 0) {
 				rule_problem(lc, "%s", err.msg);
 				c->bad = 1;
@@ -265,6 +268,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 		return;
 	}
 	lc->id = 0;
+	lc->reads_profile = 0;
 	rule_path_pop(lc, 0);
 	if (d->tok[t].type != CM_JOBJ) {
 		rule_problem(lc, "expected a campaign object, not %s", rule_type_word(d, t));
@@ -399,6 +403,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 	}
 	if (lc->oom)
 		return;
+	c.reads_profile = (uint8_t)lc->reads_profile;
 	if (PUSH(ld->camps, ld->ncamp, ld->campcap, c) < 0)
 		lc->oom = 1;
 }

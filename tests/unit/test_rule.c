@@ -115,6 +115,36 @@ static int match(struct cm_ruleset *s, const char *event, int64_t *ids, size_t m
 	return (int)n;
 }
 
+/* match with a profile: prof is the traits object text, or NULL. */
+static int match_prof(struct cm_ruleset *s, const char *event, const char *prof, int64_t *ids,
+                      size_t max)
+{
+	struct cm_jdoc d, pd;
+	struct cm_buf scratch;
+	struct cm_rule_event ev;
+	struct cm_err err;
+	const int64_t *got;
+	size_t n;
+
+	cm_jdoc_init(&d, 64);
+	cm_jdoc_init(&pd, 64);
+	cm_buf_init(&scratch, 0);
+	if (cm_json_parse(&d, event, strlen(event), &err) < 0)
+		fail_msg("bad test event %s: %s", event, err.msg);
+	if (prof && cm_json_parse(&pd, prof, strlen(prof), &err) < 0)
+		fail_msg("bad test profile %s: %s", prof, err.msg);
+	assert_int_equal(cm_rule_event_init(&ev, &d, &scratch, &err), 0);
+	assert_null(ev.profile);
+	ev.profile = prof ? &pd : NULL;
+	n = cm_ruleset_match(s, &ev, &got);
+	for (size_t i = 0; i < n && i < max; i++)
+		ids[i] = got[i];
+	cm_jdoc_release(&d);
+	cm_jdoc_release(&pd);
+	cm_buf_release(&scratch);
+	return (int)n;
+}
+
 /* Does the single condition where hold on an event whose extra members
  * are members ("properties":{...} and so on; "properties":{} when members
  * has none)? */
@@ -778,6 +808,196 @@ static void test_jq(void **state)
 	cm_ruleset_free(s);
 }
 
+/* A campaign of id ID with the rule text RULE, for the profile tests. */
+#define PCAMP(id, rule)                                                                            \
+	"{\"id\":" #id ",\"name\":\"p" #id "\",\"status\":\"active\",\"rule\":" rule "}"
+
+static void test_profile(void **state)
+{
+	struct cm_ruleset *s;
+	int64_t ids[16];
+	static const char ev[] = "{\"event_id\":\"e\",\"event_type\":\"purchase\",\"user_id\":"
+	                         "\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":"
+	                         "{\"plan\":\"free\",\"amount\":5}}";
+	static const char view[] =
+	    "{\"event_id\":\"v\",\"event_type\":\"view\",\"user_id\":"
+	    "\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}";
+
+	(void)state;
+	/* profile paths through every kind of leaf: eq and in (indexed keys),
+	 * thresholds, nested traits, exists / not_exists, and jq. */
+	s = load_ok("[" PCAMP(1,
+	                      "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.plan\","
+	                      "\"op\":\"eq\",\"value\":\"pro\"}}") "," PCAMP(2, "{\"event_type\":"
+	                                                                        "\"purchase\","
+	                                                                        "\"where\":{"
+	                                                                        "\"field\":"
+	                                                                        "\"profile.plan\","
+	                                                                        "\"op\":"
+	                                                                        "\"in\",\"value\":["
+	                                                                        "\"team\",\"pro\"]}"
+	                                                                        "}") "," PCAMP(3,
+	                                                                                       "{\""
+	                                                                                       "whe"
+	                                                                                       "re"
+	                                                                                       "\":"
+	                                                                                       "{\""
+	                                                                                       "all"
+	                                                                                       "\":"
+	                                                                                       "["
+	                                                                                       "{\""
+	                                                                                       "fie"
+	                                                                                       "ld"
+	                                                                                       "\":"
+	                                                                                       "\"p"
+	                                                                                       "rof"
+	                                                                                       "ile"
+	                                                                                       ".se"
+	                                                                                       "ats"
+	                                                                                       "\","
+	                                                                                       "\"o"
+	                                                                                       "p\""
+	                                                                                       ":\""
+	                                                                                       "gte"
+	                                                                                       "\","
+	                                                                                       "\"v"
+	                                                                                       "alu"
+	                                                                                       "e\""
+	                                                                                       ":10"
+	                                                                                       "},"
+	                                                                                       "{\""
+	                                                                                       "fie"
+	                                                                                       "ld"
+	                                                                                       "\":"
+	                                                                                       "\"p"
+	                                                                                       "rop"
+	                                                                                       "ert"
+	                                                                                       "ies"
+	                                                                                       "."
+	                                                                                       "amo"
+	                                                                                       "unt"
+	                                                                                       "\","
+	                                                                                       "\"o"
+	                                                                                       "p\""
+	                                                                                       ":\""
+	                                                                                       "gt"
+	                                                                                       "\","
+	                                                                                       "\"v"
+	                                                                                       "alu"
+	                                                                                       "e\""
+	                                                                                       ":1}"
+	                                                                                       "]}"
+	                                                                                       "}") "," PCAMP(4,
+	                                                                                                      "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.address.city\","
+	                                                                                                      "\"op\":\"starts_with\",\"value\":\"Ber\"}}") "," PCAMP(5, "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.plan\",\"op\":"
+	                                                                                                                                                                 "\"not_exists\"}}") "," PCAMP(6, "{\"event_type\":\"purchase\",\"jq\":\"."
+	                                                                                                                                                                                                  "profile.plan == \\\"pro\\\"\"}") "," PCAMP(7, "{\"event_type\":\"purchase\",\"jq\":\".profile | keys | length == "
+	                                                                                                                                                                                                                                                 "0\"}") "," PCAMP(8,
+	                                                                                                                                                                                                                                                                   "{\"event_type\":\"purchase\",\"where\":{\"field\":"
+	                                                                                                                                                                                                                                                                   "\"properties.plan\",\"op\":\"eq\",\"value\":"
+	                                                                                                                                                                                                                                                                   "\"free\"}}") "]");
+	/* No profile: every profile.* is missing, jq sees "profile":{}. */
+	assert_int_equal(match_prof(s, ev, NULL, ids, 16), 3);
+	assert_int_equal(ids[0], 5);
+	assert_int_equal(ids[1], 7);
+	assert_int_equal(ids[2], 8);
+	assert_int_equal(match_prof(s, ev, "{}", ids, 16), 3);
+	assert_int_equal(match_prof(s, ev,
+	                            "{\"plan\":\"pro\",\"seats\":12,\"address\":{\"city\":"
+	                            "\"Berlin\"}}",
+	                            ids, 16),
+	                 6);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 2);
+	assert_int_equal(ids[2], 3);
+	assert_int_equal(ids[3], 4);
+	assert_int_equal(ids[4], 6);
+	assert_int_equal(ids[5], 8);
+	/* The profile's own types count: "10" is not 10, and the event's
+	 * properties.plan is not the profile's plan. */
+	assert_int_equal(match_prof(s, ev, "{\"plan\":\"team\",\"seats\":\"10\"}", ids, 16), 2);
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(ids[1], 8);
+	assert_int_equal(match_prof(s, ev, "{\"plan\":null,\"seats\":10}", ids, 16), 3);
+	assert_int_equal(ids[0], 3);
+	assert_int_equal(ids[1], 5);
+	assert_int_equal(ids[2], 8);
+	/* Which types need the profile looked up: purchase (1, 2, 4-7) and,
+	 * through campaign 3 of any type, every other type too. */
+	assert_true(cm_ruleset_reads_profile(s, "purchase", 8));
+	assert_true(cm_ruleset_reads_profile(s, "view", 4));
+	assert_int_equal(match_prof(s, view, "{\"seats\":99}", ids, 16), 0);
+	cm_ruleset_free(s);
+
+	s = load_ok("[" PCAMP(1,
+	                      "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.plan\","
+	                      "\"op\":\"eq\",\"value\":\"pro\"}}") "," PCAMP(2, "{\"event_type\":"
+	                                                                        "\"view\"}") "]");
+	assert_true(cm_ruleset_reads_profile(s, "purchase", 8));
+	assert_false(cm_ruleset_reads_profile(s, "view", 4));
+	assert_false(cm_ruleset_reads_profile(s, "other", 5));
+	cm_ruleset_free(s);
+
+	/* "profile" alone is a path error with the campaign and the path. */
+	BAD("[" PCAMP(9, "{\"where\":{\"all\":[{\"field\":\"profile\",\"op\":\"exists\"}]}}") "]",
+	    "c.json:1: campaign 9: rule.where.all[0].field: \"profile\" alone is not a trait "
+	    "(expected profile.TRAIT such as profile.plan)");
+}
+
+/* An eq index on a profile path finds the same campaigns as testing each
+ * one: many campaigns keyed on profile.plan and on a property. */
+static void test_profile_index(void **state)
+{
+	struct cm_buf text;
+	struct cm_ruleset *s;
+	static const char *const plans[] = {"free", "basic", "pro", "team"};
+	int64_t ids[64];
+	char ev[256];
+
+	(void)state;
+	cm_buf_init(&text, 0);
+	cm_buf_adds(&text, "[");
+	for (int i = 1; i <= 40; i++)
+		cm_buf_addf(
+		    &text,
+		    "%s{\"id\":%d,\"name\":\"c%d\",\"status\":\"active\",\"rule\":{"
+		    "\"event_type\":\"t\",\"where\":{\"all\":[{\"field\":\"%s\",\"op\":\"eq\","
+		    "\"value\":\"%s\"},{\"field\":\"properties.n\",\"op\":\"gte\",\"value\":%d}]}}"
+		    "}",
+		    i > 1 ? "," : "", i, i, i % 2 ? "profile.plan" : "properties.plan",
+		    plans[i % 4], i % 5);
+	cm_buf_adds(&text, "]");
+	s = load_ok(text.data);
+	for (int p = 0; p < 4; p++)
+		for (int q = 0; q < 4; q++)
+			for (int n = 0; n < 6; n++) {
+				char prof[64];
+				int got, want = 0;
+
+				snprintf(
+				    ev, sizeof(ev),
+				    "{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\","
+				    "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{"
+				    "\"plan\":\"%s\",\"n\":%d}}",
+				    plans[q], n);
+				snprintf(prof, sizeof(prof), "{\"plan\":\"%s\"}", plans[p]);
+				got = match_prof(s, ev, prof, ids, 64);
+				for (int i = 1, k = 0; i <= 40; i++) {
+					int plan = i % 2 ? p : q;
+
+					if (i % 4 != plan || n < i % 5)
+						continue;
+					want++;
+					assert_true(k < got);
+					assert_int_equal(ids[k], i);
+					k++;
+				}
+				assert_int_equal(got, want);
+			}
+	cm_ruleset_free(s);
+	cm_buf_release(&text);
+}
+
 static void test_validate_one(void **state)
 {
 	struct cm_err err = {"", 0};
@@ -1283,6 +1503,8 @@ int main(void)
 	    cmocka_unit_test(test_types_status_order),
 	    cmocka_unit_test(test_event_init),
 	    cmocka_unit_test(test_jq),
+	    cmocka_unit_test(test_profile),
+	    cmocka_unit_test(test_profile_index),
 	    cmocka_unit_test(test_validate_one),
 	    cmocka_unit_test(test_add_from_doc),
 	    cmocka_unit_test(test_index_vs_brute_force),
