@@ -19,6 +19,7 @@
 #include "lines.h"
 #include "out.h"
 #include "pg.h"
+#include "profiles.h"
 #include "rule.h"
 
 /* jq runtime errors reported one by one before they are only counted. */
@@ -37,6 +38,9 @@ static const char usage_text[] =
     "      --emit events|matches\n"
     "                         events (default): every event, annotated;\n"
     "                         matches: one line per (campaign, event) match\n"
+    "      --profiles FILE    users' traits for profile.* rules: NDJSON lines\n"
+    "                         {\"user_id\":...,\"traits\":{...}}; identify events\n"
+    "                         of the input update them as they pass\n"
     "      --check            validate the campaigns and exit; read no events\n"
     "      --stats            print counts on stderr at the end\n"
     "      --max-line SIZE    longest event line accepted (default 2M: what\n"
@@ -51,13 +55,14 @@ static const char usage_text[] =
     "configuration error, 3 the database cannot be reached, 5 a read or write\n"
     "error.\n";
 
-enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK };
+enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK, OPT_PROFILES };
 
 static const struct option long_options[] = {
     {"campaigns", required_argument, NULL, 'c'},
     {"matched-only", no_argument, NULL, OPT_MATCHED_ONLY},
     {"emit", required_argument, NULL, OPT_EMIT},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"profiles", required_argument, NULL, OPT_PROFILES},
     {"stats", no_argument, NULL, OPT_STATS},
     CM_OPTION_MAX_LINE,
     {"help", no_argument, NULL, 'h'},
@@ -76,6 +81,9 @@ static void on_hup(int sig)
 
 struct run {
 	const char *campaigns;
+	const char *profiles_spec;    /* --profiles */
+	struct cm_profiles *profiles; /* in memory: the file's and the input's identify events */
+	struct cm_jdoc prof_doc;      /* the profile of the event being matched */
 	int matched_only, emit_matches, stats, check;
 	struct cm_common_opts opt; /* --max-line */
 	struct cm_ruleset *set;
@@ -83,8 +91,9 @@ struct run {
 	struct cm_out out;
 	struct cm_jdoc doc;
 	struct cm_buf scratch;
-	struct cm_buf rec;  /* the matches part of one output record */
-	struct cm_buf tail; /* --emit matches: the part after the campaign id */
+	struct cm_buf scratch2; /* a decoded user_id */
+	struct cm_buf rec;      /* the matches part of one output record */
+	struct cm_buf tail;     /* --emit matches: the part after the campaign id */
 	struct cm_progress progress;
 	unsigned long long events, matched, matches, rejected;
 	unsigned long long jq_errors_before; /* from sets replaced by reloads */
@@ -92,6 +101,7 @@ struct run {
 	unsigned long line;
 	unsigned jq_warned;
 	int io_error;
+	int fatal; /* an exit status to stop with (memory ran out) */
 };
 
 /* Prints each campaign problem as it is found. */
@@ -180,6 +190,42 @@ static struct cm_ruleset *load_campaigns(const char *spec)
 out:
 	cm_buf_release(&text);
 	return set;
+}
+
+/* Loads the --profiles file into r->profiles; every bad line is reported
+ * and makes it a configuration error (exit 2), as a bad campaign does. */
+static int load_profiles(struct run *r, const char *path)
+{
+	struct cm_lines lr;
+	struct cm_err err;
+	struct cm_jdoc d;
+	const char *line;
+	size_t len;
+	int bad = 0, st;
+
+	if (cm_lines_open(&lr, path, r->opt.max_line, &err) < 0) {
+		cm_warn("--profiles: %s", err.msg);
+		return -1;
+	}
+	cm_jdoc_init(&d, 64);
+	while ((st = cm_lines_next(&lr, &line, &len, &err)) != CM_LINE_EOF) {
+		if (st == CM_LINE_ERR) {
+			cm_warn("%s", err.msg);
+			bad++;
+			break;
+		}
+		if (st == CM_LINE_LONG) {
+			cm_warn("%s:%lu: line longer than %zu bytes", lr.name, lr.lineno,
+			        r->opt.max_line);
+			bad++;
+		} else if (cm_profiles_load_line(r->profiles, &d, line, len, &err) < 0) {
+			cm_warn("%s:%lu: %s", lr.name, lr.lineno, err.msg);
+			bad++;
+		}
+	}
+	cm_jdoc_release(&d);
+	cm_lines_release(&lr);
+	return bad ? -1 : 0;
 }
 
 /* Replaces the campaign set with a fresh load of the file, or keeps the
@@ -423,6 +469,23 @@ static void reject(struct run *r, const char *msg)
 	cm_warn("%s:%lu: %s", r->file, r->line, line);
 }
 
+/* The profile of ev's user, parsed into r->prof_doc, or NULL when the user
+ * has none. */
+static const struct cm_jdoc *profile_of(struct run *r, const struct cm_rule_event *ev)
+{
+	const char *user, *text;
+	size_t un, tn;
+	struct cm_err err;
+
+	user = cm_json_str(ev->doc, ev->user_tok, &r->scratch2, &un);
+	if (!user)
+		return NULL;
+	text = cm_profiles_get(r->profiles, user, un, &tn);
+	if (!text || cm_json_parse(&r->prof_doc, text, tn, &err) < 0)
+		return NULL;
+	return &r->prof_doc;
+}
+
 /* Parses, checks and matches one line, and writes what it yields. */
 static void process_line(struct run *r, const char *line, size_t len)
 {
@@ -446,6 +509,8 @@ static void process_line(struct run *r, const char *line, size_t len)
 		reject(r, err.msg);
 		return;
 	}
+	if (cm_ruleset_reads_profile(r->set, ev.type, ev.type_len))
+		ev.profile = profile_of(r, &ev);
 	n = cm_ruleset_match(r->set, &ev, &ids);
 	r->events++;
 	if (n) {
@@ -456,6 +521,11 @@ static void process_line(struct run *r, const char *line, size_t len)
 		emit_matches(r, &ev, ids, n);
 	else if (n || !r->matched_only)
 		emit_event(r, &ev, ids, n);
+	/* An identify event counts for the events after it, not for itself. */
+	if (cm_profiles_is_identify(&ev) && cm_profiles_identify(r->profiles, &ev, &err) < 0) {
+		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+	}
 }
 
 /* Reads one input and processes its lines; output is flushed whenever the
@@ -503,7 +573,7 @@ static int process_file(struct run *r, const char *path)
 			process_line(r, line, len);
 		}
 		cm_progress_tick(&r->progress, len + 1);
-		if (r->out.closed || r->out.error)
+		if (r->out.closed || r->out.error || r->fatal)
 			break;
 		if (lr.buf != last_buf || lr.bytes != last_bytes) {
 			last_buf = lr.buf;
@@ -548,6 +618,11 @@ static void parse_options(struct run *r, int argc, char **argv)
 			break;
 		case OPT_CHECK:
 			r->check = 1;
+			break;
+		case OPT_PROFILES:
+			if (!*optarg)
+				cm_usage_error("--profiles: empty file name");
+			r->profiles_spec = optarg;
 			break;
 		case OPT_STATS:
 			r->stats = 1;
@@ -607,10 +682,23 @@ int main(int argc, char **argv)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
 
+	r.profiles = cm_profiles_new();
+	if (!r.profiles || (r.profiles_spec && load_profiles(&r, r.profiles_spec) < 0)) {
+		if (!r.profiles)
+			cm_warn("out of memory");
+		cm_profiles_free(r.profiles);
+		if (r.db)
+			cm_campdb_close(r.db);
+		else
+			cm_ruleset_free(r.set);
+		return r.profiles ? CM_EXIT_USAGE : CM_EXIT_SYSTEM;
+	}
 	cm_ruleset_on_jq_error(r.set, report_jq_error, &r);
 	cm_out_init(&r.out, STDOUT_FILENO);
 	cm_jdoc_init(&r.doc, 64);
+	cm_jdoc_init(&r.prof_doc, 64);
 	cm_buf_init(&r.scratch, 0);
+	cm_buf_init(&r.scratch2, 0);
 	cm_buf_init(&r.rec, 0);
 	cm_buf_init(&r.tail, 0);
 	cm_progress_init(&r.progress);
@@ -624,6 +712,8 @@ int main(int argc, char **argv)
 	if (cm_out_release(&r.out) < 0 && r.out.error) {
 		cm_warn("write error: %s", strerror(r.out.error));
 		status = CM_EXIT_SYSTEM;
+	} else if (r.fatal) {
+		status = r.fatal;
 	} else if (!r.out.closed) {
 		if (input_error)
 			status = input_error;
@@ -639,7 +729,10 @@ int main(int argc, char **argv)
 	else
 		cm_ruleset_free(r.set);
 	cm_jdoc_release(&r.doc);
+	cm_jdoc_release(&r.prof_doc);
+	cm_profiles_free(r.profiles);
 	cm_buf_release(&r.scratch);
+	cm_buf_release(&r.scratch2);
 	cm_buf_release(&r.rec);
 	cm_buf_release(&r.tail);
 	return status;

@@ -1,0 +1,158 @@
+/* strmap.c - byte strings to dense indexes, open addressing with linear
+ * probing over a table of entry numbers. */
+#include "strmap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A 64-bit hash of key[0..n): 8 bytes at a time, each mixed with a
+ * multiply and a shift, finished so that every input bit reaches the low
+ * bits the table uses. */
+uint64_t cm_strmap_hash(const void *key, size_t n, uint64_t seed)
+{
+	const unsigned char *p = key;
+	uint64_t h = seed ^ 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+
+	while (n >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+		h ^= h >> 32;
+		p += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t w = 0;
+
+		memcpy(&w, p, n);
+		h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+		h ^= h >> 29;
+	}
+	h *= 0x94D049BB133111EBULL;
+	return h ^ (h >> 31);
+}
+
+/* Sets up an empty map. */
+void cm_strmap_init(struct cm_strmap *m)
+{
+	memset(m, 0, sizeof(*m));
+	cm_buf_init(&m->keys, 0);
+}
+
+/* Frees the table, the entries and the keys. */
+void cm_strmap_release(struct cm_strmap *m)
+{
+	free(m->slots);
+	free(m->ents);
+	cm_buf_release(&m->keys);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Empties the map, keeping its memory. */
+void cm_strmap_clear(struct cm_strmap *m)
+{
+	if (m->slots)
+		memset(m->slots, 0, (size_t)m->nslots * sizeof(*m->slots));
+	m->n = 0;
+	cm_buf_reset(&m->keys);
+}
+
+/* Doubles the table (or makes the first one) and puts every entry back. */
+static int grow_slots(struct cm_strmap *m)
+{
+	uint32_t cap = m->nslots ? m->nslots * 2 : 64;
+	uint32_t *t;
+
+	if (cap > (uint32_t)1 << 31)
+		return -1;
+	t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -1;
+	for (uint32_t e = 0; e < m->n; e++) {
+		uint32_t i = (uint32_t)m->ents[e].hash & (cap - 1);
+
+		while (t[i])
+			i = (i + 1) & (cap - 1);
+		t[i] = e + 1;
+	}
+	free(m->slots);
+	m->slots = t;
+	m->nslots = cap;
+	return 0;
+}
+
+/* The slot that holds key (hash h), or the empty slot where it would go. */
+static uint32_t probe(const struct cm_strmap *m, uint64_t h, const void *key, size_t n)
+{
+	uint32_t i = (uint32_t)h & (m->nslots - 1);
+
+	for (; m->slots[i]; i = (i + 1) & (m->nslots - 1)) {
+		const struct cm_strmap_ent *e = &m->ents[m->slots[i] - 1];
+
+		if (e->hash == h && e->len == n && memcmp(m->keys.data + e->off, key, n) == 0)
+			break;
+	}
+	return i;
+}
+
+/* Looks key up. */
+int64_t cm_strmap_find(const struct cm_strmap *m, const void *key, size_t n)
+{
+	uint64_t h;
+	uint32_t i;
+
+	if (!m->n)
+		return -1;
+	h = cm_strmap_hash(key, n, 0);
+	i = probe(m, h, key, n);
+	return m->slots[i] ? (int64_t)m->slots[i] - 1 : -1;
+}
+
+/* Adds key when it is new: the table is kept at most half full. */
+int cm_strmap_add(struct cm_strmap *m, const void *key, size_t n, uint32_t *index)
+{
+	uint64_t h = cm_strmap_hash(key, n, 0);
+	uint32_t i;
+
+	if (m->nslots) {
+		i = probe(m, h, key, n);
+		if (m->slots[i]) {
+			*index = m->slots[i] - 1;
+			return 0;
+		}
+	}
+	if (m->n >= CM_STRMAP_MAX || n >= (uint32_t)1 << 31 || m->keys.len + n >= (size_t)1 << 31)
+		return -1;
+	if ((m->n + 1) * 2 > m->nslots && grow_slots(m) < 0)
+		return -1;
+	if (m->n == m->cap) {
+		uint32_t cap = m->cap ? m->cap * 2 : 64;
+		struct cm_strmap_ent *e = realloc(m->ents, (size_t)cap * sizeof(*e));
+
+		if (!e)
+			return -1;
+		m->ents = e;
+		m->cap = cap;
+	}
+	{
+		size_t off = m->keys.len;
+
+		if (cm_buf_add(&m->keys, key, n) < 0)
+			return -1;
+		m->ents[m->n].hash = h;
+		m->ents[m->n].off = (uint32_t)off;
+		m->ents[m->n].len = (uint32_t)n;
+	}
+	i = probe(m, h, key, n);
+	m->slots[i] = m->n + 1;
+	*index = m->n++;
+	return 1;
+}
+
+/* The key of entry i. */
+const char *cm_strmap_key(const struct cm_strmap *m, uint32_t i, size_t *n)
+{
+	*n = m->ents[i].len;
+	return m->keys.data + m->ents[i].off;
+}
