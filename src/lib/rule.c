@@ -114,6 +114,7 @@ static void loaded_release(struct rules_loaded *ld)
 	free(ld->setnums);
 	free(ld->setstrs);
 	free(ld->typerefs);
+	free(ld->variants);
 	free(ld->regexes);
 	free(ld->regex_jit);
 	free(ld->paths);
@@ -142,6 +143,11 @@ static void index_release(struct rules_index *ix)
 	free(ix->path_prefix);
 	free(ix->path_nprefixes);
 	free(ix->member_ids);
+	free(ix->member_camps);
+	free(ix->ctls);
+	free(ix->ctl_variants);
+	free(ix->ctl_weights);
+	free(ix->camp_ctl);
 }
 
 /* Frees the matching scratch. */

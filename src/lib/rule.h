@@ -108,6 +108,43 @@ unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s);
 /* Sets a callback for each jq runtime error (none by default). */
 void cm_ruleset_on_jq_error(struct cm_ruleset *s, cm_rule_jqerrfn *fn, void *ctx);
 
+/* A variant of a campaign's A/B split. */
+struct cm_rule_variant {
+	const char *name; /* decoded */
+	size_t len;
+	const char *json; /* the name as a JSON string literal, quotes included */
+	size_t json_len;
+};
+
+/* A campaign's delivery controls (CONTRACT 1.6), as validated: what
+ * happens to a user who satisfies its rule. */
+struct cm_rule_controls {
+	int64_t id;
+	double holdout; /* in [0, 1); 0: no holdout */
+	uint32_t nvariants;
+	const struct cm_rule_variant *variants; /* nvariants of them, in order */
+	const double *weights;                  /* their weights, for cm_bucket_group */
+	int64_t per_user;                       /* limit.per_user; 0: no count limit */
+	int64_t cooldown_ms;                    /* limit.cooldown; 0: no cooldown */
+	const char *cooldown;                   /* limit.cooldown as written, or NULL */
+	size_t cooldown_len;
+	const char *limit; /* the limit object as compact JSON, or NULL: not limited */
+	size_t limit_len;
+};
+/* Most variants a campaign may have. */
+#define CM_RULE_MAX_VARIANTS 100
+/* Longest variant name, in bytes. */
+#define CM_RULE_VARIANT_MAX 64
+
+/* The delivery controls of campaign id (any status) of a compiled set, or
+ * NULL when it has none (every candidate is then matched) or is unknown. */
+const struct cm_rule_controls *cm_ruleset_controls(const struct cm_ruleset *s, int64_t id);
+/* The same for the k-th campaign of the last cm_ruleset_match (cheaper:
+ * no lookup). */
+const struct cm_rule_controls *cm_ruleset_hit_controls(const struct cm_ruleset *s, size_t k);
+/* True when some active campaign has delivery controls. */
+int cm_ruleset_has_controls(const struct cm_ruleset *s);
+
 /* Flags of cm_campaign_validate. */
 enum { CM_RULE_ID_OPTIONAL = 1 /* the id may be absent (assigned later) */ };
 /* Validates one campaign object text completely (jq and regular

@@ -131,6 +131,14 @@ struct path_seg {
 	uint8_t prof; /* the path is profile or below it: read in the user's profile */
 };
 
+/* A variant of a campaign's A/B split: its decoded name in the pool (and,
+ * once compiled, the name as a JSON string literal). */
+struct variant {
+	uint32_t off, len;
+	uint32_t jsoff, jslen;
+	double weight;
+};
+
 /* A campaign as loaded, whatever its status. */
 struct campaign {
 	int64_t id;         /* 0 when absent or invalid */
@@ -143,6 +151,12 @@ struct campaign {
 	uint32_t where;         /* the root of its condition tree, or NONE */
 	int64_t jq;             /* its jq slot, or -1 */
 	uint8_t reads_profile;  /* a profile.* leaf, or a jq predicate naming profile */
+	/* Delivery controls (CONTRACT 1.6): */
+	double holdout;                /* 0: none */
+	uint32_t variants, nvariants;  /* into loaded.variants; 0 variants: none */
+	int64_t per_user, cooldown_ms; /* 0: not limited that way */
+	uint32_t limit_off, limit_len; /* the limit object, compact, in the pool; len 0: none */
+	uint32_t cooldown_off, cooldown_len; /* limit.cooldown as written, in the pool */
 };
 
 /* An active campaign as the matcher sees it, indexed by rank (id order). */
@@ -329,6 +343,8 @@ struct rules_loaded {
 	uint32_t nsetstr, setstrcap;
 	struct str_ref *typerefs; /* each campaign's event types */
 	uint32_t ntyperef, typerefcap;
+	struct variant *variants; /* each campaign's variants */
+	uint32_t nvariant, variantcap;
 	pcre2_code **regexes;
 	uint32_t nregex, regexcap;
 	uint8_t *regex_jit; /* per regex: JIT compiled */
@@ -369,7 +385,13 @@ struct rules_index {
 	uint32_t *path_prefix;   /* per path: its first in prefixes */
 	uint8_t *path_nprefixes; /* per path: how many */
 	int64_t *member_ids;     /* each bucket's member ids */
+	uint32_t *member_camps;  /* and their campaigns, in camps */
 	uint32_t nmember_ids;
+	struct cm_rule_controls *ctls; /* the delivery controls of the campaigns that have them */
+	struct cm_rule_variant *ctl_variants;
+	double *ctl_weights;
+	uint32_t *camp_ctl; /* per campaign: its index in ctls + 1, or 0 */
+	uint32_t nctls;
 	char **slot_errors; /* per jq slot: jq's message when it does not compile */
 	uint32_t nslot_errors;
 };
@@ -605,6 +627,9 @@ size_t rule_path_index(struct load_ctx *lc, uint32_t i);
 void rule_path_pop(struct load_ctx *lc, size_t mark);
 /* Decoded bytes of string token t (valid until the next call). */
 const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n);
+
+/* The campaign with id, or NONE (rule_load.c). */
+uint32_t rule_camp_find(const struct rules_loaded *ld, int64_t id);
 
 /* ---- between the parts ---- */
 

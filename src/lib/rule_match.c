@@ -867,3 +867,34 @@ int cm_ruleset_reads_profile(const struct cm_ruleset *s, const char *type, size_
 		return 0;
 	return s->index.buckets[type_bucket(s, type, n)].reads_profile;
 }
+
+/* The controls of campaign id, found through the id table. */
+const struct cm_rule_controls *cm_ruleset_controls(const struct cm_ruleset *s, int64_t id)
+{
+	uint32_t c;
+
+	if (!s->index.camp_ctl)
+		return NULL;
+	c = rule_camp_find(&s->loaded, id);
+	if (c == NONE || !s->index.camp_ctl[c])
+		return NULL;
+	return &s->index.ctls[s->index.camp_ctl[c] - 1];
+}
+
+/* The controls of the k-th hit of the last match, through its bucket. */
+const struct cm_rule_controls *cm_ruleset_hit_controls(const struct cm_ruleset *s, size_t k)
+{
+	uint32_t c, ctl;
+
+	if (!s->index.nctls || k >= s->scratch.nhits)
+		return NULL;
+	c = s->index.member_camps[s->scratch.cur_bucket->ids + s->scratch.hits[k]];
+	ctl = s->index.camp_ctl[c];
+	return ctl ? &s->index.ctls[ctl - 1] : NULL;
+}
+
+/* Whether any active campaign has controls. */
+int cm_ruleset_has_controls(const struct cm_ruleset *s)
+{
+	return s->index.nctls > 0;
+}
