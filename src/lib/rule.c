@@ -5,6 +5,7 @@
 #include "rule_int.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,9 @@ const char *rule_type_word(const struct cm_jdoc *d, uint32_t t)
 
 /* ---- the set ---- */
 
+/* The serial number of the last set made. */
+static _Atomic uint64_t last_serial;
+
 /* Makes an empty set. */
 struct cm_ruleset *cm_ruleset_new(void)
 {
@@ -82,6 +86,7 @@ struct cm_ruleset *cm_ruleset_new(void)
 
 	if (!s)
 		return NULL;
+	s->serial = atomic_fetch_add(&last_serial, 1) + 1;
 	cm_buf_init(&s->loaded.pool, 0);
 	cm_buf_init(&s->scratch.arena, 0);
 	cm_buf_init(&s->scratch.tmp, 0);
@@ -194,6 +199,35 @@ size_t cm_ruleset_active(const struct cm_ruleset *s)
 {
 	return s->index.nactive;
 }
+/* The set's serial number. */
+uint64_t cm_ruleset_serial(const struct cm_ruleset *s)
+{
+	return s->serial;
+}
+
+/* Groups are the type buckets of the matcher. */
+uint32_t cm_ruleset_ngroups(const struct cm_ruleset *s)
+{
+	return s->index.buckets ? s->index.nbucket : 0;
+}
+
+/* The bucket of an event type. */
+uint32_t cm_ruleset_group(const struct cm_ruleset *s, const char *type, size_t n)
+{
+	return s->index.buckets ? type_bucket(s, type, n) : 0;
+}
+
+/* A bucket's members, in rank order, which is id order. */
+size_t cm_ruleset_group_members(const struct cm_ruleset *s, uint32_t g, const int64_t **ids)
+{
+	if (!s->index.buckets || g >= s->index.nbucket) {
+		*ids = NULL;
+		return 0;
+	}
+	*ids = s->index.member_ids + s->index.buckets[g].ids;
+	return s->index.buckets[g].nmem;
+}
+
 /* jq runtime errors counted so far. */
 unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s)
 {

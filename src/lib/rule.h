@@ -145,6 +145,18 @@ const struct cm_rule_controls *cm_ruleset_hit_controls(const struct cm_ruleset *
 /* True when some active campaign has delivery controls. */
 int cm_ruleset_has_controls(const struct cm_ruleset *s);
 
+/* Event types fall into groups, each with the active campaigns that an
+ * event of such a type can match (the campaigns of any type are in every
+ * group; unknown types are in group 0, with only those). Counting events per
+ * group tells how many events each campaign looked at. */
+uint32_t cm_ruleset_ngroups(const struct cm_ruleset *s);
+uint32_t cm_ruleset_group(const struct cm_ruleset *s, const char *type, size_t n);
+/* The members of group g, ascending ids; returns their number. */
+size_t cm_ruleset_group_members(const struct cm_ruleset *s, uint32_t g, const int64_t **ids);
+/* A number no other set made by this process has, so that a set's state
+ * can be told from another's even at the same address. */
+uint64_t cm_ruleset_serial(const struct cm_ruleset *s);
+
 /* Flags of cm_campaign_validate. */
 enum { CM_RULE_ID_OPTIONAL = 1 /* the id may be absent (assigned later) */ };
 /* Validates one campaign object text completely (jq and regular

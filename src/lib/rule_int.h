@@ -432,6 +432,7 @@ struct cm_ruleset {
 	struct cm_jqx *jqx;
 	int problems; /* found so far, loading and compiling */
 	int compiled;
+	uint64_t serial;              /* cm_ruleset_serial */
 	unsigned long long jq_errors; /* runtime errors while matching */
 	cm_rule_jqerrfn *on_jq;
 	void *on_jq_ctx;
