@@ -18,6 +18,7 @@
 #include "json.h"
 #include "lines.h"
 #include "out.h"
+#include "outcome.h"
 #include "pg.h"
 #include "profiles.h"
 #include "rule.h"
@@ -95,6 +96,9 @@ struct run {
 	struct cm_buf rec;      /* the matches part of one output record */
 	struct cm_buf tail;     /* --emit matches: the part after the campaign id */
 	struct cm_progress progress;
+	struct cm_outcomes *oc; /* the limits' state (applied offline only) */
+	struct cm_outcome *outs;
+	size_t outcap;
 	unsigned long long events, matched, matches, rejected;
 	unsigned long long jq_errors_before; /* from sets replaced by reloads */
 	const char *file;
@@ -341,10 +345,49 @@ static int key_is_meta(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scrat
 	return p && n > 0 && p[0] == '_';
 }
 
+/* Appends match k's keys after its campaign_id to rec at p, and returns the
+ * new end: the outcome, and a variant and limit where the campaign has them
+ * (no outcomes: the campaigns have no controls, every match is matched). */
+static char *put_outcome(struct run *r, char *p, const struct cm_outcome *outs, size_t k)
+{
+	static const char matched[] = ",\"outcome\":\"matched\"";
+
+	if (!outs || !outs[k].ctl)
+		return put(p, matched, sizeof(matched) - 1);
+	r->rec.len = (size_t)(p - r->rec.data);
+	if (cm_outcome_put(&outs[k], &r->rec) < 0) {
+		r->out.error = ENOMEM;
+		return r->rec.data + r->rec.len;
+	}
+	return r->rec.data + r->rec.len;
+}
+
+/* Room in rec for match k's keys after put_outcome's longest; returns the
+ * (possibly moved) write position. */
+static char *room(struct run *r, char *p, const struct cm_outcome *outs, size_t k, size_t more)
+{
+	size_t need = 64 + more;
+
+	if (outs && outs[k].ctl) {
+		const struct cm_rule_controls *c = outs[k].ctl;
+
+		need += c->limit_len + 16;
+		if (outs[k].variant >= 0)
+			need += c->variants[outs[k].variant].json_len + 16;
+	}
+	r->rec.len = (size_t)(p - r->rec.data);
+	if (r->rec.len + need + 1 > r->rec.cap && cm_buf_grow(&r->rec, need) < 0) {
+		r->out.error = ENOMEM;
+		return NULL;
+	}
+	return r->rec.data + r->rec.len;
+}
+
 /* Writes the event as read, with "matches" added before its closing brace;
  * an existing top-level "matches" member is dropped (the object is then
  * rebuilt member by member). */
-static void emit_event(struct run *r, const struct cm_rule_event *ev, const int64_t *ids, size_t n)
+static void emit_event(struct run *r, const struct cm_rule_event *ev, const int64_t *ids,
+                       const struct cm_outcome *outs, size_t n)
 {
 	const struct cm_jdoc *d = ev->doc;
 	const struct cm_jtok *root = &d->tok[0];
@@ -377,15 +420,18 @@ static void emit_event(struct run *r, const struct cm_rule_event *ev, const int6
 		}
 	}
 	cm_buf_reset(&r->rec);
-	if (cm_buf_grow(&r->rec, 16 + n * 40) < 0) {
+	if (cm_buf_grow(&r->rec, 16 + n * 64) < 0) {
 		r->out.error = ENOMEM;
 		return;
 	}
 	p = r->rec.data;
 	p = first ? put(p, "\"matches\":[", 11) : put(p, ",\"matches\":[", 12);
 	for (size_t k = 0; k < n; k++) {
+		if (outs && !(p = room(r, p, outs, k, 0)))
+			return;
 		p = k ? put(p, ",{\"campaign_id\":", 16) : put(p, "{\"campaign_id\":", 15);
 		p = put_i64(p, ids[k]);
+		p = put_outcome(r, p, outs, k);
 		*p++ = '}';
 	}
 	p = put(p, "]}", 2);
@@ -393,17 +439,19 @@ static void emit_event(struct run *r, const struct cm_rule_event *ev, const int6
 	cm_out_endrec(o);
 }
 
-/* Writes one CONTRACT 1.3 match line per campaign, with the event's
- * top-level '_' members copied verbatim; the part after the campaign id is
- * the same on every line, so it is built once. */
+/* Writes one CONTRACT 1.3 match line per campaign (only those matched with
+ * --matched-only), with the event's top-level '_' members copied verbatim;
+ * the part after the outcome is the same on every line, so it is built
+ * once. */
 static void emit_matches(struct run *r, const struct cm_rule_event *ev, const int64_t *ids,
-                         size_t n)
+                         const struct cm_outcome *outs, size_t n)
 {
 	const struct cm_jdoc *d = ev->doc;
 	struct cm_buf *tail = &r->tail;
 	static const char *const names[4] = {
 	    ",\"event_id\":", ",\"user_id\":", ",\"event_type\":", ",\"occurred_at\":"};
 	uint32_t toks[4] = {ev->id_tok, ev->user_tok, ev->type_tok, ev->time_tok};
+	size_t written = 0;
 	char *p;
 
 	if (n == 0)
@@ -440,18 +488,25 @@ static void emit_matches(struct run *r, const struct cm_rule_event *ev, const in
 		return;
 	}
 	cm_buf_reset(&r->rec);
-	if (n > SIZE_MAX / 2 / (tail->len + 48) || cm_buf_grow(&r->rec, n * (tail->len + 48)) < 0) {
+	if (n > SIZE_MAX / 2 / (tail->len + 64) || cm_buf_grow(&r->rec, n * (tail->len + 64)) < 0) {
 		r->out.error = ENOMEM;
 		return;
 	}
 	p = r->rec.data;
 	for (size_t k = 0; k < n; k++) {
-		if (k)
+		if (r->matched_only && outs && outs[k].outcome != CM_OUTCOME_MATCHED)
+			continue;
+		if (outs && !(p = room(r, p, outs, k, tail->len)))
+			return;
+		if (written++)
 			*p++ = '\n';
 		p = put(p, "{\"campaign_id\":", 15);
 		p = put_i64(p, ids[k]);
+		p = put_outcome(r, p, outs, k);
 		p = put(p, tail->data, tail->len);
 	}
+	if (!written)
+		return;
 	cm_out_write(&r->out, r->rec.data, (size_t)(p - r->rec.data));
 	cm_out_endrec(&r->out);
 }
@@ -467,6 +522,39 @@ static void reject(struct run *r, const char *msg)
 			*p = '?';
 	r->rejected++;
 	cm_warn("%s:%lu: %s", r->file, r->line, line);
+}
+
+/* Decides the outcomes of the n matches of ev when some campaign has
+ * delivery controls (NULL when none has: every match is matched, or when
+ * memory ran out, with r->fatal set). */
+static const struct cm_outcome *decide(struct run *r, const struct cm_rule_event *ev,
+                                       const int64_t *ids, size_t n)
+{
+	struct cm_err err;
+
+	if (!cm_ruleset_has_controls(r->set))
+		return NULL;
+	if (n > r->outcap) {
+		struct cm_outcome *o = realloc(r->outs, n * sizeof(*o));
+
+		if (!o) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return NULL;
+		}
+		r->outs = o;
+		r->outcap = n;
+	}
+	for (size_t k = 0; k < n; k++) {
+		r->outs[k].campaign_id = ids[k];
+		r->outs[k].ctl = cm_ruleset_hit_controls(r->set, k);
+	}
+	if (cm_outcomes_decide(r->oc, ev, r->outs, n, &err) < 0) {
+		cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+		return NULL;
+	}
+	return r->outs;
 }
 
 /* The profile of ev's user, parsed into r->prof_doc, or NULL when the user
@@ -492,6 +580,7 @@ static void process_line(struct run *r, const char *line, size_t len)
 	struct cm_rule_event ev;
 	struct cm_err err;
 	const int64_t *ids;
+	const struct cm_outcome *outs = NULL;
 	size_t n, i = 0;
 
 	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
@@ -513,14 +602,25 @@ static void process_line(struct run *r, const char *line, size_t len)
 		ev.profile = profile_of(r, &ev);
 	n = cm_ruleset_match(r->set, &ev, &ids);
 	r->events++;
+	if (n && (outs = decide(r, &ev, ids, n)) == NULL && r->fatal)
+		return;
 	if (n) {
+		size_t sent = n;
+
+		if (outs) {
+			sent = 0;
+			for (size_t k = 0; k < n; k++)
+				sent += outs[k].outcome == CM_OUTCOME_MATCHED;
+		}
 		r->matched++;
 		r->matches += n;
+		if (r->emit_matches)
+			emit_matches(r, &ev, ids, outs, n);
+		else if (sent || !r->matched_only)
+			emit_event(r, &ev, ids, outs, n);
+	} else if (!r->emit_matches && !r->matched_only) {
+		emit_event(r, &ev, ids, NULL, 0);
 	}
-	if (r->emit_matches)
-		emit_matches(r, &ev, ids, n);
-	else if (n || !r->matched_only)
-		emit_event(r, &ev, ids, n);
 	/* An identify event counts for the events after it, not for itself. */
 	if (cm_profiles_is_identify(&ev) && cm_profiles_identify(r->profiles, &ev, &err) < 0) {
 		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
@@ -682,16 +782,18 @@ int main(int argc, char **argv)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
 
+	r.oc = cm_outcomes_new(r.db ? 0 : CM_OUTCOMES_LIMITS);
 	r.profiles = cm_profiles_new();
-	if (!r.profiles || (r.profiles_spec && load_profiles(&r, r.profiles_spec) < 0)) {
-		if (!r.profiles)
+	if (!r.oc || !r.profiles || (r.profiles_spec && load_profiles(&r, r.profiles_spec) < 0)) {
+		if (!r.profiles || !r.oc)
 			cm_warn("out of memory");
 		cm_profiles_free(r.profiles);
+		cm_outcomes_free(r.oc);
 		if (r.db)
 			cm_campdb_close(r.db);
 		else
 			cm_ruleset_free(r.set);
-		return r.profiles ? CM_EXIT_USAGE : CM_EXIT_SYSTEM;
+		return r.profiles && r.oc ? CM_EXIT_USAGE : CM_EXIT_SYSTEM;
 	}
 	cm_ruleset_on_jq_error(r.set, report_jq_error, &r);
 	cm_out_init(&r.out, STDOUT_FILENO);
@@ -731,6 +833,8 @@ int main(int argc, char **argv)
 	cm_jdoc_release(&r.doc);
 	cm_jdoc_release(&r.prof_doc);
 	cm_profiles_free(r.profiles);
+	cm_outcomes_free(r.oc);
+	free(r.outs);
 	cm_buf_release(&r.scratch);
 	cm_buf_release(&r.scratch2);
 	cm_buf_release(&r.rec);
