@@ -42,6 +42,10 @@ static const char usage_text[] =
     "      --profiles FILE    users' traits for profile.* rules: NDJSON lines\n"
     "                         {\"user_id\":...,\"traits\":{...}}; identify events\n"
     "                         of the input update them as they pass\n"
+    "      --explain          instead of the events, one line per event and campaign\n"
+    "                         of its type saying why it matched or not: each\n"
+    "                         check, what it expected and what it found\n"
+    "      --campaign ID      with --explain: only campaign ID\n"
     "      --check            validate the campaigns and exit; read no events\n"
     "      --stats            print counts on stderr at the end\n"
     "      --max-line SIZE    longest event line accepted (default 2M: what\n"
@@ -56,7 +60,15 @@ static const char usage_text[] =
     "configuration error, 3 the database cannot be reached, 5 a read or write\n"
     "error.\n";
 
-enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK, OPT_PROFILES };
+enum {
+	OPT_MATCHED_ONLY = 256,
+	OPT_EMIT,
+	OPT_STATS,
+	OPT_CHECK,
+	OPT_PROFILES,
+	OPT_EXPLAIN,
+	OPT_CAMPAIGN,
+};
 
 static const struct option long_options[] = {
     {"campaigns", required_argument, NULL, 'c'},
@@ -64,6 +76,8 @@ static const struct option long_options[] = {
     {"emit", required_argument, NULL, OPT_EMIT},
     {"check", no_argument, NULL, OPT_CHECK},
     {"profiles", required_argument, NULL, OPT_PROFILES},
+    {"explain", no_argument, NULL, OPT_EXPLAIN},
+    {"campaign", required_argument, NULL, OPT_CAMPAIGN},
     {"stats", no_argument, NULL, OPT_STATS},
     CM_OPTION_MAX_LINE,
     {"help", no_argument, NULL, 'h'},
@@ -82,6 +96,13 @@ static void on_hup(int sig)
 
 struct run {
 	const char *campaigns;
+	int explain;          /* --explain */
+	int64_t explain_id;   /* --campaign, or 0 */
+	struct cm_buf exbuf;  /* the checks of each campaign of the event */
+	struct cm_buf exline; /* one explain line */
+	size_t *exoff;        /* per campaign: where its checks start in exbuf */
+	int *exholds;
+	size_t excap;
 	const char *profiles_spec;    /* --profiles */
 	struct cm_profiles *profiles; /* in memory: the file's and the input's identify events */
 	struct cm_jdoc prof_doc;      /* the profile of the event being matched */
@@ -524,6 +545,18 @@ static void reject(struct run *r, const char *msg)
 	cm_warn("%s:%lu: %s", r->file, r->line, line);
 }
 
+/* Grows the outcomes array to n; 0 when memory is out. */
+static int decide_room(struct run *r, size_t n)
+{
+	struct cm_outcome *o = realloc(r->outs, n * sizeof(*o));
+
+	if (!o)
+		return 0;
+	r->outs = o;
+	r->outcap = n;
+	return 1;
+}
+
 /* Decides the outcomes of the n matches of ev when some campaign has
  * delivery controls (NULL when none has: every match is matched, or when
  * memory ran out, with r->fatal set). */
@@ -534,16 +567,10 @@ static const struct cm_outcome *decide(struct run *r, const struct cm_rule_event
 
 	if (!cm_ruleset_has_controls(r->set))
 		return NULL;
-	if (n > r->outcap) {
-		struct cm_outcome *o = realloc(r->outs, n * sizeof(*o));
-
-		if (!o) {
-			cm_warn("out of memory");
-			r->fatal = CM_EXIT_SYSTEM;
-			return NULL;
-		}
-		r->outs = o;
-		r->outcap = n;
+	if (n > r->outcap && !decide_room(r, n)) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return NULL;
 	}
 	for (size_t k = 0; k < n; k++) {
 		r->outs[k].campaign_id = ids[k];
@@ -574,6 +601,115 @@ static const struct cm_jdoc *profile_of(struct run *r, const struct cm_rule_even
 	return &r->prof_doc;
 }
 
+/* Grows the explain arrays to hold n campaigns; -1 when memory is out. */
+static int explain_room(struct run *r, size_t n)
+{
+	size_t *off;
+	int *holds;
+
+	if (n <= r->excap)
+		return 0;
+	off = realloc(r->exoff, n * sizeof(*off));
+	if (!off)
+		return -1;
+	r->exoff = off;
+	holds = realloc(r->exholds, n * sizeof(*holds));
+	if (!holds)
+		return -1;
+	r->exholds = holds;
+	r->excap = n;
+	return 0;
+}
+
+/* Writes the explain lines of ev: every campaign of its type (or only
+ * --campaign) is explained by the slow evaluator, the campaigns that hold
+ * are decided as candidates in id order, as the matcher's would be, and
+ * each line gets its outcome and the checks of its bucket and limit. */
+static void explain_event(struct run *r, const struct cm_rule_event *ev)
+{
+	const int64_t *ids;
+	size_t n, nc = 0;
+	struct cm_err err;
+	const char *eid, *user;
+	size_t elen, ulen;
+
+	if (r->explain_id) {
+		ids = &r->explain_id;
+		n = cm_ruleset_has(r->set, r->explain_id);
+	} else {
+		n = cm_ruleset_explain_ids(r->set, ev->type, ev->type_len, &ids);
+	}
+	if (explain_room(r, n + 1) < 0 || (n > r->outcap && !decide_room(r, n)))
+		goto oom;
+	cm_buf_reset(&r->exbuf);
+	for (size_t k = 0; k < n; k++) {
+		r->exoff[k] = r->exbuf.len;
+		if (cm_rule_explain(r->set, ev, ids[k], &r->exbuf, &r->exholds[k], &err) < 0) {
+			cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		if (r->exholds[k]) {
+			r->outs[nc].campaign_id = ids[k];
+			r->outs[nc].ctl = cm_ruleset_controls(r->set, ids[k]);
+			nc++;
+		}
+	}
+	r->exoff[n] = r->exbuf.len;
+	if (cm_outcomes_decide(r->oc, ev, r->outs, nc, &err) < 0) {
+		cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	if (nc) {
+		r->matched++;
+		r->matches += nc;
+	}
+	raw_value(ev->doc, ev->id_tok, &eid, &elen);
+	user = cm_json_str(ev->doc, ev->user_tok, &r->scratch2, &ulen);
+	if (!user)
+		goto oom;
+	for (size_t k = 0, c = 0; k < n; k++) {
+		struct cm_buf *b = &r->exline;
+		struct cm_outcome none;
+		const struct cm_outcome *oc = r->exholds[k] ? &r->outs[c++] : NULL;
+		int bad = 0;
+
+		if (!oc) {
+			memset(&none, 0, sizeof(none));
+			none.campaign_id = ids[k];
+			none.ctl = cm_ruleset_controls(r->set, ids[k]);
+			none.variant = -1;
+		}
+		cm_buf_reset(b);
+		bad |= cm_buf_adds(b, "{\"event_id\":") < 0 || cm_buf_add(b, eid, elen) < 0 ||
+		       cm_buf_addf(b, ",\"campaign_id\":%lld,\"matched\":%s,\"outcome\":",
+		                   (long long)ids[k], oc ? "true" : "false") < 0;
+		if (!oc) {
+			bad |= cm_buf_adds(b, "null") < 0;
+		} else {
+			bad |= cm_buf_addf(b, "\"%s\"", cm_outcome_name(oc->outcome)) < 0;
+			if (oc->variant >= 0)
+				bad |= cm_buf_adds(b, ",\"variant\":") < 0 ||
+				       cm_buf_add(b, oc->ctl->variants[oc->variant].json,
+				                  oc->ctl->variants[oc->variant].json_len) < 0;
+		}
+		bad |=
+		    cm_buf_adds(b, ",\"checks\":[") < 0 ||
+		    cm_buf_add(b, r->exbuf.data + r->exoff[k], r->exoff[k + 1] - r->exoff[k]) < 0 ||
+		    cm_outcome_explain(oc ? oc : &none, oc != NULL, user, ulen, b) < 0 ||
+		    cm_buf_adds(b, "]}") < 0;
+		if (bad)
+			goto oom;
+		cm_out_write(&r->out, b->data, b->len);
+		cm_out_endrec(&r->out);
+	}
+	return;
+oom:
+	cm_warn("out of memory");
+	r->fatal = CM_EXIT_SYSTEM;
+}
+
 /* Parses, checks and matches one line, and writes what it yields. */
 static void process_line(struct run *r, const char *line, size_t len)
 {
@@ -598,8 +734,13 @@ static void process_line(struct run *r, const char *line, size_t len)
 		reject(r, err.msg);
 		return;
 	}
-	if (cm_ruleset_reads_profile(r->set, ev.type, ev.type_len))
+	if (r->explain || cm_ruleset_reads_profile(r->set, ev.type, ev.type_len))
 		ev.profile = profile_of(r, &ev);
+	if (r->explain) {
+		r->events++;
+		explain_event(r, &ev);
+		goto identify;
+	}
 	n = cm_ruleset_match(r->set, &ev, &ids);
 	r->events++;
 	if (n && (outs = decide(r, &ev, ids, n)) == NULL && r->fatal)
@@ -621,6 +762,7 @@ static void process_line(struct run *r, const char *line, size_t len)
 	} else if (!r->emit_matches && !r->matched_only) {
 		emit_event(r, &ev, ids, NULL, 0);
 	}
+identify:
 	/* An identify event counts for the events after it, not for itself. */
 	if (cm_profiles_is_identify(&ev) && cm_profiles_identify(r->profiles, &ev, &err) < 0) {
 		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
@@ -719,6 +861,16 @@ static void parse_options(struct run *r, int argc, char **argv)
 		case OPT_CHECK:
 			r->check = 1;
 			break;
+		case OPT_EXPLAIN:
+			r->explain = 1;
+			break;
+		case OPT_CAMPAIGN:
+			if (cm_parse_i64(optarg, 1, CM_RULE_MAX_ID, &r->explain_id) < 0)
+				cm_usage_error(
+				    "--campaign: expected a campaign id from 1 to %lld, not "
+				    "'%s'",
+				    (long long)CM_RULE_MAX_ID, optarg);
+			break;
 		case OPT_PROFILES:
 			if (!*optarg)
 				cm_usage_error("--profiles: empty file name");
@@ -738,6 +890,11 @@ static void parse_options(struct run *r, int argc, char **argv)
 	}
 	if (!r->campaigns)
 		cm_usage_error("missing -c/--campaigns FILE");
+	if (r->explain_id && !r->explain)
+		cm_usage_error("--campaign goes with --explain");
+	if (r->explain && (r->emit_matches || r->matched_only))
+		cm_usage_error(
+		    "--explain writes its own lines: no --emit matches or --matched-only");
 	if (!*r->campaigns)
 		cm_usage_error("-c/--campaigns: empty file name");
 }
@@ -795,6 +952,17 @@ int main(int argc, char **argv)
 			cm_ruleset_free(r.set);
 		return r.profiles && r.oc ? CM_EXIT_USAGE : CM_EXIT_SYSTEM;
 	}
+	if (r.explain_id && !cm_ruleset_has(r.set, r.explain_id)) {
+		cm_warn("--campaign %lld: no such campaign in %s", (long long)r.explain_id,
+		        r.db ? "the database's active campaigns" : r.campaigns);
+		cm_profiles_free(r.profiles);
+		cm_outcomes_free(r.oc);
+		if (r.db)
+			cm_campdb_close(r.db);
+		else
+			cm_ruleset_free(r.set);
+		return CM_EXIT_USAGE;
+	}
 	cm_ruleset_on_jq_error(r.set, report_jq_error, &r);
 	cm_out_init(&r.out, STDOUT_FILENO);
 	cm_jdoc_init(&r.doc, 64);
@@ -803,6 +971,8 @@ int main(int argc, char **argv)
 	cm_buf_init(&r.scratch2, 0);
 	cm_buf_init(&r.rec, 0);
 	cm_buf_init(&r.tail, 0);
+	cm_buf_init(&r.exbuf, 0);
+	cm_buf_init(&r.exline, 0);
 	cm_progress_init(&r.progress);
 	if (optind >= argc) {
 		input_error = process_file(&r, "-");
@@ -839,5 +1009,9 @@ int main(int argc, char **argv)
 	cm_buf_release(&r.scratch2);
 	cm_buf_release(&r.rec);
 	cm_buf_release(&r.tail);
+	cm_buf_release(&r.exbuf);
+	cm_buf_release(&r.exline);
+	free(r.exoff);
+	free(r.exholds);
 	return status;
 }

@@ -153,6 +153,8 @@ static void index_release(struct rules_index *ix)
 	free(ix->ctl_variants);
 	free(ix->ctl_weights);
 	free(ix->camp_ctl);
+	free(ix->by_id);
+	free(ix->explain_ids);
 }
 
 /* Frees the matching scratch. */
@@ -182,6 +184,7 @@ void cm_ruleset_free(struct cm_ruleset *s)
 {
 	if (!s)
 		return;
+	rule_explain_free(s->explain);
 	scratch_release(&s->scratch);
 	index_release(&s->index);
 	loaded_release(&s->loaded);
@@ -194,6 +197,14 @@ size_t cm_ruleset_count(const struct cm_ruleset *s)
 {
 	return s->loaded.ncamp;
 }
+/* Looks the id up among the valid campaigns. */
+int cm_ruleset_has(const struct cm_ruleset *s, int64_t id)
+{
+	uint32_t c = rule_camp_find(&s->loaded, id);
+
+	return c != NONE && !s->loaded.camps[c].bad;
+}
+
 /* Active campaigns in the matcher. */
 size_t cm_ruleset_active(const struct cm_ruleset *s)
 {

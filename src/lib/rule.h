@@ -65,6 +65,8 @@ int cm_ruleset_compile(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx
 
 /* Number of campaigns added (any status), and of active ones. */
 size_t cm_ruleset_count(const struct cm_ruleset *s);
+/* True when the set has a valid campaign with this id (any status). */
+int cm_ruleset_has(const struct cm_ruleset *s, int64_t id);
 size_t cm_ruleset_active(const struct cm_ruleset *s);
 
 /* An event prepared for matching: its parsed document and the members every
@@ -156,6 +158,31 @@ size_t cm_ruleset_group_members(const struct cm_ruleset *s, uint32_t g, const in
 /* A number no other set made by this process has, so that a set's state
  * can be told from another's even at the same address. */
 uint64_t cm_ruleset_serial(const struct cm_ruleset *s);
+
+/* Explaining why campaigns did or did not match an event (cm-match
+ * --explain, the API's explain), by a slow evaluator of its own that reads
+ * each rule as written, never the matcher's indexes: its verdict is the
+ * matcher's, which tests hold it to.
+ *
+ * The campaigns to explain an event against: every valid campaign of the
+ * set, of any status, whose rule.event_type admits type[0..n), ascending id
+ * (valid until the next call). */
+size_t cm_ruleset_explain_ids(struct cm_ruleset *s, const char *type, size_t n,
+                              const int64_t **ids);
+/* Appends to out the checks of campaign id on event ev, comma-separated
+ * JSON objects in this order:
+ *   {"check":"status","ok":B,"status":"active"}
+ *   {"check":"event_type","ok":B,"expected":["purchase"]|null,"found":"purchase"}
+ *   {"check":"window","ok":B,"starts_at":T|null,"ends_at":T|null,"occurred_at":T}
+ *   {"check":"where","ok":B,"leaves":[{"path":"rule.where.all[0]","field":F,
+ *     "op":O,"value":V,"found":V|"missing":true|"found_bytes":N,"ok":B},...]}
+ *   {"check":"jq","ok":B,"result":B} or {"check":"jq","ok":false,"error":MSG}
+ * (where and jq only when the rule has them; every leaf is evaluated, and a
+ * leaf's ok is its own verdict, which all, any and not combine), and sets
+ * *holds to whether all of them hold: the campaign's verdict. Returns 0, or
+ * -1 with err (no such campaign, out of memory). */
+int cm_rule_explain(struct cm_ruleset *s, const struct cm_rule_event *ev, int64_t id,
+                    struct cm_buf *out, int *holds, struct cm_err *err);
 
 /* Flags of cm_campaign_validate. */
 enum { CM_RULE_ID_OPTIONAL = 1 /* the id may be absent (assigned later) */ };

@@ -32,6 +32,8 @@
  *     rule_where.c    a rule.where: interned paths, constants, the condition tree
  *     rule_compile.c  cm_ruleset_compile: keys, string ids, programs, indexes
  *     rule_match.c    cm_rule_event_init and cm_ruleset_match
+ *     rule_explain.c  cm_rule_explain: a slow evaluator of its own, for
+ *                     explaining and for checking the others
  */
 #ifndef CM_RULE_INT_H
 #define CM_RULE_INT_H
@@ -146,11 +148,13 @@ struct campaign {
 	uint32_t src;       /* its source's name in sources, or NONE */
 	unsigned long line; /* its line in its text, 0 when none */
 	uint8_t active, bad;
-	int64_t start, end;     /* the window in ms; INT64_MIN / INT64_MAX when open */
-	uint32_t types, ntypes; /* into typerefs; 0 types: any */
-	uint32_t where;         /* the root of its condition tree, or NONE */
-	int64_t jq;             /* its jq slot, or -1 */
-	uint8_t reads_profile;  /* a profile.* leaf, or a jq predicate naming profile */
+	uint8_t status;                /* 0 active, 1 paused, 2 archived */
+	int64_t start, end;            /* the window in ms; INT64_MIN / INT64_MAX when open */
+	uint32_t types, ntypes;        /* into typerefs; 0 types: any */
+	uint32_t where;                /* the root of its condition tree, or NONE */
+	uint32_t where_off, where_len; /* rule.where as written (compact), in the pool */
+	int64_t jq;                    /* its jq slot, or -1 */
+	uint8_t reads_profile;         /* a profile.* leaf, or a jq predicate naming profile */
 	/* Delivery controls (CONTRACT 1.6): */
 	double holdout;                /* 0: none */
 	uint32_t variants, nvariants;  /* into loaded.variants; 0 variants: none */
@@ -392,7 +396,10 @@ struct rules_index {
 	double *ctl_weights;
 	uint32_t *camp_ctl; /* per campaign: its index in ctls + 1, or 0 */
 	uint32_t nctls;
-	char **slot_errors; /* per jq slot: jq's message when it does not compile */
+	uint32_t *by_id; /* every good campaign, ascending id (for explain) */
+	uint32_t nby_id;
+	int64_t *explain_ids; /* explain's answer */
+	char **slot_errors;   /* per jq slot: jq's message when it does not compile */
 	uint32_t nslot_errors;
 };
 
@@ -430,7 +437,8 @@ struct cm_ruleset {
 	/* The jq predicates: added while loading, compiled by compiling, run
 	 * (with jq's own state) while matching. */
 	struct cm_jqx *jqx;
-	int problems; /* found so far, loading and compiling */
+	struct rule_explain *explain; /* explain's state, made when first asked */
+	int problems;                 /* found so far, loading and compiling */
 	int compiled;
 	uint64_t serial;              /* cm_ruleset_serial */
 	unsigned long long jq_errors; /* runtime errors while matching */
@@ -629,6 +637,9 @@ void rule_path_pop(struct load_ctx *lc, size_t mark);
 /* Decoded bytes of string token t (valid until the next call). */
 const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n);
 
+struct rule_explain;
+/* Frees explain's state (rule_explain.c). */
+void rule_explain_free(struct rule_explain *x);
 /* The campaign with id, or NONE (rule_load.c). */
 uint32_t rule_camp_find(const struct rules_loaded *ld, int64_t id);
 

@@ -109,8 +109,18 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 		size_t mark = rule_path_key(lc, "where", 5);
 
 		c->where = rule_where_build(lc, twhere);
-		if (c->where == NONE)
+		if (c->where == NONE) {
 			c->bad = 1;
+		} else {
+			/* Kept as written for explain, which walks it on its own. */
+			struct cm_buf text = CM_BUF_INIT;
+
+			if (cm_json_write(d, twhere, &text) < 0 ||
+			    (c->where_off = rule_pool_add(ld, text.data, text.len)) == NONE)
+				lc->oom = 1;
+			c->where_len = (uint32_t)text.len;
+			cm_buf_release(&text);
+		}
 		rule_path_pop(lc, mark);
 	}
 	if (tjq != NONE && d->tok[tjq].type != CM_JNULL) {
@@ -635,8 +645,10 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 			c.bad = 1;
 		} else {
 			p = rule_tok_str(lc, tstatus, &n);
+			c.status = (uint8_t)(n == 6 && memcmp(p, "paused", 6) == 0 ? 1 : 2);
 			if (n == 6 && memcmp(p, "active", 6) == 0) {
 				c.active = 1;
+				c.status = 0;
 			} else if (!(n == 6 && memcmp(p, "paused", 6) == 0) &&
 			           !(n == 8 && memcmp(p, "archived", 8) == 0)) {
 				rule_problem(lc,
