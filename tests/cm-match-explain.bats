@@ -97,5 +97,5 @@ JSON
 	[[ "$output" == *"--campaign 99: no such campaign in $T/c.json"* ]]
 	run cm-match -c "$T/c.json" --explain --emit matches /dev/null
 	[ "$status" -eq 2 ]
-	[[ "$output" == *"--explain writes its own lines"* ]]
+	[[ "$output" == *"--explain writes its own lines: no --emit matches, --matched-only or --summary"* ]]
 }

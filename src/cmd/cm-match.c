@@ -46,6 +46,10 @@ static const char usage_text[] =
     "                         of its type saying why it matched or not: each\n"
     "                         check, what it expected and what it found\n"
     "      --campaign ID      with --explain: only campaign ID\n"
+    "      --summary          instead of the events, per-campaign counts at the end\n"
+    "                         (events checked, candidates, matched, holdout,\n"
+    "                         capped, distinct users, first and last match): a\n"
+    "                         table on a terminal, NDJSON otherwise\n"
     "      --check            validate the campaigns and exit; read no events\n"
     "      --stats            print counts on stderr at the end\n"
     "      --max-line SIZE    longest event line accepted (default 2M: what\n"
@@ -68,6 +72,7 @@ enum {
 	OPT_PROFILES,
 	OPT_EXPLAIN,
 	OPT_CAMPAIGN,
+	OPT_SUMMARY,
 };
 
 static const struct option long_options[] = {
@@ -78,6 +83,7 @@ static const struct option long_options[] = {
     {"profiles", required_argument, NULL, OPT_PROFILES},
     {"explain", no_argument, NULL, OPT_EXPLAIN},
     {"campaign", required_argument, NULL, OPT_CAMPAIGN},
+    {"summary", no_argument, NULL, OPT_SUMMARY},
     {"stats", no_argument, NULL, OPT_STATS},
     CM_OPTION_MAX_LINE,
     {"help", no_argument, NULL, 'h'},
@@ -96,17 +102,18 @@ static void on_hup(int sig)
 
 struct run {
 	const char *campaigns;
-	int explain;          /* --explain */
-	int64_t explain_id;   /* --campaign, or 0 */
-	struct cm_buf exbuf;  /* the checks of each campaign of the event */
-	struct cm_buf exline; /* one explain line */
-	size_t *exoff;        /* per campaign: where its checks start in exbuf */
+	struct cm_summary *sum; /* --summary */
+	int explain;            /* --explain */
+	int64_t explain_id;     /* --campaign, or 0 */
+	struct cm_buf exbuf;    /* the checks of each campaign of the event */
+	struct cm_buf exline;   /* one explain line */
+	size_t *exoff;          /* per campaign: where its checks start in exbuf */
 	int *exholds;
 	size_t excap;
 	const char *profiles_spec;    /* --profiles */
 	struct cm_profiles *profiles; /* in memory: the file's and the input's identify events */
 	struct cm_jdoc prof_doc;      /* the profile of the event being matched */
-	int matched_only, emit_matches, stats, check;
+	int matched_only, emit_matches, stats, check, summary;
 	struct cm_common_opts opt; /* --max-line */
 	struct cm_ruleset *set;
 	struct cm_campdb *db; /* when the campaigns come from PostgreSQL */
@@ -253,6 +260,38 @@ static int load_profiles(struct run *r, const char *path)
 	return bad ? -1 : 0;
 }
 
+/* Folds the summary's counts of the current set into its rows, before the
+ * set is replaced and at the end. */
+static void flush_summary(struct run *r)
+{
+	struct cm_err err;
+
+	if (r->sum && cm_summary_flush(r->sum, r->set, &err) < 0) {
+		cm_warn("%s", err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+	}
+}
+
+/* Writes the summary: a table for a person at a terminal, NDJSON for a
+ * program. */
+static void write_summary(struct run *r)
+{
+	const struct cm_summary_row *rows;
+	struct cm_buf b;
+	size_t n;
+
+	flush_summary(r);
+	n = cm_summary_rows(r->sum, &rows);
+	cm_buf_init(&b, 0);
+	if ((r->out.tty ? cm_summary_table(rows, n, &b) : cm_summary_ndjson(rows, n, &b)) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+	} else if (b.len) {
+		cm_out_write(&r->out, b.data, b.len);
+	}
+	cm_buf_release(&b);
+}
+
 /* Replaces the campaign set with a fresh load of the file, or keeps the
  * old one when the new file has problems. */
 static void reload(struct run *r)
@@ -267,6 +306,7 @@ static void reload(struct run *r)
 		return;
 	}
 	r->jq_errors_before += cm_ruleset_jq_errors(r->set);
+	flush_summary(r);
 	cm_ruleset_free(r->set);
 	r->set = set;
 	cm_ruleset_on_jq_error(set, report_jq_error, r);
@@ -277,6 +317,7 @@ static void reload(struct run *r)
 static void take_db_set(struct run *r)
 {
 	r->jq_errors_before += cm_ruleset_jq_errors(r->set);
+	flush_summary(r);
 	r->set = cm_campdb_current(r->db, NULL);
 	cm_ruleset_on_jq_error(r->set, report_jq_error, r);
 }
@@ -558,14 +599,14 @@ static int decide_room(struct run *r, size_t n)
 }
 
 /* Decides the outcomes of the n matches of ev when some campaign has
- * delivery controls (NULL when none has: every match is matched, or when
- * memory ran out, with r->fatal set). */
+ * delivery controls or for a summary (NULL otherwise: every match is
+ * matched, or when memory ran out, with r->fatal set). */
 static const struct cm_outcome *decide(struct run *r, const struct cm_rule_event *ev,
                                        const int64_t *ids, size_t n)
 {
 	struct cm_err err;
 
-	if (!cm_ruleset_has_controls(r->set))
+	if (!r->summary && !cm_ruleset_has_controls(r->set))
 		return NULL;
 	if (n > r->outcap && !decide_room(r, n)) {
 		cm_warn("out of memory");
@@ -745,6 +786,18 @@ static void process_line(struct run *r, const char *line, size_t len)
 	r->events++;
 	if (n && (outs = decide(r, &ev, ids, n)) == NULL && r->fatal)
 		return;
+	if (r->summary) {
+		if (n) {
+			r->matched++;
+			r->matches += n;
+		}
+		if (cm_summary_event(r->sum, r->set, &ev, outs, n, &err) < 0) {
+			cm_warn("%s", err.msg);
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		goto identify;
+	}
 	if (n) {
 		size_t sent = n;
 
@@ -864,6 +917,9 @@ static void parse_options(struct run *r, int argc, char **argv)
 		case OPT_EXPLAIN:
 			r->explain = 1;
 			break;
+		case OPT_SUMMARY:
+			r->summary = 1;
+			break;
 		case OPT_CAMPAIGN:
 			if (cm_parse_i64(optarg, 1, CM_RULE_MAX_ID, &r->explain_id) < 0)
 				cm_usage_error(
@@ -892,9 +948,12 @@ static void parse_options(struct run *r, int argc, char **argv)
 		cm_usage_error("missing -c/--campaigns FILE");
 	if (r->explain_id && !r->explain)
 		cm_usage_error("--campaign goes with --explain");
-	if (r->explain && (r->emit_matches || r->matched_only))
-		cm_usage_error(
-		    "--explain writes its own lines: no --emit matches or --matched-only");
+	if (r->explain && (r->emit_matches || r->matched_only || r->summary))
+		cm_usage_error("--explain writes its own lines: no --emit matches, --matched-only "
+		               "or --summary");
+	if (r->summary && (r->emit_matches || r->matched_only))
+		cm_usage_error("--summary writes only the counts: no --emit matches or "
+		               "--matched-only");
 	if (!*r->campaigns)
 		cm_usage_error("-c/--campaigns: empty file name");
 }
@@ -940,23 +999,29 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 
 	r.oc = cm_outcomes_new(r.db ? 0 : CM_OUTCOMES_LIMITS);
+	r.sum = r.summary ? cm_summary_new() : NULL;
 	r.profiles = cm_profiles_new();
-	if (!r.oc || !r.profiles || (r.profiles_spec && load_profiles(&r, r.profiles_spec) < 0)) {
-		if (!r.profiles || !r.oc)
+	if (!r.oc || !r.profiles || (r.summary && !r.sum) ||
+	    (r.profiles_spec && load_profiles(&r, r.profiles_spec) < 0)) {
+		int oom = !r.profiles || !r.oc || (r.summary && !r.sum);
+
+		if (oom)
 			cm_warn("out of memory");
 		cm_profiles_free(r.profiles);
 		cm_outcomes_free(r.oc);
+		cm_summary_free(r.sum);
 		if (r.db)
 			cm_campdb_close(r.db);
 		else
 			cm_ruleset_free(r.set);
-		return r.profiles && r.oc ? CM_EXIT_USAGE : CM_EXIT_SYSTEM;
+		return oom ? CM_EXIT_SYSTEM : CM_EXIT_USAGE;
 	}
 	if (r.explain_id && !cm_ruleset_has(r.set, r.explain_id)) {
 		cm_warn("--campaign %lld: no such campaign in %s", (long long)r.explain_id,
 		        r.db ? "the database's active campaigns" : r.campaigns);
 		cm_profiles_free(r.profiles);
 		cm_outcomes_free(r.oc);
+		cm_summary_free(r.sum);
 		if (r.db)
 			cm_campdb_close(r.db);
 		else
@@ -980,6 +1045,8 @@ int main(int argc, char **argv)
 		for (int i = optind; i < argc && !r.out.closed && !r.out.error; i++)
 			input_error = worse(input_error, process_file(&r, argv[i]));
 	}
+	if (r.sum && !r.out.closed && !r.out.error && !r.fatal)
+		write_summary(&r);
 	cm_progress_end(&r.progress);
 	if (cm_out_release(&r.out) < 0 && r.out.error) {
 		cm_warn("write error: %s", strerror(r.out.error));
@@ -1004,6 +1071,7 @@ int main(int argc, char **argv)
 	cm_jdoc_release(&r.prof_doc);
 	cm_profiles_free(r.profiles);
 	cm_outcomes_free(r.oc);
+	cm_summary_free(r.sum);
 	free(r.outs);
 	cm_buf_release(&r.scratch);
 	cm_buf_release(&r.scratch2);
