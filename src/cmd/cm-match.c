@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,16 @@
 #include "out.h"
 #include "outcome.h"
 #include "pg.h"
+#include "profdb.h"
 #include "profiles.h"
 #include "rule.h"
 
 /* jq runtime errors reported one by one before they are only counted. */
 #define JQ_WARN_MAX 5
+/* A batch of events waiting for their profiles from the database: at most
+ * this many events, or lines of this many bytes. */
+#define BATCH_EVENTS 4096
+#define BATCH_BYTES  ((size_t)4 << 20)
 
 static const char usage_text[] =
     "Usage: cm-match -c FILE|CONNINFO [OPTION]... [FILE]...\n"
@@ -39,9 +45,13 @@ static const char usage_text[] =
     "      --emit events|matches\n"
     "                         events (default): every event, annotated;\n"
     "                         matches: one line per (campaign, event) match\n"
-    "      --profiles FILE    users' traits for profile.* rules: NDJSON lines\n"
-    "                         {\"user_id\":...,\"traits\":{...}}; identify events\n"
-    "                         of the input update them as they pass\n"
+    "      --profiles FILE|CONNINFO\n"
+    "                         users' traits for profile.* rules: NDJSON lines\n"
+    "                         {\"user_id\":...,\"traits\":{...}}, which identify\n"
+    "                         events of the input update as they pass; or the\n"
+    "                         profiles table of a PostgreSQL database\n"
+    "      --profile-ttl MS   how long a profile read from the database is used\n"
+    "                         before it is read again (default 1000)\n"
     "      --explain          instead of the events, one line per event and campaign\n"
     "                         of its type saying why it matched or not: each\n"
     "                         check, what it expected and what it found\n"
@@ -73,6 +83,7 @@ enum {
 	OPT_EXPLAIN,
 	OPT_CAMPAIGN,
 	OPT_SUMMARY,
+	OPT_PROFILE_TTL,
 };
 
 static const struct option long_options[] = {
@@ -84,6 +95,7 @@ static const struct option long_options[] = {
     {"explain", no_argument, NULL, OPT_EXPLAIN},
     {"campaign", required_argument, NULL, OPT_CAMPAIGN},
     {"summary", no_argument, NULL, OPT_SUMMARY},
+    {"profile-ttl", required_argument, NULL, OPT_PROFILE_TTL},
     {"stats", no_argument, NULL, OPT_STATS},
     CM_OPTION_MAX_LINE,
     {"help", no_argument, NULL, 'h'},
@@ -100,8 +112,26 @@ static void on_hup(int sig)
 	reload_wanted = 1;
 }
 
+/* An event waiting in the batch: its line, its document and view, and the
+ * user whose profile it needs. */
+struct slot {
+	struct cm_buf line_buf;
+	struct cm_jdoc doc;
+	struct cm_rule_event ev;
+	struct cm_buf scratch; /* what ev points to */
+	struct cm_buf user;    /* the decoded user_id */
+	struct cm_buf tmp;
+	const char *file;
+	unsigned long line;
+	int wants;
+};
+
 struct run {
 	const char *campaigns;
+	struct cm_profdb *profdb; /* --profiles CONNINFO */
+	int64_t profile_ttl;      /* --profile-ttl */
+	struct slot *slots;       /* the batch, with profdb */
+	size_t nslots, slotcap, batch_bytes;
 	struct cm_summary *sum; /* --summary */
 	int explain;            /* --explain */
 	int64_t explain_id;     /* --campaign, or 0 */
@@ -751,54 +781,36 @@ oom:
 	r->fatal = CM_EXIT_SYSTEM;
 }
 
-/* Parses, checks and matches one line, and writes what it yields. */
-static void process_line(struct run *r, const char *line, size_t len)
+/* Matches one checked event whose profile is set, and writes what it
+ * yields (or explains it, or counts it). */
+static void handle_event(struct run *r, const struct cm_rule_event *ev)
 {
-	struct cm_rule_event ev;
 	struct cm_err err;
 	const int64_t *ids;
 	const struct cm_outcome *outs = NULL;
-	size_t n, i = 0;
+	size_t n;
 
-	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
-		i++;
-	if (i == len)
-		return;
-	if (cm_json_parse(&r->doc, line, len, &err) < 0) {
-		char msg[sizeof(err.msg) + 16];
-
-		snprintf(msg, sizeof(msg), "invalid JSON: %s", err.msg);
-		reject(r, msg);
-		return;
-	}
-	if (cm_rule_event_init(&ev, &r->doc, &r->scratch, &err) < 0) {
-		reject(r, err.msg);
-		return;
-	}
-	if (r->explain || cm_ruleset_reads_profile(r->set, ev.type, ev.type_len))
-		ev.profile = profile_of(r, &ev);
+	r->events++;
 	if (r->explain) {
-		r->events++;
-		explain_event(r, &ev);
+		explain_event(r, ev);
 		goto identify;
 	}
-	n = cm_ruleset_match(r->set, &ev, &ids);
-	r->events++;
-	if (n && (outs = decide(r, &ev, ids, n)) == NULL && r->fatal)
+	n = cm_ruleset_match(r->set, ev, &ids);
+	if (n && (outs = decide(r, ev, ids, n)) == NULL && r->fatal)
 		return;
+	if (n) {
+		r->matched++;
+		r->matches += n;
+	}
 	if (r->summary) {
-		if (n) {
-			r->matched++;
-			r->matches += n;
-		}
-		if (cm_summary_event(r->sum, r->set, &ev, outs, n, &err) < 0) {
+		if (cm_summary_event(r->sum, r->set, ev, outs, n, &err) < 0) {
 			cm_warn("%s", err.msg);
 			r->fatal = CM_EXIT_SYSTEM;
 			return;
 		}
-		goto identify;
-	}
-	if (n) {
+	} else if (r->emit_matches) {
+		emit_matches(r, ev, ids, outs, n);
+	} else {
 		size_t sent = n;
 
 		if (outs) {
@@ -806,21 +818,176 @@ static void process_line(struct run *r, const char *line, size_t len)
 			for (size_t k = 0; k < n; k++)
 				sent += outs[k].outcome == CM_OUTCOME_MATCHED;
 		}
-		r->matched++;
-		r->matches += n;
-		if (r->emit_matches)
-			emit_matches(r, &ev, ids, outs, n);
-		else if (sent || !r->matched_only)
-			emit_event(r, &ev, ids, outs, n);
-	} else if (!r->emit_matches && !r->matched_only) {
-		emit_event(r, &ev, ids, NULL, 0);
+		if (sent || !r->matched_only)
+			emit_event(r, ev, ids, outs, n);
 	}
 identify:
-	/* An identify event counts for the events after it, not for itself. */
-	if (cm_profiles_is_identify(&ev) && cm_profiles_identify(r->profiles, &ev, &err) < 0) {
+	/* An identify event counts for the events after it, not for itself;
+	 * a worker's profiles are the database's, which cm-store keeps. */
+	if (!r->profdb && cm_profiles_is_identify(ev) &&
+	    cm_profiles_identify(r->profiles, ev, &err) < 0) {
 		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
 		r->fatal = CM_EXIT_SYSTEM;
 	}
+}
+
+/* True when the event's profile must be looked up. */
+static int needs_profile(const struct run *r, const struct cm_rule_event *ev)
+{
+	return r->explain || cm_ruleset_reads_profile(r->set, ev->type, ev->type_len);
+}
+
+/* Matches the events of the batch, in input order, after one lookup of the
+ * profiles they need that are not cached. */
+static void flush_batch(struct run *r)
+{
+	struct cm_err err;
+	const char *file = r->file;
+	unsigned long line = r->line;
+
+	if (!r->profdb || !r->nslots)
+		return;
+	if (cm_profdb_missing(r->profdb) && cm_profdb_fetch(r->profdb, &err) < 0) {
+		cm_warn("%s", err.msg);
+		r->fatal = err.code ? err.code : CM_EXIT_UNREACHABLE;
+		r->nslots = 0;
+		return;
+	}
+	for (size_t k = 0; k < r->nslots && !r->fatal; k++) {
+		struct slot *sl = &r->slots[k];
+
+		sl->ev.doc = &sl->doc; /* the slots may have moved since */
+		sl->ev.profile = NULL;
+		if (sl->wants) {
+			size_t tn;
+			const char *text =
+			    cm_profdb_get(r->profdb, sl->user.data, sl->user.len, &tn);
+
+			if (text && cm_json_parse(&r->prof_doc, text, tn, &err) == 0)
+				sl->ev.profile = &r->prof_doc;
+		}
+		r->file = sl->file;
+		r->line = sl->line;
+		handle_event(r, &sl->ev);
+		/* a slot that held a long line gives its memory back */
+		if (sl->line_buf.cap > 65536)
+			cm_buf_release(&sl->line_buf);
+	}
+	r->file = file;
+	r->line = line;
+	r->nslots = 0;
+	r->batch_bytes = 0;
+	cm_profdb_begin(r->profdb);
+}
+
+/* Adds a checked event (in its slot) to the batch, noting its user when it
+ * needs a profile; matches the batch once it is full. */
+static void enqueue(struct run *r, struct slot *sl)
+{
+	struct cm_err err;
+
+	sl->wants = needs_profile(r, &sl->ev);
+	sl->file = r->file;
+	sl->line = r->line;
+	if (sl->wants) {
+		size_t un;
+		const char *u = cm_json_str(&sl->doc, sl->ev.user_tok, &sl->tmp, &un);
+
+		cm_buf_reset(&sl->user);
+		if (!u || cm_buf_add(&sl->user, u, un) < 0 ||
+		    cm_profdb_want(r->profdb, u, un, &err) < 0) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+	}
+	r->nslots++;
+	if (r->nslots == BATCH_EVENTS || r->batch_bytes >= BATCH_BYTES)
+		flush_batch(r);
+}
+
+/* The next free slot of the batch; NULL when memory is out. */
+static struct slot *next_slot(struct run *r)
+{
+	if (r->nslots == r->slotcap) {
+		size_t cap = r->slotcap ? r->slotcap * 2 : 64;
+		struct slot *ns = realloc(r->slots, cap * sizeof(*ns));
+
+		if (!ns)
+			return NULL;
+		for (size_t k = r->slotcap; k < cap; k++) {
+			cm_jdoc_init(&ns[k].doc, 64);
+			cm_buf_init(&ns[k].line_buf, 0);
+			cm_buf_init(&ns[k].scratch, 0);
+			cm_buf_init(&ns[k].user, 0);
+			cm_buf_init(&ns[k].tmp, 0);
+		}
+		r->slots = ns;
+		r->slotcap = cap;
+	}
+	return &r->slots[r->nslots];
+}
+
+/* Parses, checks and matches one line, and writes what it yields; with
+ * database profiles the event waits in the batch. */
+static void process_line(struct run *r, const char *line, size_t len)
+{
+	struct cm_rule_event ev;
+	struct cm_jdoc *doc = &r->doc;
+	struct cm_buf *scratch = &r->scratch;
+	struct slot *sl = NULL;
+	struct cm_err err;
+	size_t i = 0;
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+		i++;
+	if (i == len)
+		return;
+	if (r->profdb) {
+		/* the line is kept in its slot until the batch is matched */
+		sl = next_slot(r);
+		if (!sl) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		cm_buf_reset(&sl->line_buf);
+		if (cm_buf_add(&sl->line_buf, line, len) < 0) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		line = sl->line_buf.data;
+		doc = &sl->doc;
+		scratch = &sl->scratch;
+		r->batch_bytes += len;
+	}
+	if (cm_json_parse(doc, line, len, &err) < 0) {
+		char msg[sizeof(err.msg) + 16];
+
+		snprintf(msg, sizeof(msg), "invalid JSON: %s", err.msg);
+		reject(r, msg);
+		return;
+	}
+	if (cm_rule_event_init(sl ? &sl->ev : &ev, doc, scratch, &err) < 0) {
+		reject(r, err.msg);
+		return;
+	}
+	if (sl) {
+		enqueue(r, sl);
+		return;
+	}
+	if (needs_profile(r, &ev))
+		ev.profile = profile_of(r, &ev);
+	handle_event(r, &ev);
+}
+
+/* True when fd has bytes to read now (a file always has). */
+static int input_readable(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+
+	return poll(&p, 1, 0) > 0;
 }
 
 /* Reads one input and processes its lines; output is flushed whenever the
@@ -846,7 +1013,11 @@ static int process_file(struct run *r, const char *path)
 	for (;;) {
 		int st = cm_lines_next(&lr, &line, &len, &err);
 
-		/* A SIGHUP seen while waiting for this line applies to it. */
+		/* A SIGHUP seen while waiting for this line applies to it; the
+		 * batch waiting for profiles is matched with the set it was
+		 * read under. */
+		if (reload_wanted || (r->db && cm_campdb_pending(r->db)))
+			flush_batch(r);
 		if (reload_wanted)
 			reload(r);
 		if (r->db && cm_campdb_pending(r->db))
@@ -875,9 +1046,15 @@ static int process_file(struct run *r, const char *path)
 			last_bytes = lr.bytes;
 			lf = lr.end ? memrchr(lr.buf, '\n', lr.end) : NULL;
 		}
-		if (!lf || lr.start > (size_t)(lf - lr.buf))
+		if (!lf || lr.start > (size_t)(lf - lr.buf)) {
+			/* the next line is not buffered: flush the output; and when
+			 * it is not even readable now, do not keep events waiting */
+			if (r->nslots && !input_readable(lr.fd))
+				flush_batch(r);
 			cm_out_flush(&r->out);
+		}
 	}
+	flush_batch(r);
 	cm_lines_release(&lr);
 	return rc;
 }
@@ -920,6 +1097,13 @@ static void parse_options(struct run *r, int argc, char **argv)
 		case OPT_SUMMARY:
 			r->summary = 1;
 			break;
+		case OPT_PROFILE_TTL:
+			if (cm_parse_i64(optarg, 0, CM_PROFDB_TTL_MAX, &r->profile_ttl) < 0)
+				cm_usage_error(
+				    "--profile-ttl: expected milliseconds from 0 to %d, not "
+				    "'%s'",
+				    CM_PROFDB_TTL_MAX, optarg);
+			break;
 		case OPT_CAMPAIGN:
 			if (cm_parse_i64(optarg, 1, CM_RULE_MAX_ID, &r->explain_id) < 0)
 				cm_usage_error(
@@ -929,7 +1113,7 @@ static void parse_options(struct run *r, int argc, char **argv)
 			break;
 		case OPT_PROFILES:
 			if (!*optarg)
-				cm_usage_error("--profiles: empty file name");
+				cm_usage_error("--profiles: empty file name or conninfo");
 			r->profiles_spec = optarg;
 			break;
 		case OPT_STATS:
@@ -969,6 +1153,7 @@ int main(int argc, char **argv)
 	cm_cli_init(argv[0]);
 	memset(&r, 0, sizeof(r));
 	r.opt.max_line = CM_MATCH_LINE_MAX;
+	r.profile_ttl = CM_PROFDB_TTL_MS;
 	opterr = 0;
 	parse_options(&r, argc, argv);
 	if (is_conninfo(r.campaigns)) {
@@ -1001,8 +1186,27 @@ int main(int argc, char **argv)
 	r.oc = cm_outcomes_new(r.db ? 0 : CM_OUTCOMES_LIMITS);
 	r.sum = r.summary ? cm_summary_new() : NULL;
 	r.profiles = cm_profiles_new();
+	if (r.profiles_spec && is_conninfo(r.profiles_spec)) {
+		struct cm_err err;
+
+		if (cm_pg_conninfo_check(r.profiles_spec, &err) < 0)
+			cm_usage_error("--profiles: %s", err.msg);
+		r.profdb = cm_profdb_open(r.profiles_spec, r.profile_ttl, 0, &err);
+		if (!r.profdb) {
+			cm_warn("%s", err.msg);
+			cm_outcomes_free(r.oc);
+			cm_summary_free(r.sum);
+			cm_profiles_free(r.profiles);
+			if (r.db)
+				cm_campdb_close(r.db);
+			else
+				cm_ruleset_free(r.set);
+			return err.code;
+		}
+		cm_profdb_begin(r.profdb);
+	}
 	if (!r.oc || !r.profiles || (r.summary && !r.sum) ||
-	    (r.profiles_spec && load_profiles(&r, r.profiles_spec) < 0)) {
+	    (r.profiles_spec && !r.profdb && load_profiles(&r, r.profiles_spec) < 0)) {
 		int oom = !r.profiles || !r.oc || (r.summary && !r.sum);
 
 		if (oom)
@@ -1059,7 +1263,13 @@ int main(int argc, char **argv)
 		else if (r.rejected)
 			status = CM_EXIT_REJECTED;
 	}
-	if (r.stats)
+	if (r.stats && r.profdb)
+		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors, "
+		        "%llu profiles read in %llu queries",
+		        r.events, r.matched, r.matches, r.rejected,
+		        r.jq_errors_before + cm_ruleset_jq_errors(r.set),
+		        cm_profdb_fetched(r.profdb), cm_profdb_queries(r.profdb));
+	else if (r.stats)
 		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors",
 		        r.events, r.matched, r.matches, r.rejected,
 		        r.jq_errors_before + cm_ruleset_jq_errors(r.set));
@@ -1072,6 +1282,15 @@ int main(int argc, char **argv)
 	cm_profiles_free(r.profiles);
 	cm_outcomes_free(r.oc);
 	cm_summary_free(r.sum);
+	cm_profdb_close(r.profdb);
+	for (size_t k = 0; k < r.slotcap; k++) {
+		cm_jdoc_release(&r.slots[k].doc);
+		cm_buf_release(&r.slots[k].line_buf);
+		cm_buf_release(&r.slots[k].scratch);
+		cm_buf_release(&r.slots[k].user);
+		cm_buf_release(&r.slots[k].tmp);
+	}
+	free(r.slots);
 	free(r.outs);
 	cm_buf_release(&r.scratch);
 	cm_buf_release(&r.scratch2);
