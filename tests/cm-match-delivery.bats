@@ -153,3 +153,56 @@ SQL
 	[ "$(wc -l <"$T/got")" -eq 900 ]
 	diff -u "$T/got" "$T/want"
 }
+
+@test "the bucket and group --explain gives are those of bucket.h's SQL formula, by PostgreSQL (generated data)" {
+	pg_newdb
+	GEN=$CM_BUILD/tests/cm-gen
+	"$GEN" campaigns 40 --seed 9 --types 4 --controls-percent 100 >"$T/camps.json"
+	"$GEN" events 1500 --seed 9 --types 4 >"$T/events"
+	cm-match -c "$T/camps.json" --explain "$T/events" >"$T/explain"
+	# (campaign, user, bucket, group) of every explain line with a bucket
+	jq -r '"\(.event_id)\t\(.user_id)"' "$T/events" >"$T/users"
+	jq -r '.campaign_id as $c | .event_id as $e | .checks[] | select(.check == "bucket") |
+		"\($e)\t\($c)\t\(.bucket)\t\(if .group == "variant" then .variant else .group end)"' "$T/explain" |
+		sort >"$T/buckets"
+	join -t "$(printf '\t')" <(sort "$T/users") "$T/buckets" | cut -f2- | sort -u >"$T/got"
+	[ "$(wc -l <"$T/got")" -gt 1000 ]
+	cut -f4 "$T/got" | grep -qx holdout
+	pg_sql "CREATE TABLE got (user_id text, campaign_id bigint, bucket float8, grp text)" \
+		"CREATE TABLE camps (doc jsonb)"
+	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-c "\\copy got from '$T/got'"
+	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-v file="$T/camps.json" <<'SQL'
+\set doc `cat :'file'`
+INSERT INTO camps SELECT jsonb_array_elements(:'doc'::jsonb);
+SQL
+	# The formula of bucket.h, and the group: holdout below the holdout,
+	# else the variant whose cumulative weight first exceeds the position
+	# (a boundary goes to the later one, the last takes the rest).
+	run pg_sql "WITH b AS (
+		SELECT g.*, c.doc,
+		       ('x' || substr(encode(sha256(convert_to(g.campaign_id::text || ':' || g.user_id, 'UTF8')), 'hex'), 1, 13))::bit(52)::bigint / 4503599627370496.0 AS sql_bucket,
+		       coalesce((c.doc->>'holdout')::numeric, 0) AS holdout
+		FROM got g JOIN camps c ON (c.doc->>'id')::bigint = g.campaign_id),
+	v AS (
+		SELECT b.user_id, b.campaign_id, v.name, v.o, v.n,
+		       sum((v.w)::numeric) OVER (PARTITION BY b.user_id, b.campaign_id ORDER BY v.o) AS cum,
+		       sum((v.w)::numeric) OVER (PARTITION BY b.user_id, b.campaign_id) AS total,
+		       (b.sql_bucket - b.holdout) / (1 - b.holdout) AS p01
+		FROM b, jsonb_array_elements(b.doc->'variants') WITH ORDINALITY AS e(x, o),
+		     LATERAL (SELECT e.x->>'name' AS name, e.x->>'weight' AS w, e.o AS o,
+		                     jsonb_array_length(b.doc->'variants') AS n) AS v
+		WHERE b.sql_bucket >= b.holdout),
+	pick AS (
+		SELECT DISTINCT ON (user_id, campaign_id) user_id, campaign_id, name
+		FROM v WHERE p01 * total < cum OR o = n ORDER BY user_id, campaign_id, o)
+	SELECT count(*) FILTER (WHERE abs(b.bucket - b.sql_bucket) > 1e-12),
+	       count(*) FILTER (WHERE b.grp <> CASE WHEN b.sql_bucket < b.holdout THEN 'holdout'
+	                                            WHEN b.doc ? 'variants' THEN p.name ELSE 'matched' END),
+	       count(*)
+	FROM b LEFT JOIN pick p USING (user_id, campaign_id)"
+	[ "$status" -eq 0 ]
+	echo "bucket differences, group differences, rows: $output"
+	[ "$output" = "0|0|$(wc -l <"$T/got")" ]
+}
