@@ -236,10 +236,18 @@ for line in open(sys.argv[1], encoding="utf-8"):
 	[ "$(jqf '[.[][] | select([.. | objects | .field? // empty] | any(startswith("profile.")))] | length' "$T/more")" -eq 40 ]
 	[ "$(jqf '[.[][] | select(.limit)] | length' "$T/more")" -eq 100 ]
 	[ "$(jqf '[.[][] | select(.holdout and .variants)] | length' "$T/more")" -eq 50 ]
-	# without them, each campaign is the plain one
-	diff <(jq -c '.[] | del(.limit, .holdout, .variants) |
-		if (.rule.where.all | length) > 0 and (.rule.where.all[-1].field // "" | startswith("profile."))
-		then .rule.where = .rule.where.all[0] else . end' "$T/more") <(jq -c '.[]' "$T/plain")
+	# without them, each campaign is the plain one: the profile condition is
+	# the last of the where's top-level all, or of an all made around it
+	jq -n --slurpfile m "$T/more" --slurpfile p "$T/plain" -e '
+		[range($p[0] | length) as $i | $m[0][$i] as $a | $p[0][$i] as $b |
+		 ($a | del(.limit, .holdout, .variants)) as $c |
+		 if ($c.rule.where.all[-1].field // "" | startswith("profile.")) then
+			($c.rule.where.all[:-1]) as $rest |
+			($c | .rule.where = {all: $rest}) == $b or
+			(($rest | length) == 1 and ($c | .rule.where = $rest[0]) == $b)
+		 else $c == $b end] | all'
+	# and the profile conditions go into the top-level all when there is one
+	[ "$(jqf '[.[][] | .rule.where.all[]? | select(.all)] | length' "$T/more")" -eq 0 ]
 	# and they validate
 	run cm-match -c "$T/more" --check
 	[ "$status" -eq 0 ]

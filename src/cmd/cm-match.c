@@ -123,15 +123,42 @@ struct slot {
 	struct cm_buf tmp;
 	const char *file;
 	unsigned long line;
-	int wants;
+	int wants;            /* explain: the profile is to be fetched */
+	size_t stage_off;     /* its record goes before stage[stage_off..] */
+	size_t kept_off;      /* its record, once matched, in kept */
+	uint32_t ref;         /* its user in the profiles' cache */
+	int rematch;          /* matched before the profile it needs was known */
+	unsigned jq_reported; /* jq errors reported by the first match */
+	int64_t *ids;         /* the first match's answer, when final */
+	size_t nids, idcap;
+};
+
+/* A batch of events waiting for the profiles they need. */
+struct batch {
+	struct slot *slots;
+	size_t n, cap, bytes;
+	size_t events;       /* read into the batch: kept in slots, or written to stage */
+	struct cm_buf stage; /* records of the events matched at once, behind the kept */
+	struct cm_buf kept;  /* records of the kept events, once matched */
+	struct iovec *iov;   /* the pieces to write */
+	size_t iovcap;
 };
 
 struct run {
 	const char *campaigns;
-	struct cm_profdb *profdb; /* --profiles CONNINFO */
-	int64_t profile_ttl;      /* --profile-ttl */
-	struct slot *slots;       /* the batch, with profdb */
-	size_t nslots, slotcap, batch_bytes;
+	const struct cm_rule_event *cur_ev; /* the event lazy_profile is asked about */
+	struct slot *cur_slot;              /* the slot being matched, with profdb */
+	unsigned jq_skip;                   /* jq errors not to report again */
+	int rematching;                     /* cur_slot is matched a second time */
+	unsigned long long jq_uncounted;    /* counted twice by the set: once too many */
+	struct cm_profdb *profdb;           /* --profiles CONNINFO */
+	int64_t profile_ttl;                /* --profile-ttl */
+	struct batch batches[2];            /* with profdb: read into cur, the other waits */
+	int cur;
+	int waiting;            /* the other batch waits for its lookup */
+	struct cm_buf *stage;   /* where records go meanwhile, or NULL: the output */
+	int ordered;            /* the outcomes depend on the order of the events */
+	struct slot probe;      /* an event matched before it is known to wait */
 	struct cm_summary *sum; /* --summary */
 	int explain;            /* --explain */
 	int64_t explain_id;     /* --campaign, or 0 */
@@ -177,6 +204,23 @@ static void report_problem(void *ctx, const char *msg)
 static void report_jq_error(void *ctx, int64_t id, const char *msg)
 {
 	struct run *r = ctx;
+
+	/* With database profiles an event may be matched twice: errors of a
+	 * first match that turned out to need a profile are not the event's,
+	 * and those a second match meets again were reported the first time. */
+	if (r->cur_slot && r->rematching) {
+		if (r->jq_skip) {
+			r->jq_skip--;
+			r->jq_uncounted++;
+			return;
+		}
+	} else if (r->cur_slot) {
+		if (r->cur_slot->rematch) {
+			r->jq_uncounted++;
+			return;
+		}
+		r->cur_slot->jq_reported++;
+	}
 
 	if (r->jq_warned < JQ_WARN_MAX)
 		cm_warn("%s:%lu: campaign %lld: jq error: %s", r->file, r->line, (long long)id,
@@ -339,6 +383,7 @@ static void reload(struct run *r)
 	flush_summary(r);
 	cm_ruleset_free(r->set);
 	r->set = set;
+	r->ordered = !r->db && cm_ruleset_has_controls(set);
 	cm_ruleset_on_jq_error(set, report_jq_error, r);
 	cm_warn("reloaded %zu campaigns from %s", cm_ruleset_count(set), r->campaigns);
 }
@@ -437,6 +482,25 @@ static int key_is_meta(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scrat
 	return p && n > 0 && p[0] == '_';
 }
 
+/* Writes bytes of a record: to the output, or to the batch's stage when
+ * the record must wait behind an event that waits for its profile. */
+static inline void out_write(struct run *r, const void *p, size_t n)
+{
+	if (!r->stage)
+		cm_out_write(&r->out, p, n);
+	else if (cm_buf_add(r->stage, p, n) < 0)
+		r->out.error = ENOMEM;
+}
+
+/* Ends a record written with out_write. */
+static inline void out_end(struct run *r)
+{
+	if (!r->stage)
+		cm_out_endrec(&r->out);
+	else if (cm_buf_addc(r->stage, '\n') < 0)
+		r->out.error = ENOMEM;
+}
+
 /* Appends match k's keys after its campaign_id to rec at p, and returns the
  * new end: the outcome, and a variant and limit where the campaign has them
  * (no outcomes: the campaigns have no controls, every match is matched). */
@@ -483,17 +547,16 @@ static void emit_event(struct run *r, const struct cm_rule_event *ev, const int6
 {
 	const struct cm_jdoc *d = ev->doc;
 	const struct cm_jtok *root = &d->tok[0];
-	struct cm_out *o = &r->out;
 	int first = 1;
 	char *p;
 
 	if (ev->matches_key == CM_JNONE) {
-		cm_out_write(o, d->src + root->off, root->len - 1);
+		out_write(r, d->src + root->off, root->len - 1);
 		first = root->count == 0;
 	} else {
 		uint32_t i = 1;
 
-		cm_out_write(o, "{", 1);
+		out_write(r, "{", 1);
 		for (uint32_t m = root->count; m; m--) {
 			uint32_t v = i + 1;
 
@@ -503,10 +566,10 @@ static void emit_event(struct run *r, const struct cm_rule_event *ev, const int6
 
 				raw_value(d, v, &val, &len);
 				if (!first)
-					cm_out_write(o, ",", 1);
+					out_write(r, ",", 1);
 				first = 0;
-				cm_out_write(o, d->src + d->tok[i].off - 1,
-				             (size_t)(val + len - (d->src + d->tok[i].off - 1)));
+				out_write(r, d->src + d->tok[i].off - 1,
+				          (size_t)(val + len - (d->src + d->tok[i].off - 1)));
 			}
 			i = d->tok[v].next;
 		}
@@ -527,8 +590,8 @@ static void emit_event(struct run *r, const struct cm_rule_event *ev, const int6
 		*p++ = '}';
 	}
 	p = put(p, "]}", 2);
-	cm_out_write(o, r->rec.data, (size_t)(p - r->rec.data));
-	cm_out_endrec(o);
+	out_write(r, r->rec.data, (size_t)(p - r->rec.data));
+	out_end(r);
 }
 
 /* Writes one CONTRACT 1.3 match line per campaign (only those matched with
@@ -599,8 +662,8 @@ static void emit_matches(struct run *r, const struct cm_rule_event *ev, const in
 	}
 	if (!written)
 		return;
-	cm_out_write(&r->out, r->rec.data, (size_t)(p - r->rec.data));
-	cm_out_endrec(&r->out);
+	out_write(r, r->rec.data, (size_t)(p - r->rec.data));
+	out_end(r);
 }
 
 /* Reports a rejected line, on one line whatever the message quotes. */
@@ -628,11 +691,24 @@ static int decide_room(struct run *r, size_t n)
 	return 1;
 }
 
+/* An identify event counts for the events after it, not for itself; a
+ * worker's profiles are the database's, which cm-store keeps. */
+static void apply_identify(struct run *r, const struct cm_rule_event *ev)
+{
+	struct cm_err err;
+
+	if (!r->profdb && cm_profiles_is_identify(ev) &&
+	    cm_profiles_identify(r->profiles, ev, &err) < 0) {
+		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+	}
+}
+
 /* Decides the outcomes of the n matches of ev when some campaign has
  * delivery controls or for a summary (NULL otherwise: every match is
  * matched, or when memory ran out, with r->fatal set). */
 static const struct cm_outcome *decide(struct run *r, const struct cm_rule_event *ev,
-                                       const int64_t *ids, size_t n)
+                                       const int64_t *ids, size_t n, int just_matched)
 {
 	struct cm_err err;
 
@@ -645,7 +721,8 @@ static const struct cm_outcome *decide(struct run *r, const struct cm_rule_event
 	}
 	for (size_t k = 0; k < n; k++) {
 		r->outs[k].campaign_id = ids[k];
-		r->outs[k].ctl = cm_ruleset_hit_controls(r->set, k);
+		r->outs[k].ctl = just_matched ? cm_ruleset_hit_controls(r->set, k)
+		                              : cm_ruleset_controls(r->set, ids[k]);
 	}
 	if (cm_outcomes_decide(r->oc, ev, r->outs, n, &err) < 0) {
 		cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
@@ -772,8 +849,8 @@ static void explain_event(struct run *r, const struct cm_rule_event *ev)
 		    cm_buf_adds(b, "]}") < 0;
 		if (bad)
 			goto oom;
-		cm_out_write(&r->out, b->data, b->len);
-		cm_out_endrec(&r->out);
+		out_write(r, b->data, b->len);
+		out_end(r);
 	}
 	return;
 oom:
@@ -781,22 +858,17 @@ oom:
 	r->fatal = CM_EXIT_SYSTEM;
 }
 
-/* Matches one checked event whose profile is set, and writes what it
- * yields (or explains it, or counts it). */
-static void handle_event(struct run *r, const struct cm_rule_event *ev)
+/* Decides, writes (or counts) what the n matches ids of ev yield, then
+ * applies ev if it is an identify event. just_matched: ids are the answer of
+ * the last cm_ruleset_match (its controls are at hand). */
+static void deliver(struct run *r, const struct cm_rule_event *ev, const int64_t *ids, size_t n,
+                    int just_matched)
 {
 	struct cm_err err;
-	const int64_t *ids;
 	const struct cm_outcome *outs = NULL;
-	size_t n;
 
 	r->events++;
-	if (r->explain) {
-		explain_event(r, ev);
-		goto identify;
-	}
-	n = cm_ruleset_match(r->set, ev, &ids);
-	if (n && (outs = decide(r, ev, ids, n)) == NULL && r->fatal)
+	if (n && (outs = decide(r, ev, ids, n, just_matched)) == NULL && r->fatal)
 		return;
 	if (n) {
 		r->matched++;
@@ -821,14 +893,24 @@ static void handle_event(struct run *r, const struct cm_rule_event *ev)
 		if (sent || !r->matched_only)
 			emit_event(r, ev, ids, outs, n);
 	}
-identify:
-	/* An identify event counts for the events after it, not for itself;
-	 * a worker's profiles are the database's, which cm-store keeps. */
-	if (!r->profdb && cm_profiles_is_identify(ev) &&
-	    cm_profiles_identify(r->profiles, ev, &err) < 0) {
-		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
-		r->fatal = CM_EXIT_SYSTEM;
+	apply_identify(r, ev);
+}
+
+/* Matches one checked event whose profile is set (or asked for lazily),
+ * and writes what it yields (or explains it, or counts it). */
+static void handle_event(struct run *r, const struct cm_rule_event *ev)
+{
+	const int64_t *ids;
+	size_t n;
+
+	if (r->explain) {
+		r->events++;
+		explain_event(r, ev);
+		apply_identify(r, ev);
+		return;
 	}
+	n = cm_ruleset_match(r->set, ev, &ids);
+	deliver(r, ev, ids, n, 1);
 }
 
 /* True when the event's profile must be looked up. */
@@ -837,95 +919,410 @@ static int needs_profile(const struct run *r, const struct cm_rule_event *ev)
 	return r->explain || cm_ruleset_reads_profile(r->set, ev->type, ev->type_len);
 }
 
-/* Matches the events of the batch, in input order, after one lookup of the
- * profiles they need that are not cached. */
-static void flush_batch(struct run *r)
+/* The profile of the slot's user once the batch's lookup is done, parsed
+ * into r->prof_doc, or NULL when the user has none. */
+static const struct cm_jdoc *fetched_profile(struct run *r, struct slot *sl)
 {
 	struct cm_err err;
+	size_t tn;
+	const char *text = sl->rematch ? cm_profdb_ref(r->profdb, sl->ref, &tn)
+	                               : cm_profdb_get(r->profdb, sl->user.data, sl->user.len, &tn);
+
+	if (!text || cm_json_parse(&r->prof_doc, text, tn, &err) < 0)
+		return NULL;
+	return &r->prof_doc;
+}
+
+/* fetched_profile for the matcher's lazy profile_fn. */
+static const struct cm_jdoc *fetched_lazy(void *ctx)
+{
+	struct run *r = ctx;
+
+	return fetched_profile(r, r->cur_slot);
+}
+
+/* Writes the events of batch b in input order (its lookup done): those
+ * matched already with the answer they had, the others matched now. */
+static void deliver_batch(struct run *r, struct batch *b)
+{
 	const char *file = r->file;
 	unsigned long line = r->line;
+	size_t pos = 0, niov = 0;
 
-	if (!r->profdb || !r->nslots)
-		return;
-	if (cm_profdb_missing(r->profdb) && cm_profdb_fetch(r->profdb, &err) < 0) {
-		cm_warn("%s", err.msg);
-		r->fatal = err.code ? err.code : CM_EXIT_UNREACHABLE;
-		r->nslots = 0;
-		return;
-	}
-	for (size_t k = 0; k < r->nslots && !r->fatal; k++) {
-		struct slot *sl = &r->slots[k];
+	/* the kept events first, into kept, in input order */
+	cm_buf_reset(&b->kept);
+	r->stage = &b->kept;
+	for (size_t k = 0; k < b->n && !r->fatal; k++) {
+		struct slot *sl = &b->slots[k];
 
 		sl->ev.doc = &sl->doc; /* the slots may have moved since */
-		sl->ev.profile = NULL;
-		if (sl->wants) {
-			size_t tn;
-			const char *text =
-			    cm_profdb_get(r->profdb, sl->user.data, sl->user.len, &tn);
-
-			if (text && cm_json_parse(&r->prof_doc, text, tn, &err) == 0)
-				sl->ev.profile = &r->prof_doc;
-		}
+		sl->kept_off = b->kept.len;
 		r->file = sl->file;
 		r->line = sl->line;
-		handle_event(r, &sl->ev);
+		if (r->explain) {
+			sl->ev.profile = NULL;
+			sl->ev.profile_fn = NULL;
+			if (sl->wants)
+				sl->ev.profile = fetched_profile(r, sl);
+			handle_event(r, &sl->ev);
+		} else if (sl->rematch) {
+			/* the profile is known now: match again, the jq errors
+			 * reported before it was needed not again */
+			const int64_t *ids;
+			size_t n;
+
+			r->cur_slot = sl;
+			r->jq_skip = sl->jq_reported;
+			r->rematching = 1;
+			sl->ev.profile_fn = fetched_lazy;
+			sl->ev.profile_ctx = r;
+			n = cm_ruleset_match(r->set, &sl->ev, &ids);
+			r->cur_slot = NULL;
+			r->rematching = 0;
+			r->jq_skip = 0;
+			sl->rematch = 0;
+			deliver(r, &sl->ev, ids, n, 1);
+		} else {
+			deliver(r, &sl->ev, sl->ids, sl->nids, 0);
+		}
 		/* a slot that held a long line gives its memory back */
 		if (sl->line_buf.cap > 65536)
 			cm_buf_release(&sl->line_buf);
 	}
+	r->stage = NULL;
 	r->file = file;
 	r->line = line;
-	r->nslots = 0;
-	r->batch_bytes = 0;
+	/* then all of it in order, each record where it is: the stage's up to
+	 * each kept event, that event's, and so on */
+	if (!r->fatal && !r->out.closed && !r->out.error && (niov = 2 * b->n + 1) > b->iovcap) {
+		struct iovec *v = realloc(b->iov, niov * sizeof(*v));
+
+		if (!v) {
+			r->out.error = ENOMEM;
+			niov = 0;
+		} else {
+			b->iov = v;
+			b->iovcap = niov;
+		}
+	}
+	if (!r->fatal && !r->out.closed && !r->out.error) {
+		niov = 0;
+		for (size_t k = 0; k < b->n; k++) {
+			const struct slot *sl = &b->slots[k];
+			size_t kend = k + 1 < b->n ? b->slots[k + 1].kept_off : b->kept.len;
+
+			if (sl->stage_off > pos)
+				b->iov[niov++] =
+				    (struct iovec){b->stage.data + pos, sl->stage_off - pos};
+			pos = sl->stage_off;
+			if (kend > sl->kept_off)
+				b->iov[niov++] = (struct iovec){b->kept.data + sl->kept_off,
+				                                kend - sl->kept_off};
+		}
+		if (b->stage.len > pos)
+			b->iov[niov++] = (struct iovec){b->stage.data + pos, b->stage.len - pos};
+		if (niov)
+			cm_out_writev(&r->out, b->iov, (int)niov);
+	}
+	b->n = 0;
+	b->bytes = 0;
+	b->events = 0;
+	cm_buf_reset(&b->stage);
+	if (b->stage.cap > BATCH_BYTES * 2)
+		cm_buf_release(&b->stage);
+	if (b->kept.cap > BATCH_BYTES * 2)
+		cm_buf_release(&b->kept);
+}
+
+/* Reports a failed lookup: the run ends with its status. */
+static void lookup_failed(struct run *r, const struct cm_err *err)
+{
+	cm_warn("%s", err->msg);
+	r->fatal = err->code ? err->code : CM_EXIT_UNREACHABLE;
+	r->batches[0].n = r->batches[1].n = 0;
+	r->waiting = 0;
+}
+
+/* Ends the batch being read. Two batches take turns: while the server
+ * looks up the profiles of one, the next is read and matched with what the
+ * cache has; so with wait 0, the batch before is written and this one's
+ * lookup sent. With wait 1 (the input is not ready, or ends, or the
+ * campaigns change), everything is written now. */
+static void flush_batch(struct run *r, int wait)
+{
+	struct cm_err err;
+	struct batch *cur = &r->batches[r->cur], *prev = &r->batches[1 - r->cur];
+
+	if (!r->profdb)
+		return;
+	if (r->waiting) {
+		r->waiting = 0;
+		if (cm_profdb_receive(r->profdb, &err) < 0) {
+			lookup_failed(r, &err);
+			return;
+		}
+		deliver_batch(r, prev);
+	}
+	if (r->fatal)
+		return;
+	if (!cur->n) {
+		/* nothing waits for a profile: what was staged goes out */
+		deliver_batch(r, cur);
+		cm_profdb_begin(r->profdb);
+		return;
+	}
+	if (cm_profdb_trim(r->profdb)) {
+		/* the cache was full and is empty now: this batch asks again */
+		for (size_t k = 0; k < cur->n; k++) {
+			struct slot *sl = &cur->slots[k];
+			const char *text;
+			size_t tn;
+
+			if ((sl->rematch || sl->wants) &&
+			    cm_profdb_lookup(r->profdb, sl->user.data, sl->user.len, &text, &tn,
+			                     &sl->ref, &err) < 0) {
+				lookup_failed(r, &err);
+				return;
+			}
+		}
+	}
+	if (wait) {
+		if (cm_profdb_fetch(r->profdb, &err) < 0) {
+			lookup_failed(r, &err);
+			return;
+		}
+		deliver_batch(r, cur);
+	} else {
+		if (cm_profdb_send(r->profdb, &err) < 0) {
+			lookup_failed(r, &err);
+			return;
+		}
+		r->waiting = 1;
+		r->cur = 1 - r->cur;
+	}
 	cm_profdb_begin(r->profdb);
 }
 
-/* Adds a checked event (in its slot) to the batch, noting its user when it
- * needs a profile; matches the batch once it is full. */
-static void enqueue(struct run *r, struct slot *sl)
+/* Notes the user of ev in sl->user: the batch's lookup is to fetch its
+ * profile. */
+static int want_user(struct run *r, struct slot *sl, const struct cm_rule_event *ev)
 {
 	struct cm_err err;
+	size_t un;
+	const char *u = cm_json_str(ev->doc, ev->user_tok, &sl->tmp, &un);
 
-	sl->wants = needs_profile(r, &sl->ev);
-	sl->file = r->file;
-	sl->line = r->line;
-	if (sl->wants) {
-		size_t un;
-		const char *u = cm_json_str(&sl->doc, sl->ev.user_tok, &sl->tmp, &un);
-
-		cm_buf_reset(&sl->user);
-		if (!u || cm_buf_add(&sl->user, u, un) < 0 ||
-		    cm_profdb_want(r->profdb, u, un, &err) < 0) {
-			cm_warn("out of memory");
-			r->fatal = CM_EXIT_SYSTEM;
-			return;
-		}
+	cm_buf_reset(&sl->user);
+	if (!u || cm_buf_add(&sl->user, u, un) < 0 || cm_profdb_want(r->profdb, u, un, &err) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return -1;
 	}
-	r->nslots++;
-	if (r->nslots == BATCH_EVENTS || r->batch_bytes >= BATCH_BYTES)
-		flush_batch(r);
+	return 0;
 }
 
-/* The next free slot of the batch; NULL when memory is out. */
+/* The profile of the event being matched (r->cur_ev) before its batch's
+ * lookup: the cache's when it is fresh; otherwise the user is wanted and
+ * the event (r->cur_slot) matched again after the lookup, what this match
+ * answers dropped. */
+static const struct cm_jdoc *cached_lazy(void *ctx)
+{
+	struct run *r = ctx;
+	struct slot *sl = r->cur_slot;
+	const struct cm_rule_event *ev = r->cur_ev;
+	struct cm_err err;
+	const char *user, *text;
+	size_t un, tn;
+	int rc;
+
+	user = cm_json_str(ev->doc, ev->user_tok, &sl->tmp, &un);
+	if (!user)
+		goto oom;
+	rc = cm_profdb_lookup(r->profdb, user, un, &text, &tn, &sl->ref, &err);
+	if (rc > 0) {
+		if (!text || cm_json_parse(&r->prof_doc, text, tn, &err) < 0)
+			return NULL;
+		return &r->prof_doc;
+	}
+	cm_buf_reset(&sl->user);
+	if (rc < 0 || cm_buf_add(&sl->user, user, un) < 0)
+		goto oom;
+	sl->rematch = 1;
+	return NULL;
+oom:
+	cm_warn("out of memory");
+	r->fatal = CM_EXIT_SYSTEM;
+	return NULL;
+}
+
+/* Adds a checked event (in its slot) to the batch: matched at once with
+ * the profiles the cache has, kept to be matched again after the batch's
+ * lookup when it needed one the cache has not; the batch is written in
+ * input order once it is full. */
+static void enqueue(struct run *r, struct slot *sl)
+{
+	sl->file = r->file;
+	sl->line = r->line;
+	sl->rematch = 0;
+	sl->wants = 0;
+	sl->jq_reported = 0;
+	if (r->explain) {
+		/* explain reads every event's profile */
+		sl->wants = needs_profile(r, &sl->ev);
+		if (sl->wants && want_user(r, sl, &sl->ev) < 0)
+			return;
+	} else {
+		const int64_t *ids;
+		size_t n;
+
+		r->cur_slot = sl;
+		r->cur_ev = &sl->ev;
+		sl->ev.profile_fn = cached_lazy;
+		sl->ev.profile_ctx = r;
+		n = cm_ruleset_match(r->set, &sl->ev, &ids);
+		r->cur_slot = NULL;
+		if (r->fatal)
+			return;
+		if (!sl->rematch) {
+			if (n > sl->idcap) {
+				int64_t *ni = realloc(sl->ids, n * sizeof(*ni));
+
+				if (!ni) {
+					cm_warn("out of memory");
+					r->fatal = CM_EXIT_SYSTEM;
+					return;
+				}
+				sl->ids = ni;
+				sl->idcap = n;
+			}
+			if (n)
+				memcpy(sl->ids, ids, n * sizeof(*ids));
+			sl->nids = n;
+		}
+	}
+	sl->stage_off = 0;
+	r->batches[r->cur].n++;
+	r->batches[r->cur].events++;
+	if (r->batches[r->cur].events == BATCH_EVENTS || r->batches[r->cur].bytes >= BATCH_BYTES)
+		flush_batch(r, 0);
+}
+
+/* The next free slot of the batch being read; NULL when memory is out. */
 static struct slot *next_slot(struct run *r)
 {
-	if (r->nslots == r->slotcap) {
-		size_t cap = r->slotcap ? r->slotcap * 2 : 64;
-		struct slot *ns = realloc(r->slots, cap * sizeof(*ns));
+	struct batch *b = &r->batches[r->cur];
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct slot *ns = realloc(b->slots, cap * sizeof(*ns));
 
 		if (!ns)
 			return NULL;
-		for (size_t k = r->slotcap; k < cap; k++) {
+		for (size_t k = b->cap; k < cap; k++) {
 			cm_jdoc_init(&ns[k].doc, 64);
 			cm_buf_init(&ns[k].line_buf, 0);
 			cm_buf_init(&ns[k].scratch, 0);
 			cm_buf_init(&ns[k].user, 0);
 			cm_buf_init(&ns[k].tmp, 0);
+			ns[k].ids = NULL;
+			ns[k].idcap = 0;
 		}
-		r->slots = ns;
-		r->slotcap = cap;
+		b->slots = ns;
+		b->cap = cap;
 	}
-	return &r->slots[r->nslots];
+	return &b->slots[b->n];
+}
+
+/* Keeps event ev of line[0..len) in a slot of the batch, to be matched
+ * again once its profile is looked up (pr: what its first match noted). */
+static void keep(struct run *r, const struct cm_rule_event *ev, const char *line, size_t len,
+                 const struct slot *pr)
+{
+	struct batch *b = &r->batches[r->cur];
+	struct slot *sl = next_slot(r);
+
+	if (!sl) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	cm_buf_reset(&sl->line_buf);
+	cm_buf_reset(&sl->user);
+	if (cm_buf_add(&sl->line_buf, line, len) < 0 ||
+	    cm_buf_add(&sl->user, pr->user.data, pr->user.len) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	/* the parsed document moves with the line; the view is the same but
+	 * for what points into the line or the scratch */
+	if (cm_jdoc_copy(&sl->doc, ev->doc, sl->line_buf.data) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	sl->ev = *ev;
+	sl->ev.doc = &sl->doc;
+	if (!sl->doc.tok[ev->type_tok].esc) {
+		sl->ev.type = sl->doc.src + sl->doc.tok[ev->type_tok].off;
+	} else {
+		cm_buf_reset(&sl->scratch);
+		if (cm_buf_add(&sl->scratch, ev->type, ev->type_len) < 0) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		sl->ev.type = sl->scratch.data;
+	}
+	sl->file = r->file;
+	sl->line = r->line;
+	sl->wants = 0;
+	sl->rematch = 1;
+	sl->jq_reported = pr->jq_reported;
+	sl->ref = pr->ref;
+	sl->stage_off = b->stage.len;
+	b->n++;
+}
+
+/* With database profiles and no order to keep: matches the event at once
+ * with what the cache has, and writes what it yields (to the stage when an
+ * event before it waits); only an event that needs a profile the cache has
+ * not is kept, to be matched again after the lookup. */
+static void match_or_keep(struct run *r, struct cm_rule_event *ev, const char *line, size_t len)
+{
+	struct batch *b = &r->batches[r->cur];
+	struct slot *pr = &r->probe;
+	const int64_t *ids;
+	size_t n;
+
+	pr->rematch = 0;
+	pr->jq_reported = 0;
+	r->cur_slot = pr;
+	r->cur_ev = ev;
+	ev->profile_fn = cached_lazy;
+	ev->profile_ctx = r;
+	n = cm_ruleset_match(r->set, ev, &ids);
+	r->cur_slot = NULL;
+	if (r->fatal)
+		return;
+	if (pr->rematch) {
+		keep(r, ev, line, len, pr);
+	} else {
+		r->stage = b->n || r->waiting ? &b->stage : NULL;
+		deliver(r, ev, ids, n, 1);
+		r->stage = NULL;
+	}
+	b->events++;
+	b->bytes += len;
+	if (b->events == BATCH_EVENTS || b->bytes >= BATCH_BYTES)
+		flush_batch(r, 0);
+}
+
+/* The profile of the event being matched, when the matcher asks for it. */
+static const struct cm_jdoc *lazy_profile(void *ctx)
+{
+	struct run *r = ctx;
+
+	return profile_of(r, r->cur_ev);
 }
 
 /* Parses, checks and matches one line, and writes what it yields; with
@@ -943,6 +1340,19 @@ static void process_line(struct run *r, const char *line, size_t len)
 		i++;
 	if (i == len)
 		return;
+	if (r->profdb && !r->explain && !r->ordered) {
+		if (cm_json_parse(doc, line, len, &err) < 0) {
+			char msg[sizeof(err.msg) + 16];
+
+			snprintf(msg, sizeof(msg), "invalid JSON: %s", err.msg);
+			reject(r, msg);
+		} else if (cm_rule_event_init(&ev, doc, scratch, &err) < 0) {
+			reject(r, err.msg);
+		} else {
+			match_or_keep(r, &ev, line, len);
+		}
+		return;
+	}
 	if (r->profdb) {
 		/* the line is kept in its slot until the batch is matched */
 		sl = next_slot(r);
@@ -960,7 +1370,7 @@ static void process_line(struct run *r, const char *line, size_t len)
 		line = sl->line_buf.data;
 		doc = &sl->doc;
 		scratch = &sl->scratch;
-		r->batch_bytes += len;
+		r->batches[r->cur].bytes += len;
 	}
 	if (cm_json_parse(doc, line, len, &err) < 0) {
 		char msg[sizeof(err.msg) + 16];
@@ -977,8 +1387,14 @@ static void process_line(struct run *r, const char *line, size_t len)
 		enqueue(r, sl);
 		return;
 	}
-	if (needs_profile(r, &ev))
+	if (r->explain) {
 		ev.profile = profile_of(r, &ev);
+	} else {
+		/* looked up only if a rule gets as far as the profile */
+		r->cur_ev = &ev;
+		ev.profile_fn = lazy_profile;
+		ev.profile_ctx = r;
+	}
 	handle_event(r, &ev);
 }
 
@@ -1017,7 +1433,7 @@ static int process_file(struct run *r, const char *path)
 		 * batch waiting for profiles is matched with the set it was
 		 * read under. */
 		if (reload_wanted || (r->db && cm_campdb_pending(r->db)))
-			flush_batch(r);
+			flush_batch(r, 1);
 		if (reload_wanted)
 			reload(r);
 		if (r->db && cm_campdb_pending(r->db))
@@ -1049,12 +1465,12 @@ static int process_file(struct run *r, const char *path)
 		if (!lf || lr.start > (size_t)(lf - lr.buf)) {
 			/* the next line is not buffered: flush the output; and when
 			 * it is not even readable now, do not keep events waiting */
-			if (r->nslots && !input_readable(lr.fd))
-				flush_batch(r);
+			if ((r->batches[r->cur].n || r->waiting) && !input_readable(lr.fd))
+				flush_batch(r, 1);
 			cm_out_flush(&r->out);
 		}
 	}
-	flush_batch(r);
+	flush_batch(r, 1);
 	cm_lines_release(&lr);
 	return rc;
 }
@@ -1204,6 +1620,8 @@ int main(int argc, char **argv)
 			return err.code;
 		}
 		cm_profdb_begin(r.profdb);
+		/* offline limits are decided in input order: every event waits */
+		r.ordered = !r.db && cm_ruleset_has_controls(r.set);
 	}
 	if (!r.oc || !r.profiles || (r.summary && !r.sum) ||
 	    (r.profiles_spec && !r.profdb && load_profiles(&r, r.profiles_spec) < 0)) {
@@ -1241,6 +1659,12 @@ int main(int argc, char **argv)
 	cm_buf_init(&r.rec, 0);
 	cm_buf_init(&r.tail, 0);
 	cm_buf_init(&r.exbuf, 0);
+	cm_buf_init(&r.probe.user, 0);
+	cm_buf_init(&r.probe.tmp, 0);
+	cm_buf_init(&r.batches[0].stage, 0);
+	cm_buf_init(&r.batches[1].stage, 0);
+	cm_buf_init(&r.batches[0].kept, 0);
+	cm_buf_init(&r.batches[1].kept, 0);
 	cm_buf_init(&r.exline, 0);
 	cm_progress_init(&r.progress);
 	if (optind >= argc) {
@@ -1283,14 +1707,24 @@ int main(int argc, char **argv)
 	cm_outcomes_free(r.oc);
 	cm_summary_free(r.sum);
 	cm_profdb_close(r.profdb);
-	for (size_t k = 0; k < r.slotcap; k++) {
-		cm_jdoc_release(&r.slots[k].doc);
-		cm_buf_release(&r.slots[k].line_buf);
-		cm_buf_release(&r.slots[k].scratch);
-		cm_buf_release(&r.slots[k].user);
-		cm_buf_release(&r.slots[k].tmp);
+	for (int b = 0; b < 2; b++) {
+		for (size_t k = 0; k < r.batches[b].cap; k++) {
+			struct slot *sl = &r.batches[b].slots[k];
+
+			cm_jdoc_release(&sl->doc);
+			cm_buf_release(&sl->line_buf);
+			cm_buf_release(&sl->scratch);
+			cm_buf_release(&sl->user);
+			cm_buf_release(&sl->tmp);
+			free(sl->ids);
+		}
+		free(r.batches[b].slots);
+		cm_buf_release(&r.batches[b].stage);
+		cm_buf_release(&r.batches[b].kept);
+		free(r.batches[b].iov);
 	}
-	free(r.slots);
+	cm_buf_release(&r.probe.user);
+	cm_buf_release(&r.probe.tmp);
 	free(r.outs);
 	cm_buf_release(&r.scratch);
 	cm_buf_release(&r.scratch2);

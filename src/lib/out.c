@@ -2,6 +2,7 @@
 #include "out.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,6 +46,37 @@ int cm_out_flush(struct cm_out *o)
 	rc = write_all(o, o->buf, o->len);
 	o->len = 0;
 	return rc;
+}
+
+/* Writes the pieces with writev, IOV_MAX at a time, going on after short
+ * writes (iov is used up). */
+int cm_out_writev(struct cm_out *o, struct iovec *iov, int n)
+{
+	if (cm_out_flush(o) < 0)
+		return -1;
+	while (n > 0) {
+		ssize_t w = writev(o->fd, iov, n > IOV_MAX ? IOV_MAX : n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EPIPE)
+				o->closed = 1;
+			else
+				o->error = errno;
+			return -1;
+		}
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
 }
 
 int cm_out_write(struct cm_out *o, const void *p, size_t n)

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "num.h"
 #include "pg.h"
 #include "retry.h"
 #include "strmap.h"
@@ -16,8 +17,11 @@
 /* How long opening waits for a server that is starting. */
 #define PROFDB_OPEN_MS 10000
 
+/* The users come back by their place in the array, so that the answer is
+ * filed without looking each one up again. */
 static const char lookup_sql[] =
-    "SELECT user_id, traits::text FROM profiles WHERE user_id = ANY($1::text[])";
+    "SELECT u.o, p.traits::text FROM unnest($1::text[]) WITH ORDINALITY AS u(id, o)"
+    " JOIN profiles AS p ON p.user_id = u.id";
 
 /* What is known of one user. */
 struct pentry {
@@ -25,6 +29,7 @@ struct pentry {
 	uint32_t off, len; /* the traits, in texts */
 	uint32_t batch;    /* the batch that last put it in missing */
 	uint8_t present;   /* the user has a profile */
+	uint8_t pending;   /* in the query in flight */
 };
 
 struct cm_profdb {
@@ -38,6 +43,10 @@ struct cm_profdb {
 	struct cm_buf texts;
 	uint32_t *missing; /* entries this batch must fetch */
 	uint32_t nmissing, missingcap;
+	uint32_t *flight; /* entries of the query in flight (cm_profdb_send) */
+	uint32_t nflight, flightcap;
+	int busy; /* a query is in flight */
+	int64_t flight_t0;
 	uint32_t batch;
 	int64_t now;       /* the batch's first want; INT64_MIN: none yet */
 	struct cm_buf arr; /* the array literal of a query */
@@ -108,21 +117,69 @@ void cm_profdb_close(struct cm_profdb *db)
 	cm_buf_release(&db->arr);
 	free(db->ents);
 	free(db->missing);
+	free(db->flight);
 	free(db->conninfo);
 	free(db);
 }
 
-/* A new batch (its clock is read at its first want), the cache emptied when
- * over its bounds (nothing of the last batch is needed any more). */
+/* A new batch. */
 void cm_profdb_begin(struct cm_profdb *db)
 {
 	db->batch++;
 	db->nmissing = 0;
-	db->now = INT64_MIN;
-	if (db->users.n >= db->max_users || db->texts.len >= CM_PROFDB_BYTES) {
-		cm_strmap_clear(&db->users);
-		cm_buf_reset(&db->texts);
+}
+
+/* Empties the cache when it is over its bounds and no query is in flight
+ * (whose users it would forget). */
+int cm_profdb_trim(struct cm_profdb *db)
+{
+	if (db->busy || (db->users.n < db->max_users && db->texts.len < CM_PROFDB_BYTES))
+		return 0;
+	cm_strmap_clear(&db->users);
+	cm_buf_reset(&db->texts);
+	db->nmissing = 0;
+	db->batch++;
+	return 1;
+}
+
+/* Makes entry i new: never looked up. */
+static int new_entry(struct cm_profdb *db, uint32_t i)
+{
+	if (i >= db->entcap) {
+		uint32_t cap = db->entcap ? db->entcap * 2 : 1024;
+		struct pentry *ne = realloc(db->ents, (size_t)cap * sizeof(*ne));
+
+		if (!ne)
+			return -1;
+		db->ents = ne;
+		db->entcap = cap;
 	}
+	memset(&db->ents[i], 0, sizeof(db->ents[i]));
+	db->ents[i].fetched = INT64_MIN;
+	return 0;
+}
+
+/* Puts entry i in the batch's lookups unless it is fresh, in them already,
+ * or in the query in flight. */
+static int add_missing(struct cm_profdb *db, uint32_t i)
+{
+	struct pentry *e = &db->ents[i];
+
+	if ((e->fetched != INT64_MIN && cm_mono_ms() - e->fetched < db->ttl_ms) ||
+	    e->batch == db->batch || e->pending)
+		return 0;
+	if (db->nmissing == db->missingcap) {
+		uint32_t cap = db->missingcap ? db->missingcap * 2 : 256;
+		uint32_t *nm = realloc(db->missing, (size_t)cap * sizeof(*nm));
+
+		if (!nm)
+			return -1;
+		db->missing = nm;
+		db->missingcap = cap;
+	}
+	e->batch = db->batch;
+	db->missing[db->nmissing++] = i;
+	return 0;
 }
 
 /* Adds the user to the batch's lookups unless it is fresh in the cache. */
@@ -130,39 +187,9 @@ int cm_profdb_want(struct cm_profdb *db, const char *user, size_t n, struct cm_e
 {
 	uint32_t i;
 	int rc = cm_strmap_add(&db->users, user, n, &i);
-	struct pentry *e;
 
-	if (rc < 0)
+	if (rc < 0 || (rc == 1 && new_entry(db, i) < 0) || add_missing(db, i) < 0)
 		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
-	if (db->now == INT64_MIN)
-		db->now = cm_mono_ms();
-	if (rc == 1) {
-		if (i >= db->entcap) {
-			uint32_t cap = db->entcap ? db->entcap * 2 : 1024;
-			struct pentry *ne = realloc(db->ents, (size_t)cap * sizeof(*ne));
-
-			if (!ne)
-				return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
-			db->ents = ne;
-			db->entcap = cap;
-		}
-		memset(&db->ents[i], 0, sizeof(db->ents[i]));
-		db->ents[i].fetched = INT64_MIN;
-	}
-	e = &db->ents[i];
-	if ((e->fetched != INT64_MIN && db->now - e->fetched < db->ttl_ms) || e->batch == db->batch)
-		return 0;
-	if (db->nmissing == db->missingcap) {
-		uint32_t cap = db->missingcap ? db->missingcap * 2 : 256;
-		uint32_t *nm = realloc(db->missing, (size_t)cap * sizeof(*nm));
-
-		if (!nm)
-			return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
-		db->missing = nm;
-		db->missingcap = cap;
-	}
-	e->batch = db->batch;
-	db->missing[db->nmissing++] = i;
 	return 0;
 }
 
@@ -172,16 +199,16 @@ size_t cm_profdb_missing(const struct cm_profdb *db)
 	return db->nmissing;
 }
 
-/* Builds the text[] literal of the missing users from..to: each element
+/* Builds the text[] literal of the users list[from..to): each element
  * quoted, with backslash before quote and backslash. */
-static int array_literal(struct cm_profdb *db, uint32_t from, uint32_t to)
+static int array_literal(struct cm_profdb *db, const uint32_t *list, uint32_t from, uint32_t to)
 {
 	cm_buf_reset(&db->arr);
 	if (cm_buf_addc(&db->arr, '{') < 0)
 		return -1;
 	for (uint32_t k = from; k < to; k++) {
 		size_t n;
-		const char *u = cm_strmap_key(&db->users, db->missing[k], &n);
+		const char *u = cm_strmap_key(&db->users, list[k], &n);
 
 		if ((k > from && cm_buf_addc(&db->arr, ',') < 0) || cm_buf_addc(&db->arr, '"') < 0)
 			return -1;
@@ -195,15 +222,50 @@ static int array_literal(struct cm_profdb *db, uint32_t from, uint32_t to)
 	return cm_buf_addc(&db->arr, '}');
 }
 
-/* Runs one lookup of the missing users from..to and stores the answers. */
-static int lookup(struct cm_profdb *db, uint32_t from, uint32_t to, struct cm_err *err)
+/* Stores the answer r of a lookup of list[from..to), which started at t0:
+ * the users it has have a profile, the others none. */
+static int apply(struct cm_profdb *db, PGresult *r, const uint32_t *list, uint32_t from,
+                 uint32_t to, int64_t t0, struct cm_err *err)
+{
+	db->queries++;
+	for (uint32_t k = from; k < to; k++) {
+		struct pentry *e = &db->ents[list[k]];
+
+		e->present = 0;
+		e->pending = 0;
+		e->fetched = t0;
+	}
+	for (int row = 0; row < PQntuples(r); row++) {
+		int64_t o;
+		size_t off = db->texts.len, len = (size_t)PQgetlength(r, row, 1);
+		uint32_t i;
+
+		if (cm_parse_i64(PQgetvalue(r, row, 0), 1, to - from, &o) < 0)
+			continue;
+		i = list[from + (uint32_t)o - 1];
+		if (len >= UINT32_MAX || cm_buf_add(&db->texts, PQgetvalue(r, row, 1), len) < 0 ||
+		    db->texts.len >= UINT32_MAX)
+			return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
+		db->ents[i].off = (uint32_t)off;
+		db->ents[i].len = (uint32_t)len;
+		db->ents[i].present = 1;
+		db->fetched++;
+	}
+	return 0;
+}
+
+/* Runs one lookup of the users list[from..to) and stores the answers,
+ * reconnecting and retrying when the connection fails. */
+static int lookup(struct cm_profdb *db, const uint32_t *list, uint32_t from, uint32_t to,
+                  struct cm_err *err)
 {
 	struct cm_backoff b;
 	const char *param;
 	PGresult *r;
 	int64_t t0;
+	int rc;
 
-	if (array_literal(db, from, to) < 0)
+	if (array_literal(db, list, from, to) < 0)
 		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
 	param = db->arr.data;
 	cm_backoff_start(&b, PROFDB_RETRY_MS);
@@ -231,46 +293,104 @@ static int lookup(struct cm_profdb *db, uint32_t from, uint32_t to, struct cm_er
 		if (cm_backoff_wait(&b, NULL) < 0)
 			return -1;
 	}
-	db->queries++;
-	for (uint32_t k = from; k < to; k++) {
-		struct pentry *e = &db->ents[db->missing[k]];
-
-		e->present = 0;
-		e->fetched = t0;
-	}
-	for (int row = 0; row < PQntuples(r); row++) {
-		int64_t i = cm_strmap_find(&db->users, PQgetvalue(r, row, 0),
-		                           (size_t)PQgetlength(r, row, 0));
-		size_t off = db->texts.len, len = (size_t)PQgetlength(r, row, 1);
-
-		if (i < 0)
-			continue;
-		if (len >= UINT32_MAX || cm_buf_add(&db->texts, PQgetvalue(r, row, 1), len) < 0 ||
-		    db->texts.len >= UINT32_MAX) {
-			PQclear(r);
-			return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
-		}
-		db->ents[i].off = (uint32_t)off;
-		db->ents[i].len = (uint32_t)len;
-		db->ents[i].present = 1;
-		db->fetched++;
-	}
+	rc = apply(db, r, list, from, to, t0, err);
 	PQclear(r);
-	return 0;
+	return rc;
 }
 
-/* Fetches the batch's missing users, CM_PROFDB_BATCH_MAX per query. */
+/* Fetches the batch's missing users, CM_PROFDB_BATCH_MAX per query, after
+ * the query in flight, if any. */
 int cm_profdb_fetch(struct cm_profdb *db, struct cm_err *err)
 {
+	if (cm_profdb_receive(db, err) < 0)
+		return -1;
 	for (uint32_t k = 0; k < db->nmissing; k += CM_PROFDB_BATCH_MAX) {
 		uint32_t to =
 		    db->nmissing - k > CM_PROFDB_BATCH_MAX ? k + CM_PROFDB_BATCH_MAX : db->nmissing;
 
-		if (lookup(db, k, to, err) < 0)
+		if (lookup(db, db->missing, k, to, err) < 0)
 			return -1;
 	}
 	db->nmissing = 0;
 	return 0;
+}
+
+/* Sends the lookup of the batch's missing users and returns at once; the
+ * answer is taken by cm_profdb_receive. A failure to send falls back to a
+ * lookup that waits (and retries). */
+int cm_profdb_send(struct cm_profdb *db, struct cm_err *err)
+{
+	const char *param;
+	uint32_t *swap, cap;
+
+	if (cm_profdb_receive(db, err) < 0)
+		return -1;
+	if (!db->nmissing)
+		return 0;
+	if (db->nmissing > CM_PROFDB_BATCH_MAX || !db->conn)
+		return cm_profdb_fetch(db, err);
+	if (array_literal(db, db->missing, 0, db->nmissing) < 0)
+		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
+	param = db->arr.data;
+	db->flight_t0 = cm_mono_ms();
+	if (!PQsendQueryParams(db->conn, lookup_sql, 1, NULL, &param, NULL, NULL, 0)) {
+		/* the connection is broken: the waiting way, which reconnects */
+		PQfinish(db->conn);
+		db->conn = NULL;
+		return cm_profdb_fetch(db, err);
+	}
+	for (uint32_t k = 0; k < db->nmissing; k++)
+		db->ents[db->missing[k]].pending = 1;
+	/* the missing list becomes the flight list, and the old one free */
+	swap = db->flight;
+	cap = db->flightcap;
+	db->flight = db->missing;
+	db->flightcap = db->missingcap;
+	db->nflight = db->nmissing;
+	db->missing = swap;
+	db->missingcap = cap;
+	db->nmissing = 0;
+	db->busy = 1;
+	return 0;
+}
+
+/* Waits for the answer of the query in flight and stores it; a failed one
+ * is run again the waiting way. */
+int cm_profdb_receive(struct cm_profdb *db, struct cm_err *err)
+{
+	PGresult *r, *last = NULL;
+	int ok = 1, rc;
+
+	if (!db->busy)
+		return 0;
+	db->busy = 0;
+	while ((r = PQgetResult(db->conn))) {
+		if (PQresultStatus(r) != PGRES_TUPLES_OK || last)
+			ok = 0;
+		if (last)
+			PQclear(last);
+		last = r;
+	}
+	if (ok && last) {
+		rc = apply(db, last, db->flight, 0, db->nflight, db->flight_t0, err);
+		PQclear(last);
+		return rc;
+	}
+	if (last) {
+		int retry = cm_pg_classify(db->conn, last) == CM_PG_RETRY;
+
+		cm_pg_errf(err, db->conn, last, "profiles");
+		PQclear(last);
+		if (!retry) {
+			err->code = CM_EXIT_REFUSED;
+			return -1;
+		}
+	}
+	PQfinish(db->conn);
+	db->conn = NULL;
+	for (uint32_t k = 0; k < db->nflight; k++)
+		db->ents[db->flight[k]].pending = 0;
+	return lookup(db, db->flight, 0, db->nflight, err);
 }
 
 /* The cached traits of a user. */
@@ -282,6 +402,35 @@ const char *cm_profdb_get(struct cm_profdb *db, const char *user, size_t n, size
 		return NULL;
 	*len = db->ents[i].len;
 	return db->texts.data + db->ents[i].off;
+}
+
+/* A fresh cache entry, or the user added to the batch's lookups. */
+int cm_profdb_lookup(struct cm_profdb *db, const char *user, size_t n, const char **text,
+                     size_t *len, uint32_t *ref, struct cm_err *err)
+{
+	uint32_t i;
+	int rc = cm_strmap_add(&db->users, user, n, &i);
+	struct pentry *e;
+
+	if (rc < 0 || (rc == 1 && new_entry(db, i) < 0))
+		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
+	e = &db->ents[i];
+	*ref = i;
+	if (!e->pending && e->fetched != INT64_MIN && cm_mono_ms() - e->fetched < db->ttl_ms) {
+		*text = e->present ? db->texts.data + e->off : NULL;
+		*len = e->len;
+		return 1;
+	}
+	return add_missing(db, i) < 0 ? cm_errc(err, CM_EXIT_SYSTEM, "out of memory") : 0;
+}
+
+/* The profile of entry ref (of cm_profdb_lookup) once looked up. */
+const char *cm_profdb_ref(struct cm_profdb *db, uint32_t ref, size_t *len)
+{
+	if (ref >= db->users.n || !db->ents[ref].present)
+		return NULL;
+	*len = db->ents[ref].len;
+	return db->texts.data + db->ents[ref].off;
 }
 
 /* Queries run so far. */

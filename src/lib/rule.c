@@ -134,6 +134,7 @@ static void index_release(struct rules_index *ix)
 	for (uint32_t i = 0; i < ix->nslot_errors; i++)
 		free(ix->slot_errors[i]);
 	free(ix->slot_errors);
+	free(ix->slot_prof);
 	free(ix->active);
 	free(ix->buckets);
 	free(ix->type_map);

@@ -85,6 +85,12 @@ struct cm_rule_event {
 	 * profile.TRAIT, and jq sees it as the event's "profile" member ({}
 	 * without one). */
 	const struct cm_jdoc *profile;
+	/* Or, when profile_fn is set, the profile is asked for only when a
+	 * rule reaches a profile.* leaf or a jq predicate that names profile
+	 * (most events never do): profile_fn(profile_ctx) is called at most
+	 * once per match and its answer used as profile. */
+	const struct cm_jdoc *(*profile_fn)(void *ctx);
+	void *profile_ctx;
 };
 
 /* Checks that doc (root token 0) is a canonical event by the one definition

@@ -32,6 +32,12 @@ int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err)
 	if (!s->index.slot_errors)
 		return cm_errf(err, "out of memory");
 	s->index.nslot_errors = nslots;
+	s->index.slot_prof = calloc(nslots ? nslots : 1, 1);
+	if (!s->index.slot_prof)
+		return cm_errf(err, "out of memory");
+	for (uint32_t i = 0; i < s->loaded.ncamp; i++)
+		if (s->loaded.camps[i].jq >= 0 && s->loaded.camps[i].jq_prof)
+			s->index.slot_prof[s->loaded.camps[i].jq] = 1;
 	return cm_jqx_compile(s->jqx, on_bad_slot, s, err) < 0 ? -1 : 0;
 }
 
@@ -62,7 +68,10 @@ static int report_jq(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
  * better)? Returns 0 when it cannot. */
 static unsigned key_score(const struct cm_ruleset *s, const struct cond_node *n)
 {
-	if (n->kind != K_LEAF)
+	/* Never a profile leaf: a probe on it would ask every event of the
+	 * type for its user's profile, which is looked up only when a rule
+	 * gets that far. */
+	if (n->kind != K_LEAF || s->loaded.paths[n->path].prof)
 		return 0;
 	switch (n->op) {
 	case OP_EQ: {

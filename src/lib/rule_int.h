@@ -155,6 +155,7 @@ struct campaign {
 	uint32_t where_off, where_len; /* rule.where as written (compact), in the pool */
 	int64_t jq;                    /* its jq slot, or -1 */
 	uint8_t reads_profile;         /* a profile.* leaf, or a jq predicate naming profile */
+	uint8_t jq_prof;               /* its jq predicate names profile */
 	/* Delivery controls (CONTRACT 1.6): */
 	double holdout;                /* 0: none */
 	uint32_t variants, nvariants;  /* into loaded.variants; 0 variants: none */
@@ -401,13 +402,17 @@ struct rules_index {
 	int64_t *explain_ids; /* explain's answer */
 	char **slot_errors;   /* per jq slot: jq's message when it does not compile */
 	uint32_t nslot_errors;
+	uint8_t *slot_prof; /* per jq slot: its text names profile */
 };
 
 /* What matching writes, sized by compiling so that matching allocates
  * nothing: the event being matched and what is known of it so far. */
 struct rules_scratch {
 	const struct cm_jdoc *doc;
-	const struct cm_jdoc *prof;  /* the user's traits (root 0), or NULL */
+	const struct cm_jdoc *prof;                  /* the user's traits (root 0), or NULL */
+	const struct cm_jdoc *(*prof_fn)(void *ctx); /* asked for prof once, lazily */
+	void *prof_ctx;
+	int prof_done;               /* prof is known */
 	struct path_value *pathvals; /* by path */
 	uint32_t gen;                /* the current event's generation */
 	struct cm_buf arena;         /* decoded strings of the event */

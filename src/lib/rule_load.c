@@ -138,7 +138,7 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 			c->jq = cm_jqx_add(lc->s->jqx, p, n, &err);
 			/* A predicate that names the profile needs it fetched. */
 			if (memmem(p, n, "profile", 7))
-				lc->reads_profile = 1;
+				lc->reads_profile = c->jq_prof = 1;
 			if (c->jq < 0) {
 				rule_problem(lc, "%s", err.msg);
 				c->bad = 1;

@@ -57,6 +57,16 @@ int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *d, struct
 
 static struct path_value *resolve(struct cm_ruleset *s, uint32_t pid);
 
+/* The profile of the current event, asked for the first time it is needed. */
+static const struct cm_jdoc *event_profile(struct cm_ruleset *s)
+{
+	if (!s->scratch.prof_done) {
+		s->scratch.prof = s->scratch.prof_fn(s->scratch.prof_ctx);
+		s->scratch.prof_done = 1;
+	}
+	return s->scratch.prof;
+}
+
 /* Looks path pid up in the current event, once per event; the path
  * "profile" is the root of the user's profile (missing without one), so
  * that its traits resolve like the event's members. */
@@ -68,7 +78,7 @@ static __attribute__((noinline)) struct path_value *resolve_slow(struct cm_rules
 	uint32_t ptok, t = CM_JNONE;
 
 	if (pn->parent == NONE && pn->prof) {
-		d = s->scratch.prof;
+		d = event_profile(s);
 		t = d ? 0 : CM_JNONE;
 	} else {
 		if (pn->parent == NONE) {
@@ -590,14 +600,16 @@ static int jq_holds(struct cm_ruleset *s, uint32_t local, uint32_t slot)
 
 	if (s->scratch.slot_gen[slot] == s->scratch.gen)
 		return s->scratch.slot_answer[slot];
-	r = cm_jqx_eval_event(s->jqx, slot, s->scratch.doc, s->scratch.prof);
+	/* a predicate that does not name the profile cannot reach it natively */
+	r = cm_jqx_eval_event(s->jqx, slot, s->scratch.doc,
+	                      s->index.slot_prof[slot] ? event_profile(s) : NULL);
 	if (r != CM_JQX_FALLBACK) {
 		s->scratch.slot_gen[slot] = s->scratch.gen;
 		s->scratch.slot_answer[slot] = (uint8_t)r;
 		return r;
 	}
 	if (!s->scratch.have_ev_jv) {
-		s->scratch.ev_jv = rule_event_jv(s, s->scratch.doc, s->scratch.prof);
+		s->scratch.ev_jv = rule_event_jv(s, s->scratch.doc, event_profile(s));
 		s->scratch.have_ev_jv = 1;
 	}
 	if (!jv_is_valid(s->scratch.ev_jv)) {
@@ -810,6 +822,9 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 		return 0;
 	s->scratch.doc = ev->doc;
 	s->scratch.prof = ev->profile;
+	s->scratch.prof_fn = ev->profile_fn;
+	s->scratch.prof_ctx = ev->profile_ctx;
+	s->scratch.prof_done = !ev->profile_fn;
 	s->scratch.nhits = 0;
 	if (++s->scratch.gen == 0) {
 		memset(s->scratch.pathvals, 0,

@@ -349,9 +349,20 @@ static uint32_t add_node(struct load_ctx *lc, struct cond_node n)
 	return ld->nnode - 1;
 }
 
+static uint16_t leaf_cost_op(const struct rules_loaded *ld, const struct cond_node *n);
+
 /* The estimated cost of evaluating a node, so that an all/any tries cheap
  * conditions first. */
 static uint16_t leaf_cost(const struct rules_loaded *ld, const struct cond_node *n)
+{
+	/* The profile may have to be looked up: the event's own fields first. */
+	uint16_t extra = ld->paths[n->path].prof ? 50 : 0;
+
+	return extra + leaf_cost_op(ld, n);
+}
+
+/* The cost of a leaf's operator and value. */
+static uint16_t leaf_cost_op(const struct rules_loaded *ld, const struct cond_node *n)
 {
 	switch (n->op) {
 	case OP_EXISTS:

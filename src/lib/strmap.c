@@ -62,7 +62,7 @@ void cm_strmap_clear(struct cm_strmap *m)
 static int grow_slots(struct cm_strmap *m)
 {
 	uint32_t cap = m->nslots ? m->nslots * 2 : 64;
-	uint32_t *t;
+	struct cm_strmap_slot *t;
 
 	if (cap > (uint32_t)1 << 31)
 		return -1;
@@ -72,9 +72,12 @@ static int grow_slots(struct cm_strmap *m)
 	for (uint32_t e = 0; e < m->n; e++) {
 		uint32_t i = (uint32_t)m->ents[e].hash & (cap - 1);
 
-		while (t[i])
+		while (t[i].ent)
 			i = (i + 1) & (cap - 1);
-		t[i] = e + 1;
+		t[i].ent = e + 1;
+		t[i].tag = (uint32_t)(m->ents[e].hash >> 32);
+		t[i].off = m->ents[e].off;
+		t[i].len = m->ents[e].len;
 	}
 	free(m->slots);
 	m->slots = t;
@@ -85,12 +88,12 @@ static int grow_slots(struct cm_strmap *m)
 /* The slot that holds key (hash h), or the empty slot where it would go. */
 static uint32_t probe(const struct cm_strmap *m, uint64_t h, const void *key, size_t n)
 {
-	uint32_t i = (uint32_t)h & (m->nslots - 1);
+	uint32_t i = (uint32_t)h & (m->nslots - 1), tag = (uint32_t)(h >> 32);
 
-	for (; m->slots[i]; i = (i + 1) & (m->nslots - 1)) {
-		const struct cm_strmap_ent *e = &m->ents[m->slots[i] - 1];
+	for (; m->slots[i].ent; i = (i + 1) & (m->nslots - 1)) {
+		const struct cm_strmap_slot *e = &m->slots[i];
 
-		if (e->hash == h && e->len == n && memcmp(m->keys.data + e->off, key, n) == 0)
+		if (e->tag == tag && e->len == n && memcmp(m->keys.data + e->off, key, n) == 0)
 			break;
 	}
 	return i;
@@ -106,7 +109,7 @@ int64_t cm_strmap_find(const struct cm_strmap *m, const void *key, size_t n)
 		return -1;
 	h = cm_strmap_hash(key, n, 0);
 	i = probe(m, h, key, n);
-	return m->slots[i] ? (int64_t)m->slots[i] - 1 : -1;
+	return m->slots[i].ent ? (int64_t)m->slots[i].ent - 1 : -1;
 }
 
 /* Adds key when it is new: the table is kept at most half full. */
@@ -117,8 +120,8 @@ int cm_strmap_add(struct cm_strmap *m, const void *key, size_t n, uint32_t *inde
 
 	if (m->nslots) {
 		i = probe(m, h, key, n);
-		if (m->slots[i]) {
-			*index = m->slots[i] - 1;
+		if (m->slots[i].ent) {
+			*index = m->slots[i].ent - 1;
 			return 0;
 		}
 	}
@@ -145,7 +148,10 @@ int cm_strmap_add(struct cm_strmap *m, const void *key, size_t n, uint32_t *inde
 		m->ents[m->n].len = (uint32_t)n;
 	}
 	i = probe(m, h, key, n);
-	m->slots[i] = m->n + 1;
+	m->slots[i].ent = m->n + 1;
+	m->slots[i].tag = (uint32_t)(h >> 32);
+	m->slots[i].off = m->ents[m->n].off;
+	m->slots[i].len = m->ents[m->n].len;
 	*index = m->n++;
 	return 1;
 }

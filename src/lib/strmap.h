@@ -22,8 +22,16 @@ struct cm_strmap_ent {
 	uint32_t off, len; /* the key, in keys */
 };
 
+/* A slot of the table: its entry and what a lookup compares, so that a
+ * lookup touches the slot and the key only. */
+struct cm_strmap_slot {
+	uint32_t ent; /* index + 1 of the entry, 0 when empty */
+	uint32_t tag; /* the hash's high bits */
+	uint32_t off, len;
+};
+
 struct cm_strmap {
-	uint32_t *slots; /* index + 1 of the entry in each slot, 0 when empty */
+	struct cm_strmap_slot *slots;
 	uint32_t nslots; /* a power of two, or 0 */
 	struct cm_strmap_ent *ents;
 	uint32_t n, cap;

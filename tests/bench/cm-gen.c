@@ -897,9 +897,22 @@ static void gen_campaigns(struct wout *w, uint64_t count, uint64_t seed, unsigne
 		}
 		w_str(w, ",\"where\":");
 		if (id * prof_pct / 100 != (id - 1) * prof_pct / 100) {
-			w_str(w, "{\"all\":[");
+			/* one more condition in the where's top-level all, or an all
+			 * of the where and the condition */
+			size_t at;
+
+			w_room(w, 8192); /* no flush while the where is looked at */
+			at = w->len;
 			w_where(w, &r, types[t].props);
-			w_chr(w, ',');
+			if (w->len - at > 8 && memcmp(w->buf + at, "{\"all\":[", 8) == 0) {
+				w->len -= 2; /* the closing ]} */
+				w_chr(w, ',');
+			} else {
+				memmove(w->buf + at + 8, w->buf + at, w->len - at);
+				memcpy(w->buf + at, "{\"all\":[", 8);
+				w->len += 8;
+				w_chr(w, ',');
+			}
 			w_profile_leaf(w, &rp);
 			w_str(w, "]}");
 		} else {
