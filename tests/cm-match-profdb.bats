@@ -123,3 +123,52 @@ pairs() { jq -r '"\(.campaign_id):\(.event_id)"' | tr '\n' ' '; }
 @test "bin/cm-worker passes --profiles with its database" {
 	grep -q -- '--profiles "\$db"' "$TOP/bin/cm-worker"
 }
+
+# with_profiles N: the profiles of users u-1..u-N (every other one) in the
+# table and in $T/profiles.ndjson.
+with_profiles() {
+	awk -v n="$1" 'BEGIN { for (u = 1; u <= n; u += 2)
+		printf "{\"user_id\":\"u-%d\",\"traits\":{\"plan\":\"%s\",\"seats\":%d}}\n",
+			u, u % 3 ? "free" : "pro", u % 11 }' >"$T/profiles.ndjson"
+	pg_sql "CREATE TABLE p (doc jsonb)"
+	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-c "\\copy p (doc) from '$T/profiles.ndjson' with (format csv, quote E'\\x01', delimiter E'\\x02')"
+	pg_sql "INSERT INTO profiles (user_id, traits) SELECT doc->>'user_id', doc->'traits' FROM p"
+}
+
+@test "--profiles CONNINFO: limits in input order, explain and jq errors give what a file of the same profiles gives" {
+	GEN=$CM_BUILD/tests/cm-gen
+	with_profiles 100000
+	# 600 users, so that the limit caps; a seventh of them with properties.x
+	"$GEN" events 5000 --seed 4 --types 6 |
+		jq -c '.user_id = "u-\((.user_id | ltrimstr("u-") | tonumber) % 600 + 1)" |
+			if (.user_id | ltrimstr("u-") | tonumber) % 7 == 0 then .properties.x = 1 else . end' >"$T/events"
+	cat >"$T/c.json" <<'JSON'
+[{"id":1,"name":"pro","status":"active","rule":{"event_type":"purchase","where":{"field":"profile.plan","op":"eq","value":"pro"}},"limit":{"per_user":1}},
+ {"id":2,"name":"jq","status":"active","rule":{"jq":".properties.x.y"}},
+ {"id":3,"name":"seats","status":"active","rule":{"where":{"field":"profile.seats","op":"gte","value":3},"jq":".profile.seats + .properties.x"},"holdout":0.3}]
+JSON
+	for mode in "" "--explain"; do
+		cm-match -c "$T/c.json" --profiles "$CM_DATABASE_URL" $mode --stats "$T/events" >"$T/db" 2>"$T/db.err"
+		cm-match -c "$T/c.json" --profiles "$T/profiles.ndjson" $mode --stats "$T/events" >"$T/file" 2>"$T/file.err"
+		[ "$(wc -l <"$T/file")" -gt 1000 ]
+		diff -u "$T/file" "$T/db"
+		# the same jq errors, reported and counted once each
+		diff -u <(grep -v 'profiles read' "$T/file.err") <(sed 's/, [0-9]* profiles read in [0-9]* queries$//' "$T/db.err")
+		grep -q 'jq error' "$T/db.err"
+		# the limit was applied in input order, capping some
+		[ -n "$mode" ] || grep -q '"campaign_id":1,"outcome":"capped"' "$T/db"
+	done
+}
+
+@test "--profiles CONNINFO: without limits, the events matched at once and those kept come out in input order" {
+	GEN=$CM_BUILD/tests/cm-gen
+	with_profiles 100000
+	"$GEN" events 12000 --seed 8 --types 4 >"$T/events"
+	run --separate-stderr cm-match -c "$T/c.json" --profiles "$CM_DATABASE_URL" --stats "$T/events"
+	[ "$status" -eq 0 ]
+	# every event, in input order
+	diff <(jq -r .event_id <<<"$output") <(jq -r .event_id "$T/events")
+	[[ "$stderr" == *"12000 events"* ]]
+	diff <(printf '%s\n' "$output") <(cm-match -c "$T/c.json" --profiles "$T/profiles.ndjson" "$T/events")
+}

@@ -1691,7 +1691,7 @@ int main(int argc, char **argv)
 		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors, "
 		        "%llu profiles read in %llu queries",
 		        r.events, r.matched, r.matches, r.rejected,
-		        r.jq_errors_before + cm_ruleset_jq_errors(r.set),
+		        r.jq_errors_before + cm_ruleset_jq_errors(r.set) - r.jq_uncounted,
 		        cm_profdb_fetched(r.profdb), cm_profdb_queries(r.profdb));
 	else if (r.stats)
 		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors",
