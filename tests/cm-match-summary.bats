@@ -98,3 +98,29 @@ JSON
 	jq -e '.campaign_id == 100 and .events_checked == 9 and .candidates == 6
 		and .capped > 0 and .distinct_users < .candidates' <<<"$output"
 }
+
+@test "the README's lift query: conversion of matched users against holdout users" {
+	export CM_SQL_DIR=$TOP/share/sql
+	pg_newdb
+	cm-admin migrate >/dev/null
+	# campaign 100 matched u1-u4 (u1, u2 buy within 7 days; u3 buys too late)
+	# and held out u5-u8 (u5 buys); u9 was capped and does not count
+	pg_sql "INSERT INTO matches (campaign_id, event_id, user_id, event_type, occurred_at, outcome) VALUES
+		(100, 'm1', 'u1', 'signup', '2026-11-01', 'matched'), (100, 'm2', 'u2', 'signup', '2026-11-01', 'matched'),
+		(100, 'm3', 'u3', 'signup', '2026-11-01', 'matched'), (100, 'm4', 'u4', 'signup', '2026-11-01', 'matched'),
+		(100, 'm5', 'u5', 'signup', '2026-11-01', 'holdout'), (100, 'm6', 'u6', 'signup', '2026-11-01', 'holdout'),
+		(100, 'm7', 'u7', 'signup', '2026-11-01', 'holdout'), (100, 'm8', 'u8', 'signup', '2026-11-01', 'holdout'),
+		(100, 'm9', 'u9', 'signup', '2026-11-01', 'capped'), (7, 'x1', 'u6', 'signup', '2026-11-01', 'matched')" \
+		"INSERT INTO events (event_id, event_type, user_id, occurred_at) VALUES
+		('p1', 'purchase', 'u1', '2026-11-02'), ('p2', 'purchase', 'u2', '2026-11-07'),
+		('p3', 'purchase', 'u3', '2026-11-20'), ('p5', 'purchase', 'u5', '2026-11-03'),
+		('p9', 'purchase', 'u9', '2026-11-02'), ('v6', 'page_view', 'u6', '2026-11-02')"
+	awk '/^```sql$/ { on = 1; next } on && /^```$/ { exit } on' "$TOP/README.md" >"$T/lift.sql"
+	grep -q 'lift of campaign 100' "$T/lift.sql"
+	run psql -X -q -A -t -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 -f "$T/lift.sql"
+	[ "$status" -eq 0 ]
+	# 2 of 4 matched users converted, 1 of 4 held out: a lift of 100%
+	IFS='|' read -r mu hu mc hc lift <<<"$output"
+	[ "$mu $hu" = "4 4" ]
+	awk -v a="$mc" -v b="$hc" -v l="$lift" 'BEGIN { exit !(a == 0.5 && b == 0.25 && l == 1) }'
+}
