@@ -55,10 +55,13 @@ ASSETS := share/openapi.json $(sort $(wildcard share/docs/*))
 ASSET_OBJ := $(OBJ)/gen/assets_data.o
 
 # Shell tools live in bin/; other build dirs get a copy next to their binaries
-# so that they run their own build's stages.
+# so that they run their own build's stages. A static pattern rule: a plain
+# pattern rule would also copy bin/'s compiled tools of the default build
+# into the other build dirs instead of building them.
 ifneq ($(abspath $(OUTBIN)),$(abspath bin))
-TOOLS += $(patsubst bin/%,$(OUTBIN)/%,$(SCRIPTS))
-$(OUTBIN)/%: bin/%
+SCRIPT_COPIES := $(patsubst bin/%,$(OUTBIN)/%,$(SCRIPTS))
+TOOLS += $(SCRIPT_COPIES)
+$(SCRIPT_COPIES): $(OUTBIN)/%: bin/%
 	@mkdir -p $(@D)
 	cp $< $@
 endif

@@ -464,7 +464,7 @@ ev() { printf '{"event_type":"%s","user_id":"%s"%s}\n' "$1" "$2" "${3:-}"; }
 	[[ "$output" == *'"user_id":"u-1"'* ]]
 }
 
-@test "several files in order; messages name each; an unreadable one is exit 2" {
+@test "several files in order; messages name each; one that cannot be opened is exit 2, a read error 5" {
 	ev a u-1 >"$T/1.jsonl"
 	printf 'event_type,user_id\nbad type,u\nb,u-2\n' >"$T/2.csv"
 	run --separate-stderr cm-ingest "$T/1.jsonl" "$T/missing.jsonl" "$T/2.csv" - <<<"$(ev c u-3)"
@@ -473,12 +473,21 @@ ev() { printf '{"event_type":"%s","user_id":"%s"%s}\n' "$1" "$2" "${3:-}"; }
 	[[ "${lines[0]}" == *'"event_type":"a"'* ]]
 	[[ "${lines[1]}" == *'"event_type":"b"'* ]]
 	[[ "${lines[2]}" == *'"event_type":"c"'* ]]
-	[[ "$stderr" == *"$T/missing.jsonl: No such file or directory"* ]]
+	[[ "$stderr" == *"cm-ingest: $T/missing.jsonl: cannot open: No such file or directory"* ]]
 	[[ "$stderr" == *"2.csv:2: field 'event_type'"* ]]
 	[[ "$stderr" == *"cm-ingest: 4 records, 3 accepted, 1 rejected"* ]]
 	run cm-ingest "$T"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"cm-ingest: $T: read error: Is a directory"* ]]
+	# a read error says more than a missing file; the other inputs are read
+	mkdir "$T/dir.csv" "$T/dir.jsonl"
+	run --separate-stderr cm-ingest "$T/missing.jsonl" "$T/dir.csv" "$T/dir.jsonl" "$T/1.jsonl"
+	[ "$status" -eq 5 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$stderr" == *"cm-ingest: $T/dir.csv: read error: Is a directory"* ]]
+	[[ "$stderr" == *"cm-ingest: $T/dir.jsonl: read error: Is a directory"* ]]
+	run cm-ingest "$T/missing.jsonl" "$T/1.jsonl"
 	[ "$status" -eq 2 ]
-	[[ "$output" == *"$T: read error: Is a directory"* ]]
 }
 
 @test "stdin is named stdin in messages" {
@@ -487,11 +496,58 @@ ev() { printf '{"event_type":"%s","user_id":"%s"%s}\n' "$1" "$2" "${3:-}"; }
 	[[ "$output" == *"cm-ingest: stdin:1: field 'user_id': missing (required)"* ]]
 }
 
-@test "a write error on stdout is reported (exit 2)" {
+@test "a write error on stdout or on the rejects file is reported (exit 5)" {
 	ev a u-1 >"$T/in.jsonl"
 	run bash -c "cm-ingest '$T/in.jsonl' >/dev/full"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"cm-ingest: write error: No space left on device"* ]]
+	printf '{"event_type":"a"}\n' >"$T/bad.jsonl"
+	run --separate-stderr cm-ingest --rejects /dev/full "$T/bad.jsonl"
+	[ "$status" -eq 5 ]
+	[[ "$stderr" == *"cm-ingest: --rejects: /dev/full: write error"* ]]
+	run bash -c "cm-ingest --help >/dev/full"
+	[ "$status" -eq 5 ]
+}
+
+@test "options: the shared wording for --max-line, unknown options and missing values" {
+	run cm-ingest --max-line 10
 	[ "$status" -eq 2 ]
-	[[ "$output" == *"write error"* ]]
+	[[ "$output" == *"cm-ingest: --max-line: expected a size from 64 to 1G, not '10'"* ]]
+	run cm-ingest --max-line=2G
+	[ "$status" -eq 2 ]
+	run cm-ingest --no-such-option
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"cm-ingest: unknown option '--no-such-option'"* ]]
+	[[ "$output" == *"Try 'cm-ingest --help' for more information."* ]]
+	run cm-ingest -x
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"unknown option '-x'"* ]]
+	run cm-ingest --format
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"option '--format' needs a value"* ]]
+	run cm-ingest -t
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"option '-t' needs a value"* ]]
+	# short options that exist only as long ones are unknown
+	run cm-ingest -r /dev/null
+	[ "$status" -eq 2 ]
+	ev a u-1 >"$T/in.jsonl"
+	run cm-ingest --max-line=64 "$T/in.jsonl"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"in.jsonl:1: the event is "*" bytes long once normalised, longer than 64 bytes (--max-line)"* ]]
+}
+
+@test "format detection waits for the first byte that is not blank on a slow pipe; lines count across" {
+	run --separate-stderr bash -c "{ printf '\n\r\n'; sleep 0.3; printf 'event_type,user_id\nbad type,u-1\nb,u-2\n'; } | cm-ingest"
+	[ "$status" -eq 1 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "${lines[0]}" == *'"event_type":"b","user_id":"u-2"'* ]]
+	[[ "$stderr" == *"cm-ingest: stdin:4: field 'event_type'"* ]]
+	run --separate-stderr bash -c "{ printf '\xef\xbb\xbf  '; sleep 0.3; printf '\t{\"event_type\":\"a\",\"user_id\":\"u-1\"}\r\n\n{\"event_type\":\"a b\"}\n'; } | cm-ingest"
+	[ "$status" -eq 1 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "${lines[0]}" == *'"event_type":"a","user_id":"u-1"'* ]]
+	[[ "$stderr" == *"cm-ingest: stdin:3: field 'event_type'"* ]]
 }
 
 @test "the output re-parses and every line is a canonical event" {

@@ -112,8 +112,8 @@ refused_by_all() {
 	corpus events
 	run --separate-stderr cm-match -c "$T/campaigns.ndjson" "$T/in"
 	[ "$(printf '%s\n' "$stderr" | wc -l)" -eq "$N" ]
-	! printf '%s' "$stderr" | LC_ALL=C grep -q '[[:cntrl:]]' || {
+	if printf '%s' "$stderr" | LC_ALL=C grep -q '[[:cntrl:]]'; then
 		printf '%s' "$stderr" | LC_ALL=C grep -n '[[:cntrl:]]'
 		false
-	}
+	fi
 }

@@ -1,12 +1,10 @@
 /* tool_opts.c - the options several tools share, parsed and range-checked in
  * one place, so that every tool words a bad value, an unknown option and a
- * missing value the same way. */
+ * missing value the same way. The checks of --redis and --db are in
+ * tool_conn.c, so that a tool without servers links neither client library. */
 #include "tool.h"
 
 #include <string.h>
-
-#include "pg.h"
-#include "redisx.h"
 
 /* Takes one of the shared options, or says it is the tool's own. */
 int cm_opts_common(struct cm_common_opts *o, int c, const char *arg)
@@ -74,27 +72,4 @@ void cm_opts_bad(int c, int argc, char **argv)
 	if (c == ':')
 		cm_usage_error("option '%.*s' needs a value", (int)n, name);
 	cm_usage_error("unknown option '%.*s'", (int)n, name);
-}
-
-/* Resolves and checks the Redis URL once, before any connection. */
-const char *cm_opts_redis(const struct cm_common_opts *o)
-{
-	struct cm_redis_url u;
-	struct cm_err err;
-	const char *url = cm_redis_url(o->redis);
-
-	if (cm_redis_url_parse(url, &u, &err) < 0)
-		cm_usage_error("--redis: %s", err.msg);
-	return url;
-}
-
-/* Resolves and checks the conninfo once, before any connection. */
-const char *cm_opts_db(const struct cm_common_opts *o)
-{
-	struct cm_err err;
-	const char *db = cm_pg_conninfo(o->db);
-
-	if (cm_pg_conninfo_check(db, &err) < 0)
-		cm_usage_error("--db: %s", err.msg);
-	return db;
 }

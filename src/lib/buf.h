@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct cm_buf {
 	char *data;
@@ -36,5 +37,16 @@ int cm_buf_addf(struct cm_buf *b, const char *fmt, ...) __attribute__((format(pr
 /* Appends s[0..n) as a JSON string literal, with quotes; s must be UTF-8. */
 int cm_buf_add_jstr(struct cm_buf *b, const char *s, size_t n);
 int cm_buf_add_i64(struct cm_buf *b, int64_t v);
+/* cm_buf_add without a call when the bytes fit, for records built from many
+ * small pieces; the NUL after them is left to the next cm_buf_add* call. */
+static inline int cm_buf_put(struct cm_buf *b, const void *p, size_t n)
+{
+	if (b->len + n < b->cap) {
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		return 0;
+	}
+	return cm_buf_add(b, p, n);
+}
 
 #endif

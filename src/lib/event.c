@@ -166,9 +166,8 @@ static int key_is_meta(const struct cm_jdoc *d, uint32_t k)
 	return t->esc && t->len >= 6 && !memcmp(s, "\\u005", 5) && (s[5] == 'f' || s[5] == 'F');
 }
 
-/* Copies at most 40 bytes of s into b for a message, cut at a UTF-8
- * boundary, control bytes shown as '?', optionally in quotes. */
-static const char *snippet(const char *s, size_t n, int quote, char *b, size_t bn)
+/* Copies at most 40 bytes of s into b for a message (see event.h). */
+const char *cm_event_snippet(const char *s, size_t n, int quote, char *b, size_t bn)
 {
 	size_t keep = cm_utf8_valid_prefix(s, n < 40 ? n : 40);
 	int cut = keep < n;
@@ -202,9 +201,9 @@ static const char *got(const struct cm_jdoc *d, uint32_t t, char *b, size_t bn)
 	case CM_JARR:
 		return "an array";
 	case CM_JSTR:
-		return snippet(d->src + k->off, k->len, 1, b, bn);
+		return cm_event_snippet(d->src + k->off, k->len, 1, b, bn);
 	default:
-		return snippet(d->src + k->off, k->len, 0, b, bn);
+		return cm_event_snippet(d->src + k->off, k->len, 0, b, bn);
 	}
 }
 
@@ -278,18 +277,6 @@ static int is_compact(const struct cm_jdoc *d, uint32_t t)
 	return want == tk[t].len;
 }
 
-/* Appends bytes without a call when they fit, since a record is built
- * from a dozen small pieces; the NUL is written by the caller at the end. */
-static inline int put(struct cm_buf *o, const void *p, size_t n)
-{
-	if (o->len + n < o->cap) {
-		memcpy(o->data + o->len, p, n);
-		o->len += n;
-		return 0;
-	}
-	return cm_buf_add(o, p, n);
-}
-
 /* Appends value t compactly, copying the source bytes when they already are
  * compact (the common case) instead of re-serialising. */
 static int put_value(struct cm_buf *o, const struct cm_jdoc *d, uint32_t t)
@@ -298,14 +285,14 @@ static int put_value(struct cm_buf *o, const struct cm_jdoc *d, uint32_t t)
 
 	switch (k->type) {
 	case CM_JSTR:
-		return put(o, d->src + k->off - 1, (size_t)k->len + 2);
+		return cm_buf_put(o, d->src + k->off - 1, (size_t)k->len + 2);
 	case CM_JOBJ:
 	case CM_JARR:
 		if (!is_compact(d, t))
 			return cm_json_write(d, t, o);
-		return put(o, d->src + k->off, k->len);
+		return cm_buf_put(o, d->src + k->off, k->len);
 	default:
-		return put(o, d->src + k->off, k->len);
+		return cm_buf_put(o, d->src + k->off, k->len);
 	}
 }
 
@@ -515,7 +502,7 @@ static int put_derived_id(struct cm_buf *o, const char *raw, size_t rawlen)
 	id[0] = '"';
 	cm_event_derive_id(raw, rawlen, id + 1);
 	id[CM_EVENT_DERIVED_LEN + 1] = '"';
-	return put(o, id, CM_EVENT_DERIVED_LEN + 2);
+	return cm_buf_put(o, id, CM_EVENT_DERIVED_LEN + 2);
 }
 
 /* ---- what PostgreSQL can store ---- */
@@ -611,8 +598,8 @@ static void path_of(const struct cm_jdoc *d, uint32_t root, const char *name, ui
 				uint32_t v = k + 1;
 
 				if (k == t || (v <= t && t < tok[v].next)) {
-					snippet(d->src + tok[k].off, tok[k].len, 0, seg,
-					        sizeof(seg));
+					cm_event_snippet(d->src + tok[k].off, tok[k].len, 0, seg,
+					                 sizeof(seg));
 					if (j)
 						path_add(b, bn, &j, ".", 1);
 					path_add(b, bn, &j, seg, strlen(seg));
@@ -719,7 +706,7 @@ static int check_ident(const char *name, const char *s, size_t n, size_t max,
 		               max);
 	}
 	return cm_errf(err, "field '%s': must not contain NUL (\\u0000), got %s", name,
-	               d ? got(d, t, b, sizeof(b)) : snippet(s, n, 1, b, sizeof(b)));
+	               d ? got(d, t, b, sizeof(b)) : cm_event_snippet(s, n, 1, b, sizeof(b)));
 }
 
 /* The message for an event_type that breaks the charset or length rule;
@@ -937,7 +924,8 @@ static int check_matches(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scr
 				    "field '%s%s': unknown key (a match has campaign_id, "
 				    "outcome and variant)",
 				    prefix,
-				    snippet(d->src + tok[k].off, tok[k].len, 0, b, sizeof(b)));
+				    cm_event_snippet(d->src + tok[k].off, tok[k].len, 0, b,
+				                     sizeof(b)));
 			if (f[c - K_CAMPAIGN_ID] != CM_JNONE)
 				return cm_errf(err, "field '%s%s': duplicate key", prefix,
 				               key_name[c]);
@@ -964,7 +952,7 @@ static int put_time(struct cm_buf *o, int64_t ms)
 	b[0] = '"';
 	n = cm_time_format(ms, b + 1);
 	b[n + 1] = '"';
-	return put(o, b, n + 2);
+	return cm_buf_put(o, b, n + 2);
 }
 
 /* True when the valid time s[0..n) already has the canonical form
@@ -1049,7 +1037,8 @@ static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src
 		const char *name;
 
 		if (k != CM_JNONE)
-			name = snippet(d->src + d->tok[k].off, d->tok[k].len, 0, b, sizeof(b));
+			name = cm_event_snippet(d->src + d->tok[k].off, d->tok[k].len, 0, b,
+			                        sizeof(b));
 		else
 			name = "matches";
 		return cm_errf(
@@ -1105,7 +1094,7 @@ static int put_meta(struct cm_buf *o, const struct cm_jdoc *d, uint32_t root)
 		uint32_t v = k + 1;
 
 		if (key_is_meta(d, k)) {
-			if (put(o, ",", 1) || put_value(o, d, k) || put(o, ":", 1) ||
+			if (cm_buf_put(o, ",", 1) || put_value(o, d, k) || cm_buf_put(o, ":", 1) ||
 			    put_value(o, d, v))
 				return -1;
 		}
@@ -1124,7 +1113,7 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 	size_t n;
 	int64_t ms;
 
-	if (cm_buf_grow(o, d->tok[root].len + 256) || put(o, "{\"event_id\":", 12))
+	if (cm_buf_grow(o, d->tok[root].len + 256) || cm_buf_put(o, "{\"event_id\":", 12))
 		return cm_errf(err, "out of memory");
 	if (ref)
 		ref->id_off = o->len;
@@ -1143,7 +1132,8 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 		return cm_errf(err, "field '%s': missing (required)", m->n_type);
 	if (check_type_tok(d, m->type, m->n_type, m->segment, scratch, &s, &n, err))
 		return -1;
-	if (put(o, ",\"event_type\":\"", 15) || put(o, s, n) || put(o, "\",\"user_id\":", 12))
+	if (cm_buf_put(o, ",\"event_type\":\"", 15) || cm_buf_put(o, s, n) ||
+	    cm_buf_put(o, "\",\"user_id\":", 12))
 		return cm_errf(err, "out of memory");
 
 	if (!present(d, m->user)) {
@@ -1154,7 +1144,7 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 	}
 	if (check_ident_tok(d, m->user, m->n_user, CM_EVENT_USER_MAX, scratch, err))
 		return -1;
-	if (put_value(o, d, m->user) || put(o, ",\"occurred_at\":", 15))
+	if (put_value(o, d, m->user) || cm_buf_put(o, ",\"occurred_at\":", 15))
 		return cm_errf(err, "out of memory");
 
 	if (present(d, m->time)) {
@@ -1171,7 +1161,7 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 		if (put_time(o, ms))
 			return cm_errf(err, "out of memory");
 	}
-	if (put(o, ",\"properties\":", 14))
+	if (cm_buf_put(o, ",\"properties\":", 14))
 		return cm_errf(err, "out of memory");
 	if (ref)
 		ref->occurred_ms = ms;
@@ -1181,7 +1171,7 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 			return -1;
 		if (put_value(o, d, m->props))
 			return cm_errf(err, "out of memory");
-	} else if (put(o, "{}", 2)) {
+	} else if (cm_buf_put(o, "{}", 2)) {
 		return cm_errf(err, "out of memory");
 	}
 	if (check_meta(d, root, err))
@@ -1238,7 +1228,7 @@ static int unknown_key(const struct cm_jdoc *d, uint32_t k, const char *name, co
 	char b[64];
 
 	if (!name)
-		name = snippet(d->src + d->tok[k].off, d->tok[k].len, 0, b, sizeof(b));
+		name = cm_event_snippet(d->src + d->tok[k].off, d->tok[k].len, 0, b, sizeof(b));
 	return cm_errf(err, "field '%s': unknown key (%s)", name, why);
 }
 
@@ -1428,7 +1418,7 @@ static int build_ident(struct cm_buf *o, const char *name, const char *s, size_t
 
 	if (cm_utf8_valid_prefix(s, n) != n)
 		return cm_errf(err, "field '%s': expected UTF-8 text, got %s", name,
-		               snippet(s, n, 1, b, sizeof(b)));
+		               cm_event_snippet(s, n, 1, b, sizeof(b)));
 	if (check_ident(name, s, n, max, NULL, 0, err))
 		return -1;
 	if (cm_event_put_str(o, s, n))
@@ -1471,7 +1461,7 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	int rc = -1, trc;
 
 	if (cm_buf_grow(out, p->props_len + p->id_len + p->user_len + p->type_len + 160) ||
-	    put(out, "{\"event_id\":", 12)) {
+	    cm_buf_put(out, "{\"event_id\":", 12)) {
 		cm_errf(err, "out of memory");
 		goto out;
 	}
@@ -1488,11 +1478,11 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	}
 	if (!cm_event_type_ok(p->type, p->type_len)) {
 		type_error("event_type", p->type_len,
-		           snippet(p->type, p->type_len, 1, b, sizeof(b)), 0, err);
+		           cm_event_snippet(p->type, p->type_len, 1, b, sizeof(b)), 0, err);
 		goto out;
 	}
-	if (put(out, ",\"event_type\":\"", 15) || put(out, p->type, p->type_len) ||
-	    put(out, "\",\"user_id\":", 12)) {
+	if (cm_buf_put(out, ",\"event_type\":\"", 15) || cm_buf_put(out, p->type, p->type_len) ||
+	    cm_buf_put(out, "\",\"user_id\":", 12)) {
 		cm_errf(err, "out of memory");
 		goto out;
 	}
@@ -1507,15 +1497,17 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	if (!p->time) {
 		ms = now_of(now_ms);
 	} else if ((trc = cm_time_parse(p->time, p->time_len, &ms)) != 0) {
-		time_error("occurred_at", trc, snippet(p->time, p->time_len, 1, b, sizeof(b)), err);
+		time_error("occurred_at", trc,
+		           cm_event_snippet(p->time, p->time_len, 1, b, sizeof(b)), err);
 		goto out;
 	}
-	if (put(out, ",\"occurred_at\":", 15) ||
+	if (cm_buf_put(out, ",\"occurred_at\":", 15) ||
 	    (p->time && time_canonical(p->time, p->time_len)
-	         ? put(out, "\"", 1) || put(out, p->time, p->time_len) || put(out, "\"", 1)
+	         ? cm_buf_put(out, "\"", 1) || cm_buf_put(out, p->time, p->time_len) ||
+	               cm_buf_put(out, "\"", 1)
 	         : put_time(out, ms)) ||
-	    put(out, ",\"properties\":", 14) ||
-	    (p->props ? put(out, p->props, p->props_len) : put(out, "{}", 2)) ||
+	    cm_buf_put(out, ",\"properties\":", 14) ||
+	    (p->props ? cm_buf_put(out, p->props, p->props_len) : cm_buf_put(out, "{}", 2)) ||
 	    cm_buf_addc(out, '}')) {
 		cm_errf(err, "out of memory");
 		goto out;

@@ -190,4 +190,9 @@ int cm_event_put_str(struct cm_buf *out, const char *s, size_t n);
 /* Length of the longest prefix of s[0..n) that is valid UTF-8. */
 size_t cm_utf8_valid_prefix(const char *s, size_t n);
 
+/* s[0..n) for a message: at most 40 bytes cut at a UTF-8 boundary, "..."
+ * when cut, control bytes shown as '?', in double quotes when quote is set;
+ * written into b (bn >= 52, else "?" is returned) and returned. */
+const char *cm_event_snippet(const char *s, size_t n, int quote, char *b, size_t bn);
+
 #endif
