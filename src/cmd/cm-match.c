@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1334,12 +1333,6 @@ static void process_line(struct run *r, const char *line, size_t len)
 	struct cm_buf *scratch = &r->scratch;
 	struct slot *sl = NULL;
 	struct cm_err err;
-	size_t i = 0;
-
-	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
-		i++;
-	if (i == len)
-		return;
 	if (r->profdb && !r->explain && !r->ordered) {
 		if (cm_json_parse(doc, line, len, &err) < 0) {
 			char msg[sizeof(err.msg) + 16];
@@ -1398,14 +1391,6 @@ static void process_line(struct run *r, const char *line, size_t len)
 	handle_event(r, &ev);
 }
 
-/* True when fd has bytes to read now (a file always has). */
-static int input_readable(int fd)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-
-	return poll(&p, 1, 0) > 0;
-}
-
 /* Reads one input and processes its lines; output is flushed whenever the
  * next line is not in the reader's buffer yet, so that a slow stream
  * (cm-consume --follow) is not held back behind our buffer. Returns 0, or
@@ -1417,8 +1402,6 @@ static int process_file(struct run *r, const char *path)
 	struct cm_err err;
 	const char *line;
 	size_t len;
-	unsigned long long last_bytes = 0;
-	const char *last_buf = NULL, *lf = NULL;
 	int rc = 0;
 
 	if (cm_lines_open(&lr, path, r->opt.max_line, &err) < 0) {
@@ -1457,15 +1440,10 @@ static int process_file(struct run *r, const char *path)
 		cm_progress_tick(&r->progress, len + 1);
 		if (r->out.closed || r->out.error || r->fatal)
 			break;
-		if (lr.buf != last_buf || lr.bytes != last_bytes) {
-			last_buf = lr.buf;
-			last_bytes = lr.bytes;
-			lf = lr.end ? memrchr(lr.buf, '\n', lr.end) : NULL;
-		}
-		if (!lf || lr.start > (size_t)(lf - lr.buf)) {
+		if (!cm_lines_ready(&lr, 0)) {
 			/* the next line is not buffered: flush the output; and when
 			 * it is not even readable now, do not keep events waiting */
-			if ((r->batches[r->cur].n || r->waiting) && !input_readable(lr.fd))
+			if ((r->batches[r->cur].n || r->waiting) && !cm_lines_ready(&lr, 1))
 				flush_batch(r, 1);
 			cm_out_flush(&r->out);
 		}
