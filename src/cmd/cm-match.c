@@ -1324,6 +1324,16 @@ static const struct cm_jdoc *lazy_profile(void *ctx)
 	return profile_of(r, r->cur_ev);
 }
 
+/* Matches ev with its profile looked up only if a rule gets as far as it. */
+static void handle_lazy(struct run *r, struct cm_rule_event *ev)
+{
+	r->cur_ev = ev;
+	ev->profile_fn = lazy_profile;
+	ev->profile_ctx = r;
+	handle_event(r, ev);
+	r->cur_ev = NULL;
+}
+
 /* Parses, checks and matches one line, and writes what it yields; with
  * database profiles the event waits in the batch. */
 static void process_line(struct run *r, const char *line, size_t len)
@@ -1382,13 +1392,10 @@ static void process_line(struct run *r, const char *line, size_t len)
 	}
 	if (r->explain) {
 		ev.profile = profile_of(r, &ev);
+		handle_event(r, &ev);
 	} else {
-		/* looked up only if a rule gets as far as the profile */
-		r->cur_ev = &ev;
-		ev.profile_fn = lazy_profile;
-		ev.profile_ctx = r;
+		handle_lazy(r, &ev);
 	}
-	handle_event(r, &ev);
 }
 
 /* Reads one input and processes its lines; output is flushed whenever the

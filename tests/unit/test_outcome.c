@@ -43,6 +43,7 @@ static void tev_init(struct tev *e, const char *id, const char *user, const char
 {
 	struct cm_err err;
 
+	memset(e, 0, sizeof(*e));
 	snprintf(e->text, sizeof(e->text),
 	         "{\"event_id\":\"%s\",\"event_type\":\"t\",\"user_id\":\"%s\",\"occurred_at\":"
 	         "\"%s\",\"properties\":{}}",
@@ -87,11 +88,12 @@ static int decide(struct cm_outcomes *o, struct cm_ruleset *s, int64_t id, const
  * bucket. */
 static void test_groups(void **state)
 {
-	struct cm_ruleset *s = load(
-	    "[" CAMP(1, "\"holdout\":0.2") "," CAMP(2, "\"variants\":[{\"name\":\"A\",\"weight\":1}"
-	                                               ",{\"name\":\"B\",\"weight\":3}]") "," CAMP(
-	        3,
-	        "\"holdout\":0.1,\"variants\":[{\"name\":\"X\",\"weight\":1}]") "," CAMP(4,
+	struct cm_ruleset *s = load("[" CAMP(1, "\"holdout\":0.2") "," CAMP(
+	    2,
+	    "\"variants\":[{\"name\":\"A\",\"weight\":1}"
+	    ",{\"name\":\"B\",\"weight\":3}]") "," CAMP(3,
+	                                                "\"holdout\":0.1,\"variants\":[{\"name\":"
+	                                                "\"X\",\"weight\":1}]") "," CAMP(4,
 	                                                                                 "\"name2\""
 	                                                                                 ":1") "]");
 	struct cm_outcomes *o = cm_outcomes_new(CM_OUTCOMES_LIMITS);

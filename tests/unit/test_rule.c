@@ -1137,7 +1137,7 @@ static void test_controls(void **state)
 	    "variants[0]: expected an object {\"name\":...,\"weight\":...}, not a number");
 	/* and through cm_campaign_validate, which the API uses */
 	{
-		struct cm_err err;
+		struct cm_err err = {"", 0};
 		static const char one[] = CCAMP(7, "\"limit\":{\"cooldown\":\"7 days\"}");
 		static const char good[] = CCAMP(7, "\"limit\":{\"per_user\":1},\"holdout\":0.5");
 
