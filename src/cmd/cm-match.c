@@ -1543,6 +1543,49 @@ static void parse_options(struct run *r, int argc, char **argv)
 		cm_usage_error("-c/--campaigns: empty file name");
 }
 
+/* Frees everything of the run (what was never made is zero, and freed
+ * as nothing). */
+static void release_run(struct run *r)
+{
+	if (r->db)
+		cm_campdb_close(r->db); /* owns r->set */
+	else
+		cm_ruleset_free(r->set);
+	cm_jdoc_release(&r->doc);
+	cm_jdoc_release(&r->prof_doc);
+	cm_profiles_free(r->profiles);
+	cm_outcomes_free(r->oc);
+	cm_summary_free(r->sum);
+	cm_profdb_close(r->profdb);
+	for (int b = 0; b < 2; b++) {
+		for (size_t k = 0; k < r->batches[b].cap; k++) {
+			struct slot *sl = &r->batches[b].slots[k];
+
+			cm_jdoc_release(&sl->doc);
+			cm_buf_release(&sl->line_buf);
+			cm_buf_release(&sl->scratch);
+			cm_buf_release(&sl->user);
+			cm_buf_release(&sl->tmp);
+			free(sl->ids);
+		}
+		free(r->batches[b].slots);
+		cm_buf_release(&r->batches[b].stage);
+		cm_buf_release(&r->batches[b].kept);
+		free(r->batches[b].iov);
+	}
+	cm_buf_release(&r->probe.user);
+	cm_buf_release(&r->probe.tmp);
+	free(r->outs);
+	cm_buf_release(&r->scratch);
+	cm_buf_release(&r->scratch2);
+	cm_buf_release(&r->rec);
+	cm_buf_release(&r->tail);
+	cm_buf_release(&r->exbuf);
+	cm_buf_release(&r->exline);
+	free(r->exoff);
+	free(r->exholds);
+}
+
 /* Options, the campaigns, then the inputs in order; the exit status of
  * CONTRACT section 2 (a write error other than a closed pipe is 2). */
 int main(int argc, char **argv)
@@ -1595,13 +1638,7 @@ int main(int argc, char **argv)
 		r.profdb = cm_profdb_open(r.profiles_spec, r.profile_ttl, 0, &err);
 		if (!r.profdb) {
 			cm_warn("%s", err.msg);
-			cm_outcomes_free(r.oc);
-			cm_summary_free(r.sum);
-			cm_profiles_free(r.profiles);
-			if (r.db)
-				cm_campdb_close(r.db);
-			else
-				cm_ruleset_free(r.set);
+			release_run(&r);
 			return err.code;
 		}
 		cm_profdb_begin(r.profdb);
@@ -1614,25 +1651,13 @@ int main(int argc, char **argv)
 
 		if (oom)
 			cm_warn("out of memory");
-		cm_profiles_free(r.profiles);
-		cm_outcomes_free(r.oc);
-		cm_summary_free(r.sum);
-		if (r.db)
-			cm_campdb_close(r.db);
-		else
-			cm_ruleset_free(r.set);
+		release_run(&r);
 		return oom ? CM_EXIT_SYSTEM : CM_EXIT_USAGE;
 	}
 	if (r.explain_id && !cm_ruleset_has(r.set, r.explain_id)) {
 		cm_warn("--campaign %lld: no such campaign in %s", (long long)r.explain_id,
 		        r.db ? "the database's active campaigns" : r.campaigns);
-		cm_profiles_free(r.profiles);
-		cm_outcomes_free(r.oc);
-		cm_summary_free(r.sum);
-		if (r.db)
-			cm_campdb_close(r.db);
-		else
-			cm_ruleset_free(r.set);
+		release_run(&r);
 		return CM_EXIT_USAGE;
 	}
 	cm_ruleset_on_jq_error(r.set, report_jq_error, &r);
@@ -1682,42 +1707,6 @@ int main(int argc, char **argv)
 		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors",
 		        r.events, r.matched, r.matches, r.rejected,
 		        r.jq_errors_before + cm_ruleset_jq_errors(r.set));
-	if (r.db)
-		cm_campdb_close(r.db); /* owns r.set */
-	else
-		cm_ruleset_free(r.set);
-	cm_jdoc_release(&r.doc);
-	cm_jdoc_release(&r.prof_doc);
-	cm_profiles_free(r.profiles);
-	cm_outcomes_free(r.oc);
-	cm_summary_free(r.sum);
-	cm_profdb_close(r.profdb);
-	for (int b = 0; b < 2; b++) {
-		for (size_t k = 0; k < r.batches[b].cap; k++) {
-			struct slot *sl = &r.batches[b].slots[k];
-
-			cm_jdoc_release(&sl->doc);
-			cm_buf_release(&sl->line_buf);
-			cm_buf_release(&sl->scratch);
-			cm_buf_release(&sl->user);
-			cm_buf_release(&sl->tmp);
-			free(sl->ids);
-		}
-		free(r.batches[b].slots);
-		cm_buf_release(&r.batches[b].stage);
-		cm_buf_release(&r.batches[b].kept);
-		free(r.batches[b].iov);
-	}
-	cm_buf_release(&r.probe.user);
-	cm_buf_release(&r.probe.tmp);
-	free(r.outs);
-	cm_buf_release(&r.scratch);
-	cm_buf_release(&r.scratch2);
-	cm_buf_release(&r.rec);
-	cm_buf_release(&r.tail);
-	cm_buf_release(&r.exbuf);
-	cm_buf_release(&r.exline);
-	free(r.exoff);
-	free(r.exholds);
+	release_run(&r);
 	return status;
 }

@@ -172,30 +172,16 @@ static int apply_limit(struct cm_outcomes *o, struct cm_outcome *oc, int64_t t, 
 		oc->capped_at_ms = d->by_ms;
 		return 0;
 	}
-	if (di >= o->dcap) {
-		uint32_t cap = o->dcap ? o->dcap * 2 : 1024;
-		struct decision *nd = realloc(o->dv, (size_t)cap * sizeof(*nd));
-
-		if (!nd)
-			return cm_errf(err, "out of memory");
-		o->dv = nd;
-		o->dcap = cap;
-	}
+	if (cm_grow((void **)&o->dv, &o->dcap, di + 1, sizeof(*o->dv)) < 0)
+		return cm_errf(err, "out of memory");
 	if (make_key(o, oc->campaign_id, u, un) < 0)
 		return cm_errf(err, "out of memory");
 	rc = cm_strmap_add(&o->pairs, o->key.data, o->key.len, &pi);
 	if (rc < 0)
 		return cm_errf(err, "out of memory");
 	if (rc == 1) {
-		if (pi >= o->pcap) {
-			uint32_t cap = o->pcap ? o->pcap * 2 : 1024;
-			struct pair *np = realloc(o->pv, (size_t)cap * sizeof(*np));
-
-			if (!np)
-				return cm_errf(err, "out of memory");
-			o->pv = np;
-			o->pcap = cap;
-		}
+		if (cm_grow((void **)&o->pv, &o->pcap, pi + 1, sizeof(*o->pv)) < 0)
+			return cm_errf(err, "out of memory");
 		memset(&o->pv[pi], 0, sizeof(o->pv[pi]));
 	}
 	p = &o->pv[pi];
@@ -249,15 +235,8 @@ static int apply_limit(struct cm_outcomes *o, struct cm_outcome *oc, int64_t t, 
 
 		if (cm_buf_add(&o->ids, e, en) < 0 || o->ids.len >= UINT32_MAX)
 			return cm_errf(err, "out of memory");
-		if (p->n == p->cap) {
-			uint32_t cap = p->cap ? p->cap * 2 : 2;
-			struct hit *nh = realloc(p->h, (size_t)cap * sizeof(*nh));
-
-			if (!nh)
-				return cm_errf(err, "out of memory");
-			p->h = nh;
-			p->cap = cap;
-		}
+		if (cm_grow((void **)&p->h, &p->cap, p->n + 1, sizeof(*p->h)) < 0)
+			return cm_errf(err, "out of memory");
 		memmove(p->h + lo + 1, p->h + lo, (p->n - lo) * sizeof(*p->h));
 		p->h[lo].t = t;
 		p->h[lo].off = (uint32_t)off;
@@ -472,15 +451,8 @@ static struct cm_summary_row *row_of(struct cm_summary *sm, int64_t id)
 	if (rc < 0)
 		return NULL;
 	if (rc == 1) {
-		if (i >= sm->rowcap) {
-			uint32_t cap = sm->rowcap ? sm->rowcap * 2 : 256;
-			struct cm_summary_row *nr = realloc(sm->rows, (size_t)cap * sizeof(*nr));
-
-			if (!nr)
-				return NULL;
-			sm->rows = nr;
-			sm->rowcap = cap;
-		}
+		if (cm_grow((void **)&sm->rows, &sm->rowcap, i + 1, sizeof(*sm->rows)) < 0)
+			return NULL;
 		memset(&sm->rows[i], 0, sizeof(sm->rows[i]));
 		sm->rows[i].campaign_id = id;
 		sm->rows[i].first_ms = sm->rows[i].last_ms = INT64_MIN;

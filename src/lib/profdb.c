@@ -145,15 +145,8 @@ int cm_profdb_trim(struct cm_profdb *db)
 /* Makes entry i new: never looked up. */
 static int new_entry(struct cm_profdb *db, uint32_t i)
 {
-	if (i >= db->entcap) {
-		uint32_t cap = db->entcap ? db->entcap * 2 : 1024;
-		struct pentry *ne = realloc(db->ents, (size_t)cap * sizeof(*ne));
-
-		if (!ne)
-			return -1;
-		db->ents = ne;
-		db->entcap = cap;
-	}
+	if (cm_grow((void **)&db->ents, &db->entcap, i + 1, sizeof(*db->ents)) < 0)
+		return -1;
 	memset(&db->ents[i], 0, sizeof(db->ents[i]));
 	db->ents[i].fetched = INT64_MIN;
 	return 0;
@@ -168,15 +161,9 @@ static int add_missing(struct cm_profdb *db, uint32_t i)
 	if ((e->fetched != INT64_MIN && cm_mono_ms() - e->fetched < db->ttl_ms) ||
 	    e->batch == db->batch || e->pending)
 		return 0;
-	if (db->nmissing == db->missingcap) {
-		uint32_t cap = db->missingcap ? db->missingcap * 2 : 256;
-		uint32_t *nm = realloc(db->missing, (size_t)cap * sizeof(*nm));
-
-		if (!nm)
-			return -1;
-		db->missing = nm;
-		db->missingcap = cap;
-	}
+	if (cm_grow((void **)&db->missing, &db->missingcap, db->nmissing + 1,
+	            sizeof(*db->missing)) < 0)
+		return -1;
 	e->batch = db->batch;
 	db->missing[db->nmissing++] = i;
 	return 0;

@@ -90,16 +90,9 @@ static struct profile *profile_of(struct cm_profiles *p, const char *user, size_
 		return NULL;
 	}
 	if (rc == 1) {
-		if (i >= p->cap) {
-			uint32_t cap = p->cap ? p->cap * 2 : 1024;
-			struct profile *np = realloc(p->prof, (size_t)cap * sizeof(*np));
-
-			if (!np) {
-				cm_errf(err, "out of memory");
-				return NULL;
-			}
-			p->prof = np;
-			p->cap = cap;
+		if (cm_grow((void **)&p->prof, &p->cap, i + 1, sizeof(*p->prof)) < 0) {
+			cm_errf(err, "out of memory");
+			return NULL;
 		}
 		memset(&p->prof[i], 0, sizeof(p->prof[i]));
 		cm_buf_init(&p->prof[i].text, 0);
@@ -142,15 +135,8 @@ static int set_trait(struct profile *pr, const char *name, size_t nlen, const ch
 	if (!tr) {
 		if (pr->n >= CM_PROFILES_MAX_TRAITS)
 			return cm_errf(err, "more than %d traits", CM_PROFILES_MAX_TRAITS);
-		if (pr->n == pr->cap) {
-			uint32_t cap = pr->cap ? pr->cap * 2 : 4;
-			struct trait *nt = realloc(pr->tr, (size_t)cap * sizeof(*nt));
-
-			if (!nt)
-				return cm_errf(err, "out of memory");
-			pr->tr = nt;
-			pr->cap = cap;
-		}
+		if (cm_grow((void **)&pr->tr, &pr->cap, pr->n + 1, sizeof(*pr->tr)) < 0)
+			return cm_errf(err, "out of memory");
 		tr = &pr->tr[pr->n++];
 		tr->mem = NULL;
 	}

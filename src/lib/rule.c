@@ -18,21 +18,7 @@
  * -1 when memory is out or the count would overflow. */
 int rule_grow_array(void **p, uint32_t *cap, uint32_t need, size_t elsize)
 {
-	uint32_t c = *cap ? *cap : 8;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	if (need > UINT32_MAX / 2)
-		return -1;
-	while (c < need)
-		c *= 2;
-	q = realloc(*p, (size_t)c * elsize);
-	if (!q)
-		return -1;
-	*p = q;
-	*cap = c;
-	return 0;
+	return cm_grow(p, cap, need, elsize);
 }
 
 /* Copies bytes into the pool and returns their offset, NONE on failure. */

@@ -234,23 +234,15 @@ static int regex_of(struct rule_explain *x, const char *pat, size_t n, pcre2_cod
 		pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, n,
 		                              PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
 
-		if (i >= x->recap) {
-			uint32_t cap = x->recap ? x->recap * 2 : 16;
-			pcre2_code **nr = realloc(x->re, cap * sizeof(*nr));
-			uint8_t *nj;
+		{
+			uint32_t jitcap = x->recap;
 
-			if (!nr) {
+			if (rule_grow_array((void **)&x->re, &x->recap, i + 1, sizeof(*x->re)) <
+			        0 ||
+			    rule_grow_array((void **)&x->re_jit, &jitcap, x->recap, 1) < 0) {
 				pcre2_code_free(c);
 				return -1;
 			}
-			x->re = nr;
-			nj = realloc(x->re_jit, cap);
-			if (!nj) {
-				pcre2_code_free(c);
-				return -1;
-			}
-			x->re_jit = nj;
-			x->recap = cap;
 		}
 		x->re[i] = c;
 		x->re_jit[i] = c && pcre2_jit_compile(c, PCRE2_JIT_COMPLETE) == 0;

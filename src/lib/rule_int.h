@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "hash.h"
 #include "json.h"
 #include "rule.h"
 
@@ -474,29 +475,10 @@ struct load_ctx {
 
 /* ---- small helpers, inline: matching uses them on every event ---- */
 
-/* A fast hash for short strings (keys, types, values), 8 bytes at a time. */
+/* A fast hash for short strings (keys, types, values): libcm's one. */
 static inline uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
 {
-	uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL);
-
-	while (n >= 8) {
-		uint64_t w;
-
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
-		h ^= h >> 31;
-		s += 8;
-		n -= 8;
-	}
-	if (n) {
-		uint64_t w = 0;
-
-		memcpy(&w, s, n);
-		h = (h ^ w) * 0x94D049BB133111EBULL;
-		h ^= h >> 29;
-	}
-	h *= 0xBF58476D1CE4E5B9ULL;
-	return h ^ (h >> 32);
+	return cm_hash_bytes(s, n, seed);
 }
 
 /* Mixes a 64-bit value into a hash. */

@@ -2,35 +2,15 @@
  * probing over a table of entry numbers. */
 #include "strmap.h"
 
+#include "hash.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-/* A 64-bit hash of key[0..n): 8 bytes at a time, each mixed with a
- * multiply and a shift, finished so that every input bit reaches the low
- * bits the table uses. */
+/* The hash of libcm's tables (hash.h). */
 uint64_t cm_strmap_hash(const void *key, size_t n, uint64_t seed)
 {
-	const unsigned char *p = key;
-	uint64_t h = seed ^ 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
-
-	while (n >= 8) {
-		uint64_t w;
-
-		memcpy(&w, p, 8);
-		h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
-		h ^= h >> 32;
-		p += 8;
-		n -= 8;
-	}
-	if (n) {
-		uint64_t w = 0;
-
-		memcpy(&w, p, n);
-		h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
-		h ^= h >> 29;
-	}
-	h *= 0x94D049BB133111EBULL;
-	return h ^ (h >> 31);
+	return cm_hash_bytes(key, n, seed);
 }
 
 /* Sets up an empty map. */
@@ -129,15 +109,8 @@ int cm_strmap_add(struct cm_strmap *m, const void *key, size_t n, uint32_t *inde
 		return -1;
 	if ((m->n + 1) * 2 > m->nslots && grow_slots(m) < 0)
 		return -1;
-	if (m->n == m->cap) {
-		uint32_t cap = m->cap ? m->cap * 2 : 64;
-		struct cm_strmap_ent *e = realloc(m->ents, (size_t)cap * sizeof(*e));
-
-		if (!e)
-			return -1;
-		m->ents = e;
-		m->cap = cap;
-	}
+	if (cm_grow((void **)&m->ents, &m->cap, m->n + 1, sizeof(*m->ents)) < 0)
+		return -1;
 	{
 		size_t off = m->keys.len;
 
