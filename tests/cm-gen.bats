@@ -229,6 +229,41 @@ for line in open(sys.argv[1], encoding="utf-8"):
 	[ "$(echo "$output" | jq -c .)" = '[]' ]
 }
 
+@test "campaigns: --profile-percent and --controls-percent add conditions and controls, the rest unchanged" {
+	"$GEN" campaigns 400 --seed 3 --types 10 >"$T/plain"
+	"$GEN" campaigns 400 --seed 3 --types 10 --profile-percent 10 --controls-percent 25 >"$T/more"
+	# exactly the percentages, evenly spread
+	[ "$(jqf '[.[][] | select([.. | objects | .field? // empty] | any(startswith("profile.")))] | length' "$T/more")" -eq 40 ]
+	[ "$(jqf '[.[][] | select(.limit)] | length' "$T/more")" -eq 100 ]
+	[ "$(jqf '[.[][] | select(.holdout and .variants)] | length' "$T/more")" -eq 50 ]
+	# without them, each campaign is the plain one: the profile condition is
+	# the last of the where's top-level all, or of an all made around it
+	jq -n --slurpfile m "$T/more" --slurpfile p "$T/plain" -e '
+		[range($p[0] | length) as $i | $m[0][$i] as $a | $p[0][$i] as $b |
+		 ($a | del(.limit, .holdout, .variants)) as $c |
+		 if ($c.rule.where.all[-1].field // "" | startswith("profile.")) then
+			($c.rule.where.all[:-1]) as $rest |
+			($c | .rule.where = {all: $rest}) == $b or
+			(($rest | length) == 1 and ($c | .rule.where = $rest[0]) == $b)
+		 else $c == $b end] | all'
+	# and the profile conditions go into the top-level all when there is one
+	[ "$(jqf '[.[][] | .rule.where.all[]? | select(.all)] | length' "$T/more")" -eq 0 ]
+	# and they validate
+	run cm-match -c "$T/more" --check
+	[ "$status" -eq 0 ]
+}
+
+@test "profiles: the traits of u-1..u-N, the same for a user whatever N" {
+	"$GEN" profiles 1000 >"$T/p"
+	[ "$(wc -l <"$T/p")" -eq 1000 ]
+	[ "$(head -1 "$T/p" | jq -r .user_id)" = u-1 ]
+	[ "$(jq -c '.traits | keys' "$T/p" | sort -u)" = '["country","plan","tier","vip"]' ]
+	cmp <("$GEN" profiles 10) <(head -10 "$T/p")
+	[ "$(jq -r .traits.plan "$T/p" | sort -u | wc -l)" -eq 5 ]
+	# at most the generator's 100,000 users
+	[ "$("$GEN" profiles 200000 | wc -l)" -eq 100000 ]
+}
+
 @test "one-campaign: the bench campaign, purchase with properties.amount gte 100" {
 	run bash -c "'$GEN' one-campaign | jq -c '.[0] | [.id, .status, .rule.event_type, .rule.where]' "
 	[ "$output" = '[1,"active","purchase",{"field":"properties.amount","op":"gte","value":100}]' ]
@@ -286,7 +321,9 @@ print([r[0] for r in body[:2]])
 		"events 10 --types 0" "events 10 --types 61" "events 10 --seed -3" \
 		"campaigns 10 --jq-percent 101" "campaigns 10 --format xml" \
 		"events 10 --jq-percent 5" "csv 10 --types 3" "one-campaign 3" \
-		"events 10 --bogus" "events 10 --seed" "events 99999999999999999999"; do
+		"events 10 --bogus" "events 10 --seed" "events 99999999999999999999" \
+		"campaigns 10 --profile-percent 101" "events 10 --controls-percent 5" \
+		"profiles 10 --types 3" "profiles"; do
 		# shellcheck disable=SC2086 # word splitting of the cases is the point
 		run --separate-stderr "$GEN" $args
 		echo "args: $args status: $status stderr: $stderr"

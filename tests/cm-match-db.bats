@@ -137,3 +137,23 @@ event() {
 	[ "$status" -eq 2 ]
 	[[ $output == *"campaign 2"* ]]
 }
+
+@test "cm-match -c CONNINFO: delivery controls come from the table's columns; limits are left to cm-store" {
+	# the columns a later migration adds to campaigns (limit, holdout, variants)
+	pg_sql 'ALTER TABLE campaigns ADD COLUMN "limit" jsonb, ADD COLUMN holdout double precision, ADD COLUMN variants jsonb'
+	pg_sql "INSERT INTO campaigns (id, name, status, rule, \"limit\", variants) VALUES (1, 'once', 'active',
+	  '{\"event_type\":\"purchase\"}', '{\"per_user\": 1}', '[{\"name\":\"A\",\"weight\":1}]')"
+	campaign 2 plain active 0
+	{ event 1 50; event 2 60; event 3 70; } >"$T/in"
+	run --separate-stderr cm-match -c "$CM_DATABASE_URL" --emit matches "$T/in"
+	[ "$status" -eq 0 ]
+	# every candidate of campaign 1 keeps its bucket's outcome and carries the limit
+	[ "$(jq -c 'select(.campaign_id == 1) | [.outcome, .variant, .limit]' <<<"$output" | sort -u)" = '["matched","A",{"per_user":1}]' ]
+	[ "$(jq -c 'select(.campaign_id == 1)' <<<"$output" | wc -l)" -eq 3 ]
+	[ "$(jq -c 'select(.campaign_id == 2) | keys' <<<"$output" | sort -u)" = '["campaign_id","event_id","event_type","occurred_at","outcome","user_id"]' ]
+	# a bad control in a row is a bad campaign: reported and skipped
+	pg_sql "UPDATE campaigns SET holdout = 1.5 WHERE id = 1"
+	run --separate-stderr cm-match -c "$CM_DATABASE_URL" --check
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"campaign 1: holdout: expected a number from 0 up to (not including) 1"* ]]
+}

@@ -105,10 +105,10 @@ wait_for() {
 	[ "$status" -eq 0 ]
 	[ -z "$stderr" ]
 	[ "${#lines[@]}" -eq 6 ]
-	[[ "${lines[0]}" == '{"event_id":"e-1",'*'"items":3},"matches":[{"campaign_id":7},{"campaign_id":12}]}' ]]
+	[[ "${lines[0]}" == '{"event_id":"e-1",'*'"items":3},"matches":[{"campaign_id":7,"outcome":"matched"},{"campaign_id":12,"outcome":"matched"}]}' ]]
 	[[ "${lines[1]}" == '{"event_id":"e-2",'*'"matches":[]}' ]]
-	[[ "${lines[2]}" == *'"matches":[{"campaign_id":3},{"campaign_id":12}]}' ]]
-	[[ "${lines[3]}" == *'"matches":[{"campaign_id":5}]}' ]]
+	[[ "${lines[2]}" == *'"matches":[{"campaign_id":3,"outcome":"matched"},{"campaign_id":12,"outcome":"matched"}]}' ]]
+	[[ "${lines[3]}" == *'"matches":[{"campaign_id":5,"outcome":"matched"}]}' ]]
 	# Outside the summer window, and after campaign 7's end.
 	[[ "${lines[4]}" == *'"matches":[]}' ]]
 	[[ "${lines[5]}" == *'"matches":[]}' ]]
@@ -122,10 +122,10 @@ wait_for() {
 	done >"$T/c.ndjson"
 	run cm-match -c "$T/c.ndjson" <<<'{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{}}'
 	[ "$status" -eq 0 ]
-	[ "$output" = '{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{},"matches":[{"campaign_id":1},{"campaign_id":7},{"campaign_id":10},{"campaign_id":99},{"campaign_id":100},{"campaign_id":12345},{"campaign_id":9007199254740992}]}' ]
+	[ "$output" = '{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{},"matches":[{"campaign_id":1,"outcome":"matched"},{"campaign_id":7,"outcome":"matched"},{"campaign_id":10,"outcome":"matched"},{"campaign_id":99,"outcome":"matched"},{"campaign_id":100,"outcome":"matched"},{"campaign_id":12345,"outcome":"matched"},{"campaign_id":9007199254740992,"outcome":"matched"}]}' ]
 	run cm-match -c "$T/c.ndjson" --emit matches <<<'{"event_id":"e","event_type":"t","user_id":"u","occurred_at":"2026-01-01T00:00:00Z","properties":{}}'
 	[ "${#lines[@]}" -eq 7 ]
-	[ "${lines[6]}" = '{"campaign_id":9007199254740992,"event_id":"e","user_id":"u","event_type":"t","occurred_at":"2026-01-01T00:00:00Z"}' ]
+	[ "${lines[6]}" = '{"campaign_id":9007199254740992,"outcome":"matched","event_id":"e","user_id":"u","event_type":"t","occurred_at":"2026-01-01T00:00:00Z"}' ]
 }
 
 @test "--matched-only writes only events with a match" {
@@ -141,10 +141,10 @@ wait_for() {
 	run cm-match -c "$MF/campaigns.json" --emit matches "$MF/events.ndjson"
 	[ "$status" -eq 0 ]
 	[ "${#lines[@]}" -eq 5 ]
-	[ "${lines[0]}" = '{"campaign_id":7,"event_id":"e-1","user_id":"u-42","event_type":"purchase","occurred_at":"2026-11-27T10:15:00Z"}' ]
-	[ "${lines[1]}" = '{"campaign_id":12,"event_id":"e-1","user_id":"u-42","event_type":"purchase","occurred_at":"2026-11-27T10:15:00Z"}' ]
-	[ "${lines[2]}" = '{"campaign_id":3,"event_id":"e-3","user_id":"u-40","event_type":"signup","occurred_at":"2026-03-01T08:00:00Z"}' ]
-	[ "${lines[4]}" = '{"campaign_id":5,"event_id":"e-4","user_id":"u-8","event_type":"page_view","occurred_at":"2026-07-04T12:00:00Z"}' ]
+	[ "${lines[0]}" = '{"campaign_id":7,"outcome":"matched","event_id":"e-1","user_id":"u-42","event_type":"purchase","occurred_at":"2026-11-27T10:15:00Z"}' ]
+	[ "${lines[1]}" = '{"campaign_id":12,"outcome":"matched","event_id":"e-1","user_id":"u-42","event_type":"purchase","occurred_at":"2026-11-27T10:15:00Z"}' ]
+	[ "${lines[2]}" = '{"campaign_id":3,"outcome":"matched","event_id":"e-3","user_id":"u-40","event_type":"signup","occurred_at":"2026-03-01T08:00:00Z"}' ]
+	[ "${lines[4]}" = '{"campaign_id":5,"outcome":"matched","event_id":"e-4","user_id":"u-8","event_type":"page_view","occurred_at":"2026-07-04T12:00:00Z"}' ]
 	# --matched-only changes nothing there.
 	run cm-match -c "$MF/campaigns.json" --emit matches --matched-only "$MF/events.ndjson"
 	[ "${#lines[@]}" -eq 5 ]
@@ -154,10 +154,10 @@ wait_for() {
 	ev e-9 signup u-1 2026-01-01T00:00:00Z '{}' ',"_stream_id":"1700000000000-3","_try":{"n":2}' >"$T/in"
 	run cm-match -c "$MF/campaigns.json" "$T/in"
 	[ "$status" -eq 0 ]
-	[ "$output" = '{"event_id":"e-9","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{},"_stream_id":"1700000000000-3","_try":{"n":2},"matches":[{"campaign_id":3}]}' ]
+	[ "$output" = '{"event_id":"e-9","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{},"_stream_id":"1700000000000-3","_try":{"n":2},"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]
 	run cm-match -c "$MF/campaigns.json" --emit matches "$T/in"
 	[ "$status" -eq 0 ]
-	[ "$output" = '{"campaign_id":3,"event_id":"e-9","user_id":"u-1","event_type":"signup","occurred_at":"2026-01-01T00:00:00Z","_stream_id":"1700000000000-3","_try":{"n":2}}' ]
+	[ "$output" = '{"campaign_id":3,"outcome":"matched","event_id":"e-9","user_id":"u-1","event_type":"signup","occurred_at":"2026-01-01T00:00:00Z","_stream_id":"1700000000000-3","_try":{"n":2}}' ]
 	# An event that matches nothing still carries its _stream_id on.
 	ev e-10 other u-1 2026-01-01T00:00:00Z '{}' ',"_stream_id":"5-0"' >"$T/in"
 	run cm-match -c "$MF/campaigns.json" "$T/in"
@@ -165,18 +165,18 @@ wait_for() {
 }
 
 @test "an existing top-level matches member is replaced" {
-	printf '%s\n' '{"event_id":"e-1","matches":[{"campaign_id":99}],"event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{"matches":1},"_stream_id":"1-0"}' >"$T/in"
+	printf '%s\n' '{"event_id":"e-1","matches":[{"campaign_id":99,"outcome":"matched"}],"event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{"matches":1},"_stream_id":"1-0"}' >"$T/in"
 	run cm-match -c "$MF/campaigns.json" "$T/in"
 	[ "$status" -eq 0 ]
-	[ "$output" = '{"event_id":"e-1","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{"matches":1},"_stream_id":"1-0","matches":[{"campaign_id":3}]}' ]
+	[ "$output" = '{"event_id":"e-1","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{"matches":1},"_stream_id":"1-0","matches":[{"campaign_id":3,"outcome":"matched"}]}' ]
 }
 
 @test "input with insignificant whitespace is kept as is, on one line" {
 	printf '%s\n' '  { "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z", "properties": { } }  ' >"$T/in"
 	run cm-match -c "$MF/campaigns.json" "$T/in"
 	[ "$status" -eq 0 ]
-	[ "$output" = '{ "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z", "properties": { } ,"matches":[{"campaign_id":3}]}' ]
-	printf '%s\n' "$output" | jq -e '.matches == [{"campaign_id":3}]' >/dev/null
+	[ "$output" = '{ "event_id" : "e-1", "event_type":"signup" ,"user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z", "properties": { } ,"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]
+	printf '%s\n' "$output" | jq -e '.matches == [{"campaign_id":3,"outcome":"matched"}]' >/dev/null
 }
 
 @test "rejected lines are reported with FILE:LINE and the run goes on (exit 1)" {
@@ -213,10 +213,10 @@ wait_for() {
 	[ "$status" -eq 0 ]
 	[ -z "$stderr" ]
 	[ "${#lines[@]}" -eq 6 ]
-	[[ "${lines[1]}" == '{"event_id":"e-2",'*'"matches":[{"campaign_id":3}]}' ]]
-	[[ "${lines[3]}" == '{"event_id":"e-2",'*'"matches":[{"campaign_id":3}]}' ]]
-	[[ "${lines[4]}" == '{"event_id":"e-3",'*'"properties":{},"matches":[{"campaign_id":3}]}' ]]
-	[[ "${lines[5]}" == '{"event_id":"e-4",'*'"properties":{},"matches":[{"campaign_id":3}]}' ]]
+	[[ "${lines[1]}" == '{"event_id":"e-2",'*'"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]]
+	[[ "${lines[3]}" == '{"event_id":"e-2",'*'"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]]
+	[[ "${lines[4]}" == '{"event_id":"e-3",'*'"properties":{},"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]]
+	[[ "${lines[5]}" == '{"event_id":"e-4",'*'"properties":{},"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]]
 	run bash -c "grep -c \$'\r' <<<'$output'"
 	[ "$output" = 0 ]
 	run cm-match -c "$MF/campaigns.json" <"$T/b"
@@ -287,7 +287,7 @@ wait_for() {
 @test "a closed stdout ends the run quietly with status 0" {
 	awk 'BEGIN { for (i = 0; i < 200000; i++) printf "{\"event_id\":\"e-%d\",\"event_type\":\"signup\",\"user_id\":\"u-1\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}\n", i }' >"$T/big"
 	run bash -c "cm-match -c '$MF/campaigns.json' '$T/big' 2>'$T/err' | head -1; echo \"status \${PIPESTATUS[0]}\""
-	[ "${lines[0]}" = '{"event_id":"e-0","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{},"matches":[{"campaign_id":3}]}' ]
+	[ "${lines[0]}" = '{"event_id":"e-0","event_type":"signup","user_id":"u-1","occurred_at":"2026-01-01T00:00:00Z","properties":{},"matches":[{"campaign_id":3,"outcome":"matched"}]}' ]
 	[ "${lines[1]}" = "status 0" ]
 	[ ! -s "$T/err" ]
 	run bash -c "cm-match -c '$MF/campaigns.json' --emit matches <'$T/big' 2>'$T/err' | head -3 >/dev/null; echo \"status \${PIPESTATUS[0]}\""
@@ -329,9 +329,9 @@ wait_for() {
 	wait "$pid"
 	run cat "$T/out"
 	[ "${#lines[@]}" -eq 3 ]
-	[[ "${lines[0]}" == *'"matches":[{"campaign_id":1}]}' ]]
-	[[ "${lines[1]}" == *'"matches":[{"campaign_id":2},{"campaign_id":3}]}' ]]
-	[[ "${lines[2]}" == *'"matches":[{"campaign_id":2},{"campaign_id":3}]}' ]]
+	[[ "${lines[0]}" == *'"matches":[{"campaign_id":1,"outcome":"matched"}]}' ]]
+	[[ "${lines[1]}" == *'"matches":[{"campaign_id":2,"outcome":"matched"},{"campaign_id":3,"outcome":"matched"}]}' ]]
+	[[ "${lines[2]}" == *'"matches":[{"campaign_id":2,"outcome":"matched"},{"campaign_id":3,"outcome":"matched"}]}' ]]
 	run cat "$T/err"
 	[[ "$output" == *"cm-match: $T/c.json:1: campaign 4: rule.wehre: unknown key"* ]]
 	[[ "$output" == *"cm-match: $T/c.json: not reloaded, still using the 2 campaigns loaded before"* ]]

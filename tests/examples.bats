@@ -72,6 +72,18 @@ readme_block() {
 	example 11-unstorable
 }
 
+@test "example 12: a draft campaign's backtest on the example data, with its limit and holdout" {
+	example 12-backtest
+}
+
+@test "example 13: --explain says which check failed and what it found" {
+	example 13-explain
+}
+
+@test "example 14: --explain says which match a capped one yields to" {
+	example 14-explain-capped
+}
+
 @test "the README shows every example command with its output" {
 	local f name bad=""
 	for f in "$EXF"/*.cmd; do

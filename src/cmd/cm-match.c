@@ -18,11 +18,18 @@
 #include "json.h"
 #include "lines.h"
 #include "out.h"
+#include "outcome.h"
 #include "pg.h"
+#include "profdb.h"
+#include "profiles.h"
 #include "rule.h"
 
 /* jq runtime errors reported one by one before they are only counted. */
 #define JQ_WARN_MAX 5
+/* A batch of events waiting for their profiles from the database: at most
+ * this many events, or lines of this many bytes. */
+#define BATCH_EVENTS 4096
+#define BATCH_BYTES  ((size_t)4 << 20)
 
 static const char usage_text[] =
     "Usage: cm-match -c FILE|CONNINFO [OPTION]... [FILE]...\n"
@@ -37,6 +44,21 @@ static const char usage_text[] =
     "      --emit events|matches\n"
     "                         events (default): every event, annotated;\n"
     "                         matches: one line per (campaign, event) match\n"
+    "      --profiles FILE|CONNINFO\n"
+    "                         users' traits for profile.* rules: NDJSON lines\n"
+    "                         {\"user_id\":...,\"traits\":{...}}, which identify\n"
+    "                         events of the input update as they pass; or the\n"
+    "                         profiles table of a PostgreSQL database\n"
+    "      --profile-ttl MS   how long a profile read from the database is used\n"
+    "                         before it is read again (default 1000)\n"
+    "      --explain          instead of the events, one line per event and campaign\n"
+    "                         of its type saying why it matched or not: each\n"
+    "                         check, what it expected and what it found\n"
+    "      --campaign ID      with --explain: only campaign ID\n"
+    "      --summary          instead of the events, per-campaign counts at the end\n"
+    "                         (events checked, candidates, matched, holdout,\n"
+    "                         capped, distinct users, first and last match): a\n"
+    "                         table on a terminal, NDJSON otherwise\n"
     "      --check            validate the campaigns and exit; read no events\n"
     "      --stats            print counts on stderr at the end\n"
     "      --max-line SIZE    longest event line accepted (default 2M: what\n"
@@ -51,13 +73,28 @@ static const char usage_text[] =
     "configuration error, 3 the database cannot be reached, 5 a read or write\n"
     "error.\n";
 
-enum { OPT_MATCHED_ONLY = 256, OPT_EMIT, OPT_STATS, OPT_CHECK };
+enum {
+	OPT_MATCHED_ONLY = 256,
+	OPT_EMIT,
+	OPT_STATS,
+	OPT_CHECK,
+	OPT_PROFILES,
+	OPT_EXPLAIN,
+	OPT_CAMPAIGN,
+	OPT_SUMMARY,
+	OPT_PROFILE_TTL,
+};
 
 static const struct option long_options[] = {
     {"campaigns", required_argument, NULL, 'c'},
     {"matched-only", no_argument, NULL, OPT_MATCHED_ONLY},
     {"emit", required_argument, NULL, OPT_EMIT},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"profiles", required_argument, NULL, OPT_PROFILES},
+    {"explain", no_argument, NULL, OPT_EXPLAIN},
+    {"campaign", required_argument, NULL, OPT_CAMPAIGN},
+    {"summary", no_argument, NULL, OPT_SUMMARY},
+    {"profile-ttl", required_argument, NULL, OPT_PROFILE_TTL},
     {"stats", no_argument, NULL, OPT_STATS},
     CM_OPTION_MAX_LINE,
     {"help", no_argument, NULL, 'h'},
@@ -74,24 +111,85 @@ static void on_hup(int sig)
 	reload_wanted = 1;
 }
 
+/* An event waiting in the batch: its line, its document and view, and the
+ * user whose profile it needs. */
+struct slot {
+	struct cm_buf line_buf;
+	struct cm_jdoc doc;
+	struct cm_rule_event ev;
+	struct cm_buf scratch; /* what ev points to */
+	struct cm_buf user;    /* the decoded user_id */
+	struct cm_buf tmp;
+	const char *file;
+	unsigned long line;
+	int wants;            /* explain: the profile is to be fetched */
+	size_t stage_off;     /* its record goes before stage[stage_off..] */
+	size_t kept_off;      /* its record, once matched, in kept */
+	uint32_t ref;         /* its user in the profiles' cache */
+	int rematch;          /* matched before the profile it needs was known */
+	unsigned jq_reported; /* jq errors reported by the first match */
+	int64_t *ids;         /* the first match's answer, when final */
+	size_t nids, idcap;
+};
+
+/* A batch of events waiting for the profiles they need. */
+struct batch {
+	struct slot *slots;
+	size_t n, cap, bytes;
+	size_t events;       /* read into the batch: kept in slots, or written to stage */
+	struct cm_buf stage; /* records of the events matched at once, behind the kept */
+	struct cm_buf kept;  /* records of the kept events, once matched */
+	struct iovec *iov;   /* the pieces to write */
+	size_t iovcap;
+};
+
 struct run {
 	const char *campaigns;
-	int matched_only, emit_matches, stats, check;
+	const struct cm_rule_event *cur_ev; /* the event lazy_profile is asked about */
+	struct slot *cur_slot;              /* the slot being matched, with profdb */
+	unsigned jq_skip;                   /* jq errors not to report again */
+	int rematching;                     /* cur_slot is matched a second time */
+	unsigned long long jq_uncounted;    /* counted twice by the set: once too many */
+	struct cm_profdb *profdb;           /* --profiles CONNINFO */
+	int64_t profile_ttl;                /* --profile-ttl */
+	struct batch batches[2];            /* with profdb: read into cur, the other waits */
+	int cur;
+	int waiting;            /* the other batch waits for its lookup */
+	struct cm_buf *stage;   /* where records go meanwhile, or NULL: the output */
+	int ordered;            /* the outcomes depend on the order of the events */
+	struct slot probe;      /* an event matched before it is known to wait */
+	struct cm_summary *sum; /* --summary */
+	int explain;            /* --explain */
+	int64_t explain_id;     /* --campaign, or 0 */
+	struct cm_buf exbuf;    /* the checks of each campaign of the event */
+	struct cm_buf exline;   /* one explain line */
+	size_t *exoff;          /* per campaign: where its checks start in exbuf */
+	int *exholds;
+	size_t excap;
+	const char *profiles_spec;    /* --profiles */
+	struct cm_profiles *profiles; /* in memory: the file's and the input's identify events */
+	struct cm_jdoc prof_doc;      /* the profile of the event being matched */
+	int matched_only, emit_matches, stats, check, summary;
 	struct cm_common_opts opt; /* --max-line */
 	struct cm_ruleset *set;
 	struct cm_campdb *db; /* when the campaigns come from PostgreSQL */
 	struct cm_out out;
 	struct cm_jdoc doc;
 	struct cm_buf scratch;
-	struct cm_buf rec;  /* the matches part of one output record */
-	struct cm_buf tail; /* --emit matches: the part after the campaign id */
+	struct cm_buf scratch2; /* a decoded user_id */
+	struct cm_buf rec;      /* the matches part of one output record */
+	struct cm_buf tail;     /* --emit matches: the part after the campaign id */
 	struct cm_progress progress;
+	struct cm_outcomes *oc; /* the limits' state (applied offline only) */
+	struct cm_outcome *outs;
+	size_t outcap;
 	unsigned long long events, matched, matches, rejected;
 	unsigned long long jq_errors_before; /* from sets replaced by reloads */
 	const char *file;
 	unsigned long line;
 	unsigned jq_warned;
 	int io_error;
+	int fatal; /* an exit status to stop with (memory ran out) */
 };
 
 /* Prints each campaign problem as it is found. */
@@ -105,6 +203,23 @@ static void report_problem(void *ctx, const char *msg)
 static void report_jq_error(void *ctx, int64_t id, const char *msg)
 {
 	struct run *r = ctx;
+
+	/* With database profiles an event may be matched twice: errors of a
+	 * first match that turned out to need a profile are not the event's,
+	 * and those a second match meets again were reported the first time. */
+	if (r->cur_slot && r->rematching) {
+		if (r->jq_skip) {
+			r->jq_skip--;
+			r->jq_uncounted++;
+			return;
+		}
+	} else if (r->cur_slot) {
+		if (r->cur_slot->rematch) {
+			r->jq_uncounted++;
+			return;
+		}
+		r->cur_slot->jq_reported++;
+	}
 
 	if (r->jq_warned < JQ_WARN_MAX)
 		cm_warn("%s:%lu: campaign %lld: jq error: %s", r->file, r->line, (long long)id,
@@ -182,6 +297,74 @@ out:
 	return set;
 }
 
+/* Loads the --profiles file into r->profiles; every bad line is reported
+ * and makes it a configuration error (exit 2), as a bad campaign does. */
+static int load_profiles(struct run *r, const char *path)
+{
+	struct cm_lines lr;
+	struct cm_err err;
+	struct cm_jdoc d;
+	const char *line;
+	size_t len;
+	int bad = 0, st;
+
+	if (cm_lines_open(&lr, path, r->opt.max_line, &err) < 0) {
+		cm_warn("--profiles: %s", err.msg);
+		return -1;
+	}
+	cm_jdoc_init(&d, 64);
+	while ((st = cm_lines_next(&lr, &line, &len, &err)) != CM_LINE_EOF) {
+		if (st == CM_LINE_ERR) {
+			cm_warn("%s", err.msg);
+			bad++;
+			break;
+		}
+		if (st == CM_LINE_LONG) {
+			cm_warn("%s:%lu: line longer than %zu bytes", lr.name, lr.lineno,
+			        r->opt.max_line);
+			bad++;
+		} else if (cm_profiles_load_line(r->profiles, &d, line, len, &err) < 0) {
+			cm_warn("%s:%lu: %s", lr.name, lr.lineno, err.msg);
+			bad++;
+		}
+	}
+	cm_jdoc_release(&d);
+	cm_lines_release(&lr);
+	return bad ? -1 : 0;
+}
+
+/* Folds the summary's counts of the current set into its rows, before the
+ * set is replaced and at the end. */
+static void flush_summary(struct run *r)
+{
+	struct cm_err err;
+
+	if (r->sum && cm_summary_flush(r->sum, r->set, &err) < 0) {
+		cm_warn("%s", err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+	}
+}
+
+/* Writes the summary: a table for a person at a terminal, NDJSON for a
+ * program. */
+static void write_summary(struct run *r)
+{
+	const struct cm_summary_row *rows;
+	struct cm_buf b;
+	size_t n;
+
+	flush_summary(r);
+	n = cm_summary_rows(r->sum, &rows);
+	cm_buf_init(&b, 0);
+	if ((r->out.tty ? cm_summary_table(rows, n, &b) : cm_summary_ndjson(rows, n, &b)) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+	} else if (b.len) {
+		cm_out_write(&r->out, b.data, b.len);
+	}
+	cm_buf_release(&b);
+}
+
 /* Replaces the campaign set with a fresh load of the file, or keeps the
  * old one when the new file has problems. */
 static void reload(struct run *r)
@@ -196,8 +379,10 @@ static void reload(struct run *r)
 		return;
 	}
 	r->jq_errors_before += cm_ruleset_jq_errors(r->set);
+	flush_summary(r);
 	cm_ruleset_free(r->set);
 	r->set = set;
+	r->ordered = !r->db && cm_ruleset_has_controls(set);
 	cm_ruleset_on_jq_error(set, report_jq_error, r);
 	cm_warn("reloaded %zu campaigns from %s", cm_ruleset_count(set), r->campaigns);
 }
@@ -206,6 +391,7 @@ static void reload(struct run *r)
 static void take_db_set(struct run *r)
 {
 	r->jq_errors_before += cm_ruleset_jq_errors(r->set);
+	flush_summary(r);
 	r->set = cm_campdb_current(r->db, NULL);
 	cm_ruleset_on_jq_error(r->set, report_jq_error, r);
 }
@@ -295,24 +481,81 @@ static int key_is_meta(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scrat
 	return p && n > 0 && p[0] == '_';
 }
 
+/* Writes bytes of a record: to the output, or to the batch's stage when
+ * the record must wait behind an event that waits for its profile. */
+static inline void out_write(struct run *r, const void *p, size_t n)
+{
+	if (!r->stage)
+		cm_out_write(&r->out, p, n);
+	else if (cm_buf_add(r->stage, p, n) < 0)
+		r->out.error = ENOMEM;
+}
+
+/* Ends a record written with out_write. */
+static inline void out_end(struct run *r)
+{
+	if (!r->stage)
+		cm_out_endrec(&r->out);
+	else if (cm_buf_addc(r->stage, '\n') < 0)
+		r->out.error = ENOMEM;
+}
+
+/* Appends match k's keys after its campaign_id to rec at p, and returns the
+ * new end: the outcome, and a variant and limit where the campaign has them
+ * (no outcomes: the campaigns have no controls, every match is matched). */
+static char *put_outcome(struct run *r, char *p, const struct cm_outcome *outs, size_t k)
+{
+	static const char matched[] = ",\"outcome\":\"matched\"";
+
+	if (!outs || !outs[k].ctl)
+		return put(p, matched, sizeof(matched) - 1);
+	r->rec.len = (size_t)(p - r->rec.data);
+	if (cm_outcome_put(&outs[k], &r->rec) < 0) {
+		r->out.error = ENOMEM;
+		return r->rec.data + r->rec.len;
+	}
+	return r->rec.data + r->rec.len;
+}
+
+/* Room in rec for match k's keys after put_outcome's longest; returns the
+ * (possibly moved) write position. */
+static char *room(struct run *r, char *p, const struct cm_outcome *outs, size_t k, size_t more)
+{
+	size_t need = 64 + more;
+
+	if (outs && outs[k].ctl) {
+		const struct cm_rule_controls *c = outs[k].ctl;
+
+		need += c->limit_len + 16;
+		if (outs[k].variant >= 0)
+			need += c->variants[outs[k].variant].json_len + 16;
+	}
+	r->rec.len = (size_t)(p - r->rec.data);
+	if (r->rec.len + need + 1 > r->rec.cap && cm_buf_grow(&r->rec, need) < 0) {
+		r->out.error = ENOMEM;
+		return NULL;
+	}
+	return r->rec.data + r->rec.len;
+}
+
 /* Writes the event as read, with "matches" added before its closing brace;
  * an existing top-level "matches" member is dropped (the object is then
  * rebuilt member by member). */
-static void emit_event(struct run *r, const struct cm_rule_event *ev, const int64_t *ids, size_t n)
+static void emit_event(struct run *r, const struct cm_rule_event *ev, const int64_t *ids,
+                       const struct cm_outcome *outs, size_t n)
 {
 	const struct cm_jdoc *d = ev->doc;
 	const struct cm_jtok *root = &d->tok[0];
-	struct cm_out *o = &r->out;
 	int first = 1;
 	char *p;
 
 	if (ev->matches_key == CM_JNONE) {
-		cm_out_write(o, d->src + root->off, root->len - 1);
+		out_write(r, d->src + root->off, root->len - 1);
 		first = root->count == 0;
 	} else {
 		uint32_t i = 1;
 
-		cm_out_write(o, "{", 1);
+		out_write(r, "{", 1);
 		for (uint32_t m = root->count; m; m--) {
 			uint32_t v = i + 1;
 
@@ -322,42 +565,47 @@ static void emit_event(struct run *r, const struct cm_rule_event *ev, const int6
 
 				raw_value(d, v, &val, &len);
 				if (!first)
-					cm_out_write(o, ",", 1);
+					out_write(r, ",", 1);
 				first = 0;
-				cm_out_write(o, d->src + d->tok[i].off - 1,
-				             (size_t)(val + len - (d->src + d->tok[i].off - 1)));
+				out_write(r, d->src + d->tok[i].off - 1,
+				          (size_t)(val + len - (d->src + d->tok[i].off - 1)));
 			}
 			i = d->tok[v].next;
 		}
 	}
 	cm_buf_reset(&r->rec);
-	if (cm_buf_grow(&r->rec, 16 + n * 40) < 0) {
+	if (cm_buf_grow(&r->rec, 16 + n * 64) < 0) {
 		r->out.error = ENOMEM;
 		return;
 	}
 	p = r->rec.data;
 	p = first ? put(p, "\"matches\":[", 11) : put(p, ",\"matches\":[", 12);
 	for (size_t k = 0; k < n; k++) {
+		if (outs && !(p = room(r, p, outs, k, 0)))
+			return;
 		p = k ? put(p, ",{\"campaign_id\":", 16) : put(p, "{\"campaign_id\":", 15);
 		p = put_i64(p, ids[k]);
+		p = put_outcome(r, p, outs, k);
 		*p++ = '}';
 	}
 	p = put(p, "]}", 2);
-	cm_out_write(o, r->rec.data, (size_t)(p - r->rec.data));
-	cm_out_endrec(o);
+	out_write(r, r->rec.data, (size_t)(p - r->rec.data));
+	out_end(r);
 }
 
-/* Writes one CONTRACT 1.3 match line per campaign, with the event's
- * top-level '_' members copied verbatim; the part after the campaign id is
- * the same on every line, so it is built once. */
+/* Writes one CONTRACT 1.3 match line per campaign (only those matched with
+ * --matched-only), with the event's top-level '_' members copied verbatim;
+ * the part after the outcome is the same on every line, so it is built
+ * once. */
 static void emit_matches(struct run *r, const struct cm_rule_event *ev, const int64_t *ids,
-                         size_t n)
+                         const struct cm_outcome *outs, size_t n)
 {
 	const struct cm_jdoc *d = ev->doc;
 	struct cm_buf *tail = &r->tail;
 	static const char *const names[4] = {
 	    ",\"event_id\":", ",\"user_id\":", ",\"event_type\":", ",\"occurred_at\":"};
 	uint32_t toks[4] = {ev->id_tok, ev->user_tok, ev->type_tok, ev->time_tok};
+	size_t written = 0;
 	char *p;
 
 	if (n == 0)
@@ -394,20 +642,27 @@ static void emit_matches(struct run *r, const struct cm_rule_event *ev, const in
 		return;
 	}
 	cm_buf_reset(&r->rec);
-	if (n > SIZE_MAX / 2 / (tail->len + 48) || cm_buf_grow(&r->rec, n * (tail->len + 48)) < 0) {
+	if (n > SIZE_MAX / 2 / (tail->len + 64) || cm_buf_grow(&r->rec, n * (tail->len + 64)) < 0) {
 		r->out.error = ENOMEM;
 		return;
 	}
 	p = r->rec.data;
 	for (size_t k = 0; k < n; k++) {
-		if (k)
+		if (r->matched_only && outs && outs[k].outcome != CM_OUTCOME_MATCHED)
+			continue;
+		if (outs && !(p = room(r, p, outs, k, tail->len)))
+			return;
+		if (written++)
 			*p++ = '\n';
 		p = put(p, "{\"campaign_id\":", 15);
 		p = put_i64(p, ids[k]);
+		p = put_outcome(r, p, outs, k);
 		p = put(p, tail->data, tail->len);
 	}
-	cm_out_write(&r->out, r->rec.data, (size_t)(p - r->rec.data));
-	cm_out_endrec(&r->out);
+	if (!written)
+		return;
+	out_write(r, r->rec.data, (size_t)(p - r->rec.data));
+	out_end(r);
 }
 
 /* Reports a rejected line, on one line whatever the message quotes. */
@@ -423,39 +678,724 @@ static void reject(struct run *r, const char *msg)
 	cm_warn("%s:%lu: %s", r->file, r->line, line);
 }
 
-/* Parses, checks and matches one line, and writes what it yields. */
+/* Grows the outcomes array to n; 0 when memory is out. */
+static int decide_room(struct run *r, size_t n)
+{
+	struct cm_outcome *o = realloc(r->outs, n * sizeof(*o));
+
+	if (!o)
+		return 0;
+	r->outs = o;
+	r->outcap = n;
+	return 1;
+}
+
+/* An identify event counts for the events after it, not for itself; a
+ * worker's profiles are the database's, which cm-store keeps. */
+static void apply_identify(struct run *r, const struct cm_rule_event *ev)
+{
+	struct cm_err err;
+
+	if (!r->profdb && cm_profiles_is_identify(ev) &&
+	    cm_profiles_identify(r->profiles, ev, &err) < 0) {
+		cm_warn("%s:%lu: profiles: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+	}
+}
+
+/* Decides the outcomes of the n matches of ev when some campaign has
+ * delivery controls or for a summary (NULL otherwise: every match is
+ * matched, or when memory ran out, with r->fatal set). */
+static const struct cm_outcome *decide(struct run *r, const struct cm_rule_event *ev,
+                                       const int64_t *ids, size_t n, int just_matched)
+{
+	struct cm_err err;
+
+	if (!r->summary && !cm_ruleset_has_controls(r->set))
+		return NULL;
+	if (n > r->outcap && !decide_room(r, n)) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return NULL;
+	}
+	for (size_t k = 0; k < n; k++) {
+		r->outs[k].campaign_id = ids[k];
+		r->outs[k].ctl = just_matched ? cm_ruleset_hit_controls(r->set, k)
+		                              : cm_ruleset_controls(r->set, ids[k]);
+	}
+	if (cm_outcomes_decide(r->oc, ev, r->outs, n, &err) < 0) {
+		cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+		return NULL;
+	}
+	return r->outs;
+}
+
+/* The profile of ev's user, parsed into r->prof_doc, or NULL when the user
+ * has none. */
+static const struct cm_jdoc *profile_of(struct run *r, const struct cm_rule_event *ev)
+{
+	const char *user, *text;
+	size_t un, tn;
+	struct cm_err err;
+
+	user = cm_json_str(ev->doc, ev->user_tok, &r->scratch2, &un);
+	if (!user)
+		return NULL;
+	text = cm_profiles_get(r->profiles, user, un, &tn);
+	if (!text || cm_json_parse(&r->prof_doc, text, tn, &err) < 0)
+		return NULL;
+	return &r->prof_doc;
+}
+
+/* Grows the explain arrays to hold n campaigns; -1 when memory is out. */
+static int explain_room(struct run *r, size_t n)
+{
+	size_t *off;
+	int *holds;
+
+	if (n <= r->excap)
+		return 0;
+	off = realloc(r->exoff, n * sizeof(*off));
+	if (!off)
+		return -1;
+	r->exoff = off;
+	holds = realloc(r->exholds, n * sizeof(*holds));
+	if (!holds)
+		return -1;
+	r->exholds = holds;
+	r->excap = n;
+	return 0;
+}
+
+/* Writes the explain lines of ev: every campaign of its type (or only
+ * --campaign) is explained by the slow evaluator, the campaigns that hold
+ * are decided as candidates in id order, as the matcher's would be, and
+ * each line gets its outcome and the checks of its bucket and limit. */
+static void explain_event(struct run *r, const struct cm_rule_event *ev)
+{
+	const int64_t *ids;
+	size_t n, nc = 0;
+	struct cm_err err;
+	const char *eid, *user;
+	size_t elen, ulen;
+
+	if (r->explain_id) {
+		ids = &r->explain_id;
+		n = cm_ruleset_has(r->set, r->explain_id);
+	} else {
+		n = cm_ruleset_explain_ids(r->set, ev->type, ev->type_len, &ids);
+	}
+	if (explain_room(r, n + 1) < 0 || (n > r->outcap && !decide_room(r, n)))
+		goto oom;
+	cm_buf_reset(&r->exbuf);
+	for (size_t k = 0; k < n; k++) {
+		r->exoff[k] = r->exbuf.len;
+		if (cm_rule_explain(r->set, ev, ids[k], &r->exbuf, &r->exholds[k], &err) < 0) {
+			cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		if (r->exholds[k]) {
+			r->outs[nc].campaign_id = ids[k];
+			r->outs[nc].ctl = cm_ruleset_controls(r->set, ids[k]);
+			nc++;
+		}
+	}
+	r->exoff[n] = r->exbuf.len;
+	if (cm_outcomes_decide(r->oc, ev, r->outs, nc, &err) < 0) {
+		cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	if (nc) {
+		r->matched++;
+		r->matches += nc;
+	}
+	raw_value(ev->doc, ev->id_tok, &eid, &elen);
+	user = cm_json_str(ev->doc, ev->user_tok, &r->scratch2, &ulen);
+	if (!user)
+		goto oom;
+	for (size_t k = 0, c = 0; k < n; k++) {
+		struct cm_buf *b = &r->exline;
+		struct cm_outcome none;
+		const struct cm_outcome *oc = r->exholds[k] ? &r->outs[c++] : NULL;
+		int bad = 0;
+
+		if (!oc) {
+			memset(&none, 0, sizeof(none));
+			none.campaign_id = ids[k];
+			none.ctl = cm_ruleset_controls(r->set, ids[k]);
+			none.variant = -1;
+		}
+		cm_buf_reset(b);
+		bad |= cm_buf_adds(b, "{\"event_id\":") < 0 || cm_buf_add(b, eid, elen) < 0 ||
+		       cm_buf_addf(b, ",\"campaign_id\":%lld,\"matched\":%s,\"outcome\":",
+		                   (long long)ids[k], oc ? "true" : "false") < 0;
+		if (!oc) {
+			bad |= cm_buf_adds(b, "null") < 0;
+		} else {
+			bad |= cm_buf_addf(b, "\"%s\"", cm_outcome_name(oc->outcome)) < 0;
+			if (oc->variant >= 0)
+				bad |= cm_buf_adds(b, ",\"variant\":") < 0 ||
+				       cm_buf_add(b, oc->ctl->variants[oc->variant].json,
+				                  oc->ctl->variants[oc->variant].json_len) < 0;
+		}
+		bad |=
+		    cm_buf_adds(b, ",\"checks\":[") < 0 ||
+		    cm_buf_add(b, r->exbuf.data + r->exoff[k], r->exoff[k + 1] - r->exoff[k]) < 0 ||
+		    cm_outcome_explain(oc ? oc : &none, oc != NULL, user, ulen, b) < 0 ||
+		    cm_buf_adds(b, "]}") < 0;
+		if (bad)
+			goto oom;
+		out_write(r, b->data, b->len);
+		out_end(r);
+	}
+	return;
+oom:
+	cm_warn("out of memory");
+	r->fatal = CM_EXIT_SYSTEM;
+}
+
+/* Decides, writes (or counts) what the n matches ids of ev yield, then
+ * applies ev if it is an identify event. just_matched: ids are the answer of
+ * the last cm_ruleset_match (its controls are at hand). */
+static void deliver(struct run *r, const struct cm_rule_event *ev, const int64_t *ids, size_t n,
+                    int just_matched)
+{
+	struct cm_err err;
+	const struct cm_outcome *outs = NULL;
+
+	r->events++;
+	if (n && (outs = decide(r, ev, ids, n, just_matched)) == NULL && r->fatal)
+		return;
+	if (n) {
+		r->matched++;
+		r->matches += n;
+	}
+	if (r->summary) {
+		if (cm_summary_event(r->sum, r->set, ev, outs, n, &err) < 0) {
+			cm_warn("%s", err.msg);
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+	} else if (r->emit_matches) {
+		emit_matches(r, ev, ids, outs, n);
+	} else {
+		size_t sent = n;
+
+		if (outs) {
+			sent = 0;
+			for (size_t k = 0; k < n; k++)
+				sent += outs[k].outcome == CM_OUTCOME_MATCHED;
+		}
+		if (sent || !r->matched_only)
+			emit_event(r, ev, ids, outs, n);
+	}
+	apply_identify(r, ev);
+}
+
+/* Matches one checked event whose profile is set (or asked for lazily),
+ * and writes what it yields (or explains it, or counts it). */
+static void handle_event(struct run *r, const struct cm_rule_event *ev)
+{
+	const int64_t *ids;
+	size_t n;
+
+	if (r->explain) {
+		r->events++;
+		explain_event(r, ev);
+		apply_identify(r, ev);
+		return;
+	}
+	n = cm_ruleset_match(r->set, ev, &ids);
+	deliver(r, ev, ids, n, 1);
+}
+
+/* True when the event's profile must be looked up. */
+static int needs_profile(const struct run *r, const struct cm_rule_event *ev)
+{
+	return r->explain || cm_ruleset_reads_profile(r->set, ev->type, ev->type_len);
+}
+
+/* The profile of the slot's user once the batch's lookup is done, parsed
+ * into r->prof_doc, or NULL when the user has none. */
+static const struct cm_jdoc *fetched_profile(struct run *r, struct slot *sl)
+{
+	struct cm_err err;
+	size_t tn;
+	const char *text = sl->rematch ? cm_profdb_ref(r->profdb, sl->ref, &tn)
+	                               : cm_profdb_get(r->profdb, sl->user.data, sl->user.len, &tn);
+
+	if (!text || cm_json_parse(&r->prof_doc, text, tn, &err) < 0)
+		return NULL;
+	return &r->prof_doc;
+}
+
+/* fetched_profile for the matcher's lazy profile_fn. */
+static const struct cm_jdoc *fetched_lazy(void *ctx)
+{
+	struct run *r = ctx;
+
+	return fetched_profile(r, r->cur_slot);
+}
+
+/* Writes the events of batch b in input order (its lookup done): those
+ * matched already with the answer they had, the others matched now. */
+static void deliver_batch(struct run *r, struct batch *b)
+{
+	const char *file = r->file;
+	unsigned long line = r->line;
+	size_t pos = 0, niov = 0;
+
+	/* the kept events first, into kept, in input order */
+	cm_buf_reset(&b->kept);
+	r->stage = &b->kept;
+	for (size_t k = 0; k < b->n && !r->fatal; k++) {
+		struct slot *sl = &b->slots[k];
+
+		sl->ev.doc = &sl->doc; /* the slots may have moved since */
+		sl->kept_off = b->kept.len;
+		r->file = sl->file;
+		r->line = sl->line;
+		if (r->explain) {
+			sl->ev.profile = NULL;
+			sl->ev.profile_fn = NULL;
+			if (sl->wants)
+				sl->ev.profile = fetched_profile(r, sl);
+			handle_event(r, &sl->ev);
+		} else if (sl->rematch) {
+			/* the profile is known now: match again, the jq errors
+			 * reported before it was needed not again */
+			const int64_t *ids;
+			size_t n;
+
+			r->cur_slot = sl;
+			r->jq_skip = sl->jq_reported;
+			r->rematching = 1;
+			sl->ev.profile_fn = fetched_lazy;
+			sl->ev.profile_ctx = r;
+			n = cm_ruleset_match(r->set, &sl->ev, &ids);
+			r->cur_slot = NULL;
+			r->rematching = 0;
+			r->jq_skip = 0;
+			sl->rematch = 0;
+			deliver(r, &sl->ev, ids, n, 1);
+		} else {
+			deliver(r, &sl->ev, sl->ids, sl->nids, 0);
+		}
+		/* a slot that held a long line gives its memory back */
+		if (sl->line_buf.cap > 65536)
+			cm_buf_release(&sl->line_buf);
+	}
+	r->stage = NULL;
+	r->file = file;
+	r->line = line;
+	/* then all of it in order, each record where it is: the stage's up to
+	 * each kept event, that event's, and so on */
+	if (!r->fatal && !r->out.closed && !r->out.error && (niov = 2 * b->n + 1) > b->iovcap) {
+		struct iovec *v = realloc(b->iov, niov * sizeof(*v));
+
+		if (!v) {
+			r->out.error = ENOMEM;
+			niov = 0;
+		} else {
+			b->iov = v;
+			b->iovcap = niov;
+		}
+	}
+	if (!r->fatal && !r->out.closed && !r->out.error) {
+		niov = 0;
+		for (size_t k = 0; k < b->n; k++) {
+			const struct slot *sl = &b->slots[k];
+			size_t kend = k + 1 < b->n ? b->slots[k + 1].kept_off : b->kept.len;
+
+			if (sl->stage_off > pos)
+				b->iov[niov++] =
+				    (struct iovec){b->stage.data + pos, sl->stage_off - pos};
+			pos = sl->stage_off;
+			if (kend > sl->kept_off)
+				b->iov[niov++] = (struct iovec){b->kept.data + sl->kept_off,
+				                                kend - sl->kept_off};
+		}
+		if (b->stage.len > pos)
+			b->iov[niov++] = (struct iovec){b->stage.data + pos, b->stage.len - pos};
+		if (niov)
+			cm_out_writev(&r->out, b->iov, (int)niov);
+	}
+	b->n = 0;
+	b->bytes = 0;
+	b->events = 0;
+	cm_buf_reset(&b->stage);
+	if (b->stage.cap > BATCH_BYTES * 2)
+		cm_buf_release(&b->stage);
+	if (b->kept.cap > BATCH_BYTES * 2)
+		cm_buf_release(&b->kept);
+}
+
+/* Reports a failed lookup: the run ends with its status. */
+static void lookup_failed(struct run *r, const struct cm_err *err)
+{
+	cm_warn("%s", err->msg);
+	r->fatal = err->code ? err->code : CM_EXIT_UNREACHABLE;
+	r->batches[0].n = r->batches[1].n = 0;
+	r->waiting = 0;
+}
+
+/* Ends the batch being read. Two batches take turns: while the server
+ * looks up the profiles of one, the next is read and matched with what the
+ * cache has; so with wait 0, the batch before is written and this one's
+ * lookup sent. With wait 1 (the input is not ready, or ends, or the
+ * campaigns change), everything is written now. */
+static void flush_batch(struct run *r, int wait)
+{
+	struct cm_err err;
+	struct batch *cur = &r->batches[r->cur], *prev = &r->batches[1 - r->cur];
+
+	if (!r->profdb)
+		return;
+	if (r->waiting) {
+		r->waiting = 0;
+		if (cm_profdb_receive(r->profdb, &err) < 0) {
+			lookup_failed(r, &err);
+			return;
+		}
+		deliver_batch(r, prev);
+	}
+	if (r->fatal)
+		return;
+	if (!cur->n) {
+		/* nothing waits for a profile: what was staged goes out */
+		deliver_batch(r, cur);
+		cm_profdb_begin(r->profdb);
+		return;
+	}
+	if (cm_profdb_trim(r->profdb)) {
+		/* the cache was full and is empty now: this batch asks again */
+		for (size_t k = 0; k < cur->n; k++) {
+			struct slot *sl = &cur->slots[k];
+			const char *text;
+			size_t tn;
+
+			if ((sl->rematch || sl->wants) &&
+			    cm_profdb_lookup(r->profdb, sl->user.data, sl->user.len, &text, &tn,
+			                     &sl->ref, &err) < 0) {
+				lookup_failed(r, &err);
+				return;
+			}
+		}
+	}
+	if (wait) {
+		if (cm_profdb_fetch(r->profdb, &err) < 0) {
+			lookup_failed(r, &err);
+			return;
+		}
+		deliver_batch(r, cur);
+	} else {
+		if (cm_profdb_send(r->profdb, &err) < 0) {
+			lookup_failed(r, &err);
+			return;
+		}
+		r->waiting = 1;
+		r->cur = 1 - r->cur;
+	}
+	cm_profdb_begin(r->profdb);
+}
+
+/* Notes the user of ev in sl->user: the batch's lookup is to fetch its
+ * profile. */
+static int want_user(struct run *r, struct slot *sl, const struct cm_rule_event *ev)
+{
+	struct cm_err err;
+	size_t un;
+	const char *u = cm_json_str(ev->doc, ev->user_tok, &sl->tmp, &un);
+
+	cm_buf_reset(&sl->user);
+	if (!u || cm_buf_add(&sl->user, u, un) < 0 || cm_profdb_want(r->profdb, u, un, &err) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return -1;
+	}
+	return 0;
+}
+
+/* The profile of the event being matched (r->cur_ev) before its batch's
+ * lookup: the cache's when it is fresh; otherwise the user is wanted and
+ * the event (r->cur_slot) matched again after the lookup, what this match
+ * answers dropped. */
+static const struct cm_jdoc *cached_lazy(void *ctx)
+{
+	struct run *r = ctx;
+	struct slot *sl = r->cur_slot;
+	const struct cm_rule_event *ev = r->cur_ev;
+	struct cm_err err;
+	const char *user, *text;
+	size_t un, tn;
+	int rc;
+
+	user = cm_json_str(ev->doc, ev->user_tok, &sl->tmp, &un);
+	if (!user)
+		goto oom;
+	rc = cm_profdb_lookup(r->profdb, user, un, &text, &tn, &sl->ref, &err);
+	if (rc > 0) {
+		if (!text || cm_json_parse(&r->prof_doc, text, tn, &err) < 0)
+			return NULL;
+		return &r->prof_doc;
+	}
+	cm_buf_reset(&sl->user);
+	if (rc < 0 || cm_buf_add(&sl->user, user, un) < 0)
+		goto oom;
+	sl->rematch = 1;
+	return NULL;
+oom:
+	cm_warn("out of memory");
+	r->fatal = CM_EXIT_SYSTEM;
+	return NULL;
+}
+
+/* Adds a checked event (in its slot) to the batch: matched at once with
+ * the profiles the cache has, kept to be matched again after the batch's
+ * lookup when it needed one the cache has not; the batch is written in
+ * input order once it is full. */
+static void enqueue(struct run *r, struct slot *sl)
+{
+	sl->file = r->file;
+	sl->line = r->line;
+	sl->rematch = 0;
+	sl->wants = 0;
+	sl->jq_reported = 0;
+	if (r->explain) {
+		/* explain reads every event's profile */
+		sl->wants = needs_profile(r, &sl->ev);
+		if (sl->wants && want_user(r, sl, &sl->ev) < 0)
+			return;
+	} else {
+		const int64_t *ids;
+		size_t n;
+
+		r->cur_slot = sl;
+		r->cur_ev = &sl->ev;
+		sl->ev.profile_fn = cached_lazy;
+		sl->ev.profile_ctx = r;
+		n = cm_ruleset_match(r->set, &sl->ev, &ids);
+		r->cur_slot = NULL;
+		if (r->fatal)
+			return;
+		if (!sl->rematch) {
+			if (n > sl->idcap) {
+				int64_t *ni = realloc(sl->ids, n * sizeof(*ni));
+
+				if (!ni) {
+					cm_warn("out of memory");
+					r->fatal = CM_EXIT_SYSTEM;
+					return;
+				}
+				sl->ids = ni;
+				sl->idcap = n;
+			}
+			if (n)
+				memcpy(sl->ids, ids, n * sizeof(*ids));
+			sl->nids = n;
+		}
+	}
+	sl->stage_off = 0;
+	r->batches[r->cur].n++;
+	r->batches[r->cur].events++;
+	if (r->batches[r->cur].events == BATCH_EVENTS || r->batches[r->cur].bytes >= BATCH_BYTES)
+		flush_batch(r, 0);
+}
+
+/* The next free slot of the batch being read; NULL when memory is out. */
+static struct slot *next_slot(struct run *r)
+{
+	struct batch *b = &r->batches[r->cur];
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct slot *ns = realloc(b->slots, cap * sizeof(*ns));
+
+		if (!ns)
+			return NULL;
+		for (size_t k = b->cap; k < cap; k++) {
+			cm_jdoc_init(&ns[k].doc, 64);
+			cm_buf_init(&ns[k].line_buf, 0);
+			cm_buf_init(&ns[k].scratch, 0);
+			cm_buf_init(&ns[k].user, 0);
+			cm_buf_init(&ns[k].tmp, 0);
+			ns[k].ids = NULL;
+			ns[k].idcap = 0;
+		}
+		b->slots = ns;
+		b->cap = cap;
+	}
+	return &b->slots[b->n];
+}
+
+/* Keeps event ev of line[0..len) in a slot of the batch, to be matched
+ * again once its profile is looked up (pr: what its first match noted). */
+static void keep(struct run *r, const struct cm_rule_event *ev, const char *line, size_t len,
+                 const struct slot *pr)
+{
+	struct batch *b = &r->batches[r->cur];
+	struct slot *sl = next_slot(r);
+
+	if (!sl) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	cm_buf_reset(&sl->line_buf);
+	cm_buf_reset(&sl->user);
+	if (cm_buf_add(&sl->line_buf, line, len) < 0 ||
+	    cm_buf_add(&sl->user, pr->user.data, pr->user.len) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	/* the parsed document moves with the line; the view is the same but
+	 * for what points into the line or the scratch */
+	if (cm_jdoc_copy(&sl->doc, ev->doc, sl->line_buf.data) < 0) {
+		cm_warn("out of memory");
+		r->fatal = CM_EXIT_SYSTEM;
+		return;
+	}
+	sl->ev = *ev;
+	sl->ev.doc = &sl->doc;
+	if (!sl->doc.tok[ev->type_tok].esc) {
+		sl->ev.type = sl->doc.src + sl->doc.tok[ev->type_tok].off;
+	} else {
+		cm_buf_reset(&sl->scratch);
+		if (cm_buf_add(&sl->scratch, ev->type, ev->type_len) < 0) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		sl->ev.type = sl->scratch.data;
+	}
+	sl->file = r->file;
+	sl->line = r->line;
+	sl->wants = 0;
+	sl->rematch = 1;
+	sl->jq_reported = pr->jq_reported;
+	sl->ref = pr->ref;
+	sl->stage_off = b->stage.len;
+	b->n++;
+}
+
+/* With database profiles and no order to keep: matches the event at once
+ * with what the cache has, and writes what it yields (to the stage when an
+ * event before it waits); only an event that needs a profile the cache has
+ * not is kept, to be matched again after the lookup. */
+static void match_or_keep(struct run *r, struct cm_rule_event *ev, const char *line, size_t len)
+{
+	struct batch *b = &r->batches[r->cur];
+	struct slot *pr = &r->probe;
+	const int64_t *ids;
+	size_t n;
+
+	pr->rematch = 0;
+	pr->jq_reported = 0;
+	r->cur_slot = pr;
+	r->cur_ev = ev;
+	ev->profile_fn = cached_lazy;
+	ev->profile_ctx = r;
+	n = cm_ruleset_match(r->set, ev, &ids);
+	r->cur_slot = NULL;
+	if (r->fatal)
+		return;
+	if (pr->rematch) {
+		keep(r, ev, line, len, pr);
+	} else {
+		r->stage = b->n || r->waiting ? &b->stage : NULL;
+		deliver(r, ev, ids, n, 1);
+		r->stage = NULL;
+	}
+	b->events++;
+	b->bytes += len;
+	if (b->events == BATCH_EVENTS || b->bytes >= BATCH_BYTES)
+		flush_batch(r, 0);
+}
+
+/* The profile of the event being matched, when the matcher asks for it. */
+static const struct cm_jdoc *lazy_profile(void *ctx)
+{
+	struct run *r = ctx;
+
+	return profile_of(r, r->cur_ev);
+}
+
+/* Matches ev with its profile looked up only if a rule gets as far as it. */
+static void handle_lazy(struct run *r, struct cm_rule_event *ev)
+{
+	r->cur_ev = ev;
+	ev->profile_fn = lazy_profile;
+	ev->profile_ctx = r;
+	handle_event(r, ev);
+	r->cur_ev = NULL;
+}
+
+/* Parses, checks and matches one line, and writes what it yields; with
+ * database profiles the event waits in the batch. */
 static void process_line(struct run *r, const char *line, size_t len)
 {
 	struct cm_rule_event ev;
+	struct cm_jdoc *doc = &r->doc;
+	struct cm_buf *scratch = &r->scratch;
+	struct slot *sl = NULL;
 	struct cm_err err;
-	const int64_t *ids;
-	size_t n, i = 0;
+	if (r->profdb && !r->explain && !r->ordered) {
+		if (cm_json_parse(doc, line, len, &err) < 0) {
+			char msg[sizeof(err.msg) + 16];
 
-	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
-		i++;
-	if (i == len)
+			snprintf(msg, sizeof(msg), "invalid JSON: %s", err.msg);
+			reject(r, msg);
+		} else if (cm_rule_event_init(&ev, doc, scratch, &err) < 0) {
+			reject(r, err.msg);
+		} else {
+			match_or_keep(r, &ev, line, len);
+		}
 		return;
-	if (cm_json_parse(&r->doc, line, len, &err) < 0) {
+	}
+	if (r->profdb) {
+		/* the line is kept in its slot until the batch is matched */
+		sl = next_slot(r);
+		if (!sl) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		cm_buf_reset(&sl->line_buf);
+		if (cm_buf_add(&sl->line_buf, line, len) < 0) {
+			cm_warn("out of memory");
+			r->fatal = CM_EXIT_SYSTEM;
+			return;
+		}
+		line = sl->line_buf.data;
+		doc = &sl->doc;
+		scratch = &sl->scratch;
+		r->batches[r->cur].bytes += len;
+	}
+	if (cm_json_parse(doc, line, len, &err) < 0) {
 		char msg[sizeof(err.msg) + 16];
 
 		snprintf(msg, sizeof(msg), "invalid JSON: %s", err.msg);
 		reject(r, msg);
 		return;
 	}
-	if (cm_rule_event_init(&ev, &r->doc, &r->scratch, &err) < 0) {
+	if (cm_rule_event_init(sl ? &sl->ev : &ev, doc, scratch, &err) < 0) {
 		reject(r, err.msg);
 		return;
 	}
-	n = cm_ruleset_match(r->set, &ev, &ids);
-	r->events++;
-	if (n) {
-		r->matched++;
-		r->matches += n;
+	if (sl) {
+		enqueue(r, sl);
+		return;
 	}
-	if (r->emit_matches)
-		emit_matches(r, &ev, ids, n);
-	else if (n || !r->matched_only)
-		emit_event(r, &ev, ids, n);
+	if (r->explain) {
+		ev.profile = profile_of(r, &ev);
+		handle_event(r, &ev);
+	} else {
+		handle_lazy(r, &ev);
+	}
 }
 
 /* Reads one input and processes its lines; output is flushed whenever the
@@ -469,8 +1409,6 @@ static int process_file(struct run *r, const char *path)
 	struct cm_err err;
 	const char *line;
 	size_t len;
-	unsigned long long last_bytes = 0;
-	const char *last_buf = NULL, *lf = NULL;
 	int rc = 0;
 
 	if (cm_lines_open(&lr, path, r->opt.max_line, &err) < 0) {
@@ -481,7 +1419,11 @@ static int process_file(struct run *r, const char *path)
 	for (;;) {
 		int st = cm_lines_next(&lr, &line, &len, &err);
 
-		/* A SIGHUP seen while waiting for this line applies to it. */
+		/* A SIGHUP seen while waiting for this line applies to it; the
+		 * batch waiting for profiles is matched with the set it was
+		 * read under. */
+		if (reload_wanted || (r->db && cm_campdb_pending(r->db)))
+			flush_batch(r, 1);
 		if (reload_wanted)
 			reload(r);
 		if (r->db && cm_campdb_pending(r->db))
@@ -503,16 +1445,17 @@ static int process_file(struct run *r, const char *path)
 			process_line(r, line, len);
 		}
 		cm_progress_tick(&r->progress, len + 1);
-		if (r->out.closed || r->out.error)
+		if (r->out.closed || r->out.error || r->fatal)
 			break;
-		if (lr.buf != last_buf || lr.bytes != last_bytes) {
-			last_buf = lr.buf;
-			last_bytes = lr.bytes;
-			lf = lr.end ? memrchr(lr.buf, '\n', lr.end) : NULL;
-		}
-		if (!lf || lr.start > (size_t)(lf - lr.buf))
+		if (!cm_lines_ready(&lr, 0)) {
+			/* the next line is not buffered: flush the output; and when
+			 * it is not even readable now, do not keep events waiting */
+			if ((r->batches[r->cur].n || r->waiting) && !cm_lines_ready(&lr, 1))
+				flush_batch(r, 1);
 			cm_out_flush(&r->out);
+		}
 	}
+	flush_batch(r, 1);
 	cm_lines_release(&lr);
 	return rc;
 }
@@ -549,6 +1492,31 @@ static void parse_options(struct run *r, int argc, char **argv)
 		case OPT_CHECK:
 			r->check = 1;
 			break;
+		case OPT_EXPLAIN:
+			r->explain = 1;
+			break;
+		case OPT_SUMMARY:
+			r->summary = 1;
+			break;
+		case OPT_PROFILE_TTL:
+			if (cm_parse_i64(optarg, 0, CM_PROFDB_TTL_MAX, &r->profile_ttl) < 0)
+				cm_usage_error(
+				    "--profile-ttl: expected milliseconds from 0 to %d, not "
+				    "'%s'",
+				    CM_PROFDB_TTL_MAX, optarg);
+			break;
+		case OPT_CAMPAIGN:
+			if (cm_parse_i64(optarg, 1, CM_RULE_MAX_ID, &r->explain_id) < 0)
+				cm_usage_error(
+				    "--campaign: expected a campaign id from 1 to %lld, not "
+				    "'%s'",
+				    (long long)CM_RULE_MAX_ID, optarg);
+			break;
+		case OPT_PROFILES:
+			if (!*optarg)
+				cm_usage_error("--profiles: empty file name or conninfo");
+			r->profiles_spec = optarg;
+			break;
 		case OPT_STATS:
 			r->stats = 1;
 			break;
@@ -563,8 +1531,59 @@ static void parse_options(struct run *r, int argc, char **argv)
 	}
 	if (!r->campaigns)
 		cm_usage_error("missing -c/--campaigns FILE");
+	if (r->explain_id && !r->explain)
+		cm_usage_error("--campaign goes with --explain");
+	if (r->explain && (r->emit_matches || r->matched_only || r->summary))
+		cm_usage_error("--explain writes its own lines: no --emit matches, --matched-only "
+		               "or --summary");
+	if (r->summary && (r->emit_matches || r->matched_only))
+		cm_usage_error("--summary writes only the counts: no --emit matches or "
+		               "--matched-only");
 	if (!*r->campaigns)
 		cm_usage_error("-c/--campaigns: empty file name");
+}
+
+/* Frees everything of the run (what was never made is zero, and freed
+ * as nothing). */
+static void release_run(struct run *r)
+{
+	if (r->db)
+		cm_campdb_close(r->db); /* owns r->set */
+	else
+		cm_ruleset_free(r->set);
+	cm_jdoc_release(&r->doc);
+	cm_jdoc_release(&r->prof_doc);
+	cm_profiles_free(r->profiles);
+	cm_outcomes_free(r->oc);
+	cm_summary_free(r->sum);
+	cm_profdb_close(r->profdb);
+	for (int b = 0; b < 2; b++) {
+		for (size_t k = 0; k < r->batches[b].cap; k++) {
+			struct slot *sl = &r->batches[b].slots[k];
+
+			cm_jdoc_release(&sl->doc);
+			cm_buf_release(&sl->line_buf);
+			cm_buf_release(&sl->scratch);
+			cm_buf_release(&sl->user);
+			cm_buf_release(&sl->tmp);
+			free(sl->ids);
+		}
+		free(r->batches[b].slots);
+		cm_buf_release(&r->batches[b].stage);
+		cm_buf_release(&r->batches[b].kept);
+		free(r->batches[b].iov);
+	}
+	cm_buf_release(&r->probe.user);
+	cm_buf_release(&r->probe.tmp);
+	free(r->outs);
+	cm_buf_release(&r->scratch);
+	cm_buf_release(&r->scratch2);
+	cm_buf_release(&r->rec);
+	cm_buf_release(&r->tail);
+	cm_buf_release(&r->exbuf);
+	cm_buf_release(&r->exline);
+	free(r->exoff);
+	free(r->exholds);
 }
 
 /* Options, the campaigns, then the inputs in order; the exit status of
@@ -578,6 +1597,7 @@ int main(int argc, char **argv)
 	cm_cli_init(argv[0]);
 	memset(&r, 0, sizeof(r));
 	r.opt.max_line = CM_MATCH_LINE_MAX;
+	r.profile_ttl = CM_PROFDB_TTL_MS;
 	opterr = 0;
 	parse_options(&r, argc, argv);
 	if (is_conninfo(r.campaigns)) {
@@ -607,12 +1627,55 @@ int main(int argc, char **argv)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
 
+	r.oc = cm_outcomes_new(r.db ? 0 : CM_OUTCOMES_LIMITS);
+	r.sum = r.summary ? cm_summary_new() : NULL;
+	r.profiles = cm_profiles_new();
+	if (r.profiles_spec && is_conninfo(r.profiles_spec)) {
+		struct cm_err err;
+
+		if (cm_pg_conninfo_check(r.profiles_spec, &err) < 0)
+			cm_usage_error("--profiles: %s", err.msg);
+		r.profdb = cm_profdb_open(r.profiles_spec, r.profile_ttl, 0, &err);
+		if (!r.profdb) {
+			cm_warn("%s", err.msg);
+			release_run(&r);
+			return err.code;
+		}
+		cm_profdb_begin(r.profdb);
+		/* offline limits are decided in input order: every event waits */
+		r.ordered = !r.db && cm_ruleset_has_controls(r.set);
+	}
+	if (!r.oc || !r.profiles || (r.summary && !r.sum) ||
+	    (r.profiles_spec && !r.profdb && load_profiles(&r, r.profiles_spec) < 0)) {
+		int oom = !r.profiles || !r.oc || (r.summary && !r.sum);
+
+		if (oom)
+			cm_warn("out of memory");
+		release_run(&r);
+		return oom ? CM_EXIT_SYSTEM : CM_EXIT_USAGE;
+	}
+	if (r.explain_id && !cm_ruleset_has(r.set, r.explain_id)) {
+		cm_warn("--campaign %lld: no such campaign in %s", (long long)r.explain_id,
+		        r.db ? "the database's active campaigns" : r.campaigns);
+		release_run(&r);
+		return CM_EXIT_USAGE;
+	}
 	cm_ruleset_on_jq_error(r.set, report_jq_error, &r);
 	cm_out_init(&r.out, STDOUT_FILENO);
 	cm_jdoc_init(&r.doc, 64);
+	cm_jdoc_init(&r.prof_doc, 64);
 	cm_buf_init(&r.scratch, 0);
+	cm_buf_init(&r.scratch2, 0);
 	cm_buf_init(&r.rec, 0);
 	cm_buf_init(&r.tail, 0);
+	cm_buf_init(&r.exbuf, 0);
+	cm_buf_init(&r.probe.user, 0);
+	cm_buf_init(&r.probe.tmp, 0);
+	cm_buf_init(&r.batches[0].stage, 0);
+	cm_buf_init(&r.batches[1].stage, 0);
+	cm_buf_init(&r.batches[0].kept, 0);
+	cm_buf_init(&r.batches[1].kept, 0);
+	cm_buf_init(&r.exline, 0);
 	cm_progress_init(&r.progress);
 	if (optind >= argc) {
 		input_error = process_file(&r, "-");
@@ -620,27 +1683,30 @@ int main(int argc, char **argv)
 		for (int i = optind; i < argc && !r.out.closed && !r.out.error; i++)
 			input_error = worse(input_error, process_file(&r, argv[i]));
 	}
+	if (r.sum && !r.out.closed && !r.out.error && !r.fatal)
+		write_summary(&r);
 	cm_progress_end(&r.progress);
 	if (cm_out_release(&r.out) < 0 && r.out.error) {
 		cm_warn("write error: %s", strerror(r.out.error));
 		status = CM_EXIT_SYSTEM;
+	} else if (r.fatal) {
+		status = r.fatal;
 	} else if (!r.out.closed) {
 		if (input_error)
 			status = input_error;
 		else if (r.rejected)
 			status = CM_EXIT_REJECTED;
 	}
-	if (r.stats)
+	if (r.stats && r.profdb)
+		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors, "
+		        "%llu profiles read in %llu queries",
+		        r.events, r.matched, r.matches, r.rejected,
+		        r.jq_errors_before + cm_ruleset_jq_errors(r.set) - r.jq_uncounted,
+		        cm_profdb_fetched(r.profdb), cm_profdb_queries(r.profdb));
+	else if (r.stats)
 		cm_warn("%llu events, %llu matched, %llu matches, %llu rejected, %llu jq errors",
 		        r.events, r.matched, r.matches, r.rejected,
 		        r.jq_errors_before + cm_ruleset_jq_errors(r.set));
-	if (r.db)
-		cm_campdb_close(r.db); /* owns r.set */
-	else
-		cm_ruleset_free(r.set);
-	cm_jdoc_release(&r.doc);
-	cm_buf_release(&r.scratch);
-	cm_buf_release(&r.rec);
-	cm_buf_release(&r.tail);
+	release_run(&r);
 	return status;
 }

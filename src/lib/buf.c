@@ -147,6 +147,26 @@ int cm_buf_add_jstr(struct cm_buf *b, const char *s, size_t n)
 	return cm_buf_addc(b, '"');
 }
 
+/* Doubles until need fits, so that appends are amortised O(1). */
+int cm_grow(void **p, uint32_t *cap, uint32_t need, size_t elsize)
+{
+	uint32_t c = *cap ? *cap : 8;
+	void *q;
+
+	if (need <= *cap)
+		return 0;
+	if (need > UINT32_MAX / 2)
+		return -1;
+	while (c < need)
+		c *= 2;
+	q = realloc(*p, (size_t)c * elsize);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
 int cm_buf_add_i64(struct cm_buf *b, int64_t v)
 {
 	char tmp[24];

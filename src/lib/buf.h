@@ -37,6 +37,11 @@ int cm_buf_addf(struct cm_buf *b, const char *fmt, ...) __attribute__((format(pr
 /* Appends s[0..n) as a JSON string literal, with quotes; s must be UTF-8. */
 int cm_buf_add_jstr(struct cm_buf *b, const char *s, size_t n);
 int cm_buf_add_i64(struct cm_buf *b, int64_t v);
+
+/* Grows the array *p of elsize-byte elements (capacity *cap, doubling
+ * from 8) so that it holds need elements; 0, or -1 when memory is out or
+ * the count would pass 2^31. */
+int cm_grow(void **p, uint32_t *cap, uint32_t need, size_t elsize);
 /* cm_buf_add without a call when the bytes fit, for records built from many
  * small pieces; the NUL after them is left to the next cm_buf_add* call. */
 static inline int cm_buf_put(struct cm_buf *b, const void *p, size_t n)

@@ -26,10 +26,17 @@
 /* The largest campaigns document read from the database. */
 #define CAMPDB_MAX_TOKENS (64u * 1024 * 1024)
 
+/* The delivery controls (CONTRACT 1.6) come along from columns limit,
+ * holdout and variants when the table has them (to_jsonb of the row has a
+ * key only for a column that exists), so that the query works before and
+ * after the migration that adds them. */
 static const char load_sql[] =
-    "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'status', status,"
-    " 'starts_at', starts_at, 'ends_at', ends_at, 'rule', rule) ORDER BY id), '[]')::text"
-    " FROM campaigns WHERE status = 'active'";
+    "SELECT coalesce(json_agg(jsonb_build_object('id', id, 'name', name, 'status', status,"
+    " 'starts_at', starts_at, 'ends_at', ends_at, 'rule', rule)"
+    " || jsonb_strip_nulls(jsonb_build_object('limit', to_jsonb(c) -> 'limit',"
+    " 'holdout', to_jsonb(c) -> 'holdout', 'variants', to_jsonb(c) -> 'variants'))"
+    " ORDER BY id), '[]')::text"
+    " FROM campaigns AS c WHERE status = 'active'";
 
 struct cm_campdb {
 	char *conninfo;

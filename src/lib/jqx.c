@@ -518,5 +518,14 @@ int cm_jqx_eval_doc(struct cm_jqx *x, uint32_t slot, const struct cm_jdoc *d)
 {
 	if (slot >= x->n || x->slots[slot].native == NONE_J || x->slots[slot].chunk == NO_CHUNK)
 		return CM_JQX_FALLBACK;
-	return jqx_native_eval(&x->native, x->slots[slot].native, d);
+	return jqx_native_eval(&x->native, x->slots[slot].native, d, NULL, 0);
+}
+
+/* Runs slot natively on an event with its profile member. */
+int cm_jqx_eval_event(struct cm_jqx *x, uint32_t slot, const struct cm_jdoc *d,
+                      const struct cm_jdoc *profile)
+{
+	if (slot >= x->n || x->slots[slot].native == NONE_J || x->slots[slot].chunk == NO_CHUNK)
+		return CM_JQX_FALLBACK;
+	return jqx_native_eval(&x->native, x->slots[slot].native, d, profile, 1);
 }

@@ -66,6 +66,11 @@ int cm_jqx_eval(struct cm_jqx *x, uint32_t slot, jv input, struct cm_err *err);
  * error or the input is not modelled (then call cm_jqx_eval). Allocates
  * nothing. */
 int cm_jqx_eval_doc(struct cm_jqx *x, uint32_t slot, const struct cm_jdoc *d);
+/* The same on an event whose jq input also has a "profile" member (the rule
+ * engine's, CONTRACT 1.5): the object at root 0 of profile, or {} when
+ * profile is NULL. d's root must not have a "profile" member of its own. */
+int cm_jqx_eval_event(struct cm_jqx *x, uint32_t slot, const struct cm_jdoc *d,
+                      const struct cm_jdoc *profile);
 /* True when slot has a native form. */
 int cm_jqx_native(const struct cm_jqx *x, uint32_t slot);
 

@@ -90,7 +90,9 @@ struct jnode {
  * list. */
 struct jval {
 	uint8_t k;
-	uint8_t built; /* V_ARR made by [a, b]: items, not tok */
+	uint8_t built; /* V_ARR made by [a, b]: items, not tok; V_OBJ: the empty profile */
+	uint8_t pd;    /* tok is in the profile's document, not the event's */
+	uint8_t root;  /* the event's root object, with its "profile" member */
 	uint32_t tok;
 	uint32_t n;
 	double num;
@@ -101,10 +103,13 @@ struct jval {
 /* Values an evaluation may build (the items of [a, b]). */
 #define JPOOL 64
 
-/* One evaluation: the programs, the event, and room for built values. */
+/* One evaluation: the programs, the event (and the profile its root
+ * carries), and room for built values. */
 struct jeval {
 	struct jqx_native *nv;
 	const struct cm_jdoc *d;
+	const struct cm_jdoc *pd; /* the profile, or NULL */
+	int with_profile;         /* the root has a "profile" member */
 	struct jval pool[JPOOL];
 	uint32_t npool;
 };
@@ -707,13 +712,15 @@ uint32_t jqx_native_compile(struct jqx_native *nv, const char *text, size_t len)
 	return root;
 }
 
-/* The value of event token t; -1 for what the evaluator does not model
- * (strings with escapes). */
-static int tok_val(const struct jeval *c, uint32_t t, struct jval *v)
+/* The value of token t of the event (pd 0) or the profile (pd 1); -1 for
+ * what the evaluator does not model (strings with escapes). */
+static int tok_val(const struct jeval *c, int pd, uint32_t t, struct jval *v)
 {
-	const struct cm_jtok *k = &c->d->tok[t];
+	const struct cm_jdoc *d = pd ? c->pd : c->d;
+	const struct cm_jtok *k = &d->tok[t];
 
 	memset(v, 0, sizeof(*v));
+	v->pd = (uint8_t)pd;
 	switch (k->type) {
 	case CM_JNULL:
 		v->k = V_NULL;
@@ -726,13 +733,13 @@ static int tok_val(const struct jeval *c, uint32_t t, struct jval *v)
 		return 0;
 	case CM_JNUM:
 		v->k = V_NUM;
-		v->num = cm_json_num(c->d, t);
+		v->num = cm_json_num(d, t);
 		return 0;
 	case CM_JSTR:
 		if (k->esc)
 			return -1;
 		v->k = V_STR;
-		v->s = c->d->src + k->off;
+		v->s = d->src + k->off;
 		v->n = k->len;
 		return 0;
 	case CM_JARR:
@@ -776,7 +783,7 @@ static int arr_at(const struct jeval *c, const struct jval *a, uint32_t i, struc
 		*out = a->items[i];
 		return 0;
 	}
-	return tok_val(c, cm_json_at(c->d, a->tok, i), out);
+	return tok_val(c, a->pd, cm_json_at(a->pd ? c->pd : c->d, a->tok, i), out);
 }
 
 /* jq's ordering of two values; -2 when containers would have to be
@@ -912,17 +919,29 @@ static int jeval(struct jeval *c, uint32_t ni, const struct jval *in, struct jva
 			*out = a;
 			return 0;
 		}
-		if (a.k != V_OBJ || a.built)
+		if (a.k != V_OBJ)
 			return -1;
+		if (a.root && n->slen == 7 &&
+		    memcmp(c->nv->npool.data + n->soff, "profile", 7) == 0) {
+			/* The member the rule engine adds: the user's traits. */
+			if (c->pd)
+				return tok_val(c, 1, 0, out);
+			memset(out, 0, sizeof(*out));
+			out->k = V_OBJ;
+			out->built = 1;
+			return 0;
+		}
 		{
-			uint32_t t = cm_json_get(c->d, a.tok, c->nv->npool.data + n->soff, n->slen);
+			uint32_t t = a.built ? CM_JNONE
+			                     : cm_json_get(a.pd ? c->pd : c->d, a.tok,
+			                                   c->nv->npool.data + n->soff, n->slen);
 
 			if (t == CM_JNONE) {
 				memset(out, 0, sizeof(*out));
 				out->k = V_NULL;
 				return 0;
 			}
-			return tok_val(c, t, out);
+			return tok_val(c, a.pd, t, out);
 		}
 	case J_INDEX: {
 		int64_t i = n->i1;
@@ -1196,17 +1215,23 @@ static int jeval(struct jeval *c, uint32_t ni, const struct jval *in, struct jva
 }
 
 /* Runs the program at root on the document's root. */
-int jqx_native_eval(struct jqx_native *nv, uint32_t root, const struct cm_jdoc *d)
+int jqx_native_eval(struct jqx_native *nv, uint32_t root, const struct cm_jdoc *d,
+                    const struct cm_jdoc *profile, int with_profile)
 {
 	struct jeval c;
 	struct jval in, out;
 
-	if (d->ntok == 0)
+	if (d->ntok == 0 || (profile && (profile->ntok == 0 || profile->tok[0].type != CM_JOBJ)))
 		return CM_JQX_FALLBACK;
 	c.nv = nv;
 	c.d = d;
+	c.pd = with_profile ? profile : NULL;
+	c.with_profile = with_profile;
 	c.npool = 0;
-	if (tok_val(&c, 0, &in) < 0 || jeval(&c, root, &in, &out) < 0)
+	if (tok_val(&c, 0, 0, &in) < 0)
+		return CM_JQX_FALLBACK;
+	in.root = with_profile && in.k == V_OBJ;
+	if (jeval(&c, root, &in, &out) < 0)
 		return CM_JQX_FALLBACK;
 	return truthy(&out) ? CM_JQX_TRUE : CM_JQX_FALSE;
 }

@@ -54,7 +54,10 @@ void jqx_native_release(struct jqx_native *nv);
 uint32_t jqx_native_compile(struct jqx_native *nv, const char *text, size_t len);
 /* Runs the program at root on the root of d: CM_JQX_TRUE, CM_JQX_FALSE, or
  * CM_JQX_FALLBACK when jq would raise an error or the input is not
- * modelled. Allocates nothing. */
-int jqx_native_eval(struct jqx_native *nv, uint32_t root, const struct cm_jdoc *d);
+ * modelled. With with_profile set, the root object also has a "profile"
+ * member: the root of profile, or {} when profile is NULL. Allocates
+ * nothing. */
+int jqx_native_eval(struct jqx_native *nv, uint32_t root, const struct cm_jdoc *d,
+                    const struct cm_jdoc *profile, int with_profile);
 
 #endif

@@ -96,6 +96,28 @@ struct cm_jdoc *cm_jdoc_thread(unsigned slot, unsigned max_depth)
 	return &docs[slot];
 }
 
+/* Copies the tokens of src into dst, for the same text at a new place: the
+ * tokens hold offsets, so only the text pointer changes (cheaper than
+ * parsing the copy of a text again). */
+int cm_jdoc_copy(struct cm_jdoc *dst, const struct cm_jdoc *src, const char *text)
+{
+	if (dst->cap < src->ntok) {
+		struct cm_jtok *t = realloc(dst->tok, (size_t)src->ntok * sizeof(*t));
+
+		if (!t)
+			return -1;
+		dst->tok = t;
+		dst->cap = src->ntok;
+	}
+	if (src->ntok)
+		memcpy(dst->tok, src->tok, (size_t)src->ntok * sizeof(*src->tok));
+	dst->ntok = src->ntok;
+	dst->src = text;
+	dst->len = src->len;
+	dst->flags = src->flags;
+	return 0;
+}
+
 /* The JSON whitespace characters as a bit set over bytes 0..32. */
 #define WS_BITS                                                                                    \
 	(UINT64_C(1) << ' ' | UINT64_C(1) << '\n' | UINT64_C(1) << '\r' | UINT64_C(1) << '\t')

@@ -84,6 +84,11 @@ struct cm_jdoc *cm_jdoc_thread(unsigned slot, unsigned max_depth);
  * "byte 17: expected ',' or '}' after object member". The root is token 0. */
 int cm_json_parse(struct cm_jdoc *d, const char *src, size_t len, struct cm_err *err);
 
+/* Makes dst the document of text, a copy of the text src was parsed from
+ * (so the same bytes), without parsing it again. Returns 0, or -1 when
+ * memory is out. */
+int cm_jdoc_copy(struct cm_jdoc *dst, const struct cm_jdoc *src, const char *text);
+
 /* The value of key in object obj (the last one if the key repeats), or
  * CM_JNONE; key is compared with the decoded member name. */
 uint32_t cm_json_get(const struct cm_jdoc *d, uint32_t obj, const char *key, size_t keylen);

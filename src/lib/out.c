@@ -2,6 +2,7 @@
 #include "out.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,11 +16,12 @@ void cm_out_init(struct cm_out *o, int fd)
 	o->tty = isatty(fd);
 }
 
-/* Writes everything in p, retrying short writes and EINTR. */
-static int write_all(struct cm_out *o, const char *p, size_t n)
+/* Writes the n pieces of iov with writev, IOV_MAX at a time, retrying
+ * short writes and EINTR (iov is used up). */
+static int writev_all(struct cm_out *o, struct iovec *iov, int n)
 {
 	while (n > 0) {
-		ssize_t w = write(o->fd, p, n);
+		ssize_t w = writev(o->fd, iov, n > IOV_MAX ? IOV_MAX : n);
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -30,10 +32,25 @@ static int write_all(struct cm_out *o, const char *p, size_t n)
 				o->error = errno;
 			return -1;
 		}
-		p += w;
-		n -= (size_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
 	}
 	return 0;
+}
+
+/* Writes everything in p. */
+static int write_all(struct cm_out *o, const char *p, size_t n)
+{
+	struct iovec v = {(void *)p, n};
+
+	return writev_all(o, &v, n ? 1 : 0);
 }
 
 int cm_out_flush(struct cm_out *o)
@@ -45,6 +62,14 @@ int cm_out_flush(struct cm_out *o)
 	rc = write_all(o, o->buf, o->len);
 	o->len = 0;
 	return rc;
+}
+
+/* Flushes, then writes the pieces where they are. */
+int cm_out_writev(struct cm_out *o, struct iovec *iov, int n)
+{
+	if (cm_out_flush(o) < 0)
+		return -1;
+	return writev_all(o, iov, n);
 }
 
 int cm_out_write(struct cm_out *o, const void *p, size_t n)

@@ -6,6 +6,7 @@
 #define CM_OUT_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 struct cm_out {
 	int fd;
@@ -23,6 +24,9 @@ int cm_out_write(struct cm_out *o, const void *p, size_t n);
 /* Ends a record: writes '\n' and flushes when the output is a terminal. */
 int cm_out_endrec(struct cm_out *o);
 int cm_out_flush(struct cm_out *o);
+/* Flushes, then writes the n pieces of iov straight from where they are
+ * (for records kept elsewhere, without copying them into the buffer). */
+int cm_out_writev(struct cm_out *o, struct iovec *iov, int n);
 /* Flushes and frees the buffer. */
 int cm_out_release(struct cm_out *o);
 

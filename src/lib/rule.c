@@ -5,6 +5,7 @@
 #include "rule_int.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,21 +18,7 @@
  * -1 when memory is out or the count would overflow. */
 int rule_grow_array(void **p, uint32_t *cap, uint32_t need, size_t elsize)
 {
-	uint32_t c = *cap ? *cap : 8;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	if (need > UINT32_MAX / 2)
-		return -1;
-	while (c < need)
-		c *= 2;
-	q = realloc(*p, (size_t)c * elsize);
-	if (!q)
-		return -1;
-	*p = q;
-	*cap = c;
-	return 0;
+	return cm_grow(p, cap, need, elsize);
 }
 
 /* Copies bytes into the pool and returns their offset, NONE on failure. */
@@ -75,6 +62,9 @@ const char *rule_type_word(const struct cm_jdoc *d, uint32_t t)
 
 /* ---- the set ---- */
 
+/* The serial number of the last set made. */
+static _Atomic uint64_t last_serial;
+
 /* Makes an empty set. */
 struct cm_ruleset *cm_ruleset_new(void)
 {
@@ -82,6 +72,7 @@ struct cm_ruleset *cm_ruleset_new(void)
 
 	if (!s)
 		return NULL;
+	s->serial = atomic_fetch_add(&last_serial, 1) + 1;
 	cm_buf_init(&s->loaded.pool, 0);
 	cm_buf_init(&s->scratch.arena, 0);
 	cm_buf_init(&s->scratch.tmp, 0);
@@ -114,6 +105,7 @@ static void loaded_release(struct rules_loaded *ld)
 	free(ld->setnums);
 	free(ld->setstrs);
 	free(ld->typerefs);
+	free(ld->variants);
 	free(ld->regexes);
 	free(ld->regex_jit);
 	free(ld->paths);
@@ -128,6 +120,7 @@ static void index_release(struct rules_index *ix)
 	for (uint32_t i = 0; i < ix->nslot_errors; i++)
 		free(ix->slot_errors[i]);
 	free(ix->slot_errors);
+	free(ix->slot_prof);
 	free(ix->active);
 	free(ix->buckets);
 	free(ix->type_map);
@@ -142,6 +135,13 @@ static void index_release(struct rules_index *ix)
 	free(ix->path_prefix);
 	free(ix->path_nprefixes);
 	free(ix->member_ids);
+	free(ix->member_camps);
+	free(ix->ctls);
+	free(ix->ctl_variants);
+	free(ix->ctl_weights);
+	free(ix->camp_ctl);
+	free(ix->by_id);
+	free(ix->explain_ids);
 }
 
 /* Frees the matching scratch. */
@@ -171,6 +171,7 @@ void cm_ruleset_free(struct cm_ruleset *s)
 {
 	if (!s)
 		return;
+	rule_explain_free(s->explain);
 	scratch_release(&s->scratch);
 	index_release(&s->index);
 	loaded_release(&s->loaded);
@@ -183,11 +184,48 @@ size_t cm_ruleset_count(const struct cm_ruleset *s)
 {
 	return s->loaded.ncamp;
 }
+/* Looks the id up among the valid campaigns. */
+int cm_ruleset_has(const struct cm_ruleset *s, int64_t id)
+{
+	uint32_t c = rule_camp_find(&s->loaded, id);
+
+	return c != NONE && !s->loaded.camps[c].bad;
+}
+
 /* Active campaigns in the matcher. */
 size_t cm_ruleset_active(const struct cm_ruleset *s)
 {
 	return s->index.nactive;
 }
+/* The set's serial number. */
+uint64_t cm_ruleset_serial(const struct cm_ruleset *s)
+{
+	return s->serial;
+}
+
+/* Groups are the type buckets of the matcher. */
+uint32_t cm_ruleset_ngroups(const struct cm_ruleset *s)
+{
+	return s->index.buckets ? s->index.nbucket : 0;
+}
+
+/* The bucket of an event type. */
+uint32_t cm_ruleset_group(const struct cm_ruleset *s, const char *type, size_t n)
+{
+	return s->index.buckets ? type_bucket(s, type, n) : 0;
+}
+
+/* A bucket's members, in rank order, which is id order. */
+size_t cm_ruleset_group_members(const struct cm_ruleset *s, uint32_t g, const int64_t **ids)
+{
+	if (!s->index.buckets || g >= s->index.nbucket) {
+		*ids = NULL;
+		return 0;
+	}
+	*ids = s->index.member_ids + s->index.buckets[g].ids;
+	return s->index.buckets[g].nmem;
+}
+
 /* jq runtime errors counted so far. */
 unsigned long long cm_ruleset_jq_errors(const struct cm_ruleset *s)
 {

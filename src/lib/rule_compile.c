@@ -32,6 +32,12 @@ int rule_compile_jq(struct cm_ruleset *s, struct cm_err *err)
 	if (!s->index.slot_errors)
 		return cm_errf(err, "out of memory");
 	s->index.nslot_errors = nslots;
+	s->index.slot_prof = calloc(nslots ? nslots : 1, 1);
+	if (!s->index.slot_prof)
+		return cm_errf(err, "out of memory");
+	for (uint32_t i = 0; i < s->loaded.ncamp; i++)
+		if (s->loaded.camps[i].jq >= 0 && s->loaded.camps[i].jq_prof)
+			s->index.slot_prof[s->loaded.camps[i].jq] = 1;
 	return cm_jqx_compile(s->jqx, on_bad_slot, s, err) < 0 ? -1 : 0;
 }
 
@@ -62,7 +68,10 @@ static int report_jq(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
  * better)? Returns 0 when it cannot. */
 static unsigned key_score(const struct cm_ruleset *s, const struct cond_node *n)
 {
-	if (n->kind != K_LEAF)
+	/* Never a profile leaf: a probe on it would ask every event of the
+	 * type for its user's profile, which is looked up only when a rule
+	 * gets that far. */
+	if (n->kind != K_LEAF || s->loaded.paths[n->path].prof)
 		return 0;
 	switch (n->op) {
 	case OP_EQ: {
@@ -757,8 +766,13 @@ static int fill_bucket(struct cm_ruleset *s, struct bucket *b, const uint32_t *m
 	b->nprobes = 0;
 	b->ids = s->index.nmember_ids;
 	b->nmem = n;
-	for (uint32_t i = 0; i < n; i++)
+	b->reads_profile = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		s->index.member_camps[s->index.nmember_ids] = s->index.active[members[i]].campaign;
 		s->index.member_ids[s->index.nmember_ids++] = s->index.active[members[i]].id;
+		b->reads_profile |=
+		    s->loaded.camps[s->index.active[members[i]].campaign].reads_profile;
+	}
 	b->begin = s->index.ncode;
 	for (uint32_t i = 0; i < n; i++)
 		if (s->index.active[members[i]].key == NONE &&
@@ -904,7 +918,9 @@ static int build_matcher(struct cm_ruleset *s)
 		if (total >= UINT32_MAX / 2)
 			goto out;
 		s->index.member_ids = malloc((total ? total : 1) * sizeof(*s->index.member_ids));
-		if (!s->index.member_ids)
+		s->index.member_camps =
+		    malloc((total ? total : 1) * sizeof(*s->index.member_camps));
+		if (!s->index.member_ids || !s->index.member_camps)
 			goto out;
 	}
 	for (uint32_t b = 0; b < s->index.nbucket; b++)
@@ -972,6 +988,74 @@ out:
 	return rc;
 }
 
+/* Gathers the delivery controls of every campaign that has some into
+ * ctls, with pointers into the pool (which grows no more), so that a match
+ * reaches them without a lookup. */
+static int build_controls(struct cm_ruleset *s)
+{
+	struct rules_loaded *ld = &s->loaded;
+	struct rules_index *ix = &s->index;
+	uint32_t n = 0, nv = 0, k = 0, kv = 0;
+
+	for (uint32_t i = 0; i < ld->ncamp; i++) {
+		const struct campaign *c = &ld->camps[i];
+
+		if (c->holdout > 0 || c->nvariants || c->limit_len)
+			n++;
+		nv += c->nvariants;
+	}
+	ix->camp_ctl = calloc(ld->ncamp ? ld->ncamp : 1, sizeof(*ix->camp_ctl));
+	ix->ctls = calloc(n ? n : 1, sizeof(*ix->ctls));
+	ix->ctl_variants = calloc(nv ? nv : 1, sizeof(*ix->ctl_variants));
+	ix->ctl_weights = calloc(nv ? nv : 1, sizeof(*ix->ctl_weights));
+	if (!ix->camp_ctl || !ix->ctls || !ix->ctl_variants || !ix->ctl_weights)
+		return -1;
+	/* The names as JSON literals first: the pool may move meanwhile. */
+	for (uint32_t i = 0; i < ld->nvariant; i++) {
+		struct cm_buf lit = CM_BUF_INIT;
+		struct variant *v = &ld->variants[i];
+
+		if (cm_buf_add_jstr(&lit, pool_at(ld, v->off), v->len) < 0 ||
+		    (v->jsoff = rule_pool_add(ld, lit.data, lit.len)) == NONE) {
+			cm_buf_release(&lit);
+			return -1;
+		}
+		v->jslen = (uint32_t)lit.len;
+		cm_buf_release(&lit);
+	}
+	for (uint32_t i = 0; i < ld->ncamp; i++) {
+		const struct campaign *c = &ld->camps[i];
+		struct cm_rule_controls *ctl = &ix->ctls[k];
+
+		if (!(c->holdout > 0 || c->nvariants || c->limit_len))
+			continue;
+		ctl->id = c->id;
+		ctl->holdout = c->holdout;
+		ctl->nvariants = c->nvariants;
+		ctl->variants = ix->ctl_variants + kv;
+		ctl->weights = ix->ctl_weights + kv;
+		for (uint32_t j = 0; j < c->nvariants; j++, kv++) {
+			const struct variant *v = &ld->variants[c->variants + j];
+
+			ix->ctl_variants[kv].name = pool_at(ld, v->off);
+			ix->ctl_variants[kv].len = v->len;
+			ix->ctl_variants[kv].json = pool_at(ld, v->jsoff);
+			ix->ctl_variants[kv].json_len = v->jslen;
+			ix->ctl_weights[kv] = v->weight;
+		}
+		ctl->per_user = c->per_user;
+		ctl->cooldown_ms = c->cooldown_ms;
+		ctl->cooldown = c->cooldown_len ? pool_at(ld, c->cooldown_off) : NULL;
+		ctl->cooldown_len = c->cooldown_len;
+		ctl->limit = c->limit_len ? pool_at(ld, c->limit_off) : NULL;
+		ctl->limit_len = c->limit_len;
+		ix->camp_ctl[i] = ++k;
+		if (c->active && !c->bad)
+			ix->nctls++;
+	}
+	return 0;
+}
+
 /* Compiles jq, reports what failed, and builds the matcher. */
 int cm_ruleset_compile(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx)
 {
@@ -988,7 +1072,7 @@ int cm_ruleset_compile(struct cm_ruleset *s, cm_rule_reportfn *report, void *ctx
 		goto oom;
 	if (s->problems)
 		return s->problems;
-	if (build_matcher(s) < 0)
+	if (build_matcher(s) < 0 || build_controls(s) < 0)
 		goto oom;
 	return 0;
 oom:

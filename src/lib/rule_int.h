@@ -32,6 +32,8 @@
  *     rule_where.c    a rule.where: interned paths, constants, the condition tree
  *     rule_compile.c  cm_ruleset_compile: keys, string ids, programs, indexes
  *     rule_match.c    cm_rule_event_init and cm_ruleset_match
+ *     rule_explain.c  cm_rule_explain: a slow evaluator of its own, for
+ *                     explaining and for checking the others
  */
 #ifndef CM_RULE_INT_H
 #define CM_RULE_INT_H
@@ -44,6 +46,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "hash.h"
 #include "json.h"
 #include "rule.h"
 
@@ -128,6 +131,15 @@ struct path_seg {
 	uint32_t off, len; /* the member name, in the pool */
 	int64_t index;     /* the name as an array index, or -1 */
 	uint64_t hash;
+	uint8_t prof; /* the path is profile or below it: read in the user's profile */
+};
+
+/* A variant of a campaign's A/B split: its decoded name in the pool (and,
+ * once compiled, the name as a JSON string literal). */
+struct variant {
+	uint32_t off, len;
+	uint32_t jsoff, jslen;
+	double weight;
 };
 
 /* A campaign as loaded, whatever its status. */
@@ -137,10 +149,20 @@ struct campaign {
 	uint32_t src;       /* its source's name in sources, or NONE */
 	unsigned long line; /* its line in its text, 0 when none */
 	uint8_t active, bad;
-	int64_t start, end;     /* the window in ms; INT64_MIN / INT64_MAX when open */
-	uint32_t types, ntypes; /* into typerefs; 0 types: any */
-	uint32_t where;         /* the root of its condition tree, or NONE */
-	int64_t jq;             /* its jq slot, or -1 */
+	uint8_t status;                /* 0 active, 1 paused, 2 archived */
+	int64_t start, end;            /* the window in ms; INT64_MIN / INT64_MAX when open */
+	uint32_t types, ntypes;        /* into typerefs; 0 types: any */
+	uint32_t where;                /* the root of its condition tree, or NONE */
+	uint32_t where_off, where_len; /* rule.where as written (compact), in the pool */
+	int64_t jq;                    /* its jq slot, or -1 */
+	uint8_t reads_profile;         /* a profile.* leaf, or a jq predicate naming profile */
+	uint8_t jq_prof;               /* its jq predicate names profile */
+	/* Delivery controls (CONTRACT 1.6): */
+	double holdout;                /* 0: none */
+	uint32_t variants, nvariants;  /* into loaded.variants; 0 variants: none */
+	int64_t per_user, cooldown_ms; /* 0: not limited that way */
+	uint32_t limit_off, limit_len; /* the limit object, compact, in the pool; len 0: none */
+	uint32_t cooldown_off, cooldown_len; /* limit.cooldown as written, in the pool */
 };
 
 /* An active campaign as the matcher sees it, indexed by rank (id order). */
@@ -252,7 +274,8 @@ struct probe {
 struct bucket {
 	uint32_t begin, end; /* campaigns without a key: in code */
 	uint32_t probes, nprobes;
-	uint32_t ids, nmem; /* the members' ids in local rank order: in member_ids */
+	uint32_t ids, nmem;    /* the members' ids in local rank order: in member_ids */
+	uint8_t reads_profile; /* some member reads the user's profile */
 };
 
 /* An entry of the key table: a probe, a value and its candidate list. */
@@ -291,9 +314,10 @@ struct key_jv {
 /* A path's value in the current event, filled lazily; each *ok says that
  * the field after it is computed. */
 struct path_value {
-	uint32_t gen; /* the event it belongs to: current when equal to the set's */
-	uint32_t tok; /* its token, or CM_JNONE */
-	uint8_t cls;  /* C_* */
+	const struct cm_jdoc *doc; /* the document tok is in: the event or the profile */
+	uint32_t gen;              /* the event it belongs to: current when equal to the set's */
+	uint32_t tok;              /* its token, or CM_JNONE */
+	uint8_t cls;               /* C_* */
 	uint8_t numok, strok, sidok, pfxok;
 	uint32_t sid;
 	uint64_t pfx; /* bit k: starts with the path's prefix k */
@@ -325,6 +349,8 @@ struct rules_loaded {
 	uint32_t nsetstr, setstrcap;
 	struct str_ref *typerefs; /* each campaign's event types */
 	uint32_t ntyperef, typerefcap;
+	struct variant *variants; /* each campaign's variants */
+	uint32_t nvariant, variantcap;
 	pcre2_code **regexes;
 	uint32_t nregex, regexcap;
 	uint8_t *regex_jit; /* per regex: JIT compiled */
@@ -365,15 +391,29 @@ struct rules_index {
 	uint32_t *path_prefix;   /* per path: its first in prefixes */
 	uint8_t *path_nprefixes; /* per path: how many */
 	int64_t *member_ids;     /* each bucket's member ids */
+	uint32_t *member_camps;  /* and their campaigns, in camps */
 	uint32_t nmember_ids;
-	char **slot_errors; /* per jq slot: jq's message when it does not compile */
+	struct cm_rule_controls *ctls; /* the delivery controls of the campaigns that have them */
+	struct cm_rule_variant *ctl_variants;
+	double *ctl_weights;
+	uint32_t *camp_ctl; /* per campaign: its index in ctls + 1, or 0 */
+	uint32_t nctls;
+	uint32_t *by_id; /* every good campaign, ascending id (for explain) */
+	uint32_t nby_id;
+	int64_t *explain_ids; /* explain's answer */
+	char **slot_errors;   /* per jq slot: jq's message when it does not compile */
 	uint32_t nslot_errors;
+	uint8_t *slot_prof; /* per jq slot: its text names profile */
 };
 
 /* What matching writes, sized by compiling so that matching allocates
  * nothing: the event being matched and what is known of it so far. */
 struct rules_scratch {
 	const struct cm_jdoc *doc;
+	const struct cm_jdoc *prof;                  /* the user's traits (root 0), or NULL */
+	const struct cm_jdoc *(*prof_fn)(void *ctx); /* asked for prof once, lazily */
+	void *prof_ctx;
+	int prof_done;               /* prof is known */
 	struct path_value *pathvals; /* by path */
 	uint32_t gen;                /* the current event's generation */
 	struct cm_buf arena;         /* decoded strings of the event */
@@ -403,8 +443,10 @@ struct cm_ruleset {
 	/* The jq predicates: added while loading, compiled by compiling, run
 	 * (with jq's own state) while matching. */
 	struct cm_jqx *jqx;
-	int problems; /* found so far, loading and compiling */
+	struct rule_explain *explain; /* explain's state, made when first asked */
+	int problems;                 /* found so far, loading and compiling */
 	int compiled;
+	uint64_t serial;              /* cm_ruleset_serial */
 	unsigned long long jq_errors; /* runtime errors while matching */
 	cm_rule_jqerrfn *on_jq;
 	void *on_jq_ctx;
@@ -425,6 +467,7 @@ struct load_ctx {
 	unsigned flags;
 	int nprob;
 	int oom;
+	int reads_profile; /* the campaign so far has a profile.* leaf */
 	struct cm_buf path;
 	struct cm_buf msg;
 	struct cm_buf str; /* decoded strings (rule_tok_str) */
@@ -432,29 +475,10 @@ struct load_ctx {
 
 /* ---- small helpers, inline: matching uses them on every event ---- */
 
-/* A fast hash for short strings (keys, types, values), 8 bytes at a time. */
+/* A fast hash for short strings (keys, types, values): libcm's one. */
 static inline uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
 {
-	uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL);
-
-	while (n >= 8) {
-		uint64_t w;
-
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
-		h ^= h >> 31;
-		s += 8;
-		n -= 8;
-	}
-	if (n) {
-		uint64_t w = 0;
-
-		memcpy(&w, s, n);
-		h = (h ^ w) * 0x94D049BB133111EBULL;
-		h ^= h >> 29;
-	}
-	h *= 0xBF58476D1CE4E5B9ULL;
-	return h ^ (h >> 32);
+	return cm_hash_bytes(s, n, seed);
 }
 
 /* Mixes a 64-bit value into a hash. */
@@ -600,12 +624,21 @@ void rule_path_pop(struct load_ctx *lc, size_t mark);
 /* Decoded bytes of string token t (valid until the next call). */
 const char *rule_tok_str(struct load_ctx *lc, uint32_t t, size_t *n);
 
+struct rule_explain;
+/* Frees explain's state (rule_explain.c). */
+void rule_explain_free(struct rule_explain *x);
+/* The campaign with id, or NONE (rule_load.c). */
+uint32_t rule_camp_find(const struct rules_loaded *ld, int64_t id);
+
 /* ---- between the parts ---- */
 
 /* Builds the condition tree of the rule.where at token t (rule_where.c),
  * reporting every problem inside it; returns its root, NONE if there was
  * any. */
 uint32_t rule_where_build(struct load_ctx *lc, uint32_t t);
+/* The jq input of an event: the event (root 0 of d) with "profile" added,
+ * the traits at root 0 of prof, or {} when prof is NULL (rule_match.c). */
+jv rule_event_jv(struct cm_ruleset *s, const struct cm_jdoc *d, const struct cm_jdoc *prof);
 /* Compiles the set's jq predicates, keeping jq's message for each that
  * fails in slot_errors (rule_compile.c). Returns 0, or -1 with err when memory
  * is out. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "duration.h"
 #include "err.h"
 #include "event.h"
 #include "jqx.h"
@@ -108,8 +109,18 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 		size_t mark = rule_path_key(lc, "where", 5);
 
 		c->where = rule_where_build(lc, twhere);
-		if (c->where == NONE)
+		if (c->where == NONE) {
 			c->bad = 1;
+		} else {
+			/* Kept as written for explain, which walks it on its own. */
+			struct cm_buf text = CM_BUF_INIT;
+
+			if (cm_json_write(d, twhere, &text) < 0 ||
+			    (c->where_off = rule_pool_add(ld, text.data, text.len)) == NONE)
+				lc->oom = 1;
+			c->where_len = (uint32_t)text.len;
+			cm_buf_release(&text);
+		}
 		rule_path_pop(lc, mark);
 	}
 	if (tjq != NONE && d->tok[tjq].type != CM_JNULL) {
@@ -125,6 +136,9 @@ static void load_rule(struct load_ctx *lc, struct campaign *c, uint32_t t)
 			const char *p = rule_tok_str(lc, tjq, &n);
 
 			c->jq = cm_jqx_add(lc->s->jqx, p, n, &err);
+			/* A predicate that names the profile needs it fetched. */
+			if (memmem(p, n, "profile", 7))
+				lc->reads_profile = c->jq_prof = 1;
 			if (c->jq < 0) {
 				rule_problem(lc, "%s", err.msg);
 				c->bad = 1;
@@ -161,6 +175,269 @@ static int load_time(struct load_ctx *lc, uint32_t t, const char *key, int64_t *
 	}
 	rule_path_pop(lc, mark);
 	return rc;
+}
+
+/* ---- delivery controls (CONTRACT 1.6) ---- */
+
+/* Validates the limit object at token t: per_user, cooldown, or both. */
+static void load_limit(struct load_ctx *lc, struct campaign *c, uint32_t t)
+{
+	struct rules_loaded *ld = &lc->s->loaded;
+	const struct cm_jdoc *d = lc->d;
+	uint32_t tper = NONE, tcool = NONE, i = t + 1;
+	size_t mark = rule_path_key(lc, "limit", 5), n;
+	int bad = 0;
+
+	if (d->tok[t].type != CM_JOBJ) {
+		rule_problem(lc, "expected an object with per_user and/or cooldown, not %s",
+		             rule_type_word(d, t));
+		c->bad = 1;
+		goto out;
+	}
+	for (uint32_t m = d->tok[t].count; m; m--, i = d->tok[i + 1].next) {
+		const char *k = rule_tok_str(lc, i, &n);
+
+		if (n == 8 && memcmp(k, "per_user", 8) == 0) {
+			tper = i + 1;
+		} else if (n == 8 && memcmp(k, "cooldown", 8) == 0) {
+			tcool = i + 1;
+		} else {
+			size_t m2 = rule_path_key(lc, k, n);
+
+			rule_problem(lc, "unknown key (expected per_user or cooldown)");
+			rule_path_pop(lc, m2);
+			bad = 1;
+		}
+	}
+	if (tper == NONE && tcool == NONE && !bad) {
+		rule_problem(lc, "expected per_user and/or cooldown (omit limit for none)");
+		bad = 1;
+	}
+	if (tper != NONE) {
+		size_t m2 = rule_path_key(lc, "per_user", 8);
+		const char *p = d->src + d->tok[tper].off;
+		uint32_t len = d->tok[tper].len, k = 0;
+		int64_t v = 0;
+
+		if (d->tok[tper].type == CM_JNUM)
+			for (; k < len && k < 11 && p[k] >= '0' && p[k] <= '9'; k++)
+				v = v * 10 + (p[k] - '0');
+		if (d->tok[tper].type != CM_JNUM) {
+			rule_problem(lc, "expected an integer from 1 to %d, not %s", INT32_MAX,
+			             rule_type_word(d, tper));
+			bad = 1;
+		} else if (k == 0 || k != len || v < 1 || v > INT32_MAX) {
+			rule_problem(lc, "expected an integer from 1 to %d, not %.*s", INT32_MAX,
+			             (int)(len > 40 ? 40 : len), p);
+			bad = 1;
+		}
+		c->per_user = v;
+		rule_path_pop(lc, m2);
+	}
+	if (tcool != NONE) {
+		size_t m2 = rule_path_key(lc, "cooldown", 8);
+		int64_t ms = 0;
+
+		if (d->tok[tcool].type != CM_JSTR) {
+			rule_problem(lc,
+			             "expected an ISO 8601 duration such as \"P7D\" or \"PT12H\", "
+			             "not %s",
+			             rule_type_word(d, tcool));
+			bad = 1;
+		} else {
+			const char *p = rule_tok_str(lc, tcool, &n);
+
+			if (cm_duration_parse(p, n, &ms) < 0) {
+				rule_problem(lc,
+				             "expected an ISO 8601 duration such as \"P7D\" or "
+				             "\"PT12H\", got \"%.*s\"",
+				             (int)(n > 40 ? 40 : n), p);
+				bad = 1;
+			} else if (ms <= 0) {
+				rule_problem(lc,
+				             "expected a duration longer than zero, got \"%.*s\"",
+				             (int)(n > 40 ? 40 : n), p);
+				bad = 1;
+			} else {
+				c->cooldown_ms = ms;
+				c->cooldown_off = rule_pool_add(ld, p, n);
+				c->cooldown_len = (uint32_t)n;
+				if (c->cooldown_off == NONE)
+					lc->oom = 1;
+			}
+		}
+		rule_path_pop(lc, m2);
+	}
+	if (bad) {
+		c->bad = 1;
+	} else {
+		/* Kept verbatim, for the match lines of its candidates. */
+		struct cm_buf text = CM_BUF_INIT;
+
+		if (cm_json_write(d, t, &text) < 0 ||
+		    (c->limit_off = rule_pool_add(ld, text.data, text.len)) == NONE)
+			lc->oom = 1;
+		c->limit_len = (uint32_t)text.len;
+		cm_buf_release(&text);
+	}
+out:
+	rule_path_pop(lc, mark);
+}
+
+/* Validates the holdout at token t: a number in [0, 1). */
+static void load_holdout(struct load_ctx *lc, struct campaign *c, uint32_t t)
+{
+	size_t mark = rule_path_key(lc, "holdout", 7);
+	double v = lc->d->tok[t].type == CM_JNUM ? cm_json_num(lc->d, t) : -1;
+
+	if (lc->d->tok[t].type != CM_JNUM || !(v >= 0 && v < 1)) {
+		rule_problem(lc,
+		             "expected a number from 0 up to (not including) 1, such as 0.1, "
+		             "not %s",
+		             lc->d->tok[t].type == CM_JNUM ? "a number outside it"
+		                                           : rule_type_word(lc->d, t));
+		c->bad = 1;
+	}
+	c->holdout = v > 0 && v < 1 ? v : 0;
+	rule_path_pop(lc, mark);
+}
+
+/* Validates one variant {"name","weight"} at token t and stores it. */
+static void load_variant(struct load_ctx *lc, struct campaign *c, uint32_t t)
+{
+	struct rules_loaded *ld = &lc->s->loaded;
+	const struct cm_jdoc *d = lc->d;
+	uint32_t tname = NONE, tweight = NONE, i = t + 1;
+	struct variant v = {0, 0, 0, 0, 0};
+	size_t n;
+	int ok = 1;
+
+	if (d->tok[t].type != CM_JOBJ) {
+		rule_problem(lc, "expected an object {\"name\":...,\"weight\":...}, not %s",
+		             rule_type_word(d, t));
+		c->bad = 1;
+		return;
+	}
+	for (uint32_t m = d->tok[t].count; m; m--, i = d->tok[i + 1].next) {
+		const char *k = rule_tok_str(lc, i, &n);
+
+		if (n == 4 && memcmp(k, "name", 4) == 0) {
+			tname = i + 1;
+		} else if (n == 6 && memcmp(k, "weight", 6) == 0) {
+			tweight = i + 1;
+		} else {
+			size_t m2 = rule_path_key(lc, k, n);
+
+			rule_problem(lc, "unknown key (expected name and weight)");
+			rule_path_pop(lc, m2);
+			ok = 0;
+		}
+	}
+	{
+		size_t m2 = rule_path_key(lc, "name", 4);
+		const char *p = tname != NONE && d->tok[tname].type == CM_JSTR
+		                    ? rule_tok_str(lc, tname, &n)
+		                    : NULL;
+
+		if (tname == NONE) {
+			rule_problem(lc, "missing (expected a string of 1 to %d bytes)",
+			             CM_RULE_VARIANT_MAX);
+			ok = 0;
+		} else if (!p) {
+			rule_problem(lc, "expected a string of 1 to %d bytes, not %s",
+			             CM_RULE_VARIANT_MAX, rule_type_word(d, tname));
+			ok = 0;
+		} else if (n < 1 || n > CM_RULE_VARIANT_MAX) {
+			rule_problem(lc, "expected a string of 1 to %d bytes, not %zu bytes",
+			             CM_RULE_VARIANT_MAX, n);
+			ok = 0;
+		} else {
+			for (uint32_t k = c->variants; k < ld->nvariant; k++)
+				if (ld->variants[k].len == n &&
+				    memcmp(pool_at(ld, ld->variants[k].off), p, n) == 0) {
+					rule_problem(lc,
+					             "duplicate name \"%.*s\" (also variants[%u])",
+					             (int)n, p, k - c->variants);
+					ok = 0;
+				}
+			v.off = rule_pool_add(ld, p, n);
+			v.len = (uint32_t)n;
+			if (v.off == NONE)
+				lc->oom = 1;
+		}
+		rule_path_pop(lc, m2);
+	}
+	{
+		size_t m2 = rule_path_key(lc, "weight", 6);
+
+		v.weight = tweight != NONE && d->tok[tweight].type == CM_JNUM
+		               ? cm_json_num(d, tweight)
+		               : -1;
+		if (tweight == NONE) {
+			rule_problem(lc, "missing (expected a number greater than 0)");
+			ok = 0;
+		} else if (d->tok[tweight].type != CM_JNUM) {
+			rule_problem(lc, "expected a number greater than 0, not %s",
+			             rule_type_word(d, tweight));
+			ok = 0;
+		} else if (!(v.weight > 0 && v.weight < 1e300)) {
+			rule_problem(lc, "expected a number greater than 0, not %.*s",
+			             (int)(d->tok[tweight].len > 40 ? 40 : d->tok[tweight].len),
+			             d->src + d->tok[tweight].off);
+			ok = 0;
+		}
+		rule_path_pop(lc, m2);
+	}
+	if (!ok) {
+		c->bad = 1;
+		return;
+	}
+	if (PUSH(ld->variants, ld->nvariant, ld->variantcap, v) < 0)
+		lc->oom = 1;
+}
+
+/* Validates the variants array at token t. */
+static void load_variants(struct load_ctx *lc, struct campaign *c, uint32_t t)
+{
+	const struct cm_jdoc *d = lc->d;
+	size_t mark = rule_path_key(lc, "variants", 8);
+	uint32_t e = t + 1;
+
+	c->variants = lc->s->loaded.nvariant;
+	if (d->tok[t].type != CM_JARR || d->tok[t].count == 0 ||
+	    d->tok[t].count > CM_RULE_MAX_VARIANTS) {
+		if (d->tok[t].type != CM_JARR)
+			rule_problem(lc,
+			             "expected an array of {\"name\",\"weight\"} objects, not %s",
+			             rule_type_word(d, t));
+		else
+			rule_problem(lc,
+			             "expected 1 to %d variants, not %u (omit variants for none)",
+			             CM_RULE_MAX_VARIANTS, d->tok[t].count);
+		c->bad = 1;
+		goto out;
+	}
+	for (uint32_t k = 0; k < d->tok[t].count; k++, e = d->tok[e].next) {
+		size_t m2 = rule_path_index(lc, k);
+
+		load_variant(lc, c, e);
+		rule_path_pop(lc, m2);
+	}
+	c->nvariants = lc->s->loaded.nvariant - c->variants;
+out:
+	rule_path_pop(lc, mark);
+}
+
+/* Finds a campaign by id without adding it. */
+uint32_t rule_camp_find(const struct rules_loaded *ld, int64_t id)
+{
+	if (!ld->idtabcap)
+		return NONE;
+	for (uint32_t i = (uint32_t)hash_u64((uint64_t)id, 7) & (ld->idtabcap - 1); ld->idtab[i];
+	     i = (i + 1) & (ld->idtabcap - 1))
+		if (ld->camps[ld->idtab[i] - 1].id == id)
+			return ld->idtab[i] - 1;
+	return NONE;
 }
 
 /* Reads an id token: an integer from 1 to 2^53 written without fraction or
@@ -247,7 +524,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 	struct rules_loaded *ld = &lc->s->loaded;
 	const struct cm_jdoc *d = lc->d;
 	uint32_t tid = NONE, tname = NONE, tstatus = NONE, tstart = NONE, tend = NONE;
-	uint32_t trule = NONE, i = t + 1;
+	uint32_t trule = NONE, tlimit = NONE, tholdout = NONE, tvariants = NONE, i = t + 1;
 	struct campaign c;
 	size_t n;
 	const char *p;
@@ -265,6 +542,7 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 		return;
 	}
 	lc->id = 0;
+	lc->reads_profile = 0;
 	rule_path_pop(lc, 0);
 	if (d->tok[t].type != CM_JOBJ) {
 		rule_problem(lc, "expected a campaign object, not %s", rule_type_word(d, t));
@@ -285,6 +563,12 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 			tend = i + 1;
 		else if (IS("rule"))
 			trule = i + 1;
+		else if (IS("limit"))
+			tlimit = i + 1;
+		else if (IS("holdout"))
+			tholdout = i + 1;
+		else if (IS("variants"))
+			tvariants = i + 1;
 #undef IS
 	}
 	if (tid != NONE) {
@@ -361,8 +645,10 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 			c.bad = 1;
 		} else {
 			p = rule_tok_str(lc, tstatus, &n);
+			c.status = (uint8_t)(n == 6 && memcmp(p, "paused", 6) == 0 ? 1 : 2);
 			if (n == 6 && memcmp(p, "active", 6) == 0) {
 				c.active = 1;
+				c.status = 0;
 			} else if (!(n == 6 && memcmp(p, "paused", 6) == 0) &&
 			           !(n == 8 && memcmp(p, "archived", 8) == 0)) {
 				rule_problem(lc,
@@ -397,8 +683,16 @@ static void load_campaign(struct load_ctx *lc, uint32_t t)
 		load_rule(lc, &c, trule);
 		rule_path_pop(lc, mark);
 	}
+	/* Delivery controls: null is the same as absent. */
+	if (tlimit != NONE && d->tok[tlimit].type != CM_JNULL)
+		load_limit(lc, &c, tlimit);
+	if (tholdout != NONE && d->tok[tholdout].type != CM_JNULL)
+		load_holdout(lc, &c, tholdout);
+	if (tvariants != NONE && d->tok[tvariants].type != CM_JNULL)
+		load_variants(lc, &c, tvariants);
 	if (lc->oom)
 		return;
+	c.reads_profile = (uint8_t)lc->reads_profile;
 	if (PUSH(ld->camps, ld->ncamp, ld->campcap, c) < 0)
 		lc->oom = 1;
 }

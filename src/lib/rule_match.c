@@ -57,7 +57,19 @@ int cm_rule_event_init(struct cm_rule_event *ev, const struct cm_jdoc *d, struct
 
 static struct path_value *resolve(struct cm_ruleset *s, uint32_t pid);
 
-/* Looks path pid up in the current event, once per event. */
+/* The profile of the current event, asked for the first time it is needed. */
+static const struct cm_jdoc *event_profile(struct cm_ruleset *s)
+{
+	if (!s->scratch.prof_done) {
+		s->scratch.prof = s->scratch.prof_fn(s->scratch.prof_ctx);
+		s->scratch.prof_done = 1;
+	}
+	return s->scratch.prof;
+}
+
+/* Looks path pid up in the current event, once per event; the path
+ * "profile" is the root of the user's profile (missing without one), so
+ * that its traits resolve like the event's members. */
 static __attribute__((noinline)) struct path_value *resolve_slow(struct cm_ruleset *s, uint32_t pid)
 {
 	struct path_value *v = &s->scratch.pathvals[pid];
@@ -65,14 +77,27 @@ static __attribute__((noinline)) struct path_value *resolve_slow(struct cm_rules
 	const struct cm_jdoc *d = s->scratch.doc;
 	uint32_t ptok, t = CM_JNONE;
 
-	ptok = pn->parent == NONE ? 0 : resolve(s, pn->parent)->tok;
-	if (ptok != CM_JNONE) {
-		if (d->tok[ptok].type == CM_JOBJ)
-			t = cm_json_get(d, ptok, pool_at(&s->loaded, pn->off), pn->len);
-		else if (d->tok[ptok].type == CM_JARR && pn->index >= 0)
-			t = cm_json_at(d, ptok, (uint32_t)pn->index);
+	if (pn->parent == NONE && pn->prof) {
+		d = event_profile(s);
+		t = d ? 0 : CM_JNONE;
+	} else {
+		if (pn->parent == NONE) {
+			ptok = 0;
+		} else {
+			const struct path_value *pv = resolve(s, pn->parent);
+
+			ptok = pv->tok;
+			d = pv->doc;
+		}
+		if (ptok != CM_JNONE) {
+			if (d->tok[ptok].type == CM_JOBJ)
+				t = cm_json_get(d, ptok, pool_at(&s->loaded, pn->off), pn->len);
+			else if (d->tok[ptok].type == CM_JARR && pn->index >= 0)
+				t = cm_json_at(d, ptok, (uint32_t)pn->index);
+		}
 	}
 	v->gen = s->scratch.gen;
+	v->doc = d;
 	v->tok = t;
 	v->cls = t == CM_JNONE ? C_NONE : (uint8_t)cls_of_type(d->tok[t].type);
 	v->numok = v->strok = v->sidok = v->pfxok = 0;
@@ -91,7 +116,7 @@ static inline struct path_value *resolve(struct cm_ruleset *s, uint32_t pid)
 static inline double pv_num(struct cm_ruleset *s, struct path_value *v)
 {
 	if (!v->numok) {
-		v->num = cm_json_num(s->scratch.doc, v->tok);
+		v->num = cm_json_num(v->doc, v->tok);
 		v->numok = 1;
 	}
 	return v->num;
@@ -101,15 +126,15 @@ static inline double pv_num(struct cm_ruleset *s, struct path_value *v)
  * into the event's arena. */
 static const char *pv_str(struct cm_ruleset *s, struct path_value *v, size_t *n)
 {
-	const struct cm_jtok *k = &s->scratch.doc->tok[v->tok];
+	const struct cm_jtok *k = &v->doc->tok[v->tok];
 
 	if (!k->esc) {
 		*n = k->len;
-		return s->scratch.doc->src + k->off;
+		return v->doc->src + k->off;
 	}
 	if (!v->strok) {
 		size_t len;
-		const char *p = cm_json_str(s->scratch.doc, v->tok, &s->scratch.tmp, &len);
+		const char *p = cm_json_str(v->doc, v->tok, &s->scratch.tmp, &len);
 		size_t off = s->scratch.arena.len;
 
 		if (!p || cm_buf_add(&s->scratch.arena, p, len) < 0) {
@@ -124,10 +149,10 @@ static const char *pv_str(struct cm_ruleset *s, struct path_value *v, size_t *n)
 	return s->scratch.arena.data + v->soff;
 }
 
-/* JSON equality of event token t with constant c ("same type and equal"). */
-static int tok_eq_val(struct cm_ruleset *s, uint32_t t, const struct rule_value *c)
+/* JSON equality of token t of d with constant c ("same type and equal"). */
+static int tok_eq_val(struct cm_ruleset *s, const struct cm_jdoc *d, uint32_t t,
+                      const struct rule_value *c)
 {
-	const struct cm_jdoc *d = s->scratch.doc;
 	int cls = cls_of_type(d->tok[t].type);
 
 	if (cls != c->cls)
@@ -159,10 +184,9 @@ static int pv_eq_val(struct cm_ruleset *s, struct path_value *v, const struct ru
 		p = pv_str(s, v, &n);
 		return n == c->len && memcmp(p, pool_at(&s->loaded, c->off), n) == 0;
 	case C_BOOL:
-		return (s->scratch.doc->tok[v->tok].type == CM_JTRUE) == c->truth;
+		return (v->doc->tok[v->tok].type == CM_JTRUE) == c->truth;
 	default:
-		return cm_json_equal(s->scratch.doc, v->tok,
-		                     &s->loaded.containers[c->container].doc, 0);
+		return cm_json_equal(v->doc, v->tok, &s->loaded.containers[c->container].doc, 0);
 	}
 }
 
@@ -215,12 +239,11 @@ static int pv_in_set(struct cm_ruleset *s, struct path_value *v, const struct in
 		       memcmp(pool_at(&s->loaded, a[lo].off), p, n) == 0;
 	}
 	case C_BOOL:
-		return s->scratch.doc->tok[v->tok].type == CM_JTRUE ? set->has_true
-		                                                    : set->has_false;
+		return v->doc->tok[v->tok].type == CM_JTRUE ? set->has_true : set->has_false;
 	default:
 		for (uint32_t i = 0; i < set->ncplx; i++)
 			if (cm_json_equal(
-			        s->scratch.doc, v->tok,
+			        v->doc, v->tok,
 			        &s->loaded.containers[s->loaded.values[set->cplx + i].container]
 			             .doc,
 			        0))
@@ -307,11 +330,11 @@ static int eval_leaf(struct cm_ruleset *s, const struct cond_node *n)
 			return memmem(p, len, pool_at(&s->loaded, c->off), c->len) != NULL;
 		}
 		if (v->cls == C_ARR) {
-			const struct cm_jdoc *d = s->scratch.doc;
+			const struct cm_jdoc *d = v->doc;
 			uint32_t e = v->tok + 1;
 
 			for (uint32_t i = 0; i < d->tok[v->tok].count; i++, e = d->tok[e].next)
-				if (tok_eq_val(s, e, c))
+				if (tok_eq_val(s, d, e, c))
 					return 1;
 		}
 		return 0;
@@ -506,11 +529,10 @@ static jv key_jv(struct cm_ruleset *s, const char *p, size_t n)
 	return jv_copy(e->key);
 }
 
-/* Builds the jv of event token t straight from the tape, which costs less
+/* Builds the jv of token t of d straight from the tape, which costs less
  * than letting jq parse the text again. */
-static jv tok_jv(struct cm_ruleset *s, uint32_t t)
+static jv tok_jv(struct cm_ruleset *s, const struct cm_jdoc *d, uint32_t t)
 {
-	const struct cm_jdoc *d = s->scratch.doc;
 	const struct cm_jtok *k = &d->tok[t];
 
 	switch (k->type) {
@@ -533,7 +555,7 @@ static jv tok_jv(struct cm_ruleset *s, uint32_t t)
 		uint32_t e = t + 1;
 
 		for (uint32_t i = 0; i < k->count; i++, e = d->tok[e].next)
-			a = jv_array_append(a, tok_jv(s, e));
+			a = jv_array_append(a, tok_jv(s, d, e));
 		return a;
 	}
 	default: {
@@ -551,11 +573,22 @@ static jv tok_jv(struct cm_ruleset *s, uint32_t t)
 				p = cm_json_str(d, e, &s->scratch.tmp, &n);
 				key = p ? jv_string_sized(p, (int)n) : jv_string("");
 			}
-			o = jv_object_set(o, key, tok_jv(s, e + 1));
+			o = jv_object_set(o, key, tok_jv(s, d, e + 1));
 		}
 		return o;
 	}
 	}
+}
+
+/* The jq input of an event: the event (root 0 of d) with "profile" added,
+ * the user's traits (root 0 of prof), or {} without a profile. */
+jv rule_event_jv(struct cm_ruleset *s, const struct cm_jdoc *d, const struct cm_jdoc *prof)
+{
+	jv ev = tok_jv(s, d, 0);
+
+	if (!jv_is_valid(ev))
+		return ev;
+	return jv_object_set(ev, jv_string("profile"), prof ? tok_jv(s, prof, 0) : jv_object());
 }
 
 /* Runs a campaign's jq predicate on the event, converting the event to a
@@ -567,14 +600,16 @@ static int jq_holds(struct cm_ruleset *s, uint32_t local, uint32_t slot)
 
 	if (s->scratch.slot_gen[slot] == s->scratch.gen)
 		return s->scratch.slot_answer[slot];
-	r = cm_jqx_eval_doc(s->jqx, slot, s->scratch.doc);
+	/* a predicate that does not name the profile cannot reach it natively */
+	r = cm_jqx_eval_event(s->jqx, slot, s->scratch.doc,
+	                      s->index.slot_prof[slot] ? event_profile(s) : NULL);
 	if (r != CM_JQX_FALLBACK) {
 		s->scratch.slot_gen[slot] = s->scratch.gen;
 		s->scratch.slot_answer[slot] = (uint8_t)r;
 		return r;
 	}
 	if (!s->scratch.have_ev_jv) {
-		s->scratch.ev_jv = tok_jv(s, 0);
+		s->scratch.ev_jv = rule_event_jv(s, s->scratch.doc, event_profile(s));
 		s->scratch.have_ev_jv = 1;
 	}
 	if (!jv_is_valid(s->scratch.ev_jv)) {
@@ -724,8 +759,8 @@ static int find_list(struct cm_ruleset *s, uint32_t pi, struct found_list *td)
 			td->end = l[1];
 			return 1;
 		} else if (v->cls == C_BOOL) {
-			e = key_find(s, pi, C_BOOL,
-			             s->scratch.doc->tok[v->tok].type == CM_JTRUE ? 1 : 0, NULL, 0);
+			e = key_find(s, pi, C_BOOL, v->doc->tok[v->tok].type == CM_JTRUE ? 1 : 0,
+			             NULL, 0);
 		}
 		break;
 	case P_PREFIX:
@@ -786,6 +821,10 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 	if (!s->compiled || s->problems || !s->index.active || s->index.nactive == 0)
 		return 0;
 	s->scratch.doc = ev->doc;
+	s->scratch.prof = ev->profile;
+	s->scratch.prof_fn = ev->profile_fn;
+	s->scratch.prof_ctx = ev->profile_ctx;
+	s->scratch.prof_done = !ev->profile_fn;
 	s->scratch.nhits = 0;
 	if (++s->scratch.gen == 0) {
 		memset(s->scratch.pathvals, 0,
@@ -834,4 +873,43 @@ size_t cm_ruleset_match(struct cm_ruleset *s, const struct cm_rule_event *ev, co
 	for (uint32_t i = 0; i < s->scratch.nhits; i++)
 		s->scratch.ids[i] = s->index.member_ids[b->ids + s->scratch.hits[i]];
 	return s->scratch.nhits;
+}
+
+/* Looks at the bucket of the type, the campaigns an event of it can match. */
+int cm_ruleset_reads_profile(const struct cm_ruleset *s, const char *type, size_t n)
+{
+	if (!s->compiled || s->problems || !s->index.buckets)
+		return 0;
+	return s->index.buckets[type_bucket(s, type, n)].reads_profile;
+}
+
+/* The controls of campaign id, found through the id table. */
+const struct cm_rule_controls *cm_ruleset_controls(const struct cm_ruleset *s, int64_t id)
+{
+	uint32_t c;
+
+	if (!s->index.camp_ctl)
+		return NULL;
+	c = rule_camp_find(&s->loaded, id);
+	if (c == NONE || !s->index.camp_ctl[c])
+		return NULL;
+	return &s->index.ctls[s->index.camp_ctl[c] - 1];
+}
+
+/* The controls of the k-th hit of the last match, through its bucket. */
+const struct cm_rule_controls *cm_ruleset_hit_controls(const struct cm_ruleset *s, size_t k)
+{
+	uint32_t c, ctl;
+
+	if (!s->index.nctls || k >= s->scratch.nhits)
+		return NULL;
+	c = s->index.member_camps[s->scratch.cur_bucket->ids + s->scratch.hits[k]];
+	ctl = s->index.camp_ctl[c];
+	return ctl ? &s->index.ctls[ctl - 1] : NULL;
+}
+
+/* Whether any active campaign has controls. */
+int cm_ruleset_has_controls(const struct cm_ruleset *s)
+{
+	return s->index.nctls > 0;
 }

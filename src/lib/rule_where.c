@@ -62,6 +62,8 @@ static uint32_t intern_seg(struct rules_loaded *ld, uint32_t parent, const char 
 	p->len = (uint32_t)n;
 	p->hash = h;
 	p->index = -1;
+	p->prof =
+	    parent == NONE ? n == 7 && memcmp(name, "profile", 7) == 0 : ld->paths[parent].prof;
 	if (n > 0 && n <= 10) {
 		int64_t v = 0;
 		size_t k;
@@ -76,7 +78,8 @@ static uint32_t intern_seg(struct rules_loaded *ld, uint32_t parent, const char 
 }
 
 /* Checks and interns a dot path; reports a problem and returns NONE when it
- * is empty or has an empty segment. */
+ * is empty, has an empty segment or is "profile" alone. A path under
+ * profile marks the campaign as reading the user's profile. */
 static uint32_t intern_path(struct load_ctx *lc, const char *p, size_t n)
 {
 	uint32_t parent = NONE;
@@ -106,6 +109,15 @@ static uint32_t intern_path(struct load_ctx *lc, const char *p, size_t n)
 			return NONE;
 		}
 		start = i + 1;
+	}
+	if (lc->s->loaded.paths[parent].prof) {
+		/* The profile is an object of traits, never a value itself. */
+		if (lc->s->loaded.paths[parent].parent == NONE) {
+			rule_problem(lc, "\"profile\" alone is not a trait (expected profile.TRAIT "
+			                 "such as profile.plan)");
+			return NONE;
+		}
+		lc->reads_profile = 1;
 	}
 	return parent;
 }
@@ -337,9 +349,20 @@ static uint32_t add_node(struct load_ctx *lc, struct cond_node n)
 	return ld->nnode - 1;
 }
 
+static uint16_t leaf_cost_op(const struct rules_loaded *ld, const struct cond_node *n);
+
 /* The estimated cost of evaluating a node, so that an all/any tries cheap
  * conditions first. */
 static uint16_t leaf_cost(const struct rules_loaded *ld, const struct cond_node *n)
+{
+	/* The profile may have to be looked up: the event's own fields first. */
+	uint16_t extra = ld->paths[n->path].prof ? 50 : 0;
+
+	return extra + leaf_cost_op(ld, n);
+}
+
+/* The cost of a leaf's operator and value. */
+static uint16_t leaf_cost_op(const struct rules_loaded *ld, const struct cond_node *n)
 {
 	switch (n->op) {
 	case OP_EXISTS:

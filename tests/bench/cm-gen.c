@@ -738,14 +738,112 @@ static void w_jq(struct wout *w, struct rng *r)
 	w_jstr(w, tmp);
 }
 
-/* cm-gen campaigns: count active campaigns over the first k types; exactly
- * jq_pct percent of them (evenly spread) also carry a jq predicate. */
-static void gen_campaigns(struct wout *w, uint64_t count, uint64_t seed, unsigned k,
-                          unsigned jq_pct, int ndjson)
+/* The traits of user u (1..N_USERS), the same in every run: what cm-gen
+ * profiles writes and the profile conditions of campaigns test. */
+static void w_traits(struct wout *w, uint64_t u)
 {
 	struct rng r;
+	int first = 1;
+
+	rng_seed(&r, u, 4);
+	w_chr(w, '{');
+	w_kstr(w, "plan", plans[below(&r, NELEM(plans))], &first);
+	w_key(w, "tier", &first);
+	w_u64(w, 1 + below(&r, 5));
+	w_kstr(w, "country", countries[pick_country(&r)].code, &first);
+	w_key(w, "vip", &first);
+	w_str(w, chance(&r, 10) ? "true" : "false");
+	w_chr(w, '}');
+}
+
+/* One condition on the user's profile. */
+static void w_profile_leaf(struct wout *w, struct rng *r)
+{
+	switch (below(r, 4)) {
+	case 0:
+		w_str(w, "{\"field\":\"profile.plan\",\"op\":\"eq\",\"value\":");
+		w_jstr(w, plans[below(r, NELEM(plans))]);
+		break;
+	case 1:
+		w_str(w, "{\"field\":\"profile.plan\",\"op\":\"in\",\"value\":[");
+		w_jstr(w, plans[below(r, 2)]);
+		w_chr(w, ',');
+		w_jstr(w, plans[2 + below(r, 3)]);
+		w_chr(w, ']');
+		break;
+	case 2:
+		w_str(w, "{\"field\":\"profile.tier\",\"op\":\"gte\",\"value\":");
+		w_u64(w, 2 + below(r, 4));
+		break;
+	default:
+		w_str(w, "{\"field\":\"profile.vip\",\"op\":\"eq\",\"value\":");
+		w_str(w, chance(r, 50) ? "true" : "false");
+		break;
+	}
+	w_chr(w, '}');
+}
+
+/* The delivery controls of a campaign: a limit always, and for every
+ * other one a holdout and two or three variants. */
+static void w_controls(struct wout *w, struct rng *r, uint64_t nth)
+{
+	static const char *const cooldowns[] = {"PT12H", "P1D", "P7D", "PT30M"};
+	static const char *const holdouts[] = {"0.05", "0.1", "0.15", "0.2"};
+	unsigned shape = (unsigned)below(r, 3);
+
+	w_str(w, ",\"limit\":{");
+	if (shape != 1) {
+		w_str(w, "\"per_user\":");
+		w_u64(w, 1 + below(r, 3));
+	}
+	if (shape != 0) {
+		w_str(w, shape == 2 ? ",\"cooldown\":" : "\"cooldown\":");
+		w_jstr(w, cooldowns[below(r, NELEM(cooldowns))]);
+	}
+	w_chr(w, '}');
+	if (nth % 2 == 0) {
+		unsigned nv = 2 + (unsigned)below(r, 2);
+
+		w_str(w, ",\"holdout\":");
+		w_str(w, holdouts[below(r, NELEM(holdouts))]);
+		w_str(w, ",\"variants\":[");
+		for (unsigned i = 0; i < nv; i++) {
+			w_str(w, i ? ",{\"name\":\"" : "{\"name\":\"");
+			w_chr(w, (char)('A' + i));
+			w_str(w, "\",\"weight\":");
+			w_u64(w, 1 + below(r, 3));
+			w_chr(w, '}');
+		}
+		w_chr(w, ']');
+	}
+}
+
+/* cm-gen profiles: the traits of users u-1..u-count, one object a line. */
+static void gen_profiles(struct wout *w, uint64_t count)
+{
+	for (uint64_t u = 1; u <= count && !w->failed; u++) {
+		w_str(w, "{\"user_id\":\"u-");
+		w_u64(w, u);
+		w_str(w, "\",\"traits\":");
+		w_traits(w, u);
+		w_str(w, "}\n");
+	}
+}
+
+/* cm-gen campaigns: count active campaigns over the first k types; exactly
+ * jq_pct percent of them (evenly spread) also carry a jq predicate, prof_pct
+ * percent a condition on the user's profile and ctl_pct percent delivery
+ * controls (drawn from their own streams, so that the rest is the same
+ * whatever these are). */
+static void gen_campaigns(struct wout *w, uint64_t count, uint64_t seed, unsigned k,
+                          unsigned jq_pct, unsigned prof_pct, unsigned ctl_pct, int ndjson)
+{
+	struct rng r, rp, rc;
+	uint64_t nctl = 0;
 
 	rng_seed(&r, seed, 2);
+	rng_seed(&rp, seed, 5);
+	rng_seed(&rc, seed, 6);
 	if (!ndjson)
 		w_chr(w, '[');
 	for (uint64_t id = 1; id <= count && !w->failed; id++) {
@@ -798,12 +896,36 @@ static void gen_campaigns(struct wout *w, uint64_t count, uint64_t seed, unsigne
 			w_chr(w, ']');
 		}
 		w_str(w, ",\"where\":");
-		w_where(w, &r, types[t].props);
+		if (id * prof_pct / 100 != (id - 1) * prof_pct / 100) {
+			/* one more condition in the where's top-level all, or an all
+			 * of the where and the condition */
+			size_t at;
+
+			w_room(w, 8192); /* no flush while the where is looked at */
+			at = w->len;
+			w_where(w, &r, types[t].props);
+			if (w->len - at > 8 && memcmp(w->buf + at, "{\"all\":[", 8) == 0) {
+				w->len -= 2; /* the closing ]} */
+				w_chr(w, ',');
+			} else {
+				memmove(w->buf + at + 8, w->buf + at, w->len - at);
+				memcpy(w->buf + at, "{\"all\":[", 8);
+				w->len += 8;
+				w_chr(w, ',');
+			}
+			w_profile_leaf(w, &rp);
+			w_str(w, "]}");
+		} else {
+			w_where(w, &r, types[t].props);
+		}
 		if (id * jq_pct / 100 != (id - 1) * jq_pct / 100) {
 			w_str(w, ",\"jq\":");
 			w_jq(w, &r);
 		}
-		w_str(w, "}}");
+		w_chr(w, '}');
+		if (id * ctl_pct / 100 != (id - 1) * ctl_pct / 100)
+			w_controls(w, &rc, nctl++);
+		w_chr(w, '}');
 		if (ndjson)
 			w_chr(w, '\n');
 	}
@@ -883,19 +1005,27 @@ static void usage(FILE *f)
 {
 	fputs("Usage: cm-gen events N [--seed S] [--types K]\n"
 	      "       cm-gen campaigns N [--seed S] [--types K] [--jq-percent P]\n"
+	      "                          [--profile-percent P] [--controls-percent P]\n"
 	      "                          [--format array|ndjson]\n"
 	      "       cm-gen csv N [--seed S]\n"
+	      "       cm-gen profiles N\n"
 	      "       cm-gen one-campaign\n"
 	      "Writes deterministic test data to stdout: the same arguments give the same\n"
 	      "bytes on every run and machine.\n"
 	      "  events        N canonical events (NDJSON, about 200 bytes each)\n"
 	      "  campaigns     N active campaigns, ids 1..N (a JSON array or NDJSON)\n"
 	      "  csv           an orders CSV of N rows with a header\n"
+	      "  profiles      the traits of users u-1..u-N, {\"user_id\",\"traits\"} a line\n"
 	      "  one-campaign  the bench campaign: purchase with properties.amount >= 100\n"
 	      "Options:\n"
 	      "  -s, --seed S        PRNG seed, 0..2^63-1 (default 1)\n"
 	      "  -t, --types K       use the K most common event types, 1..60 (default 24)\n"
 	      "  -j, --jq-percent P  percent of campaigns with a jq predicate, 0..100 (default 1)\n"
+	      "  -p, --profile-percent P\n"
+	      "                      percent of campaigns with a profile condition (default 0)\n"
+	      "  -c, --controls-percent P\n"
+	      "                      percent of campaigns with a limit, every other of them\n"
+	      "                      with a holdout and variants too (default 0)\n"
 	      "  -f, --format F      campaigns as a JSON array (default) or ndjson\n"
 	      "  -h, --help          this text\n"
 	      "      --version       print the version\n",
@@ -937,6 +1067,8 @@ int main(int argc, char **argv)
 	    {"seed", required_argument, NULL, 's'},
 	    {"types", required_argument, NULL, 't'},
 	    {"jq-percent", required_argument, NULL, 'j'},
+	    {"profile-percent", required_argument, NULL, 'p'},
+	    {"controls-percent", required_argument, NULL, 'c'},
 	    {"format", required_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -946,8 +1078,8 @@ int main(int argc, char **argv)
 	char **av = argv + 1;
 	const char *cmd;
 	uint64_t seed = 1, count = 0;
-	unsigned k = 24, jq_pct = 1;
-	int ndjson = 0, seen_jq = 0, seen_format = 0, seen_types = 0, c, rc = 0;
+	unsigned k = 24, jq_pct = 1, prof_pct = 0, ctl_pct = 0;
+	int ndjson = 0, seen_jq = 0, seen_format = 0, seen_types = 0, seen_camp = 0, c, rc = 0;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
 		usage(stdout);
@@ -958,13 +1090,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2 || argv[1][0] == '-')
-		bad_usage("expected a command: events, campaigns, csv or one-campaign");
+		bad_usage("expected a command: events, campaigns, csv, profiles or one-campaign");
 	cmd = argv[1];
 	if (strcmp(cmd, "events") && strcmp(cmd, "campaigns") && strcmp(cmd, "csv") &&
-	    strcmp(cmd, "one-campaign"))
+	    strcmp(cmd, "profiles") && strcmp(cmd, "one-campaign"))
 		bad_usage("unknown command '%s'", cmd);
 	opterr = 0;
-	while ((c = getopt_long(argc - 1, av, ":s:t:j:f:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc - 1, av, ":s:t:j:p:c:f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			seed = (uint64_t)num_arg("--seed", optarg, 0, INT64_MAX);
@@ -976,6 +1108,14 @@ int main(int argc, char **argv)
 		case 'j':
 			jq_pct = (unsigned)num_arg("--jq-percent", optarg, 0, 100);
 			seen_jq = 1;
+			break;
+		case 'p':
+			prof_pct = (unsigned)num_arg("--profile-percent", optarg, 0, 100);
+			seen_camp = 1;
+			break;
+		case 'c':
+			ctl_pct = (unsigned)num_arg("--controls-percent", optarg, 0, 100);
+			seen_camp = 1;
 			break;
 		case 'f':
 			if (!strcmp(optarg, "ndjson"))
@@ -996,9 +1136,11 @@ int main(int argc, char **argv)
 			bad_usage("unknown option '%s'", av[optind - 1]);
 		}
 	}
-	if ((seen_jq || seen_format) && strcmp(cmd, "campaigns"))
-		bad_usage("--jq-percent and --format apply to campaigns only");
-	if (seen_types && (!strcmp(cmd, "csv") || !strcmp(cmd, "one-campaign")))
+	if ((seen_jq || seen_format || seen_camp) && strcmp(cmd, "campaigns"))
+		bad_usage("--jq-percent, --profile-percent, --controls-percent and --format apply "
+		          "to campaigns only");
+	if (seen_types &&
+	    (!strcmp(cmd, "csv") || !strcmp(cmd, "one-campaign") || !strcmp(cmd, "profiles")))
 		bad_usage("--types applies to events and campaigns only");
 	if (!strcmp(cmd, "one-campaign")) {
 		if (optind + 1 != argc)
@@ -1018,7 +1160,9 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "events"))
 		gen_events(&w, count, seed, k);
 	else if (!strcmp(cmd, "campaigns"))
-		gen_campaigns(&w, count, seed, k, jq_pct, ndjson);
+		gen_campaigns(&w, count, seed, k, jq_pct, prof_pct, ctl_pct, ndjson);
+	else if (!strcmp(cmd, "profiles"))
+		gen_profiles(&w, count > N_USERS ? N_USERS : count);
 	else if (!strcmp(cmd, "csv"))
 		gen_csv(&w, count, seed);
 	else

@@ -12,7 +12,8 @@
 #                    match_one match_many load ingest memory (issue 2),
 #                    publish store worker latency (issue 3: these start their
 #                    own redis-server and PostgreSQL on odd ports), httpd
-#                    (issue 7: cm-httpd under wrk, with those servers)
+#                    (issue 7: cm-httpd under wrk, with those servers), limits
+#                    (issue 10), profiles (issue 9: PostgreSQL too)
 #   BENCH_DIR=DIR    keep the generated data there (default: a temp dir, removed)
 #   BENCH_EVENTS=N   events in the main file (default 1000000)
 #   BENCH_RUNS=N     runs per figure, the best is kept (default 3)
@@ -37,7 +38,7 @@ SEED=${BENCH_SEED:-1}
 EVENTS=${BENCH_EVENTS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 TYPES=50
-SECTIONS=(match_one match_many load ingest memory publish store worker latency httpd)
+SECTIONS=(match_one match_many load ingest memory limits publish store worker latency httpd profiles)
 export LC_ALL=C
 
 errors=0
@@ -365,6 +366,29 @@ bench_memory() {
 			"$(awk -v k="$rss_b" 'BEGIN { print k / 1024 }')" "(big run: ${M_SECS}s)" "$verdict"
 		summary+=("$(printf '%-34s RSS %s on %s records vs %s: %s' "$name" "$label" "$big" "$small" "$verdict")")
 	done
+}
+
+# (k) delivery controls: the same 1,000 campaigns with a limit on 10% of
+# them (and a holdout and variants on every other of those), offline, against
+# the campaigns without.
+bench_limits() {
+	header "(k) cm-match offline, 10% of 1,000 campaigns limited, vs none"
+	have cm-match || return 0
+	need_events
+	need_campaigns 1000 1
+	local base ctl=$D/campaigns-1000-jq1-ctl10-seed$SEED.json
+	[ -s "$ctl" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
+		--controls-percent 10 >"$ctl" || exit 2
+	best_of /dev/null "$EV" "$BIN/cm-match" -c "$CAMP"
+	[ "$M_RC" -ne 0 ] && tool_error "cm-match -c (1000 campaigns)" "$M_RC"
+	row "cm-match 1000 campaigns (base)" "$EVENTS" "$EV_BYTES" "" ""
+	base=$RATE
+	best_of /dev/null "$EV" "$BIN/cm-match" -c "$ctl"
+	[ "$M_RC" -ne 0 ] && tool_error "cm-match -c (1000 campaigns, 10% limited)" "$M_RC"
+	row "cm-match 1000, 10% limited" "$EVENTS" "$EV_BYTES" "$base" ">=0.75x"
+	measure "$D/limited.out" "$EV" "$BIN/cm-match" -c "$ctl" --emit matches
+	say "limited run: $(grep -c '"outcome":"capped"' "$D/limited.out") capped," \
+		"$(grep -c '"outcome":"holdout"' "$D/limited.out") holdout of $(wc -l <"$D/limited.out") matches"
 }
 
 # ---- issue 3: the queue and the database (Redis and PostgreSQL started here)
@@ -890,6 +914,50 @@ LUA
 	HTTPD_UP=0
 	[ "$HTTPD_STATUS" -eq 0 ] || tool_error "cm-httpd (at SIGTERM)" "$HTTPD_STATUS"
 	rm -f "$D"/httpd.*.log
+}
+
+# load_profiles FILE: the NDJSON profiles of FILE into the profiles table.
+load_profiles() {
+	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-c "CREATE TABLE IF NOT EXISTS bench_p (doc jsonb)" \
+		-c "\\copy bench_p (doc) from '$1' with (format csv, quote E'\\x01', delimiter E'\\x02')" \
+		-c "INSERT INTO profiles (user_id, traits) SELECT doc->>'user_id', doc->'traits' FROM bench_p" \
+		-c "DROP TABLE bench_p" -c "VACUUM ANALYZE profiles" >/dev/null
+}
+
+# (l) profiles: a worker-like cm-match (campaigns and profiles from the
+# database) with profile conditions in 10% of 1,000 campaigns and the 100,000
+# users of the events in the profiles table, against the same without
+# profiles (campaigns without profile conditions, no --profiles).
+bench_profiles() {
+	printf '\n== %s\n' "(l) cm-match -c DB --profiles DB, 10% of 1,000 campaigns on profiles, vs no profiles"
+	have cm-match && have cm-admin && servers || return 0
+	columns
+	need_events
+	need_campaigns 1000 1
+	local base pc=$D/campaigns-1000-jq1-prof10-seed$SEED.json q
+	[ -s "$pc" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
+		--profile-percent 10 >"$pc" || exit 2
+	[ -s "$D/profiles.ndjson" ] || "$GEN" profiles 100000 >"$D/profiles.ndjson" || exit 2
+	fresh_db || { tool_error "cm-admin migrate" $?; return 0; }
+	load_profiles "$D/profiles.ndjson" || { tool_error "loading profiles" 1; return 0; }
+	load_campaigns "$CAMP" >/dev/null || { tool_error "loading campaigns" 1; return 0; }
+	say "$(pg_sql "SELECT count(*) FROM profiles") profiles in the database; $EVENTS events of" \
+		"$(grep -o '"user_id":"[^"]*"' "$EV" | sort -u | wc -l) distinct users"
+	quiet
+	best_of /dev/null "$EV" "$BIN/cm-match" -c "$CM_DATABASE_URL"
+	[ "$M_RC" -ne 0 ] && tool_error "cm-match -c DB" "$M_RC"
+	row "cm-match -c DB, no profiles (base)" "$EVENTS" "$EV_BYTES" "" ""
+	base=$RATE
+	pg_sql "DELETE FROM campaigns" >/dev/null
+	load_campaigns "$pc" >/dev/null || { tool_error "loading campaigns" 1; return 0; }
+	quiet
+	best_of /dev/null "$EV" "$BIN/cm-match" -c "$CM_DATABASE_URL" --profiles "$CM_DATABASE_URL"
+	[ "$M_RC" -ne 0 ] && tool_error "cm-match -c DB --profiles DB" "$M_RC"
+	row "cm-match -c DB --profiles DB" "$EVENTS" "$EV_BYTES" "$base" ">=0.8x"
+	measure /dev/null "$EV" "$BIN/cm-match" -c "$CM_DATABASE_URL" --profiles "$CM_DATABASE_URL" --stats
+	q=$(grep -o '[0-9]* profiles read in [0-9]* queries' "$D/.stderr")
+	say "one run with --stats: $q (--profile-ttl 1000 ms, batches of up to 4096 events)"
 }
 
 # machine: what the figures were measured on.

@@ -324,6 +324,93 @@ static int both(struct cm_jqx *x, const uint32_t *slots, const char *const *expr
 	return answered;
 }
 
+/* The rule engine's jq input has a "profile" member that is not in the
+ * event's document: the native evaluator answers with the profile's
+ * document (or {} without one) as libjq does on the merged object. */
+static void test_native_profile(void **state)
+{
+	static const char *const exprs[] = {
+	    ".profile.plan == \"pro\"",
+	    "(.profile.seats // 0) >= 10",
+	    ".profile",
+	    ".profile.plan",
+	    ".[\"profile\"].plan | startswith(\"p\")",
+	    "(. | .profile.address.city) == \"Berlin\"",
+	    "[.profile.seats, .properties.n] | add > 5",
+	    ".profile.profile",
+	    ".properties.profile == null",
+	    "(.profile.tags // []) | index(\"vip\") != null",
+	    ".profile | length == 0",
+	};
+	static const char *const events[] = {
+	    "{\"event_id\":\"e\",\"user_id\":\"u\",\"properties\":{\"n\":3}}",
+	    "{\"event_id\":\"e\",\"user_id\":\"u\",\"properties\":{\"n\":3,\"profile\":1}}",
+	};
+	static const char *const profiles[] = {
+	    NULL,
+	    "{}",
+	    "{\"plan\":\"pro\",\"seats\":12,\"address\":{\"city\":\"Berlin\"},\"tags\":[\"vip\"]}",
+	    "{\"plan\":\"basic\",\"seats\":\"x\",\"profile\":true}",
+	    "{\"plan\":null}",
+	};
+	enum {
+		NE = sizeof(events) / sizeof(events[0]),
+		NP = sizeof(profiles) / sizeof(profiles[0])
+	};
+	const char *merged[NE * NP];
+	char buf[NE * NP][512];
+	uint32_t slots[sizeof(exprs) / sizeof(exprs[0])];
+	size_t nx = sizeof(exprs) / sizeof(exprs[0]);
+	signed char ans[sizeof(exprs) / sizeof(exprs[0]) * NE * NP];
+	struct cm_jqx *x = cm_jqx_new();
+	struct cm_err err;
+	int answered = 0;
+
+	(void)state;
+	assert_non_null(x);
+	for (size_t i = 0; i < nx; i++)
+		slots[i] = add(x, exprs[i]);
+	assert_int_equal(cm_jqx_compile(x, NULL, NULL, &err), 0);
+	/* libjq's input: the event with the profile member added. */
+	for (size_t e = 0; e < NE; e++)
+		for (size_t p = 0; p < NP; p++) {
+			snprintf(buf[e * NP + p], sizeof(buf[0]), "%.*s,\"profile\":%s}",
+			         (int)strlen(events[e]) - 1, events[e],
+			         profiles[p] ? profiles[p] : "{}");
+			merged[e * NP + p] = buf[e * NP + p];
+		}
+	jq_answers(x, slots, nx, merged, NE * NP, ans);
+	for (size_t e = 0; e < NE; e++)
+		for (size_t p = 0; p < NP; p++) {
+			struct cm_jdoc d, pd;
+
+			cm_jdoc_init(&d, 64);
+			cm_jdoc_init(&pd, 64);
+			assert_int_equal(cm_json_parse(&d, events[e], strlen(events[e]), &err), 0);
+			if (profiles[p])
+				assert_int_equal(
+				    cm_json_parse(&pd, profiles[p], strlen(profiles[p]), &err), 0);
+			for (size_t k = 0; k < nx; k++) {
+				int native =
+				    cm_jqx_eval_event(x, slots[k], &d, profiles[p] ? &pd : NULL);
+
+				if (native == CM_JQX_FALLBACK)
+					continue;
+				if (native != ans[k * NE * NP + e * NP + p])
+					fail_msg("native %d, jq %d for %s on %s", native,
+					         ans[k * NE * NP + e * NP + p], exprs[k],
+					         merged[e * NP + p]);
+				answered++;
+			}
+			cm_jdoc_release(&d);
+			cm_jdoc_release(&pd);
+		}
+	/* Most of these run natively (".profile | length" on an object does
+	 * not). */
+	assert_true(answered >= (int)((nx - 1) * NE * NP * 3 / 4));
+	cm_jqx_free(x);
+}
+
 static void test_native_cases(void **state)
 {
 	static const struct {
@@ -587,7 +674,7 @@ int main(void)
 	    cmocka_unit_test(test_truthiness),    cmocka_unit_test(test_dedupe),
 	    cmocka_unit_test(test_chunking),      cmocka_unit_test(test_bad_among_good),
 	    cmocka_unit_test(test_guard),         cmocka_unit_test(test_native_cases),
-	    cmocka_unit_test(test_native_random),
+	    cmocka_unit_test(test_native_random), cmocka_unit_test(test_native_profile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -115,6 +115,36 @@ static int match(struct cm_ruleset *s, const char *event, int64_t *ids, size_t m
 	return (int)n;
 }
 
+/* match with a profile: prof is the traits object text, or NULL. */
+static int match_prof(struct cm_ruleset *s, const char *event, const char *prof, int64_t *ids,
+                      size_t max)
+{
+	struct cm_jdoc d, pd;
+	struct cm_buf scratch;
+	struct cm_rule_event ev;
+	struct cm_err err;
+	const int64_t *got;
+	size_t n;
+
+	cm_jdoc_init(&d, 64);
+	cm_jdoc_init(&pd, 64);
+	cm_buf_init(&scratch, 0);
+	if (cm_json_parse(&d, event, strlen(event), &err) < 0)
+		fail_msg("bad test event %s: %s", event, err.msg);
+	if (prof && cm_json_parse(&pd, prof, strlen(prof), &err) < 0)
+		fail_msg("bad test profile %s: %s", prof, err.msg);
+	assert_int_equal(cm_rule_event_init(&ev, &d, &scratch, &err), 0);
+	assert_null(ev.profile);
+	ev.profile = prof ? &pd : NULL;
+	n = cm_ruleset_match(s, &ev, &got);
+	for (size_t i = 0; i < n && i < max; i++)
+		ids[i] = got[i];
+	cm_jdoc_release(&d);
+	cm_jdoc_release(&pd);
+	cm_buf_release(&scratch);
+	return (int)n;
+}
+
 /* Does the single condition where hold on an event whose extra members
  * are members ("properties":{...} and so on; "properties":{} when members
  * has none)? */
@@ -778,6 +808,347 @@ static void test_jq(void **state)
 	cm_ruleset_free(s);
 }
 
+/* A campaign of id ID with the rule text RULE, for the profile tests. */
+#define PCAMP(id, rule)                                                                            \
+	"{\"id\":" #id ",\"name\":\"p" #id "\",\"status\":\"active\",\"rule\":" rule "}"
+
+static void test_profile(void **state)
+{
+	struct cm_ruleset *s;
+	int64_t ids[16];
+	static const char ev[] = "{\"event_id\":\"e\",\"event_type\":\"purchase\",\"user_id\":"
+	                         "\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":"
+	                         "{\"plan\":\"free\",\"amount\":5}}";
+	static const char view[] =
+	    "{\"event_id\":\"v\",\"event_type\":\"view\",\"user_id\":"
+	    "\"u\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}";
+
+	(void)state;
+	/* profile paths through every kind of leaf: eq and in (indexed keys),
+	 * thresholds, nested traits, exists / not_exists, and jq. */
+	s = load_ok("[" PCAMP(
+	    1,
+	    "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.plan\","
+	    "\"op\":\"eq\",\"value\":\"pro\"}}") "," PCAMP(2,
+	                                                   "{\"event_type\":"
+	                                                   "\"purchase\","
+	                                                   "\"where\":{"
+	                                                   "\"field\":"
+	                                                   "\"profile.plan\","
+	                                                   "\"op\":"
+	                                                   "\"in\",\"value\":["
+	                                                   "\"team\",\"pro\"]}"
+	                                                   "}") "," PCAMP(3,
+	                                                                  "{\""
+	                                                                  "whe"
+	                                                                  "re"
+	                                                                  "\":"
+	                                                                  "{\""
+	                                                                  "all"
+	                                                                  "\":"
+	                                                                  "["
+	                                                                  "{\""
+	                                                                  "fie"
+	                                                                  "ld"
+	                                                                  "\":"
+	                                                                  "\"p"
+	                                                                  "rof"
+	                                                                  "ile"
+	                                                                  ".se"
+	                                                                  "ats"
+	                                                                  "\","
+	                                                                  "\"o"
+	                                                                  "p\""
+	                                                                  ":\""
+	                                                                  "gte"
+	                                                                  "\","
+	                                                                  "\"v"
+	                                                                  "alu"
+	                                                                  "e\""
+	                                                                  ":10"
+	                                                                  "},"
+	                                                                  "{\""
+	                                                                  "fie"
+	                                                                  "ld"
+	                                                                  "\":"
+	                                                                  "\"p"
+	                                                                  "rop"
+	                                                                  "ert"
+	                                                                  "ies"
+	                                                                  "."
+	                                                                  "amo"
+	                                                                  "unt"
+	                                                                  "\","
+	                                                                  "\"o"
+	                                                                  "p\""
+	                                                                  ":\""
+	                                                                  "gt"
+	                                                                  "\","
+	                                                                  "\"v"
+	                                                                  "alu"
+	                                                                  "e\""
+	                                                                  ":1}"
+	                                                                  "]}"
+	                                                                  "}") "," PCAMP(4,
+	                                                                                 "{\"event_"
+	                                                                                 "type\":"
+	                                                                                 "\"purchas"
+	                                                                                 "e\","
+	                                                                                 "\"where\""
+	                                                                                 ":{"
+	                                                                                 "\"field\""
+	                                                                                 ":\"profil"
+	                                                                                 "e."
+	                                                                                 "address."
+	                                                                                 "city\","
+	                                                                                 "\"op\":"
+	                                                                                 "\"starts_"
+	                                                                                 "with\","
+	                                                                                 "\"value\""
+	                                                                                 ":\"Ber\"}"
+	                                                                                 "}") "," PCAMP(5,
+	                                                                                                "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.plan\",\"op\":"
+	                                                                                                "\"not_exists\"}}") "," PCAMP(6,
+	                                                                                                                              "{\"event_type\":\"purchase\",\"jq\":\"."
+	                                                                                                                              "profile.plan == \\\"pro\\\"\"}") "," PCAMP(7,
+	                                                                                                                                                                          "{\"event_type\":\"purchase\",\"jq\":\".profile | keys | length == "
+	                                                                                                                                                                          "0\"}") "," PCAMP(8,
+	                                                                                                                                                                                            "{\"event_type\":\"purchase\",\"where\":{\"field\":"
+	                                                                                                                                                                                            "\"properties.plan\",\"op\":\"eq\",\"value\":"
+	                                                                                                                                                                                            "\"free\"}}") "]");
+	/* No profile: every profile.* is missing, jq sees "profile":{}. */
+	assert_int_equal(match_prof(s, ev, NULL, ids, 16), 3);
+	assert_int_equal(ids[0], 5);
+	assert_int_equal(ids[1], 7);
+	assert_int_equal(ids[2], 8);
+	assert_int_equal(match_prof(s, ev, "{}", ids, 16), 3);
+	assert_int_equal(match_prof(s, ev,
+	                            "{\"plan\":\"pro\",\"seats\":12,\"address\":{\"city\":"
+	                            "\"Berlin\"}}",
+	                            ids, 16),
+	                 6);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 2);
+	assert_int_equal(ids[2], 3);
+	assert_int_equal(ids[3], 4);
+	assert_int_equal(ids[4], 6);
+	assert_int_equal(ids[5], 8);
+	/* The profile's own types count: "10" is not 10, and the event's
+	 * properties.plan is not the profile's plan. */
+	assert_int_equal(match_prof(s, ev, "{\"plan\":\"team\",\"seats\":\"10\"}", ids, 16), 2);
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(ids[1], 8);
+	assert_int_equal(match_prof(s, ev, "{\"plan\":null,\"seats\":10}", ids, 16), 3);
+	assert_int_equal(ids[0], 3);
+	assert_int_equal(ids[1], 5);
+	assert_int_equal(ids[2], 8);
+	/* Which types need the profile looked up: purchase (1, 2, 4-7) and,
+	 * through campaign 3 of any type, every other type too. */
+	assert_true(cm_ruleset_reads_profile(s, "purchase", 8));
+	assert_true(cm_ruleset_reads_profile(s, "view", 4));
+	assert_int_equal(match_prof(s, view, "{\"seats\":99}", ids, 16), 0);
+	cm_ruleset_free(s);
+
+	s = load_ok("[" PCAMP(1,
+	                      "{\"event_type\":\"purchase\",\"where\":{\"field\":\"profile.plan\","
+	                      "\"op\":\"eq\",\"value\":\"pro\"}}") "," PCAMP(2, "{\"event_type\":"
+	                                                                        "\"view\"}") "]");
+	assert_true(cm_ruleset_reads_profile(s, "purchase", 8));
+	assert_false(cm_ruleset_reads_profile(s, "view", 4));
+	assert_false(cm_ruleset_reads_profile(s, "other", 5));
+	cm_ruleset_free(s);
+
+	/* "profile" alone is a path error with the campaign and the path. */
+	BAD("[" PCAMP(9, "{\"where\":{\"all\":[{\"field\":\"profile\",\"op\":\"exists\"}]}}") "]",
+	    "c.json:1: campaign 9: rule.where.all[0].field: \"profile\" alone is not a trait "
+	    "(expected profile.TRAIT such as profile.plan)");
+}
+
+/* An eq index on a profile path finds the same campaigns as testing each
+ * one: many campaigns keyed on profile.plan and on a property. */
+static void test_profile_index(void **state)
+{
+	struct cm_buf text;
+	struct cm_ruleset *s;
+	static const char *const plans[] = {"free", "basic", "pro", "team"};
+	int64_t ids[64];
+	char ev[256];
+
+	(void)state;
+	cm_buf_init(&text, 0);
+	cm_buf_adds(&text, "[");
+	for (int i = 1; i <= 40; i++)
+		cm_buf_addf(
+		    &text,
+		    "%s{\"id\":%d,\"name\":\"c%d\",\"status\":\"active\",\"rule\":{"
+		    "\"event_type\":\"t\",\"where\":{\"all\":[{\"field\":\"%s\",\"op\":\"eq\","
+		    "\"value\":\"%s\"},{\"field\":\"properties.n\",\"op\":\"gte\",\"value\":%d}]}}"
+		    "}",
+		    i > 1 ? "," : "", i, i, i % 2 ? "profile.plan" : "properties.plan",
+		    plans[i % 4], i % 5);
+	cm_buf_adds(&text, "]");
+	s = load_ok(text.data);
+	for (int p = 0; p < 4; p++)
+		for (int q = 0; q < 4; q++)
+			for (int n = 0; n < 6; n++) {
+				char prof[64];
+				int got, want = 0;
+
+				snprintf(
+				    ev, sizeof(ev),
+				    "{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\","
+				    "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{"
+				    "\"plan\":\"%s\",\"n\":%d}}",
+				    plans[q], n);
+				snprintf(prof, sizeof(prof), "{\"plan\":\"%s\"}", plans[p]);
+				got = match_prof(s, ev, prof, ids, 64);
+				for (int i = 1, k = 0; i <= 40; i++) {
+					int plan = i % 2 ? p : q;
+
+					if (i % 4 != plan || n < i % 5)
+						continue;
+					want++;
+					assert_true(k < got);
+					assert_int_equal(ids[k], i);
+					k++;
+				}
+				assert_int_equal(got, want);
+			}
+	cm_ruleset_free(s);
+	cm_buf_release(&text);
+}
+
+/* A campaign line with the extra members x, for the controls tests. */
+#define CCAMP(id, x)                                                                               \
+	"{\"id\":" #id ",\"name\":\"c" #id "\",\"status\":\"active\",\"rule\":{\"event_type\":"    \
+	"\"t\"}," x "}"
+
+static void test_controls(void **state)
+{
+	struct cm_ruleset *s;
+	const struct cm_rule_controls *c;
+	int64_t ids[4];
+	static const char ev[] = "{\"event_id\":\"e\",\"event_type\":\"t\",\"user_id\":\"u\","
+	                         "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{}}";
+
+	(void)state;
+	s = load_ok("[" CCAMP(
+	    1,
+	    "\"limit\":{\"per_user\":3, \"cooldown\":\"PT12H\"},"
+	    "\"holdout\":0.1,\"variants\":[{\"name\":\"A\",\"weight\":1},"
+	    "{\"name\":\"B \\\"2\\\"\",\"weight\":2.5}]") "," CCAMP(2,
+	                                                            "\"limit\":null,\"holdout\":"
+	                                                            "null") "," CCAMP(3,
+	                                                                              "\"holdout\":"
+	                                                                              "0") "," CCAMP(4,
+	                                                                                             "\"limit\":{\"cooldown\":\"P1W\"}") "]");
+	assert_true(cm_ruleset_has_controls(s));
+	c = cm_ruleset_controls(s, 1);
+	assert_non_null(c);
+	assert_int_equal(c->id, 1);
+	assert_true(c->holdout == 0.1);
+	assert_int_equal(c->per_user, 3);
+	assert_int_equal(c->cooldown_ms, 12LL * 3600000);
+	assert_int_equal(c->cooldown_len, 5);
+	assert_memory_equal(c->cooldown, "PT12H", 5);
+	/* the limit verbatim, compact */
+	assert_int_equal(c->limit_len, strlen("{\"per_user\":3,\"cooldown\":\"PT12H\"}"));
+	assert_memory_equal(c->limit, "{\"per_user\":3,\"cooldown\":\"PT12H\"}", c->limit_len);
+	assert_int_equal(c->nvariants, 2);
+	assert_int_equal(c->variants[1].len, 5);
+	assert_memory_equal(c->variants[1].name, "B \"2\"", 5);
+	assert_int_equal(c->variants[1].json_len, 9);
+	assert_memory_equal(c->variants[1].json, "\"B \\\"2\\\"\"", 9);
+	assert_true(c->weights[0] == 1 && c->weights[1] == 2.5);
+	/* null is absent, a holdout of 0 is none */
+	assert_null(cm_ruleset_controls(s, 2));
+	assert_null(cm_ruleset_controls(s, 3));
+	assert_null(cm_ruleset_controls(s, 99));
+	c = cm_ruleset_controls(s, 4);
+	assert_non_null(c);
+	assert_int_equal(c->per_user, 0);
+	assert_int_equal(c->cooldown_ms, 7LL * 86400000);
+	assert_int_equal(c->nvariants, 0);
+	/* after a match, the controls of each hit, in id order */
+	assert_int_equal(match(s, ev, ids, 4), 4);
+	assert_ptr_equal(cm_ruleset_hit_controls(s, 0), cm_ruleset_controls(s, 1));
+	assert_null(cm_ruleset_hit_controls(s, 1));
+	assert_null(cm_ruleset_hit_controls(s, 2));
+	assert_ptr_equal(cm_ruleset_hit_controls(s, 3), cm_ruleset_controls(s, 4));
+	assert_null(cm_ruleset_hit_controls(s, 4));
+	cm_ruleset_free(s);
+	s = load_ok("[" CCAMP(1, "\"limit\":null") "]");
+	assert_false(cm_ruleset_has_controls(s));
+	assert_int_equal(match(s, ev, ids, 4), 1);
+	assert_null(cm_ruleset_hit_controls(s, 0));
+	cm_ruleset_free(s);
+
+	/* every bad part, with its path */
+	BAD("[" CCAMP(7, "\"limit\":{\"cooldown\":\"7 days\"}") "]",
+	    "c.json:1: campaign 7: limit.cooldown: expected an ISO 8601 duration such as \"P7D\" "
+	    "or "
+	    "\"PT12H\", got \"7 days\"");
+	BAD("[" CCAMP(7, "\"limit\":{\"cooldown\":\"P1M\"}") "]",
+	    "limit.cooldown: expected an ISO 8601 duration such as \"P7D\" or \"PT12H\", got "
+	    "\"P1M\"");
+	BAD("[" CCAMP(7, "\"limit\":{\"cooldown\":\"P0D\"}") "]",
+	    "limit.cooldown: expected a duration longer than zero, got \"P0D\"");
+	BAD("[" CCAMP(7, "\"limit\":{\"cooldown\":7}") "]",
+	    "limit.cooldown: expected an ISO 8601 duration such as \"P7D\" or \"PT12H\", not a "
+	    "number");
+	BAD("[" CCAMP(7, "\"limit\":\"1/day\"") "]",
+	    "campaign 7: limit: expected an object with per_user and/or cooldown, not a string");
+	BAD("[" CCAMP(7, "\"limit\":{}") "]",
+	    "campaign 7: limit: expected per_user and/or cooldown (omit limit for none)");
+	BAD("[" CCAMP(7, "\"limit\":{\"per_user\":1,\"daily\":2}") "]",
+	    "campaign 7: limit.daily: unknown key (expected per_user or cooldown)");
+	BAD("[" CCAMP(7, "\"limit\":{\"per_user\":0}") "]",
+	    "limit.per_user: expected an integer from 1 to 2147483647, not 0");
+	BAD("[" CCAMP(7, "\"limit\":{\"per_user\":1.5}") "]",
+	    "limit.per_user: expected an integer from 1 to 2147483647, not 1.5");
+	BAD("[" CCAMP(7, "\"limit\":{\"per_user\":2147483648}") "]",
+	    "limit.per_user: expected an integer from 1 to 2147483647, not 2147483648");
+	BAD("[" CCAMP(7, "\"limit\":{\"per_user\":\"1\"}") "]",
+	    "limit.per_user: expected an integer from 1 to 2147483647, not a string");
+	BAD("[" CCAMP(7, "\"holdout\":1") "]",
+	    "campaign 7: holdout: expected a number from 0 up to (not including) 1, such as 0.1, "
+	    "not a number outside it");
+	BAD("[" CCAMP(7, "\"holdout\":-0.1") "]", "holdout: expected a number from 0 up to");
+	BAD("[" CCAMP(7, "\"holdout\":\"10%\"") "]", "holdout: expected a number from 0 up to (not "
+	                                             "including) 1, such as 0.1, not a string");
+	BAD("[" CCAMP(7, "\"variants\":[]") "]",
+	    "campaign 7: variants: expected 1 to 100 variants, not 0 (omit variants for none)");
+	BAD("[" CCAMP(7, "\"variants\":{\"A\":1}") "]",
+	    "variants: expected an array of {\"name\",\"weight\"} objects, not an object");
+	BAD("[" CCAMP(
+	        7,
+	        "\"variants\":[{\"name\":\"A\",\"weight\":1},{\"name\":\"A\",\"weight\":1}]") "]",
+	    "campaign 7: variants[1].name: duplicate name \"A\" (also variants[0])");
+	BAD("[" CCAMP(7, "\"variants\":[{\"name\":\"A\"}]") "]",
+	    "variants[0].weight: missing (expected a number greater than 0)");
+	BAD("[" CCAMP(7, "\"variants\":[{\"name\":\"A\",\"weight\":0}]") "]",
+	    "variants[0].weight: expected a number greater than 0, not 0");
+	BAD("[" CCAMP(7, "\"variants\":[{\"name\":\"\",\"weight\":1}]") "]",
+	    "variants[0].name: expected a string of 1 to 64 bytes, not 0 bytes");
+	BAD("[" CCAMP(7, "\"variants\":[{\"name\":1,\"weight\":1,\"w\":2}]") "]",
+	    "variants[0].name: expected a string of 1 to 64 bytes, not a number",
+	    "variants[0].w: unknown key (expected name and weight)");
+	BAD("[" CCAMP(7, "\"variants\":[3]") "]",
+	    "variants[0]: expected an object {\"name\":...,\"weight\":...}, not a number");
+	/* and through cm_campaign_validate, which the API uses */
+	{
+		struct cm_err err = {"", 0};
+		static const char one[] = CCAMP(7, "\"limit\":{\"cooldown\":\"7 days\"}");
+		static const char good[] = CCAMP(7, "\"limit\":{\"per_user\":1},\"holdout\":0.5");
+
+		assert_int_equal(cm_campaign_validate(one, strlen(one), 0, &err), -1);
+		assert_string_equal(err.msg,
+		                    "limit.cooldown: expected an ISO 8601 duration such as "
+		                    "\"P7D\" or \"PT12H\", got \"7 days\"");
+		assert_int_equal(cm_campaign_validate(good, strlen(good), 0, &err), 0);
+	}
+}
+
 static void test_validate_one(void **state)
 {
 	struct cm_err err = {"", 0};
@@ -1283,6 +1654,9 @@ int main(void)
 	    cmocka_unit_test(test_types_status_order),
 	    cmocka_unit_test(test_event_init),
 	    cmocka_unit_test(test_jq),
+	    cmocka_unit_test(test_profile),
+	    cmocka_unit_test(test_profile_index),
+	    cmocka_unit_test(test_controls),
 	    cmocka_unit_test(test_validate_one),
 	    cmocka_unit_test(test_add_from_doc),
 	    cmocka_unit_test(test_index_vs_brute_force),
