@@ -433,6 +433,7 @@ int main(int argc, char **argv)
 	ao.secret_len = secret_len;
 	ao.token_ttl_s = o.token_ttl;
 	ao.worker_ttl_s = o.worker_ttl;
+	ao.max_body = o.max_body;
 	ao.log = &logger;
 	api = cm_api_start(&ao, &err);
 	sodium_memzero(secret, sizeof(secret));
@@ -447,6 +448,7 @@ int main(int argc, char **argv)
 	ho.max_body = o.max_body;
 	ho.max_head = 16 * 1024;
 	ho.handler = cm_api_handle;
+	ho.too_big = cm_api_too_big;
 	ho.on_done = cm_api_done;
 	ho.app = api;
 	ho.log = &logger;

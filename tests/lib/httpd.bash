@@ -7,9 +7,11 @@
 #
 # httpd_start exports HTTPD_PORT, HTTPD_URL (http://127.0.0.1:PORT),
 # HTTPD_PID, HTTPD_LOG and JWT_SECRET_FILE (a fresh 48-byte secret, unless
-# JWT_SECRET_FILE is set already). The server uses CM_DATABASE_URL and
-# CM_REDIS_URL from the environment, as the other tools do. HTTPD_DIR is
-# where the log and the secret go (default: $BATS_FILE_TMPDIR or $T).
+# JWT_SECRET_FILE is set already; JWT_SECRET_FILE=none passes no
+# --jwt-secret-file, for a server that reads CM_JWT_SECRET or
+# CM_JWT_SECRET_FILE). The server uses CM_DATABASE_URL and CM_REDIS_URL from
+# the environment, as the other tools do. HTTPD_DIR is where the log and the
+# secret go (default: $BATS_FILE_TMPDIR or $T).
 
 # _httpd_port_free PORT: true when nothing accepts connections on PORT.
 _httpd_port_free() {
@@ -19,21 +21,21 @@ _httpd_port_free() {
 # httpd_start [ARGS...]: starts cm-httpd and waits until it accepts
 # connections (or fails after about 10 s, showing its log).
 httpd_start() {
-	local dir=${HTTPD_DIR:-${BATS_FILE_TMPDIR:-$T}} base try i
+	local dir=${HTTPD_DIR:-${BATS_FILE_TMPDIR:-$T}} base try i secret=()
 	mkdir -p "$dir"
 	if [ -z "${JWT_SECRET_FILE:-}" ]; then
 		JWT_SECRET_FILE=$dir/jwt-secret
 		head -c 48 /dev/urandom | base64 -w0 >"$JWT_SECRET_FILE"
 		chmod 600 "$JWT_SECRET_FILE"
 	fi
+	[ "$JWT_SECRET_FILE" = none ] || secret=(--jwt-secret-file "$JWT_SECRET_FILE")
 	base=$((40000 + ($$ * 11) % 10000))
 	for ((try = 0; try < 20; try++)); do
 		HTTPD_PORT=$((40000 + (base - 40000 + try * 101) % 10000))
 		[ $((HTTPD_PORT % 2)) -eq 1 ] || HTTPD_PORT=$((HTTPD_PORT + 1))
 		_httpd_port_free "$HTTPD_PORT" || continue
 		HTTPD_LOG=$dir/httpd.$HTTPD_PORT.log
-		"$CM_BIN/cm-httpd" --listen "127.0.0.1:$HTTPD_PORT" \
-			--jwt-secret-file "$JWT_SECRET_FILE" "$@" \
+		"$CM_BIN/cm-httpd" --listen "127.0.0.1:$HTTPD_PORT" "${secret[@]}" "$@" \
 			</dev/null >/dev/null 2>"$HTTPD_LOG" 3>&- &
 		HTTPD_PID=$!
 		for ((i = 0; i < 200; i++)); do
