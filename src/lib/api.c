@@ -160,6 +160,16 @@ void cm_api_free(struct cm_api *a)
 
 /* --- Replies shared by the routes. --- */
 
+void cm_api_reply_json(struct cm_http_req *r, int status, struct cm_buf *b, int bad)
+{
+	if (bad) {
+		cm_buf_release(b);
+		cm_http_detail(r, 500, "Internal Server Error");
+		return;
+	}
+	cm_http_reply(r, status, "application/json", b);
+}
+
 void cm_api_422(struct cm_http_req *r, const char *loc, const char *msg, const char *type)
 {
 	struct cm_buf b = CM_BUF_INIT;

@@ -120,6 +120,9 @@ int cm_api_key(struct cm_api_call *c, const char *key, size_t len);
  * that the caller still exists (and is an admin where the route needs
  * it); a full queue is a 503. */
 void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn);
+/* Replies status with the JSON body b (taken), or 500 when building it
+ * failed (bad: some append returned -1). */
+void cm_api_reply_json(struct cm_http_req *r, int status, struct cm_buf *b, int bad);
 /* A 422 with one error at loc (the inside of the list, already JSON). */
 void cm_api_422(struct cm_http_req *r, const char *loc, const char *msg, const char *type);
 /* A 503 with Retry-After: 1. */

@@ -259,12 +259,7 @@ static void accepted(struct cm_api_post *ps)
 		bad |= (i ? cm_buf_addc(&b, ',') : 0) |
 		       cm_buf_add(&b, ps->lines.data + ps->idoff[i], ps->idlen[i]);
 	bad |= cm_buf_adds(&b, "]}");
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(r, 202, "application/json", &b);
+	cm_api_reply_json(r, 202, &b, bad);
 }
 
 /* When the publisher gave up on a request: logged at most every 10 s. */
@@ -442,12 +437,7 @@ static void event_db(struct cm_api_call *c, PGconn *pg)
 	bad |= cm_buf_adds(&b, "]}");
 	PQclear(ev);
 	PQclear(m);
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(c->r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(c->r, 200, "application/json", &b);
+	cm_api_reply_json(c->r, 200, &b, bad);
 }
 
 void cm_api_event_get(struct cm_api_call *c)

@@ -38,12 +38,7 @@ static void profile_db(struct cm_api_call *c, PGconn *pg)
 	      cm_buf_adds(&b, ",\"updated_at\":") | cm_api_add_col(&b, res, 0, 2) |
 	      cm_buf_addc(&b, '}');
 	PQclear(res);
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(c->r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(c->r, 200, "application/json", &b);
+	cm_api_reply_json(c->r, 200, &b, bad);
 }
 
 void cm_api_profile_get(struct cm_api_call *c)

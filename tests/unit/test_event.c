@@ -23,8 +23,10 @@ static char out_text[4096];
 static char err_text[600];
 
 /* Normalises json (hashing json itself for a derived id) with the clock at
- * NOW; the line goes to out_text, the message to err_text. */
-static int norm(const char *json)
+ * NOW, its shape told by its keys (call -1) or as Segment call `call`
+ * (cm_event_normalize_segment); the line goes to out_text, the message to
+ * err_text. */
+static int norm_as(const char *json, int call)
 {
 	struct cm_jdoc d;
 	struct cm_buf b = CM_BUF_INIT;
@@ -34,7 +36,11 @@ static int norm(const char *json)
 	out_text[0] = err_text[0] = 0;
 	cm_jdoc_init(&d, 64);
 	assert_int_equal(cm_json_parse(&d, json, strlen(json), &err), 0);
-	rc = cm_event_normalize(&d, 0, json, strlen(json), NOW, &b, &err);
+	if (call < 0)
+		rc = cm_event_normalize(&d, 0, json, strlen(json), NOW, &b, &err);
+	else
+		rc = cm_event_normalize_segment(&d, 0, call, json, strlen(json), NOW, &b, NULL,
+		                                &err);
 	if (rc == 0) {
 		assert_non_null(b.data);
 		assert_true(b.len < sizeof(out_text));
@@ -46,6 +52,12 @@ static int norm(const char *json)
 	cm_buf_release(&b);
 	cm_jdoc_release(&d);
 	return rc;
+}
+
+/* Normalises json, its shape told by its keys. */
+static int norm(const char *json)
+{
+	return norm_as(json, -1);
 }
 
 /* Asserts that json normalises to want. */
@@ -432,65 +444,44 @@ static void test_segment_calls(void **state)
 	    "field 'previousId': expected a string of 1-128 bytes, got \"\"");
 }
 
-/* Normalises json as Segment call `call` (cm_event_normalize_segment). */
-static int norm_seg(const char *json, int call)
-{
-	struct cm_jdoc d;
-	struct cm_buf b = CM_BUF_INIT;
-	struct cm_err err;
-	int rc;
-
-	out_text[0] = err_text[0] = 0;
-	cm_jdoc_init(&d, 64);
-	assert_int_equal(cm_json_parse(&d, json, strlen(json), &err), 0);
-	rc = cm_event_normalize_segment(&d, 0, call, json, strlen(json), NOW, &b, NULL, &err);
-	if (rc == 0)
-		snprintf(out_text, sizeof(out_text), "%s", b.data);
-	else
-		snprintf(err_text, sizeof(err_text), "%s", err.msg);
-	cm_buf_release(&b);
-	cm_jdoc_release(&d);
-	return rc;
-}
-
 static void test_segment_routes(void **state)
 {
 	char id1[sizeof(out_text)];
 
 	/* the call is the caller's: no type needed, other shapes' keys ignored; the
 	 * derived id is BLAKE2b-128 of "identify" and the body (Python's hashlib) */
-	assert_int_equal(norm_seg("{\"userId\":\"u\",\"traits\":{\"a\":1},\"event_type\":\"x\","
-	                          "\"specversion\":\"1.0\"}",
-	                          CM_SEG_IDENTIFY),
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"traits\":{\"a\":1},\"event_type\":\"x\","
+	                         "\"specversion\":\"1.0\"}",
+	                         CM_SEG_IDENTIFY),
 	                 0);
 	assert_string_equal(out_text,
 	                    "{\"event_id\":\"ev-dde83577d6cbbf3ef5cfd07ea3a8cee7\",\"event_type\":"
 	                    "\"identify\",\"user_id\":\"u\",\"occurred_at\":"
 	                    "\"2026-11-27T10:15:00Z\",\"properties\":{\"a\":1}}");
 	/* one body as two calls: two derived ids; a track's is cm-ingest's */
-	assert_int_equal(norm_seg("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_PAGE), 0);
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_PAGE), 0);
 	snprintf(id1, sizeof(id1), "%s", out_text);
-	assert_int_equal(norm_seg("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_TRACK), 0);
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_TRACK), 0);
 	assert_string_not_equal(id1, out_text);
 	assert_int_equal(norm("{\"userId\":\"u\",\"event\":\"x\"}"), 0);
 	snprintf(id1, sizeof(id1), "%s", out_text);
-	assert_int_equal(norm_seg("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_TRACK), 0);
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_TRACK), 0);
 	assert_string_equal(id1, out_text);
 	/* a type that disagrees with the call, or a batch item without one */
-	assert_int_equal(norm_seg("{\"type\":\"page\",\"userId\":\"u\"}", CM_SEG_TRACK), -1);
+	assert_int_equal(norm_as("{\"type\":\"page\",\"userId\":\"u\"}", CM_SEG_TRACK), -1);
 	assert_string_equal(err_text,
 	                    "field 'type': expected \"track\" (the call sent), got \"page\"");
-	assert_int_equal(norm_seg("{\"userId\":\"u\"}", CM_SEG_ANY), -1);
+	assert_int_equal(norm_as("{\"userId\":\"u\"}", CM_SEG_ANY), -1);
 	assert_string_equal(err_text, "field 'type': missing (required: track, identify, page, "
 	                              "screen, group or alias)");
-	assert_int_equal(norm_seg("{\"type\":\"Track\",\"userId\":\"u\"}", CM_SEG_ANY), -1);
+	assert_int_equal(norm_as("{\"type\":\"Track\",\"userId\":\"u\"}", CM_SEG_ANY), -1);
 	assert_string_equal(err_text, "field 'type': expected track, identify, page, screen, group "
 	                              "or alias, got \"Track\"");
-	assert_int_equal(norm_seg("{\"type\":\"screen\",\"userId\":\"u\"}", CM_SEG_ANY), 0);
+	assert_int_equal(norm_as("{\"type\":\"screen\",\"userId\":\"u\"}", CM_SEG_ANY), 0);
 	assert_non_null(strstr(out_text, "\"event_type\":\"screen_view\""));
-	assert_int_equal(norm_seg("[1]", CM_SEG_TRACK), -1);
+	assert_int_equal(norm_as("[1]", CM_SEG_TRACK), -1);
 	assert_string_equal(err_text, "expected a JSON object, got an array");
-	assert_int_equal(norm_seg("{}", 99), -1);
+	assert_int_equal(norm_as("{}", 99), -1);
 }
 
 static void test_cloudevents(void **state)
