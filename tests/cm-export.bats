@@ -17,7 +17,13 @@ teardown_file() {
 
 setup() {
 	pg_sql "SELECT 1" >/dev/null 2>&1 || pg_start_server
-	pg_sql "TRUNCATE events, matches"
+	pg_sql "TRUNCATE events, matches, profiles, profile_traits"
+}
+
+# merge JSON: identify events merged into the profiles as cm-store merges
+# them (share/sql/003_profiles.sql).
+merge() {
+	pg_sql "SELECT cm_merge_profiles('$1')" >/dev/null
 }
 
 # store: stores the canonical lines on stdin with cm-store.
@@ -154,4 +160,50 @@ EOF
 	run bash -c "cm-export >/dev/full"
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"write error"* ]]
+}
+
+@test "cm-export --profiles: {\"user_id\",\"traits\"} per user in user_id order (bytewise), --user selects" {
+	merge '[{"user_id":"u-b","occurred_at":"2026-11-01T00:00:00Z","event_id":"i-1","traits":{"plan":"pro","country":"DE","cart":{"items":[1,2]}}},
+		{"user_id":"u-a","occurred_at":"2026-11-01T00:00:00Z","event_id":"i-2","traits":{"plan":"free"}},
+		{"user_id":"U-c","occurred_at":"2026-11-01T00:00:00Z","event_id":"i-3","traits":{"x":"t\u00e9\"q\"","n":1e3}},
+		{"user_id":"u-gone","occurred_at":"2026-11-01T00:00:00Z","event_id":"i-4","traits":{"a":1}},
+		{"user_id":"u-gone","occurred_at":"2026-11-02T00:00:00Z","event_id":"i-5","traits":{"a":null}}]'
+	run --separate-stderr cm-export --profiles --stats
+	echo "$output"
+	[ "$status" -eq 0 ]
+	diff -u - <(printf '%s\n' "$output") <<-'EOF'
+		{"user_id":"U-c","traits":{"n":1000,"x":"té\"q\""}}
+		{"user_id":"u-a","traits":{"plan":"free"}}
+		{"user_id":"u-b","traits":{"cart":{"items":[1,2]},"plan":"pro","country":"DE"}}
+		{"user_id":"u-gone","traits":{}}
+	EOF
+	[ "$stderr" = "cm-export: 4 profiles written, 0 skipped" ]
+	run cm-export --profiles --user u-b --user nobody --user U-c
+	[ "$status" -eq 0 ]
+	[ "$(printf '%s\n' "$output" | jq -r .user_id | tr '\n' ' ')" = "U-c u-b " ]
+	# what it writes is what a profiles file holds: every line a profile
+	cm-export --profiles | jq -e 'keys == ["traits","user_id"] and (.traits | type == "object")' >/dev/null
+	# a closed output ends it quietly
+	run bash -c "cm-export --profiles 2>'$T/err' | head -1 >/dev/null; echo \"status \${PIPESTATUS[0]}\""
+	[ "$output" = "status 0" ]
+	[ ! -s "$T/err" ]
+	# --profiles selects no events
+	for o in "--since 2026-11-01" "--until 2026-11-01" "--type purchase" --with-matches; do
+		# shellcheck disable=SC2086
+		run cm-export --profiles $o
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"--profiles: --since, --until, --type and --with-matches select events; only --user goes with --profiles"* ]]
+	done
+}
+
+@test "cm-export --profiles: none stored is no output; traits it cannot write are reported and skipped" {
+	run cm-export --profiles
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	deep=$(printf '{"a":%.0s' $(seq 70))1$(printf '}%.0s' $(seq 70))
+	pg_sql "INSERT INTO profiles (user_id, traits) VALUES ('u-deep', '$deep'), ('u-ok', '{\"a\": 1}')" >/dev/null
+	run --separate-stderr cm-export --profiles
+	[ "$status" -eq 1 ]
+	[ "$output" = '{"user_id":"u-ok","traits":{"a":1}}' ]
+	[[ "$stderr" == *"cm-export: profile u-deep: traits: "* ]]
 }

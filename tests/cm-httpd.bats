@@ -4,7 +4,8 @@
 # options, every route and its failures, FastAPI's error bodies, token
 # attacks crafted here with Python's hmac (never with the server's code),
 # write keys, login throttling, limits, slow and abusive clients, SIGTERM,
-# and a short fuzz of request bytes.
+# a short fuzz of request bytes, and Segment's Tracking API (/v1) with curl
+# and with Segment's own Node SDK (tests/node, npm ci there).
 
 load lib/common
 load lib/redis
@@ -796,6 +797,334 @@ PY
 	[ "$CODE" = 404 ]
 }
 
+# --- Segment's HTTP Tracking API (/v1) and profiles ---
+
+# B [KEY]: the Authorization header Segment's SDKs send for a write key.
+B() { echo "Authorization: Basic $(printf '%s:' "${1:-$WRITE_KEY}" | base64 -w0)"; }
+# message: the "message" of the last (Segment) body.
+message() { jq -r .message <<<"$BODY"; }
+# stream_events: the events in cm:events, one a line, in stream order.
+stream_events() { rcli XRANGE cm:events - + | awk 'NR % 3 == 0'; }
+# metric NAME{LABELS}: its value in /metrics now (0 when absent).
+metric() { curl -s "$HTTPD_URL/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'; }
+
+@test "cm-httpd: POST /v1/track, identify, page, screen, group and alias are Segment's calls: 200, each an event in the stream" {
+	rcli DEL cm:events >/dev/null
+	acc=$(metric 'cm_events_accepted_total{source="segment"}')
+	t='"timestamp":"2026-11-27T11:15:00+01:00","context":{"ip":"10.0.0.1","library":{"name":"curl"}}'
+	api POST /v1/track -H "$(B)" -H 'Content-Type: application/json' \
+		-d '{"userId":"u-1","event":"Order Completed","properties":{"total":12.5},"messageId":"s-1",'"$t"'}'
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$BODY" = '{"success":true}' ]
+	[ "$(header Content-Type)" = application/json ]
+	api POST /v1/identify -H "$(B)" -d '{"userId":"u-1","traits":{"plan":"pro","email":"a@example.org"},"messageId":"s-2",'"$t"'}'
+	[ "$CODE" = 200 ]
+	api POST /v1/page -H "$(B)" -d '{"userId":"u-1","name":"Home","properties":{"url":"/"},"messageId":"s-3",'"$t"'}'
+	[ "$CODE" = 200 ]
+	api POST /v1/screen -H "$(B)" -d '{"anonymousId":"a-9","name":"Cart","messageId":"s-4",'"$t"'}'
+	[ "$CODE" = 200 ]
+	api POST /v1/group -H "$(B)" -d '{"userId":"u-1","groupId":"g-1","traits":{"name":"Acme"},"messageId":"s-5",'"$t"'}'
+	[ "$CODE" = 200 ]
+	api POST /v1/alias -H "$(B)" -d '{"userId":"u-1","previousId":"a-9","messageId":"s-6",'"$t"'}'
+	[ "$CODE" = 200 ]
+	wait_log '"route":"/v1/alias","path":"/v1/alias","status":200'
+	grep '"route":"/v1/track"' "$HTTPD_LOG" | grep -q '"user":"key:shop"'
+	t='"occurred_at":"2026-11-27T10:15:00Z"'
+	diff -u - <(stream_events) <<-EOF
+		{"event_id":"s-1","event_type":"order_completed","user_id":"u-1",$t,"properties":{"total":12.5}}
+		{"event_id":"s-2","event_type":"identify","user_id":"u-1",$t,"properties":{"plan":"pro","email":"a@example.org"}}
+		{"event_id":"s-3","event_type":"page_view","user_id":"u-1",$t,"properties":{"name":"Home","url":"/"}}
+		{"event_id":"s-4","event_type":"screen_view","user_id":"a-9",$t,"properties":{"name":"Cart"}}
+		{"event_id":"s-5","event_type":"group","user_id":"u-1",$t,"properties":{"groupId":"g-1","traits":{"name":"Acme"}}}
+		{"event_id":"s-6","event_type":"alias","user_id":"u-1",$t,"properties":{"previousId":"a-9"}}
+	EOF
+	[ "$(metric 'cm_events_accepted_total{source="segment"}')" -eq $((acc + 6)) ]
+	# without messageId the id is derived as cm-ingest derives it: the
+	# same track body gets the same id there and here
+	body='{"userId":"u-2","event":"Signed Up"}'
+	api POST /v1/track -H "$(B)" -d "$body"
+	[ "$CODE" = 200 ]
+	printf '%s\n' "$body" >"$T/track.jsonl"
+	[ "$(stream_events | tail -1 | jq -r .event_id)" = "$(cm-ingest "$T/track.jsonl" | jq -r .event_id)" ]
+	# the same body as another call is another event
+	api POST /v1/page -H "$(B)" -d "$body"
+	[ "$CODE" = 200 ]
+	[ "$(stream_events | tail -2 | jq -r .event_id | sort -u | wc -l)" -eq 2 ]
+	# GET is not a route of Segment's
+	api GET /v1/track -H "$(B)"
+	[ "$CODE" = 405 ]
+	[ "$(header Allow)" = POST ]
+}
+
+@test "cm-httpd: /v1 takes a write key as the HTTP Basic user name or as writeKey in the body; anything else is 401" {
+	rcli DEL cm:events >/dev/null
+	ev='"userId":"u-1","event":"x"'
+	api POST /v1/track -H "Authorization: Basic $(printf '%s' "$WRITE_KEY" | base64 -w0)" -d "{$ev,\"messageId\":\"k-1\"}"
+	[ "$CODE" = 200 ]
+	api POST /v1/track -d "{$ev,\"messageId\":\"k-2\",\"writeKey\":\"$WRITE_KEY\"}"
+	[ "$CODE" = 200 ]
+	api POST /v1/batch -d "{\"writeKey\":\"$WRITE_KEY\",\"batch\":[{\"type\":\"track\",$ev,\"messageId\":\"k-3\"}]}"
+	[ "$CODE" = 200 ]
+	[ "$(stream_events | jq -r .event_id | tr '\n' ' ')" = "k-1 k-2 k-3 " ]
+	# no key
+	api POST /v1/track -d "{$ev}"
+	[ "$CODE" = 401 ]
+	[ "$(jq -r .success <<<"$BODY")" = false ]
+	[ "$(message)" = 'no write key: send it as the HTTP Basic user name with an empty password, or as "writeKey" in the body' ]
+	[ "$(header WWW-Authenticate)" = 'Basic realm="cm-httpd"' ]
+	api POST /v1/track -d "{$ev,\"writeKey\":42}"
+	[ "$CODE" = 401 ]
+	# an unknown key, one deleted before its first use, one not of the shape
+	for k in cmk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA "$(cm-admin key add doomed2)" not-a-key; do
+		cm-admin key del doomed2 2>/dev/null || true
+		api POST /v1/track -H "$(B "$k")" -d "{$ev}"
+		[ "$CODE" = 401 ]
+		[ "$(message)" = "invalid write key (make one with cm-admin key add)" ]
+		api POST /v1/track -d "{$ev,\"writeKey\":\"$k\"}"
+		[ "$CODE" = 401 ]
+	done
+	# a password, credentials that are not base64, a user's token, a key as Bearer
+	api POST /v1/track -H "Authorization: Basic $(printf '%s:pw' "$WRITE_KEY" | base64 -w0)" -d "{$ev}"
+	[ "$CODE" = 401 ]
+	[ "$(message)" = "Authorization: the password must be empty; the write key is the user name" ]
+	api POST /v1/track -H "Authorization: Basic ???" -d "{$ev}"
+	[ "$CODE" = 401 ]
+	[ "$(message)" = 'Authorization: the Basic credentials are not base64 of "WRITE_KEY:"' ]
+	for h in "$(U)" "$(A)" "Authorization: Bearer $WRITE_KEY"; do
+		api POST /v1/identify -H "$h" -d '{"userId":"u-1","traits":{}}'
+		[ "$CODE" = 401 ]
+		[[ "$(message)" == "Authorization: expected Basic credentials with the write key as the user name"* ]]
+	done
+	# the header wins over the body
+	api POST /v1/track -H "$(B cmk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA)" -d "{$ev,\"writeKey\":\"$WRITE_KEY\"}"
+	[ "$CODE" = 401 ]
+	[ "$(rcli XLEN cm:events)" -eq 3 ]
+	# and a write key is no user: it reads nothing
+	api GET /profiles/u-1 -H "$(B)"
+	[ "$CODE" = 401 ]
+	[ "$(detail)" = "Not authenticated" ]
+}
+
+@test "cm-httpd: a /v1 body that is not JSON, is empty, too large or not a valid call is 400 saying what is wrong, and nothing is published" {
+	rcli DEL cm:events >/dev/null
+	rej=$(metric 'cm_events_rejected_total{source="segment"}')
+	# check BODY MESSAGE [ROUTE]: a 400 with exactly that message
+	check() {
+		api POST "${3:-/v1/track}" -H "$(B)" -d "$1"
+		echo "$CODE $BODY"
+		[ "$CODE" = 400 ]
+		[ "$(jq -r .success <<<"$BODY")" = false ]
+		[ "$(message)" = "$2" ]
+	}
+	check '{"userId":' "invalid JSON: byte 11: expected a JSON value, found end of input"
+	check '' "request body is empty: expected a JSON object"
+	check '[{"userId":"u"}]' 'expected a JSON object, got an array (send several calls to /v1/batch as {"batch":[...]})'
+	check '"x"' "expected a JSON object"
+	check '{"event":"x"}' "field 'userId': missing (a Segment track call needs userId or anonymousId)"
+	check '{"userId":"u"}' "field 'event': missing (required)"
+	check '{"userId":"u","event":"Order/Done"}' \
+		"field 'event': \"Order/Done\" has '/' at byte 6, which an event_type cannot hold ([A-Za-z0-9_.:-]; Segment names are lowercased and spaces become '_')"
+	check '{"userId":"u","event":"Identify"}' \
+		"field 'event': a track call named \"Identify\" would be an identify event, which sets the user's traits; send an identify call instead"
+	check '{"userId":"u","event":"x","timestamp":"yesterday"}' "field 'timestamp': expected an RFC 3339 time, got \"yesterday\""
+	check '{"userId":"u","event":"x","properties":{"a":"\u0000"}}' "field 'properties.a': must not contain NUL (\\u0000), got \"\\u0000\""
+	check '{"userId":"u","traits":[1]}' "field 'traits': expected an object, got an array" /v1/identify
+	check '{"userId":"u","groupId":""}' "field 'groupId': expected a string of 1-128 bytes, got \"\"" /v1/group
+	check '{"userId":"u"}' "field 'previousId': missing (a Segment alias call needs previousId)" /v1/alias
+	check '{"type":"track","userId":"u","event":"x"}' "field 'type': expected \"page\" (the call sent), got \"track\"" /v1/page
+	# 32 KB a call
+	big=$(printf '{"userId":"u","event":"x","properties":{"pad":"%s"}}' "$(head -c 40000 /dev/zero | tr '\0' a)")
+	printf '%s' "$big" >"$T/big"
+	api POST /v1/track -H "$(B)" --data-binary @"$T/big"
+	[ "$CODE" = 400 ]
+	[ "$(message)" = "request body too large: a call takes at most 32768 bytes (32 KB, Segment's limit); this one is 40050 bytes" ]
+	[ "$(rcli EXISTS cm:events)" -eq 0 ]
+	[ "$(metric 'cm_events_rejected_total{source="segment"}')" -eq $((rej + 15)) ]
+	grep -qx "cm_http_requests_total{route=\"/v1/track\",method=\"POST\",status=\"400\"} [0-9]*" <(curl -s "$HTTPD_URL/metrics")
+}
+
+@test "cm-httpd: POST /v1/batch publishes all its calls or none; 500 KB, 32 KB an event, 2500 events" {
+	rcli DEL cm:events >/dev/null
+	api POST /v1/batch -H "$(B)" -d '{"batch":[
+		{"type":"track","userId":"u-1","event":"Product Viewed","messageId":"b-1","timestamp":"2026-11-27T10:15:00Z","properties":{"sku":"x"}},
+		{"type":"identify","userId":"u-1","messageId":"b-2","timestamp":"2026-11-27T10:15:01Z","traits":{"plan":"pro"}},
+		{"type":"page","anonymousId":"a-1","messageId":"b-3","timestamp":"2026-11-27T10:15:02Z","name":"Pricing"}],
+		"context":{"library":{"name":"x"}},"sentAt":"2026-11-27T10:15:03Z"}'
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$BODY" = '{"success":true}' ]
+	[ "$(stream_events | jq -c '[.event_id, .event_type, .user_id]' | tr -d '\n')" = \
+		'["b-1","product_viewed","u-1"]["b-2","identify","u-1"]["b-3","page_view","a-1"]' ]
+	# one bad call refuses the batch, naming it
+	rej=$(metric 'cm_events_rejected_total{source="segment"}')
+	check() {
+		api POST /v1/batch -H "$(B)" --data-binary "$1"
+		echo "$CODE $BODY"
+		[ "$CODE" = 400 ]
+		[ "$(message)" = "$2" ]
+	}
+	check '{"batch":[{"type":"track","userId":"u","event":"a"},{"type":"track","userId":"u","event":"b"},{"type":"track","userId":"u"}]}' \
+		"batch[2]: field 'event': missing (required)"
+	check '{"batch":[{"userId":"u","event":"a"}]}' "batch[0]: field 'type': missing (required: track, identify, page, screen, group or alias)"
+	check '{"batch":[{"type":"purchase","userId":"u"}]}' "batch[0]: field 'type': expected track, identify, page, screen, group or alias, got \"purchase\""
+	check '{"batch":[7]}' "batch[0]: expected a JSON object, got 7"
+	check '{"batch":{}}' "field 'batch': expected an array of calls"
+	check '{"calls":[]}' "field 'batch': missing (required: an array of calls)"
+	[ "$(metric 'cm_events_rejected_total{source="segment"}')" -eq $((rej + 3 + 1 + 1 + 1 + 1 + 1)) ]
+	# 32 KB an event, 500 KB a batch, 2500 events
+	pad=$(head -c 33000 /dev/zero | tr '\0' a)
+	printf '{"batch":[{"type":"track","userId":"u","event":"a"},{"type":"track","userId":"u","event":"b","properties":{"p":"%s"}}]}' "$pad" >"$T/b1"
+	api POST /v1/batch -H "$(B)" --data-binary @"$T/b1"
+	echo "$BODY"
+	[ "$CODE" = 400 ]
+	[ "$(message)" = "batch[1]: the event is 33063 bytes; an event takes at most 32768 bytes (32 KB, Segment's limit)" ]
+	jq -nc --arg p "${pad:0:30000}" '{batch: [range(18) | {type: "track", userId: "u", event: "a", properties: {p: $p}}]}' >"$T/b2"
+	api POST /v1/batch -H "$(B)" --data-binary @"$T/b2"
+	[ "$CODE" = 400 ]
+	[[ "$(message)" == "request body too large: a batch takes at most 512000 bytes (500 KB, Segment's limit); this one is "*" bytes" ]]
+	jq -nc '{batch: [range(2501) | {type: "track", userId: "u", event: "a"}]}' >"$T/b3"
+	api POST /v1/batch -H "$(B)" --data-binary @"$T/b3"
+	[ "$CODE" = 400 ]
+	[ "$(message)" = "field 'batch': 2501 events; a batch takes at most 2500 (Segment's limit)" ]
+	jq -nc '{batch: [range(2500) | {type: "track", userId: "u", event: "a", messageId: "m-\(.)"}]}' >"$T/b4"
+	api POST /v1/batch -H "$(B)" --data-binary @"$T/b4"
+	[ "$CODE" = 200 ]
+	[ "$(rcli XLEN cm:events)" -eq 2503 ]
+	api POST /v1/batch -H "$(B)" -d '{"batch":[]}'
+	[ "$CODE" = 200 ]
+	[ "$(rcli XLEN cm:events)" -eq 2503 ]
+}
+
+@test "cm-httpd: a /v1 body over --max-body is Segment's 400, not the 413 of the other routes" {
+	httpd_start --max-body 8K
+	head -c 9000 /dev/zero | tr '\0' ' ' >"$T/big"
+	api POST /v1/batch -H "$(B)" --data-binary @"$T/big"
+	[ "$CODE" = 400 ]
+	[ "$BODY" = '{"success":false,"message":"request body too large: this server takes at most 8192 bytes (cm-httpd --max-body)"}' ]
+	api POST /v1/track -H "$(B)" -H 'Transfer-Encoding: chunked' --data-binary @"$T/big"
+	[ "$CODE" = 400 ]
+	api POST /events -H "$(U)" --data-binary @"$T/big"
+	[ "$CODE" = 413 ]
+	wait_log '"route":"/v1/track","path":"/v1/track","status":400'
+	httpd_stop
+	HTTPD_URL=$MAIN_URL
+	# over the default --max-body (1M): Segment's limit is named
+	head -c 1100000 /dev/zero | tr '\0' ' ' >"$T/big"
+	api POST /v1/batch -H "$(B)" --data-binary @"$T/big"
+	[ "$CODE" = 400 ]
+	[ "$(message)" = "request body too large: a batch takes at most 512000 bytes (500 KB, Segment's limit)" ]
+}
+
+@test "cm-httpd: Redis down is 503 with Retry-After on /v1, in Segment's shape, and nothing published" {
+	rcli DEL cm:events >/dev/null
+	redis_stop
+	api POST /v1/batch -H "$(B)" -d '{"batch":[{"type":"track","userId":"u","event":"a"},{"type":"identify","userId":"u"}]}'
+	[ "$CODE" = 503 ]
+	[ "$BODY" = '{"success":false,"message":"Event queue unavailable"}' ]
+	[ "$(header Retry-After)" = 1 ]
+	redis_restart
+	sleep 0.3
+	[ "$(rcli EXISTS cm:events)" -eq 0 ]
+	api POST /v1/identify -H "$(B)" -d '{"userId":"u","traits":{"a":1}}'
+	[ "$CODE" = 200 ]
+	[ "$(rcli XLEN cm:events)" -eq 1 ]
+}
+
+@test "cm-httpd: a retried /v1 call (the same messageId) is one event once stored; identify events are stored with their traits" {
+	rcli DEL cm:events >/dev/null
+	pg_sql "DELETE FROM events WHERE event_id LIKE 'r-%'"
+	for _ in 1 2; do
+		api POST /v1/track -H "$(B)" -d '{"userId":"u-r","event":"Order Completed","messageId":"r-1","timestamp":"2026-11-27T10:15:00Z"}'
+		[ "$CODE" = 200 ]
+		api POST /v1/identify -H "$(B)" -d '{"userId":"u-r","traits":{"plan":"pro"},"messageId":"r-2","timestamp":"2026-11-27T10:15:00Z"}'
+		[ "$CODE" = 200 ]
+	done
+	[ "$(rcli XLEN cm:events)" -eq 4 ]
+	cm-consume | cm-match -c "$CM_DATABASE_URL" | cm-store --ack
+	[ "$(pg_sql "SELECT string_agg(event_id || ' ' || event_type || ' ' || properties::text, ', ' ORDER BY event_id) FROM events WHERE event_id LIKE 'r-%'")" = \
+		'r-1 order_completed {}, r-2 identify {"plan": "pro"}' ]
+	[ "$(rcli XPENDING cm:events cm-workers | head -1)" = 0 ]
+}
+
+@test "cm-httpd: GET /profiles/{user_id}: the user's traits, 404 for a user without a profile, 401 without a token" {
+	pg_sql "SELECT cm_merge_profiles('[
+		{\"user_id\":\"u-p1\",\"occurred_at\":\"2026-11-27T10:00:00Z\",\"event_id\":\"i-1\",\"traits\":{\"plan\":\"free\",\"country\":\"DE\",\"age\":40}},
+		{\"user_id\":\"u-p1\",\"occurred_at\":\"2026-11-27T11:00:00Z\",\"event_id\":\"i-2\",\"traits\":{\"plan\":\"pro\",\"age\":null,\"address\":{\"city\":\"Köln\"}}},
+		{\"user_id\":\"a/b c\",\"occurred_at\":\"2026-11-27T10:00:00Z\",\"event_id\":\"i-3\",\"traits\":{\"x\":1}}]')" >/dev/null
+	api GET /profiles/u-p1 -H "$(U)"
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c 'del(.updated_at)' <<<"$BODY")" = '{"user_id":"u-p1","traits":{"plan":"pro","address":{"city":"Köln"},"country":"DE"}}' ]
+	[[ "$(jq -r .updated_at <<<"$BODY")" =~ ^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$ ]]
+	[ "$(jq -r .traits.address.city <<<"$BODY")" = Köln ]
+	api GET '/profiles/a%2Fb%20c' -H "$(A)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c . <<<"$BODY" | jq -c 'del(.updated_at)')" = '{"user_id":"a/b c","traits":{"x":1}}' ]
+	for p in nobody a%00b "$(printf 'x%.0s' $(seq 129))" "$(printf '%%41%.0s' $(seq 100))" %ff; do
+		api GET "/profiles/$p" -H "$(U)"
+		[ "$CODE" = 404 ]
+		[ "$BODY" = '{"detail":"Not Found"}' ]
+	done
+	api GET /profiles/u-p1
+	[ "$CODE" = 401 ]
+	[ "$(detail)" = "Not authenticated" ]
+	api GET /profiles/u-p1 -H "Authorization: Bearer $WRITE_KEY"
+	[ "$CODE" = 401 ]
+	api DELETE /profiles/u-p1 -H "$(A)"
+	[ "$CODE" = 405 ]
+}
+
+@test "cm-httpd: Segment's analytics-node SDK sends tracks and identifies; each is in the stream with its messageId, and stored" {
+	sdk=$TOP/tests/node/segment-send.js
+	[ -d "$TOP/tests/node/node_modules/@segment/analytics-node" ] || {
+		echo "no @segment/analytics-node: run 'npm ci' in tests/node" >&2
+		return 1
+	}
+	rcli DEL cm:events >/dev/null
+	node "$sdk" "$HTTPD_URL" "$WRITE_KEY" 20 sdk >"$T/sent" 2>"$T/sdk.err"
+	cat "$T/sdk.err"
+	[ "$(wc -l <"$T/sent")" -eq 41 ]
+	# batched by the SDK (flushAt 7), every batch taken
+	[ "$(grep -c '^status 200$' "$T/sdk.err")" -ge 6 ]
+	[ -z "$(grep -v '^status 200$' "$T/sdk.err")" ]
+	# every message the SDK sent is in the stream once, its messageId the event_id
+	jq -r '.messageId' "$T/sent" | sort >"$T/want"
+	stream_events | jq -r .event_id | sort >"$T/got"
+	diff -u "$T/want" "$T/got"
+	[ "$(stream_events | jq -r .event_type | sort | uniq -c | awk '{print $2 ":" $1}' | tr '\n' ' ')" = \
+		"identify:20 order_completed:20 page_view:1 " ]
+	stream_events | jq -c 'select(.event_type == "identify" and .user_id == "sdk-3") | .properties' | grep -qx '{"plan":"pro","seq":3}'
+	stream_events | jq -c 'select(.event_type == "order_completed" and .user_id == "sdk-2") | .properties' | grep -qx '{"order":2,"total":21}'
+	# stored by a worker's stages: every event once, the identify events with their traits
+	pg_sql "DELETE FROM events WHERE user_id LIKE 'sdk-%'"
+	cm-consume | cm-match -c "$CM_DATABASE_URL" | cm-store --ack
+	[ "$(pg_sql "SELECT count(*) FROM events WHERE user_id LIKE 'sdk-%'")" -eq 41 ]
+	[ "$(pg_sql "SELECT properties->>'plan' FROM events WHERE event_type = 'identify' AND user_id = 'sdk-5'")" = pro ]
+	# (the profiles the identify events build are cm-store's: asserted where it builds them)
+}
+
+@test "cm-httpd: analytics-node retries while Redis is down (503 with Retry-After); every event arrives once" {
+	rcli DEL cm:events >/dev/null
+	redis_stop
+	node "$TOP/tests/node/segment-send.js" "$HTTPD_URL" "$WRITE_KEY" 3 retry >"$T/sent" 2>"$T/sdk.err" &
+	bg=$!
+	for _ in $(seq 100); do
+		grep -q '^status 503$' "$T/sdk.err" && break
+		sleep 0.05
+	done
+	grep -q '^status 503$' "$T/sdk.err"
+	redis_restart
+	wait "$bg"
+	st=$?
+	bg=
+	cat "$T/sdk.err"
+	[ "$st" -eq 0 ]
+	tail -1 "$T/sdk.err" | grep -qx 'status 200'
+	[ "$(wc -l <"$T/sent")" -eq 7 ]
+	diff -u <(jq -r .messageId "$T/sent" | sort) <(stream_events | jq -r .event_id | sort)
+}
+
 @test "cm-httpd: GET /metrics: every family, valid for promtool, counting requests, events, the stream and workers" {
 	httpd_start
 	rcli DEL cm:events cm:events:dead cm:events:workers >/dev/null
@@ -1154,7 +1483,8 @@ PY
 	wait_log '"route"'
 	secret=$(cat "$JWT_SECRET_FILE")
 	for s in "$secret" adm1n-pass b0b-pass wrong-1 wrong-2 victim-pass gone-pass "$WRITE_KEY" \
-		"$ADMIN_TOKEN" "$USER_TOKEN" "${WRITE_KEY#cmk_}" "${ADMIN_TOKEN##*.}"; do
+		"$ADMIN_TOKEN" "$USER_TOKEN" "${WRITE_KEY#cmk_}" "${ADMIN_TOKEN##*.}" \
+		"$(printf '%s:' "$WRITE_KEY" | base64 -w0)"; do
 		for f in "$MAIN_LOG" "$BATS_FILE_TMPDIR"/httpd.*.log; do
 			[ -f "$f" ] || continue
 			if grep -qF -- "$s" "$f"; then

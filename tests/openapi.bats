@@ -42,7 +42,7 @@ lint() {
 	[[ $output == *"no-invalid-media-type-examples"* ]]
 }
 
-@test "every route of CONTRACT 4 that issue 7 builds is there, and no other" {
+@test "every route of CONTRACT 4 that issues 7 and 9 build is there, and no other" {
 	jq -r '.paths | to_entries[] | .key as $p | .value | keys[]
 		| select(. != "parameters") | ascii_upcase + " " + $p' "$DOC" | sort >"$T/routes"
 	sort >"$T/want" <<-'LIST'
@@ -57,6 +57,14 @@ lint() {
 		GET /campaigns/{id}/audit
 		POST /events
 		GET /events/{event_id}
+		GET /profiles/{user_id}
+		POST /v1/track
+		POST /v1/identify
+		POST /v1/page
+		POST /v1/screen
+		POST /v1/group
+		POST /v1/alias
+		POST /v1/batch
 		GET /health
 		GET /metrics
 		GET /docs
@@ -88,6 +96,10 @@ lint() {
 	check get /campaigns/{id}/audit 200 401 404 422
 	check post /events 202 401 413 422 503
 	check get /events/{event_id} 200 401 404
+	check get /profiles/{user_id} 200 401 404
+	for p in track identify page screen group alias batch; do
+		check post "/v1/$p" 200 400 401 503
+	done
 	check get /health 200 503
 	check get /metrics 200
 	# Every operation says what another method on its path gets.
@@ -101,17 +113,22 @@ lint() {
 		'#/components/schemas/HTTPValidationError' ]
 }
 
-@test "public routes need no token; the others a user token; POST /events also a write key" {
+@test "public routes need no token; the others a user token; POST /events also a write key, /v1 only one" {
 	public=$(jq -r '[.paths | to_entries[] | .key as $p | .value | to_entries[]
 		| select(.value | type == "object" and has("security") and (.security == []))
 		| (.key | ascii_upcase) + " " + $p] | sort | join(",")' "$DOC")
 	[ "$public" = "GET /docs,GET /health,GET /metrics,GET /openapi.json,POST /auth/token" ]
-	users=$(jq '[.paths[][] | objects | select(.security and .security != [])
+	users=$(jq '[.paths | to_entries[] | select(.key | startswith("/v1/") | not) | .value[] | objects
+		| select(.security and .security != [])
 		| .security | map(keys[0]) | index("OAuth2PasswordBearer") != null and index("BearerJWT") != null] | all' "$DOC")
 	[ "$users" = true ]
 	[ "$(jq -c '[.paths["/events"].post.security[] | keys[0]]' "$DOC")" = '["OAuth2PasswordBearer","BearerJWT","WriteKey"]' ]
 	[ "$(jq -r '.components.securitySchemes.OAuth2PasswordBearer.flows.password.tokenUrl' "$DOC")" = /auth/token ]
 	[ "$(jq -r '.components.securitySchemes.BearerJWT.bearerFormat' "$DOC")" = JWT ]
+	# Segment's routes: a write key as HTTP Basic (or writeKey in the body), nothing else
+	[ "$(jq -c '[.paths | to_entries[] | select(.key | startswith("/v1/")) | .value.post.security] | unique' "$DOC")" = \
+		'[[{"SegmentWriteKey":[]}]]' ]
+	[ "$(jq -r '.components.securitySchemes.SegmentWriteKey.scheme' "$DOC")" = basic ]
 	# The login form as FastAPI's OAuth2PasswordRequestForm takes it.
 	[ "$(jq -c '.components.schemas.TokenRequest.required' "$DOC")" = '["username","password"]' ]
 	[ "$(jq -r '.paths["/auth/token"].post.requestBody.content | keys[0]' "$DOC")" = application/x-www-form-urlencoded ]
@@ -134,6 +151,15 @@ lint() {
 	[ "$(jq -c '.paths["/health"].get.responses["200"].content["application/json"].example' "$DOC")" = \
 		'{"status":"ok","checks":{"redis":"ok","postgres":"ok"}}' ]
 	[ "$(jq -r '.paths["/metrics"].get.responses["200"].content | keys[0]' "$DOC")" = text/plain ]
+	# profiles (CONTRACT 1.5) and Segment's bodies and answers
+	[ "$(jq -c '.components.schemas.Profile.required' "$DOC")" = '["user_id","traits","updated_at"]' ]
+	[ "$(jq -c '.components.responses.SegmentSuccess.content["application/json"].example' "$DOC")" = '{"success":true}' ]
+	[ "$(jq -c '.components.schemas.SegmentError.required' "$DOC")" = '["success","message"]' ]
+	[ "$(jq -c '.components.responses.SegmentUnauthorized.headers | keys' "$DOC")" = '["WWW-Authenticate"]' ]
+	[ "$(jq -c '.components.responses.SegmentUnavailable.headers | keys' "$DOC")" = '["Retry-After"]' ]
+	[ "$(jq -c '.components.schemas.SegmentBatch.properties.batch.items["$ref"]' "$DOC")" = '"#/components/schemas/SegmentCall"' ]
+	[ "$(jq -r '.paths["/v1/screen"].post.requestBody.content["application/json"].schema["$ref"]' "$DOC")" = \
+		'#/components/schemas/SegmentPage' ]
 	# The document's version is the program's.
 	# (CM_VERSION is in version.h.)
 	v=$(cat "$TOP"/src/lib/version.h | sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p')

@@ -2,7 +2,8 @@
  * canonical NDJSON, in occurred_at order, streamed with binary COPY so that
  * memory stays flat however much history there is (CONTRACT section 2).
  * `cm-export --since 2026-11-01 | cm-match -c draft.json --summary` is a
- * backtest. */
+ * backtest. With --profiles: the users' profiles (CONTRACT 1.5) instead, as
+ * the NDJSON `cm-match --profiles FILE` reads. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -35,7 +36,9 @@ static const char usage_text[] =
     "      --type TYPE       only events of this event_type (repeatable)\n"
     "      --user ID         only events of this user_id (repeatable)\n"
     "      --with-matches    add each event's stored matches as \"matches\":[...]\n"
-    "      --stats           print the number of events written on stderr\n"
+    "      --profiles        write the users' profiles instead, {\"user_id\",\"traits\"}\n"
+    "                        a line in user_id order (with --user: those users')\n"
+    "      --stats           print the number of lines written on stderr\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
@@ -55,7 +58,7 @@ struct export
 	char since_b[CM_TIME_MAX], until_b[CM_TIME_MAX];
 	int64_t since_ms, until_ms;
 	struct filter types, users;
-	int with_matches, stats;
+	int with_matches, stats, profiles;
 	int has_outcome; /* the matches table has outcome and variant (migration 004) */
 	struct cm_out out;
 	struct cm_jdoc doc;
@@ -92,7 +95,7 @@ static void filter_add(struct filter *f, const char *opt, const char *v)
 /* Parses the options; exits on --help, --version and usage errors. */
 static void parse_options(struct export *x, int argc, char **argv)
 {
-	enum { O_SINCE = 256, O_UNTIL, O_TYPE, O_USER, O_MATCHES, O_STATS };
+	enum { O_SINCE = 256, O_UNTIL, O_TYPE, O_USER, O_MATCHES, O_PROFILES, O_STATS };
 	static const struct option longopts[] = {
 	    CM_OPTION_DB,
 	    {"since", required_argument, NULL, O_SINCE},
@@ -100,6 +103,7 @@ static void parse_options(struct export *x, int argc, char **argv)
 	    {"type", required_argument, NULL, O_TYPE},
 	    {"user", required_argument, NULL, O_USER},
 	    {"with-matches", no_argument, NULL, O_MATCHES},
+	    {"profiles", no_argument, NULL, O_PROFILES},
 	    {"stats", no_argument, NULL, O_STATS},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -136,6 +140,9 @@ static void parse_options(struct export *x, int argc, char **argv)
 		case O_MATCHES:
 			x->with_matches = 1;
 			break;
+		case O_PROFILES:
+			x->profiles = 1;
+			break;
 		case O_STATS:
 			x->stats = 1;
 			break;
@@ -152,6 +159,9 @@ static void parse_options(struct export *x, int argc, char **argv)
 		cm_usage_error("unexpected argument '%s' (cm-export reads no files)", argv[optind]);
 	if (x->since && x->until && x->since_ms >= x->until_ms)
 		cm_usage_error("--since %s is not before --until %s", x->since, x->until);
+	if (x->profiles && (x->since || x->until || x->types.n || x->with_matches))
+		cm_usage_error("--profiles: --since, --until, --type and --with-matches select "
+		               "events; only --user goes with --profiles");
 }
 
 /* Appends "col IN (lit, ...)" with each value quoted by libpq. */
@@ -368,6 +378,71 @@ static int export(struct export *x, PGconn *c)
 	return status;
 }
 
+/* Writes one profile row (user_id, traits) as {"user_id","traits"}; -1 with
+ * err (CM_EXIT_REJECTED: traits this tool cannot write, skipped). */
+static int write_profile(struct export *x, const struct cm_pgcopy *r, struct cm_err *err)
+{
+	struct cm_buf *b = &x->line;
+
+	cm_buf_reset(b);
+	if (r->flen[0] < 0 || r->flen[1] < 1 || r->field[1][0] != 1)
+		return cm_errc(err, CM_EXIT_REFUSED, "unexpected row shape from PostgreSQL");
+	if (cm_json_parse(&x->doc, r->field[1] + 1, (size_t)r->flen[1] - 1, err) < 0) {
+		cm_err_prefix(err, "profile %.*s: traits: ", (int)r->flen[0], r->field[0]);
+		err->code = CM_EXIT_REJECTED;
+		return -1;
+	}
+	if (cm_buf_adds(b, "{\"user_id\":") || put_text(b, r->field[0], r->flen[0]) ||
+	    cm_buf_adds(b, ",\"traits\":") || cm_json_write(&x->doc, 0, b) || cm_buf_addc(b, '}'))
+		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
+	cm_out_write(&x->out, b->data, b->len);
+	cm_out_endrec(&x->out);
+	cm_progress_tick(&x->prog, b->len + 1);
+	x->events++;
+	return 0;
+}
+
+/* Streams the profiles (of the --user users) in user_id order, bytewise
+ * (the column's collation is "C"); returns an exit status. */
+static int export_profiles(struct export *x, PGconn *c)
+{
+	struct cm_buf q = CM_BUF_INIT;
+	struct cm_pgcopy r;
+	struct cm_err err;
+	int st, status = CM_EXIT_OK;
+
+	if (cm_buf_adds(&q, "SELECT user_id, traits FROM profiles WHERE true") ||
+	    add_in(&q, c, "user_id", &x->users) || cm_buf_adds(&q, " ORDER BY user_id")) {
+		cm_warn("out of memory");
+		cm_buf_release(&q);
+		return CM_EXIT_SYSTEM;
+	}
+	st = cm_pgcopy_start(&r, c, q.data, &err);
+	cm_buf_release(&q);
+	if (st < 0) {
+		cm_warn("%s", err.msg);
+		return err.code;
+	}
+	while (!x->out.closed && !x->out.error && (st = cm_pgcopy_next(&r, &err)) > 0) {
+		if (write_profile(x, &r, &err) == 0)
+			continue;
+		cm_warn("%s", err.msg);
+		if (err.code != CM_EXIT_REJECTED) {
+			status = err.code;
+			break;
+		}
+		x->rejected++;
+	}
+	if (st < 0) {
+		cm_warn("%s", err.msg);
+		status = err.code;
+	}
+	cm_pgcopy_release(&r);
+	if (status == CM_EXIT_OK && x->rejected)
+		status = CM_EXIT_REJECTED;
+	return status;
+}
+
 /* Options, one connection, one streamed query. */
 int main(int argc, char **argv)
 {
@@ -390,14 +465,15 @@ int main(int argc, char **argv)
 	cm_jdoc_init(&x.doc, 0);
 	cm_buf_init(&x.line, 0);
 	cm_progress_init(&x.prog);
-	status = export(&x, c);
+	status = x.profiles ? export_profiles(&x, c) : export(&x, c);
 	cm_progress_end(&x.prog);
 	if (cm_out_release(&x.out) < 0 && x.out.error) {
 		cm_warn("write error: %s", strerror(x.out.error));
 		status = CM_EXIT_SYSTEM;
 	}
 	if (x.stats)
-		cm_warn("%llu events written, %llu skipped", x.events, x.rejected);
+		cm_warn("%llu %s written, %llu skipped", x.events,
+		        x.profiles ? "profiles" : "events", x.rejected);
 	PQfinish(c);
 	cm_jdoc_release(&x.doc);
 	cm_buf_release(&x.line);

@@ -33,8 +33,9 @@ static const char usage_text[] =
     "                [--redis URL] [--stream KEY] [--threads N] [--token-ttl SECONDS]\n"
     "                [--max-body SIZE] [--max-connections N] [--max-per-ip N]\n"
     "                [--timeout SECONDS] [--worker-ttl SECONDS] [--log-level LEVEL]\n"
-    "Serve the Campaign Manager REST API: campaigns, events into the Redis stream,\n"
-    "users' tokens and write keys, health, metrics.\n"
+    "Serve the Campaign Manager REST API: campaigns, events into the Redis stream\n"
+    "(also as Segment's Tracking API, /v1), profiles, users' tokens and write keys,\n"
+    "health, metrics.\n"
     "\n"
     "  --listen ADDR:PORT      address to listen on, [::1]:PORT for IPv6\n"
     "                          (default $CM_LISTEN, else 127.0.0.1:8000)\n"
@@ -437,6 +438,7 @@ int main(int argc, char **argv)
 	ao.secret_len = secret_len;
 	ao.token_ttl_s = o.token_ttl;
 	ao.worker_ttl_s = o.worker_ttl;
+	ao.max_body = o.max_body;
 	ao.log = &logger;
 	api = cm_api_start(&ao, &err);
 	sodium_memzero(secret, sizeof(secret));
@@ -451,6 +453,7 @@ int main(int argc, char **argv)
 	ho.max_body = o.max_body;
 	ho.max_head = 16 * 1024;
 	ho.handler = cm_api_handle;
+	ho.too_big = cm_api_too_big;
 	ho.on_done = cm_api_done;
 	ho.app = api;
 	ho.log = &logger;

@@ -47,6 +47,14 @@ static const struct cm_route routes[] = {
     {"GET", "/campaigns/{id}/audit", CM_API_USER, cm_api_campaign_audit},
     {"POST", "/events", CM_API_WRITE, cm_api_events_post},
     {"GET", "/events/{event_id}", CM_API_USER, cm_api_event_get},
+    {"GET", "/profiles/{user_id}", CM_API_USER, cm_api_profile_get},
+    {"POST", "/v1/track", CM_API_SEGMENT, cm_api_segment_track},
+    {"POST", "/v1/identify", CM_API_SEGMENT, cm_api_segment_identify},
+    {"POST", "/v1/page", CM_API_SEGMENT, cm_api_segment_page},
+    {"POST", "/v1/screen", CM_API_SEGMENT, cm_api_segment_screen},
+    {"POST", "/v1/group", CM_API_SEGMENT, cm_api_segment_group},
+    {"POST", "/v1/alias", CM_API_SEGMENT, cm_api_segment_alias},
+    {"POST", "/v1/batch", CM_API_SEGMENT, cm_api_segment_batch},
     {"GET", "/health", CM_API_ANYONE, h_health},
     {"GET", "/metrics", CM_API_ANYONE, cm_api_metrics},
     {"GET", "/openapi.json", CM_API_ANYONE, cm_api_openapi},
@@ -79,6 +87,7 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 	a->stream = strdup(o->stream);
 	a->redis = *o->redis;
 	a->worker_ttl_s = o->worker_ttl_s;
+	a->max_body = o->max_body;
 	a->log = o->log;
 	if (!a->conninfo || !a->stream) {
 		cm_errf(err, "out of memory");
@@ -150,6 +159,16 @@ void cm_api_free(struct cm_api *a)
 }
 
 /* --- Replies shared by the routes. --- */
+
+void cm_api_reply_json(struct cm_http_req *r, int status, struct cm_buf *b, int bad)
+{
+	if (bad) {
+		cm_buf_release(b);
+		cm_http_detail(r, 500, "Internal Server Error");
+		return;
+	}
+	cm_http_reply(r, status, "application/json", b);
+}
 
 void cm_api_422(struct cm_http_req *r, const char *loc, const char *msg, const char *type)
 {
@@ -309,20 +328,18 @@ void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn)
 	}
 }
 
-/* Looks a write key up on a database thread, then runs the route again. */
+/* Looks a write key (c->state) up on a database thread, then runs the
+ * route again. */
 static void key_job(struct cm_worker *w, void *arg)
 {
 	struct cm_api_call *c = arg;
 	uint8_t hash[CM_APIKEY_HASH_BYTES];
-	const char *cred;
-	size_t len;
 	struct cm_err err;
 	PGconn *pg = cm_worker_db(w, &err);
 	char name[CM_APIKEY_NAME_MAX + 1];
 	int st = -1;
 
-	cm_auth_bearer(c->state, &cred, &len);
-	cm_apikey_hash(cred, len, hash);
+	cm_apikey_hash(c->state, strlen(c->state), hash);
 	if (pg)
 		st = cm_auth_key_lookup(pg, hash, name, sizeof(name), &err);
 	if (st < 0) {
@@ -336,6 +353,7 @@ static void key_job(struct cm_worker *w, void *arg)
 			snprintf(c->who, sizeof(c->who), "%s", name);
 	}
 	cm_worker_db_check(w);
+	sodium_memzero(c->state, strlen(c->state));
 	free(c->state);
 	c->state = NULL;
 	c->state_free = NULL;
@@ -353,27 +371,52 @@ static void as_key(struct cm_api_call *c, const char *name)
 	snprintf(c->r->user, sizeof(c->r->user), "key:%s", c->who);
 }
 
-/* A write key on a write route: known, refused, or looked up on a database
- * thread (1: suspended; the route runs again with the answer). */
-static int authenticate_key(struct cm_api_call *c, const char *hdr, const char *cred, size_t len)
+/* A write key that is no key: the route's 401 (Segment's body on /v1). */
+static void key_unknown(struct cm_api_call *c)
+{
+	if (c->route->flags != CM_API_SEGMENT) {
+		unauthorized(c->r, "Could not validate credentials");
+		return;
+	}
+	cm_api_segment_error(c->r, 401, "invalid write key (make one with cm-admin key add)");
+	cm_http_add_header(c->r, "WWW-Authenticate", "Basic realm=\"cm-httpd\"");
+}
+
+/* A write key that could not be looked up, or no database thread free:
+ * the route's 503. */
+static void key_unavailable(struct cm_api_call *c, const char *why)
+{
+	if (c->route->flags != CM_API_SEGMENT) {
+		cm_api_unavailable(c->r, why);
+		return;
+	}
+	cm_api_segment_error(c->r, 503, why);
+	cm_http_add_header(c->r, "Retry-After", "1");
+}
+
+int cm_api_key(struct cm_api_call *c, const char *key, size_t len)
 {
 	struct cm_http_req *r = c->r;
 	uint8_t hash[CM_APIKEY_HASH_BYTES];
 	char name[CM_APIKEY_NAME_MAX + 1];
 	int st;
 
-	cm_apikey_hash(cred, len, hash);
+	if (!cm_apikey_valid(key, len)) {
+		key_unknown(c);
+		return -1;
+	}
+	cm_apikey_hash(key, len, hash);
 	st = cm_auth_key_cached(c->api->auth, hash, cm_time_now(), name, sizeof(name));
 	if (st == 0) {
-		unauthorized(r, "Could not validate credentials");
+		key_unknown(c);
 		return -1;
 	}
 	if (st == 1) {
 		as_key(c, name);
 		return 0;
 	}
-	/* The header is copied: the database thread cannot read it. */
-	c->state = strdup(hdr);
+	/* The key is copied: the database thread cannot read the request. */
+	c->state = strndup(key, len);
 	if (!c->state) {
 		cm_http_detail(r, 500, "Internal Server Error");
 		return -1;
@@ -381,7 +424,7 @@ static int authenticate_key(struct cm_api_call *c, const char *hdr, const char *
 	c->state_free = free;
 	cm_http_suspend(r);
 	if (cm_workq_submit(c->api->db, key_job, c) < 0) {
-		cm_api_unavailable(r, "Server busy");
+		key_unavailable(c, "Server busy");
 		cm_http_resume(r);
 	}
 	return 1;
@@ -403,16 +446,19 @@ static int authenticate(struct cm_api_call *c)
 	if (c->key_state != -2) {
 		/* Back from a key lookup. */
 		if (c->key_state < 0) {
-			cm_api_unavailable(r, "Database unavailable");
+			key_unavailable(c, "Database unavailable");
 			return -1;
 		}
 		if (c->key_state == 0) {
-			unauthorized(r, "Could not validate credentials");
+			key_unknown(c);
 			return -1;
 		}
 		as_key(c, c->who);
 		return 0;
 	}
+	/* Segment's routes find the key in the header or the body. */
+	if (need == CM_API_SEGMENT)
+		return 0;
 	hdr = cm_http_header(r, "Authorization");
 	switch (cm_auth_bearer(hdr, &cred, &len)) {
 	case CM_AUTH_MISSING:
@@ -425,7 +471,7 @@ static int authenticate(struct cm_api_call *c)
 			unauthorized(r, "Could not validate credentials");
 			return -1;
 		}
-		return authenticate_key(c, hdr, cred, len);
+		return cm_api_key(c, cred, len);
 	case CM_AUTH_TOKEN:
 		break;
 	}
@@ -475,6 +521,17 @@ static void no_route(struct cm_http_req *r, const struct cm_route_match *m)
 	}
 }
 
+int cm_api_too_big(struct cm_http_req *r)
+{
+	struct cm_route_match m;
+
+	cm_route_find(routes, NROUTES, r->method, r->path, r->path_len, &m);
+	if (m.status != 0 || routes[m.index].flags != CM_API_SEGMENT)
+		return 0;
+	r->route = routes[m.index].path;
+	return cm_api_segment_too_big(r);
+}
+
 void cm_api_handle(struct cm_http_req *r)
 {
 	struct cm_api_call *c = r->data;
@@ -503,6 +560,7 @@ void cm_api_handle(struct cm_http_req *r)
 		size_t n = m.param[0].n < sizeof(c->param) ? m.param[0].n : sizeof(c->param) - 1;
 
 		c->param_len = cm_url_decode(m.param[0].p, n, c->param, 0, &c->param_nul);
+		c->param_cut = n < m.param[0].n;
 	}
 	if (authenticate(c) != 0)
 		return;

@@ -11,7 +11,8 @@
  *   health (health.h)   the checks behind GET /health
  *
  * The route table (api.c) says who may call each route: anyone, any user,
- * admins, or users and write keys (the event routes). Routes that read the
+ * admins, users and write keys (POST /events), or write keys only, sent as
+ * Segment's SDKs send them (the /v1 routes of api_segment.c). Routes that read the
  * database also check that the token's user still exists (and, for admin
  * routes, is still an admin), so a deleted or demoted user loses access at
  * once there; POST /events trusts a valid token until it expires.
@@ -23,6 +24,7 @@
 
 #include "http.h"
 #include "jwtx.h"
+#include "pubq.h"
 #include "redisx.h"
 #include "route.h"
 #include "workq.h"
@@ -31,6 +33,7 @@
 #include <stdint.h>
 
 struct cm_err;
+struct cm_jdoc;
 struct cm_log;
 
 struct cm_api_opts {
@@ -42,6 +45,7 @@ struct cm_api_opts {
 	int64_t token_ttl_s;
 	int64_t worker_ttl_s;
 	unsigned db_threads;
+	size_t max_body; /* the HTTP core's (--max-body), for messages */
 	const struct cm_log *log;
 };
 
@@ -49,6 +53,7 @@ struct cm_api {
 	char *conninfo, *stream;
 	struct cm_redis_url redis;
 	int64_t worker_ttl_s;
+	size_t max_body;
 	const struct cm_log *log;
 	struct cm_auth *auth;
 	struct cm_throttle *throttle;
@@ -63,6 +68,9 @@ struct cm_api {
 struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err);
 /* The HTTP handler (cm_http_opts.handler, with app = the api). */
 void cm_api_handle(struct cm_http_req *r);
+/* The hook for a body over --max-body (cm_http_opts.too_big): Segment's
+ * 400 on the /v1 routes, the 413 elsewhere. */
+int cm_api_too_big(struct cm_http_req *r);
 /* The completion hook (cm_http_opts.on_done). */
 void cm_api_done(void *app, const char *route, const char *method, int status, double seconds);
 /* Finishes the work handed to the threads (every suspended request gets
@@ -72,8 +80,12 @@ void cm_api_free(struct cm_api *a);
 
 /* --- For the route modules (api_campaigns.c, api_events.c). --- */
 
-/* Who may call a route. */
-enum { CM_API_ANYONE = 0, CM_API_USER, CM_API_ADMIN, CM_API_WRITE };
+/* Who may call a route: CM_API_SEGMENT routes take a write key only, in
+ * Segment's ways (HTTP Basic or the body's writeKey), and authenticate in
+ * the route with cm_api_key once they have read the body. */
+enum { CM_API_ANYONE = 0, CM_API_USER, CM_API_ADMIN, CM_API_WRITE, CM_API_SEGMENT };
+/* Where events came from, for cm_events_accepted_total{source}. */
+enum { CM_API_SRC_API = 0, CM_API_SRC_SEGMENT, CM_API_NSRC };
 /* The caller's role. */
 enum { CM_ROLE_NONE = 0, CM_ROLE_USER, CM_ROLE_ADMIN, CM_ROLE_KEY };
 
@@ -96,12 +108,21 @@ struct cm_api_call {
 	char param[256]; /* the first path parameter, decoded */
 	size_t param_len;
 	int param_nul; /* it decoded to something with a NUL byte */
+	int param_cut; /* it was too long for param: what param holds is a prefix */
 };
 
+/* Authenticates the write key key[0..len) for c: 0 when it is a known key
+ * (c->role is CM_ROLE_KEY then), 1 when the request was suspended to look
+ * it up (the handler runs again with the answer), -1 after answering 401
+ * (or 503: the database is down). */
+int cm_api_key(struct cm_api_call *c, const char *key, size_t len);
 /* Runs fn on a database thread (suspending the request), after checking
  * that the caller still exists (and is an admin where the route needs
  * it); a full queue is a 503. */
 void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn);
+/* Replies status with the JSON body b (taken), or 500 when building it
+ * failed (bad: some append returned -1). */
+void cm_api_reply_json(struct cm_http_req *r, int status, struct cm_buf *b, int bad);
 /* A 422 with one error at loc (the inside of the list, already JSON). */
 void cm_api_422(struct cm_http_req *r, const char *loc, const char *msg, const char *type);
 /* A 503 with Retry-After: 1. */
@@ -136,13 +157,60 @@ void cm_api_campaign_audit(struct cm_api_call *c);
 void cm_api_events_post(struct cm_api_call *c);
 void cm_api_event_get(struct cm_api_call *c);
 
+/* The events of one request on their way to the stream (POST /events and
+ * the /v1 routes): the canonical lines and where their ids are. Owned by
+ * the call (c->state), freed with it. */
+struct cm_api_post {
+	struct cm_pubq_job job;
+	struct cm_api_call *c;
+	int source; /* CM_API_SRC_*: the metric's label and the error bodies' shape */
+	void (*reply)(struct cm_api_post *ps); /* the answer once Redis has them */
+	struct cm_buf lines;
+	size_t n, cap;
+	size_t *off, *len, *idoff, *idlen;
+	size_t one[4]; /* the arrays of a single event, without allocating */
+};
+/* A post for c (its state); NULL when out of memory. */
+struct cm_api_post *cm_api_post_new(struct cm_api_call *c, int source,
+                                    void (*reply)(struct cm_api_post *ps));
+/* Normalises the record at token t of d (raw: its text as sent) into ps:
+ * its shape told by its keys (call -1) or as Segment call `call`
+ * (cm_event_normalize_segment); -1 with err (code CM_EXIT_SYSTEM: out of
+ * memory). */
+int cm_api_post_add(struct cm_api_post *ps, const struct cm_jdoc *d, uint32_t t, const char *raw,
+                    size_t rawlen, int call, int64_t now, struct cm_err *err);
+/* Publishes ps's events all together, suspending the request; the reply is
+ * ps->reply once Redis confirmed them (at once when there are none), or a
+ * 503 with Retry-After when Redis is down or the queue full. */
+void cm_api_post_publish(struct cm_api_post *ps);
+/* A parsed document per thread, reused from request to request (on the
+ * pool thread running the handler). */
+struct cm_jdoc *cm_api_thread_doc(void);
+
+/* Routes of api_segment.c: Segment's HTTP Tracking API. */
+void cm_api_segment_track(struct cm_api_call *c);
+void cm_api_segment_identify(struct cm_api_call *c);
+void cm_api_segment_page(struct cm_api_call *c);
+void cm_api_segment_screen(struct cm_api_call *c);
+void cm_api_segment_group(struct cm_api_call *c);
+void cm_api_segment_alias(struct cm_api_call *c);
+void cm_api_segment_batch(struct cm_api_call *c);
+/* Segment's error body {"success":false,"message":...} with status. */
+void cm_api_segment_error(struct cm_http_req *r, int status, const char *message);
+/* Answers a body over --max-body on the /v1 route r->route (returns 1). */
+int cm_api_segment_too_big(struct cm_http_req *r);
+
+/* Routes of api_profiles.c. */
+void cm_api_profile_get(struct cm_api_call *c);
+
 /* api_metrics.c: the registry, the request and event counters, and the
  * routes that serve metrics and the embedded documents. */
 int cm_api_metrics_init(struct cm_api *a, struct cm_err *err);
 void cm_api_metrics_free(struct cm_api *a);
-/* Counts n events published, or refused as invalid. */
-void cm_api_events_accepted(struct cm_api *a, uint64_t n);
-void cm_api_events_rejected(struct cm_api *a, uint64_t n);
+/* Counts n events from source (CM_API_SRC_*) published, or refused as
+ * invalid. */
+void cm_api_events_accepted(struct cm_api *a, int source, uint64_t n);
+void cm_api_events_rejected(struct cm_api *a, int source, uint64_t n);
 void cm_api_metrics(struct cm_api_call *c);
 void cm_api_openapi(struct cm_api_call *c);
 void cm_api_docs(struct cm_api_call *c);

@@ -447,12 +447,7 @@ static void list_db(struct cm_api_call *c, PGconn *pg)
 		bad |= (i ? cm_buf_addc(&b, ',') : 0) | add_campaign(&b, res, i);
 	bad |= cm_buf_addc(&b, ']');
 	PQclear(res);
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(c->r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(c->r, 200, "application/json", &b);
+	cm_api_reply_json(c->r, 200, &b, bad);
 }
 
 /* Reads ?limit= and ?offset= into l; -1 after answering 422. */
@@ -694,12 +689,7 @@ static void reply_rows(struct cm_api_call *c, PGresult *res,
 	for (i = 0; i < PQntuples(res); i++)
 		bad |= (i ? cm_buf_addc(&b, ',') : 0) | add(&b, res, i);
 	bad |= cm_buf_addc(&b, ']');
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(c->r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(c->r, 200, "application/json", &b);
+	cm_api_reply_json(c->r, 200, &b, bad);
 }
 
 /* A match row: campaign_id, event_id, user_id, event_type, occurred_at,

@@ -1,5 +1,7 @@
 /* api_events.c - POST /events (one event, a JSON array, or NDJSON) into the
- * Redis stream, and GET /events/{event_id} from PostgreSQL.
+ * Redis stream, GET /events/{event_id} from PostgreSQL, and the publishing
+ * of a request's events that POST /events and Segment's /v1 routes share
+ * (cm_api_post_*).
  *
  * Every event of a request is normalised and validated by event.h's
  * cm_event_normalize_ref, the code cm-ingest uses, before anything is
@@ -24,19 +26,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* A POST /events in flight: the canonical lines and where their ids are. */
-struct post {
-	struct cm_pubq_job job;
-	struct cm_api_call *c;
-	struct cm_buf lines;
-	size_t n, cap;
-	size_t *off, *len, *idoff, *idlen;
-	size_t one[4]; /* the arrays of a single event, without allocating */
-};
-
+/* Frees a post and what it holds. */
 static void post_free(void *p)
 {
-	struct post *ps = p;
+	struct cm_api_post *ps = p;
 
 	cm_buf_release(&ps->lines);
 	if (ps->off != &ps->one[0]) {
@@ -49,7 +42,7 @@ static void post_free(void *p)
 }
 
 /* Makes room for one more event. */
-static int post_grow(struct post *ps)
+static int post_grow(struct cm_api_post *ps)
 {
 	size_t cap, i, *a[4];
 
@@ -79,6 +72,51 @@ static int post_grow(struct post *ps)
 	ps->idoff = a[2];
 	ps->idlen = a[3];
 	ps->cap = cap;
+	return 0;
+}
+
+struct cm_api_post *cm_api_post_new(struct cm_api_call *c, int source,
+                                    void (*reply)(struct cm_api_post *ps))
+{
+	struct cm_api_post *ps = calloc(1, sizeof(*ps));
+
+	if (!ps)
+		return NULL;
+	c->state = ps;
+	c->state_free = post_free;
+	ps->c = c;
+	ps->source = source;
+	ps->reply = reply;
+	ps->cap = 1;
+	ps->off = &ps->one[0];
+	ps->len = &ps->one[1];
+	ps->idoff = &ps->one[2];
+	ps->idlen = &ps->one[3];
+	cm_buf_init(&ps->lines, 0);
+	return ps;
+}
+
+int cm_api_post_add(struct cm_api_post *ps, const struct cm_jdoc *d, uint32_t t, const char *raw,
+                    size_t rawlen, int call, int64_t now, struct cm_err *err)
+{
+	struct cm_event_ref ref;
+	size_t start = ps->lines.len;
+	int rc;
+
+	if (post_grow(ps) < 0)
+		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
+	if (call < 0)
+		rc = cm_event_normalize_ref(d, t, raw, rawlen, now, &ps->lines, &ref, err);
+	else
+		rc =
+		    cm_event_normalize_segment(d, t, call, raw, rawlen, now, &ps->lines, &ref, err);
+	if (rc < 0)
+		return -1;
+	ps->off[ps->n] = start;
+	ps->len[ps->n] = ps->lines.len - start;
+	ps->idoff[ps->n] = ref.id_off;
+	ps->idlen[ps->n] = ref.id_len;
+	ps->n++;
 	return 0;
 }
 
@@ -116,43 +154,35 @@ static void reject(struct cm_http_req *r, long idx, const char *msg, const char 
 }
 
 /* Normalises the event at token t of d (raw: its text as sent) into ps. */
-static int add_event(struct cm_http_req *r, struct post *ps, const struct cm_jdoc *d, uint32_t t,
-                     const char *raw, size_t rawlen, long idx, int64_t now)
+static int add_event(struct cm_http_req *r, struct cm_api_post *ps, const struct cm_jdoc *d,
+                     uint32_t t, const char *raw, size_t rawlen, long idx, int64_t now)
 {
-	struct cm_event_ref ref;
 	struct cm_err err;
-	size_t start = ps->lines.len;
 
 	if (d->tok[t].type != CM_JOBJ) {
 		reject(r, idx, "value is not a valid dict", "type_error.dict");
 		return -1;
 	}
-	if (post_grow(ps) < 0) {
-		cm_http_detail(r, 500, "Internal Server Error");
+	if (cm_api_post_add(ps, d, t, raw, rawlen, -1, now, &err) < 0) {
+		if (err.code == CM_EXIT_SYSTEM)
+			cm_http_detail(r, 500, "Internal Server Error");
+		else
+			reject(r, idx, err.msg, NULL);
 		return -1;
 	}
-	if (cm_event_normalize_ref(d, t, raw, rawlen, now, &ps->lines, &ref, &err) < 0) {
-		reject(r, idx, err.msg, NULL);
-		return -1;
-	}
-	ps->off[ps->n] = start;
-	ps->len[ps->n] = ps->lines.len - start;
-	ps->idoff[ps->n] = ref.id_off;
-	ps->idlen[ps->n] = ref.id_len;
-	ps->n++;
 	return 0;
 }
 
 /* A parsed document per thread, reused from request to request. */
-static struct cm_jdoc *thread_doc(void)
+struct cm_jdoc *cm_api_thread_doc(void)
 {
 	return cm_jdoc_thread(CM_API_DOC_BODY, 64);
 }
 
 /* A JSON body: one event or an array of them. */
-static int read_json(struct cm_http_req *r, struct post *ps, int64_t now)
+static int read_json(struct cm_http_req *r, struct cm_api_post *ps, int64_t now)
 {
-	struct cm_jdoc *d = thread_doc();
+	struct cm_jdoc *d = cm_api_thread_doc();
 	struct cm_err err;
 	char loc[48];
 	uint32_t t, i;
@@ -181,9 +211,9 @@ static int read_json(struct cm_http_req *r, struct post *ps, int64_t now)
 
 /* An NDJSON body: one event a line, blank lines skipped (CRLF accepted);
  * the index in errors counts the events. */
-static int read_ndjson(struct cm_http_req *r, struct post *ps, int64_t now)
+static int read_ndjson(struct cm_http_req *r, struct cm_api_post *ps, int64_t now)
 {
-	struct cm_jdoc *d = thread_doc();
+	struct cm_jdoc *d = cm_api_thread_doc();
 	const char *p = r->body.data, *end = p + r->body.len, *nl;
 	struct cm_err err;
 	char loc[64];
@@ -218,8 +248,9 @@ static int read_ndjson(struct cm_http_req *r, struct post *ps, int64_t now)
 }
 
 /* The 202: how many, and their ids in order. */
-static void accepted(struct cm_http_req *r, const struct post *ps)
+static void accepted(struct cm_api_post *ps)
 {
+	struct cm_http_req *r = ps->c->r;
 	struct cm_buf b = CM_BUF_INIT;
 	size_t i;
 	int bad;
@@ -229,21 +260,26 @@ static void accepted(struct cm_http_req *r, const struct post *ps)
 		bad |= (i ? cm_buf_addc(&b, ',') : 0) |
 		       cm_buf_add(&b, ps->lines.data + ps->idoff[i], ps->idlen[i]);
 	bad |= cm_buf_adds(&b, "]}");
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(r, 202, "application/json", &b);
+	cm_api_reply_json(r, 202, &b, bad);
 }
 
 /* When the publisher gave up on a request: logged at most every 10 s. */
 static atomic_llong last_failure_log;
 
+/* A 503 in the route's shape: the queue is down or full. */
+static void unavailable(struct cm_api_post *ps, const char *why)
+{
+	if (ps->source == CM_API_SRC_SEGMENT)
+		cm_api_segment_error(ps->c->r, 503, why);
+	else
+		cm_http_detail(ps->c->r, 503, why);
+	cm_http_add_header(ps->c->r, "Retry-After", "1");
+}
+
 /* The publisher's answer, on its thread. */
 static void published(struct cm_pubq_job *job)
 {
-	struct post *ps = job->arg;
+	struct cm_api_post *ps = job->arg;
 	struct cm_api_call *c = ps->c;
 	long long now = (long long)cm_time_now(), last = atomic_load(&last_failure_log);
 
@@ -252,19 +288,41 @@ static void published(struct cm_pubq_job *job)
 		    atomic_compare_exchange_strong(&last_failure_log, &last, now))
 			cm_logkv(c->api->log, CM_LOG_WARNING, "events not published", "error",
 			         job->error, CM_LOG_END);
-		cm_api_unavailable(c->r, "Event queue unavailable");
+		unavailable(ps, "Event queue unavailable");
 	} else {
-		cm_api_events_accepted(c->api, ps->n);
-		accepted(c->r, ps);
+		cm_api_events_accepted(c->api, ps->source, ps->n);
+		ps->reply(ps);
 	}
 	cm_http_resume(c->r);
+}
+
+void cm_api_post_publish(struct cm_api_post *ps)
+{
+	struct cm_http_req *r = ps->c->r;
+
+	if (ps->n == 0) {
+		ps->reply(ps);
+		return;
+	}
+	ps->job.text = ps->lines.data;
+	ps->job.off = ps->off;
+	ps->job.len = ps->len;
+	ps->job.n = ps->n;
+	ps->job.atomic = 1;
+	ps->job.done = published;
+	ps->job.arg = ps;
+	cm_http_suspend(r);
+	if (cm_pubq_submit(ps->c->api->pub, &ps->job) < 0) {
+		unavailable(ps, "Event queue full");
+		cm_http_resume(r);
+	}
 }
 
 /* How many events a refused body held, for cm_events_rejected_total: the
  * elements of an array, the non-blank lines of NDJSON, else one. */
 static uint64_t events_in(const struct cm_http_req *r, int ndjson)
 {
-	struct cm_jdoc *d = thread_doc();
+	struct cm_jdoc *d = cm_api_thread_doc();
 	const char *p = r->body.data, *end = p + r->body.len, *nl;
 	uint64_t n = 0;
 	size_t i;
@@ -300,7 +358,7 @@ static int is_ndjson(const char *ctype)
 void cm_api_events_post(struct cm_api_call *c)
 {
 	struct cm_http_req *r = c->r;
-	struct post *ps = calloc(1, sizeof(*ps));
+	struct cm_api_post *ps = cm_api_post_new(c, CM_API_SRC_API, accepted);
 	int64_t now = cm_time_now();
 	int rc, nd;
 
@@ -308,43 +366,19 @@ void cm_api_events_post(struct cm_api_call *c)
 		cm_http_detail(r, 500, "Internal Server Error");
 		return;
 	}
-	c->state = ps;
-	c->state_free = post_free;
-	ps->c = c;
-	ps->cap = 1;
-	ps->off = &ps->one[0];
-	ps->len = &ps->one[1];
-	ps->idoff = &ps->one[2];
-	ps->idlen = &ps->one[3];
-	cm_buf_init(&ps->lines, 0);
 	if (r->body.len == 0) {
 		cm_api_422(r, "\"body\"", "field required", "value_error.missing");
-		cm_api_events_rejected(c->api, 1);
+		cm_api_events_rejected(c->api, CM_API_SRC_API, 1);
 		return;
 	}
 	nd = is_ndjson(cm_http_header(r, "Content-Type"));
 	rc = nd ? read_ndjson(r, ps, now) : read_json(r, ps, now);
 	if (rc < 0) {
 		if (r->status == 422)
-			cm_api_events_rejected(c->api, events_in(r, nd));
+			cm_api_events_rejected(c->api, CM_API_SRC_API, events_in(r, nd));
 		return;
 	}
-	if (ps->n == 0) {
-		accepted(r, ps);
-		return;
-	}
-	ps->job.text = ps->lines.data;
-	ps->job.off = ps->off;
-	ps->job.len = ps->len;
-	ps->job.n = ps->n;
-	ps->job.atomic = 1;
-	ps->job.done = published;
-	ps->job.arg = ps;
-	cm_http_suspend(r);
-	if (cm_pubq_submit(c->api->pub, &ps->job) < 0) {
-		cm_api_unavailable(r, "Event queue full");
-		cm_http_resume(r);
-	}
+	cm_api_post_publish(ps);
 }
 
 /* --- GET /events/{event_id} --- */
@@ -406,19 +440,14 @@ static void event_db(struct cm_api_call *c, PGconn *pg)
 	bad |= cm_buf_adds(&b, "]}");
 	PQclear(ev);
 	PQclear(m);
-	if (bad) {
-		cm_buf_release(&b);
-		cm_http_detail(c->r, 500, "Internal Server Error");
-		return;
-	}
-	cm_http_reply(c->r, 200, "application/json", &b);
+	cm_api_reply_json(c->r, 200, &b, bad);
 }
 
 void cm_api_event_get(struct cm_api_call *c)
 {
 	/* An id no event can have is not looked up (PostgreSQL would refuse
 	 * bytes that are not UTF-8). */
-	if (c->param_nul || c->param_len == 0 || c->param_len > CM_EVENT_ID_MAX ||
+	if (c->param_nul || c->param_cut || c->param_len == 0 || c->param_len > CM_EVENT_ID_MAX ||
 	    cm_utf8_valid_prefix(c->param, c->param_len) != c->param_len) {
 		cm_http_detail(c->r, 404, "Event not found");
 		return;

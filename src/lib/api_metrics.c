@@ -28,7 +28,7 @@ static const double duration_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
 struct cm_api_metrics {
 	struct cm_prom *prom;
 	struct cm_prom_family *requests, *durations;
-	struct cm_prom_series *accepted, *rejected;
+	struct cm_prom_series *accepted[CM_API_NSRC], *rejected[CM_API_NSRC];
 	pthread_mutex_t scrape; /* one scrape at a time */
 	redisContext *redis;    /* the scraping thread's, during a scrape */
 	struct cm_api *api;
@@ -151,7 +151,7 @@ int cm_api_metrics_init(struct cm_api *a, struct cm_err *err)
 	static const char *const l_route[] = {"route", NULL};
 	static const char *const l_source[] = {"source", NULL};
 	static const char *const l_version[] = {"version", NULL};
-	static const char *const api[] = {"api"};
+	static const char *const src[CM_API_NSRC][1] = {{"api"}, {"segment"}};
 	static const char *const version[] = {CM_VERSION};
 	struct cm_api_metrics *m = calloc(1, sizeof(*m));
 	struct cm_prom_family *acc, *rej, *build;
@@ -183,8 +183,10 @@ int cm_api_metrics_init(struct cm_api *a, struct cm_err *err)
 		               "1, labelled with the running version.", l_version, &bad, err);
 	if (bad)
 		return -1;
-	m->accepted = cm_prom_series(acc, api);
-	m->rejected = cm_prom_series(rej, api);
+	for (int i = 0; i < CM_API_NSRC; i++) {
+		m->accepted[i] = cm_prom_series(acc, src[i]);
+		m->rejected[i] = cm_prom_series(rej, src[i]);
+	}
 	cm_prom_set(cm_prom_series(build, version), 1);
 	if (cm_prom_collector(m->prom, collect_stream, m, err) < 0 ||
 	    cm_prom_collector(m->prom, collect_workers, m, err) < 0)
@@ -232,14 +234,14 @@ void cm_api_done(void *app, const char *route, const char *method, int status, d
 	cm_prom_observe(cm_prom_series(a->metrics->durations, rt), seconds);
 }
 
-void cm_api_events_accepted(struct cm_api *a, uint64_t n)
+void cm_api_events_accepted(struct cm_api *a, int source, uint64_t n)
 {
-	cm_prom_add(a->metrics->accepted, n);
+	cm_prom_add(a->metrics->accepted[source], n);
 }
 
-void cm_api_events_rejected(struct cm_api *a, uint64_t n)
+void cm_api_events_rejected(struct cm_api *a, int source, uint64_t n)
 {
-	cm_prom_add(a->metrics->rejected, n);
+	cm_prom_add(a->metrics->rejected[source], n);
 }
 
 /* The scrape, on a database thread: the registry, the stream and the

@@ -39,6 +39,11 @@ enum key {
 	K_OUTCOME,
 	K_VARIANT,
 	K_LIMIT,
+	K_TRAITS,
+	K_NAME,
+	K_CATEGORY,
+	K_GROUP_ID,
+	K_PREVIOUS_ID,
 	K_NKEYS,
 	K_META = K_NKEYS, /* "_"-prefixed */
 	K_OTHER,
@@ -48,6 +53,7 @@ static const char *const key_name[K_NKEYS] = {
     "event_id",  "event_type", "user_id",     "occurred_at", "properties",  "type",    "event",
     "messageId", "userId",     "anonymousId", "timestamp",   "specversion", "id",      "subject",
     "time",      "data",       "matches",     "campaign_id", "outcome",     "variant", "limit",
+    "traits",    "name",       "category",    "groupId",     "previousId",
 };
 
 /* The value token of each known key (valid where its bit of seen is set),
@@ -84,7 +90,10 @@ static inline int first_key(uint32_t bits)
 struct src {
 	uint32_t id, type, user, time, props;
 	const char *n_id, *n_type, *n_user, *n_time, *n_props;
-	int segment;
+	int call;    /* a Segment call (CM_SEG_*), or 0 */
+	int implied; /* the call is the caller's: the record has no type */
+	uint32_t traits, name, category, group; /* Segment's other parts, for some calls */
+	uint32_t previous;
 };
 
 /* Maps a decoded key to its enum with a switch on the length, because this
@@ -103,6 +112,8 @@ static inline __attribute__((always_inline)) int classify(const char *s, size_t 
 			return K_TIME;
 		if (!memcmp(s, "data", 4))
 			return K_DATA;
+		if (!memcmp(s, "name", 4))
+			return K_NAME;
 		break;
 	case 5:
 		if (!memcmp(s, "event", 5))
@@ -113,6 +124,8 @@ static inline __attribute__((always_inline)) int classify(const char *s, size_t 
 	case 6:
 		if (!memcmp(s, "userId", 6))
 			return K_SEG_USER_ID;
+		if (!memcmp(s, "traits", 6))
+			return K_TRAITS;
 		break;
 	case 7:
 		if (!memcmp(s, "user_id", 7))
@@ -125,10 +138,14 @@ static inline __attribute__((always_inline)) int classify(const char *s, size_t 
 			return K_OUTCOME;
 		if (!memcmp(s, "variant", 7))
 			return K_VARIANT;
+		if (!memcmp(s, "groupId", 7))
+			return K_GROUP_ID;
 		break;
 	case 8:
 		if (!memcmp(s, "event_id", 8))
 			return K_EVENT_ID;
+		if (!memcmp(s, "category", 8))
+			return K_CATEGORY;
 		break;
 	case 9:
 		if (!memcmp(s, "messageId", 9))
@@ -141,6 +158,8 @@ static inline __attribute__((always_inline)) int classify(const char *s, size_t 
 			return K_EVENT_TYPE;
 		if (!memcmp(s, "properties", 10))
 			return K_PROPERTIES;
+		if (!memcmp(s, "previousId", 10))
+			return K_PREVIOUS_ID;
 		break;
 	case 11:
 		if (!memcmp(s, "occurred_at", 11))
@@ -482,14 +501,19 @@ static void sodium_start(void)
 		return;
 }
 
-/* Hashes the record as read, so that the same record always gets the same id. */
-void cm_event_derive_id(const void *raw, size_t len, char out[CM_EVENT_DERIVED_LEN + 1])
+/* Writes the derived id of prefix (hashed first) and raw into out. */
+static void derive_id(const char *prefix, const void *raw, size_t len,
+                      char out[CM_EVENT_DERIVED_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
+	crypto_generichash_state st;
 	unsigned char h[16];
 
 	pthread_once(&sodium_once, sodium_start);
-	crypto_generichash(h, sizeof(h), raw, len, NULL, 0);
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)prefix, strlen(prefix));
+	crypto_generichash_update(&st, raw, len);
+	crypto_generichash_final(&st, h, sizeof(h));
 	memcpy(out, "ev-", 3);
 	for (int i = 0; i < 16; i++) {
 		out[3 + 2 * i] = hex[h[i] >> 4];
@@ -498,13 +522,21 @@ void cm_event_derive_id(const void *raw, size_t len, char out[CM_EVENT_DERIVED_L
 	out[CM_EVENT_DERIVED_LEN] = 0;
 }
 
-/* Appends the derived id of raw as a JSON string. */
-static int put_derived_id(struct cm_buf *o, const char *raw, size_t rawlen)
+/* Hashes the record as read, so that the same record always gets the same id. */
+void cm_event_derive_id(const void *raw, size_t len, char out[CM_EVENT_DERIVED_LEN + 1])
+{
+	derive_id("", raw, len, out);
+}
+
+/* Appends the derived id of raw as a JSON string; prefix is hashed before
+ * raw, for a record whose meaning also depends on where it was sent (a
+ * Segment call's body without its type), "" otherwise. */
+static int put_derived_id(struct cm_buf *o, const char *prefix, const char *raw, size_t rawlen)
 {
 	char id[CM_EVENT_DERIVED_LEN + 3];
 
 	id[0] = '"';
-	cm_event_derive_id(raw, rawlen, id + 1);
+	derive_id(prefix, raw, rawlen, id + 1);
 	id[CM_EVENT_DERIVED_LEN + 1] = '"';
 	return cm_buf_put(o, id, CM_EVENT_DERIVED_LEN + 2);
 }
@@ -713,21 +745,13 @@ static int check_ident(const char *name, const char *s, size_t n, size_t max,
 	               d ? got(d, t, b, sizeof(b)) : cm_event_snippet(s, n, 1, b, sizeof(b)));
 }
 
-/* The message for an event_type that breaks the charset or length rule;
- * Segment names such as "Order Completed" get a hint, since they are the
- * usual case. */
-static int type_error(const char *name, size_t n, const char *gotv, int segment, struct cm_err *err)
+/* The message for an event_type that breaks the charset or length rule. */
+static int type_error(const char *name, size_t n, const char *gotv, struct cm_err *err)
 {
 	char sz[32] = "";
 
 	if (n > CM_EVENT_TYPE_MAX)
 		snprintf(sz, sizeof(sz), " (%zu bytes)", n);
-	if (segment)
-		return cm_errf(
-		    err,
-		    "field '%s': expected 1-%d bytes of [A-Za-z0-9_.:-] for event_type, got "
-		    "%s%s; rename it, e.g. cm-ingest --jq '.event |= gsub(\" \"; \"_\")'",
-		    name, CM_EVENT_TYPE_MAX, gotv, sz);
 	return cm_errf(err, "field '%s': expected 1-%d bytes of [A-Za-z0-9_.:-], got %s%s", name,
 	               CM_EVENT_TYPE_MAX, gotv, sz);
 }
@@ -782,7 +806,7 @@ static int check_ident_tok(const struct cm_jdoc *d, uint32_t t, const char *name
 /* Checks event_type at token t: 1-64 bytes of [A-Za-z0-9_.:-] once decoded
  * (which leaves no room for a NUL or a surrogate); *s and *n get the decoded
  * text, in scratch when it was escaped. */
-static int check_type_tok(const struct cm_jdoc *d, uint32_t t, const char *name, int segment,
+static int check_type_tok(const struct cm_jdoc *d, uint32_t t, const char *name,
                           struct cm_buf *scratch, const char **s, size_t *n, struct cm_err *err)
 {
 	char b[64];
@@ -793,7 +817,7 @@ static int check_type_tok(const struct cm_jdoc *d, uint32_t t, const char *name,
 	if (!(*s = str_of(d, t, scratch, n, err)))
 		return -1;
 	if (!cm_event_type_ok(*s, *n))
-		return type_error(name, *n, got(d, t, b, sizeof(b)), segment, err);
+		return type_error(name, *n, got(d, t, b, sizeof(b)), err);
 	return 0;
 }
 
@@ -1066,13 +1090,63 @@ static int64_t now_of(int64_t now_ms)
 	return now_ms == CM_EVENT_NOW ? cm_time_now() : now_ms;
 }
 
-/* Works out the record's shape from the keys it has and where each
- * canonical part comes from. */
-static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src *m,
+/* pick_shape's want for a record whose keys tell its shape. */
+#define CM_SEG_AUTO (-1)
+
+/* Segment's call types (CM_SEG_*), and the event_type each becomes (a track
+ * call's is its event name, mapped). */
+static const char *const seg_name[] = {
+    NULL, "track", "identify", "page", "screen", "group", "alias",
+};
+static const char *const seg_type[] = {
+    NULL, NULL, "identify", "page_view", "screen_view", "group", "alias",
+};
+
+/* The Segment call type string token t names, or 0. */
+static int seg_call_of(const struct cm_jdoc *d, uint32_t t)
+{
+	if (t == CM_JNONE || d->tok[t].type != CM_JSTR)
+		return 0;
+	for (int c = CM_SEG_TRACK; c <= CM_SEG_ALIAS; c++)
+		if (cm_json_str_eq(d, t, seg_name[c], strlen(seg_name[c])))
+			return c;
+	return 0;
+}
+
+/* Fills m for Segment call c: messageId, userId (else anonymousId),
+ * timestamp, and the parts the call has. */
+static void seg_shape(const uint32_t *v, int c, const struct cm_jdoc *d, struct src *m)
+{
+	m->call = c;
+	m->id = v[K_MESSAGE_ID];
+	m->type = v[K_EVENT];
+	m->user = v[K_SEG_USER_ID];
+	m->n_user = "userId";
+	if (!present(d, m->user) && present(d, v[K_ANONYMOUS_ID])) {
+		m->user = v[K_ANONYMOUS_ID];
+		m->n_user = "anonymousId";
+	}
+	m->time = v[K_TIMESTAMP];
+	m->props = v[K_PROPERTIES];
+	m->traits = v[K_TRAITS];
+	m->name = v[K_NAME];
+	m->category = v[K_CATEGORY];
+	m->group = v[K_GROUP_ID];
+	m->previous = v[K_PREVIOUS_ID];
+	m->n_id = "messageId";
+	m->n_type = "event";
+	m->n_time = "timestamp";
+	m->n_props = "properties";
+}
+
+/* Works out the record's shape from the keys it has (want CM_SEG_AUTO), or
+ * takes it as the Segment call want (CM_SEG_ANY: the one its "type" names),
+ * and where each canonical part comes from. */
+static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, int want, struct src *m,
                       struct cm_err *err)
 {
 	uint32_t v[K_NKEYS], ty;
-	int seg_ids, ty_str;
+	int seg_ids, call;
 	char b[64];
 
 	for (int i = 0; i < K_NKEYS; i++)
@@ -1080,8 +1154,24 @@ static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src
 	ty = v[K_TYPE];
 	seg_ids = v[K_MESSAGE_ID] != CM_JNONE || v[K_SEG_USER_ID] != CM_JNONE ||
 	          v[K_ANONYMOUS_ID] != CM_JNONE;
-	ty_str = ty != CM_JNONE && d->tok[ty].type == CM_JSTR;
+	call = seg_call_of(d, ty);
 	memset(m, 0, sizeof(*m));
+	if (want != CM_SEG_AUTO) {
+		if (want == CM_SEG_ANY && !present(d, ty))
+			return cm_errf(err, "field 'type': missing (required: track, identify, "
+			                    "page, screen, group or alias)");
+		if (present(d, ty) && !call)
+			return cm_errf(err,
+			               "field 'type': expected track, identify, page, screen, "
+			               "group or alias, got %s",
+			               got(d, ty, b, sizeof(b)));
+		if (want != CM_SEG_ANY && present(d, ty) && call != want)
+			return cm_errf(err, "field 'type': expected \"%s\" (the call sent), got %s",
+			               seg_name[want], got(d, ty, b, sizeof(b)));
+		seg_shape(v, want == CM_SEG_ANY ? call : want, d, m);
+		m->implied = !present(d, ty);
+		return 0;
+	}
 	if (v[K_SPECVERSION] != CM_JNONE) {
 		uint32_t sv = v[K_SPECVERSION];
 
@@ -1100,29 +1190,18 @@ static int pick_shape(const struct cm_jdoc *d, const struct scan *sc, struct src
 		m->n_props = "data";
 		return 0;
 	}
-	if ((ty_str && cm_json_str_eq(d, ty, "track", 5)) ||
-	    (v[K_EVENT_TYPE] == CM_JNONE && v[K_EVENT] != CM_JNONE && seg_ids)) {
-		m->segment = 1;
-		m->id = v[K_MESSAGE_ID];
-		m->type = v[K_EVENT];
-		m->user = v[K_SEG_USER_ID];
-		m->n_user = "userId";
-		if (!present(d, m->user) && present(d, v[K_ANONYMOUS_ID])) {
-			m->user = v[K_ANONYMOUS_ID];
-			m->n_user = "anonymousId";
-		}
-		m->time = v[K_TIMESTAMP];
-		m->props = v[K_PROPERTIES];
-		m->n_id = "messageId";
-		m->n_type = "event";
-		m->n_time = "timestamp";
-		m->n_props = "properties";
+	if (call) {
+		seg_shape(v, call, d, m);
 		return 0;
 	}
-	if (v[K_EVENT_TYPE] == CM_JNONE && ty_str && seg_ids)
+	if (v[K_EVENT_TYPE] == CM_JNONE && v[K_EVENT] != CM_JNONE && seg_ids && !present(d, ty)) {
+		seg_shape(v, CM_SEG_TRACK, d, m);
+		return 0;
+	}
+	if (v[K_EVENT_TYPE] == CM_JNONE && present(d, ty) && seg_ids)
 		return cm_errf(err,
-		               "field 'type': a Segment %s call is not an event; only \"track\" "
-		               "calls are accepted",
+		               "field 'type': expected a Segment call (track, identify, page, "
+		               "screen, group or alias), got %s",
 		               got(d, ty, b, sizeof(b)));
 	if (sc->unknown != CM_JNONE || v[K_MATCHES] != CM_JNONE) {
 		uint32_t k = sc->unknown;
@@ -1195,12 +1274,189 @@ static int put_meta(struct cm_buf *o, const struct cm_jdoc *d, uint32_t root)
 	return 0;
 }
 
+/* Describes byte i of s[0..n) for a message: a printable ASCII character in
+ * quotes, a control character by its code point, another character as
+ * itself, or a byte that starts no valid UTF-8 sequence by its value. */
+static const char *char_at(const char *s, size_t n, size_t i, char *b, size_t bn)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t l;
+
+	if (u[i] >= 0x21 && u[i] < 0x7F)
+		snprintf(b, bn, "'%c'", u[i]);
+	else if (u[i] < 0x80)
+		snprintf(b, bn, "U+%04X", u[i]);
+	else if ((l = utf8_seq(u + i, n - i)) != 0)
+		snprintf(b, bn, "'%.*s'", (int)l, s + i);
+	else
+		snprintf(b, bn, "byte 0x%02X", u[i]);
+	return b;
+}
+
+/* Maps a Segment track call's event name (token t) to its event_type the
+ * way Segment's warehouses name event tables: ASCII letters lowercased and
+ * each space '_' ("Order Completed" -> "order_completed"); out (64 bytes)
+ * gets the result, which must be a valid event_type and not "identify"
+ * (an identify event sets traits: CONTRACT 1.5). */
+static int seg_track_type(const struct cm_jdoc *d, uint32_t t, struct cm_buf *scratch, char *out,
+                          size_t *outn, struct cm_err *err)
+{
+	static const char rule[] = "which an event_type cannot hold ([A-Za-z0-9_.:-]; Segment "
+	                           "names are lowercased and spaces become '_')";
+	const char *s;
+	size_t n, i;
+	char b[64], c[24];
+
+	if (!present(d, t))
+		return cm_errf(err, "field 'event': missing (required)");
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field 'event': expected a string, got %s",
+		               got(d, t, b, sizeof(b)));
+	if (!(s = str_of(d, t, scratch, &n, err)))
+		return -1;
+	if (n < 1 || n > CM_EVENT_TYPE_MAX)
+		return cm_errf(err, "field 'event': expected a name of 1-%d bytes, got %s%s",
+		               CM_EVENT_TYPE_MAX, got(d, t, b, sizeof(b)), n ? " (too long)" : "");
+	for (i = 0; i < n; i++)
+		out[i] = s[i] == ' ' ? '_' : s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i];
+	if (!cm_event_type_ok(out, n)) {
+		for (i = 0; i < n && cm_event_type_ok(out + i, 1); i++)
+			;
+		return cm_errf(err, "field 'event': %s has %s at byte %zu, %s",
+		               got(d, t, b, sizeof(b)), char_at(s, n, i, c, sizeof(c)), i + 1,
+		               rule);
+	}
+	if (n == 8 && !memcmp(out, "identify", 8))
+		return cm_errf(err,
+		               "field 'event': a track call named %s would be an identify event, "
+		               "which sets the user's traits; send an identify call instead",
+		               got(d, t, b, sizeof(b)));
+	*outn = n;
+	return 0;
+}
+
+/* Appends an object: the extra members keys[i]: vals[i] (those present),
+ * then the members of obj (CM_JNONE: none) whose names no extra member
+ * took, so that a page call's top-level name wins over properties.name. */
+static int put_obj_with(struct cm_buf *o, const struct cm_jdoc *d, uint32_t obj,
+                        const char *const *keys, const uint32_t *vals, int nx)
+{
+	const struct cm_jtok *tok = d->tok;
+	int first = 1;
+
+	if (cm_buf_addc(o, '{'))
+		return -1;
+	for (int i = 0; i < nx; i++) {
+		if (!present(d, vals[i]))
+			continue;
+		if ((!first && cm_buf_addc(o, ',')) ||
+		    cm_buf_add_jstr(o, keys[i], strlen(keys[i])) || cm_buf_addc(o, ':') ||
+		    put_value(o, d, vals[i]))
+			return -1;
+		first = 0;
+	}
+	if (obj != CM_JNONE) {
+		uint32_t k = obj + 1;
+
+		for (uint32_t m = 0; m < tok[obj].count; m++, k = tok[k + 1].next) {
+			int taken = 0;
+
+			for (int i = 0; i < nx && !taken; i++)
+				taken = present(d, vals[i]) &&
+				        cm_json_str_eq(d, k, keys[i], strlen(keys[i]));
+			if (taken)
+				continue;
+			if ((!first && cm_buf_addc(o, ',')) || put_value(o, d, k) ||
+			    cm_buf_addc(o, ':') || put_value(o, d, k + 1))
+				return -1;
+			first = 0;
+		}
+	}
+	return cm_buf_addc(o, '}');
+}
+
+/* Checks an optional object member of a Segment call (properties, traits). */
+static int seg_obj(const struct cm_jdoc *d, uint32_t t, const char *name, struct cm_err *err)
+{
+	return present(d, t) ? check_props_tok(d, t, name, err) : 0;
+}
+
+/* Checks an optional string member of a Segment call (a page's name). */
+static int seg_str(const struct cm_jdoc *d, uint32_t t, const char *name, struct cm_err *err)
+{
+	char b[64];
+
+	if (!present(d, t))
+		return 0;
+	if (d->tok[t].type != CM_JSTR)
+		return cm_errf(err, "field '%s': expected a string, got %s", name,
+		               got(d, t, b, sizeof(b)));
+	return storable(d, t, name, t, t + 1, err);
+}
+
+/* Checks a Segment call's parts and appends its properties: a track's
+ * properties, an identify's traits (CONTRACT 1.5), a page's or screen's
+ * properties with its name and category, a group's groupId and traits, an
+ * alias's previousId. */
+static int put_seg_props(struct cm_buf *o, const struct cm_jdoc *d, const struct src *m,
+                         struct cm_buf *scratch, struct cm_err *err)
+{
+	static const char *const page_keys[] = {"name", "category"};
+	uint32_t v[2];
+	int rc;
+
+	switch (m->call) {
+	case CM_SEG_TRACK:
+	case CM_SEG_IDENTIFY: {
+		uint32_t t = m->call == CM_SEG_TRACK ? m->props : m->traits;
+
+		if (seg_obj(d, t, m->call == CM_SEG_TRACK ? "properties" : "traits", err))
+			return -1;
+		rc = present(d, t) ? put_value(o, d, t) : cm_buf_put(o, "{}", 2);
+		break;
+	}
+	case CM_SEG_PAGE:
+	case CM_SEG_SCREEN:
+		if (seg_obj(d, m->props, "properties", err) || seg_str(d, m->name, "name", err) ||
+		    seg_str(d, m->category, "category", err))
+			return -1;
+		v[0] = m->name;
+		v[1] = m->category;
+		rc =
+		    put_obj_with(o, d, present(d, m->props) ? m->props : CM_JNONE, page_keys, v, 2);
+		break;
+	case CM_SEG_GROUP:
+		if (!present(d, m->group))
+			return cm_errf(err, "field 'groupId': missing (a Segment group call "
+			                    "needs groupId)");
+		if (check_ident_tok(d, m->group, "groupId", CM_EVENT_USER_MAX, scratch, err) ||
+		    seg_obj(d, m->traits, "traits", err))
+			return -1;
+		rc =
+		    cm_buf_adds(o, "{\"groupId\":") || put_value(o, d, m->group) ||
+		    cm_buf_adds(o, ",\"traits\":") ||
+		    (present(d, m->traits) ? put_value(o, d, m->traits) : cm_buf_put(o, "{}", 2)) ||
+		    cm_buf_addc(o, '}');
+		break;
+	default: /* CM_SEG_ALIAS */
+		if (!present(d, m->previous))
+			return cm_errf(err, "field 'previousId': missing (a Segment alias call "
+			                    "needs previousId)");
+		if (check_ident_tok(d, m->previous, "previousId", CM_EVENT_USER_MAX, scratch, err))
+			return -1;
+		rc = cm_buf_adds(o, "{\"previousId\":") || put_value(o, d, m->previous) ||
+		     cm_buf_addc(o, '}');
+	}
+	return rc ? cm_errf(err, "out of memory") : 0;
+}
+
 /* Writes the canonical line for the parts located by m, checking each with
  * the rules cm_event_validate applies, under the input's names. */
 static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, const char *raw,
                 size_t rawlen, int64_t now_ms, struct cm_buf *o, struct cm_event_ref *ref,
                 struct cm_buf *scratch, struct cm_err *err)
 {
+	char tb[CM_EVENT_TYPE_MAX];
 	const char *s;
 	size_t n;
 	int64_t ms;
@@ -1214,24 +1470,36 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 			return -1;
 		if (put_value(o, d, m->id))
 			return cm_errf(err, "out of memory");
-	} else if (put_derived_id(o, raw, rawlen)) {
+	} else if (put_derived_id(o, m->implied && m->call != CM_SEG_TRACK ? seg_name[m->call] : "",
+	                          raw, rawlen)) {
 		return cm_errf(err, "out of memory");
 	}
 	if (ref)
 		ref->id_len = o->len - ref->id_off;
 
-	if (!present(d, m->type))
-		return cm_errf(err, "field '%s': missing (required)", m->n_type);
-	if (check_type_tok(d, m->type, m->n_type, m->segment, scratch, &s, &n, err))
-		return -1;
+	if (m->call == CM_SEG_TRACK) {
+		if (seg_track_type(d, m->type, scratch, tb, &n, err))
+			return -1;
+		s = tb;
+	} else if (m->call) {
+		s = seg_type[m->call];
+		n = strlen(s);
+	} else {
+		if (!present(d, m->type))
+			return cm_errf(err, "field '%s': missing (required)", m->n_type);
+		if (check_type_tok(d, m->type, m->n_type, scratch, &s, &n, err))
+			return -1;
+	}
 	if (cm_buf_put(o, ",\"event_type\":\"", 15) || cm_buf_put(o, s, n) ||
 	    cm_buf_put(o, "\",\"user_id\":", 12))
 		return cm_errf(err, "out of memory");
 
 	if (!present(d, m->user)) {
-		if (m->segment)
-			return cm_errf(err, "field 'userId': missing (a Segment track call needs "
-			                    "userId or anonymousId)");
+		if (m->call)
+			return cm_errf(err,
+			               "field 'userId': missing (a Segment %s call needs userId or "
+			               "anonymousId)",
+			               seg_name[m->call]);
 		return cm_errf(err, "field '%s': missing (required)", m->n_user);
 	}
 	if (check_ident_tok(d, m->user, m->n_user, CM_EVENT_USER_MAX, scratch, err))
@@ -1258,7 +1526,10 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 	if (ref)
 		ref->occurred_ms = ms;
 
-	if (present(d, m->props)) {
+	if (m->call) {
+		if (put_seg_props(o, d, m, scratch, err))
+			return -1;
+	} else if (present(d, m->props)) {
 		if (check_props_tok(d, m->props, m->n_props, err))
 			return -1;
 		if (put_value(o, d, m->props))
@@ -1273,10 +1544,11 @@ static int emit(const struct cm_jdoc *d, uint32_t root, const struct src *m, con
 	return 0;
 }
 
-/* Normalises any accepted shape; on failure rolls out back to where it was. */
-int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *raw, size_t rawlen,
-                           int64_t now_ms, struct cm_buf *out, struct cm_event_ref *ref,
-                           struct cm_err *err)
+/* Normalises the record at root as the shape want says (pick_shape); on
+ * failure rolls out back to where it was. */
+static int normalize(const struct cm_jdoc *d, uint32_t root, int want, const char *raw,
+                     size_t rawlen, int64_t now_ms, struct cm_buf *out, struct cm_event_ref *ref,
+                     struct cm_err *err)
 {
 	struct cm_buf scratch = CM_BUF_INIT;
 	struct scan sc;
@@ -1289,7 +1561,7 @@ int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *r
 		cm_errf(err, "expected a JSON object, got %s", got(d, root, b, sizeof(b)));
 		goto out;
 	}
-	if (scan_members(d, root, &sc, &scratch, err) || pick_shape(d, &sc, &m, err))
+	if (scan_members(d, root, &sc, &scratch, err) || pick_shape(d, &sc, want, &m, err))
 		goto out;
 	if (emit(d, root, &m, raw, rawlen, now_ms, out, ref, &scratch, err))
 		goto out;
@@ -1304,11 +1576,29 @@ out:
 	return rc;
 }
 
+/* Normalises any accepted shape, told apart by its keys. */
+int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *raw, size_t rawlen,
+                           int64_t now_ms, struct cm_buf *out, struct cm_event_ref *ref,
+                           struct cm_err *err)
+{
+	return normalize(d, root, CM_SEG_AUTO, raw, rawlen, now_ms, out, ref, err);
+}
+
 /* The common case of cm_event_normalize_ref, without the reference. */
 int cm_event_normalize(const struct cm_jdoc *d, uint32_t root, const char *raw, size_t rawlen,
                        int64_t now_ms, struct cm_buf *out, struct cm_err *err)
 {
-	return cm_event_normalize_ref(d, root, raw, rawlen, now_ms, out, NULL, err);
+	return normalize(d, root, CM_SEG_AUTO, raw, rawlen, now_ms, out, NULL, err);
+}
+
+/* Normalises a record that is a Segment call (cm-httpd's /v1 routes). */
+int cm_event_normalize_segment(const struct cm_jdoc *d, uint32_t root, int call, const char *raw,
+                               size_t rawlen, int64_t now_ms, struct cm_buf *out,
+                               struct cm_event_ref *ref, struct cm_err *err)
+{
+	if (call < CM_SEG_ANY || call > CM_SEG_ALIAS)
+		return cm_errf(err, "no such Segment call (%d)", call);
+	return normalize(d, root, call, raw, rawlen, now_ms, out, ref, err);
 }
 
 /* ---- validating ---- */
@@ -1343,7 +1633,7 @@ static int validate_common(const struct cm_jdoc *d, const struct scan *sc, struc
 		return -1;
 	if (v->type == CM_JNONE)
 		return cm_errf(err, "field 'event_type': missing (required)");
-	if (check_type_tok(d, v->type, "event_type", 0, scratch, &s, &n, err))
+	if (check_type_tok(d, v->type, "event_type", scratch, &s, &n, err))
 		return -1;
 	memcpy(v->type_text, s, n);
 	v->type_text[n] = 0;
@@ -1561,7 +1851,7 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	if (p->id) {
 		if (build_ident(out, "event_id", p->id, p->id_len, CM_EVENT_ID_MAX, err))
 			goto out;
-	} else if (put_derived_id(out, raw, rawlen)) {
+	} else if (put_derived_id(out, "", raw, rawlen)) {
 		cm_errf(err, "out of memory");
 		goto out;
 	}
@@ -1571,7 +1861,7 @@ int cm_event_build(const struct cm_event_parts *p, const char *raw, size_t rawle
 	}
 	if (!cm_event_type_ok(p->type, p->type_len)) {
 		type_error("event_type", p->type_len,
-		           cm_event_snippet(p->type, p->type_len, 1, b, sizeof(b)), 0, err);
+		           cm_event_snippet(p->type, p->type_len, 1, b, sizeof(b)), err);
 		goto out;
 	}
 	if (cm_buf_put(out, ",\"event_type\":\"", 15) || cm_buf_put(out, p->type, p->type_len) ||

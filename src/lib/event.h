@@ -37,11 +37,26 @@
  * Accepted shapes (cm_event_normalize):
  *   canonical    event_id, event_type, user_id, occurred_at, properties and
  *                any "_"-prefixed keys; any other key is an error.
- *   Segment      a "track" call: "type":"track", or "event" together with
- *                "messageId"/"userId"/"anonymousId" and no "event_type".
- *                messageId -> event_id, event -> event_type, userId (else
- *                anonymousId) -> user_id, timestamp -> occurred_at,
- *                properties -> properties; Segment's other keys are ignored.
+ *   Segment      a call of Segment's Tracking API: "type" one of track,
+ *                identify, page, screen, group, alias; or, without a
+ *                "type", "event" together with "messageId"/"userId"/
+ *                "anonymousId" and no "event_type" (a track). messageId ->
+ *                event_id, userId (else anonymousId) -> user_id, timestamp
+ *                -> occurred_at, and by call:
+ *                  track     event -> event_type, mapped as Segment's
+ *                            warehouses name tables: ASCII letters
+ *                            lowercased, each space '_' ("Order Completed"
+ *                            -> "order_completed"); the result must be a
+ *                            valid event_type, and not "identify";
+ *                            properties -> properties
+ *                  identify  event_type "identify", traits -> properties
+ *                            (CONTRACT 1.5)
+ *                  page      "page_view", properties with the call's name
+ *                  screen    and category added ("screen_view")
+ *                  group     "group", {"groupId":..,"traits":{..}}
+ *                  alias     "alias", {"previousId":..}
+ *                Segment's other keys (context, sentAt, writeKey, ...) are
+ *                ignored.
  *   CloudEvents  structured 1.0 JSON ("specversion":"1.0"): id, type,
  *                subject -> user_id, time, data (an object) -> properties;
  *                other attributes are ignored.
@@ -108,6 +123,27 @@ int cm_event_normalize(const struct cm_jdoc *d, uint32_t root, const char *raw, 
 int cm_event_normalize_ref(const struct cm_jdoc *d, uint32_t root, const char *raw, size_t rawlen,
                            int64_t now_ms, struct cm_buf *out, struct cm_event_ref *ref,
                            struct cm_err *err);
+
+/* The Segment calls, for a record whose call is known from where it came
+ * (cm-httpd's POST /v1/track and friends) rather than from its keys. */
+enum cm_seg_call {
+	CM_SEG_ANY = 0, /* the one its "type" names, which is required (a batch item) */
+	CM_SEG_TRACK,
+	CM_SEG_IDENTIFY,
+	CM_SEG_PAGE,
+	CM_SEG_SCREEN,
+	CM_SEG_GROUP,
+	CM_SEG_ALIAS,
+};
+
+/* cm_event_normalize_ref for a record that is Segment call `call` whatever
+ * its keys: a "type" in it must name that call (CM_SEG_ANY: some call). A
+ * derived event_id of a record without "type" also hashes the call's name
+ * (but for track, a record's meaning without one), so that one body sent
+ * as two calls gets two ids. */
+int cm_event_normalize_segment(const struct cm_jdoc *d, uint32_t root, int call, const char *raw,
+                               size_t rawlen, int64_t now_ms, struct cm_buf *out,
+                               struct cm_event_ref *ref, struct cm_err *err);
 
 /* What a validator found, so that no tool walks the line again: the value
  * token of each member (CM_JNONE when absent; a member's key token is always

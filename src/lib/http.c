@@ -402,6 +402,13 @@ static enum MHD_Result queue(struct cm_http *h, struct cm_http_req *r)
 	return rc;
 }
 
+/* Answers a body over max_body: the application's way, else 413. */
+static void too_big(struct cm_http *h, struct cm_http_req *r)
+{
+	if (!h->o.too_big || !h->o.too_big(r))
+		cm_http_detail(r, 413, "Request body too large");
+}
+
 /* libmicrohttpd's access handler: collects the body within its limit, runs
  * the application's handler once it is complete, and queues the reply
  * (at once, or on the call that follows a resume). */
@@ -433,7 +440,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if (errno || *end || n > h->o.max_body) {
 				/* Answered before the body is read; the
 				 * connection is closed after the reply. */
-				cm_http_detail(r, 413, "Request body too large");
+				too_big(h, r);
 				return queue(h, r);
 			}
 		}
@@ -451,7 +458,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (r->conn_)
 			atomic_store(&r->conn_->deadline_ms, 0);
 		if (r->too_big_) {
-			cm_http_detail(r, 413, "Request body too large");
+			too_big(h, r);
 			return queue(h, r);
 		}
 		r->state_ = ST_HANDLING;

@@ -7,9 +7,10 @@
  * cm_http_suspend, hands the request to another thread, and that thread
  * answers and calls cm_http_resume: pool threads never block.
  *
- * Limits: a body over max_body is a 413, decided from Content-Length before
- * the body is read (the connection is then closed, as libmicrohttpd must);
- * a chunked body is read to its end without being kept and answered 413.
+ * Limits: a body over max_body is a 413 (or what the too_big hook answers),
+ * decided from Content-Length before the body is read (the connection is
+ * then closed, as libmicrohttpd must); a chunked body is read to its end
+ * without being kept and answered the same way.
  * Connections are limited overall and per address; a connection idle for
  * timeout seconds is closed, and so is one whose request has not fully
  * arrived timeout seconds after the connection became ready for it (a
@@ -59,6 +60,9 @@ struct cm_http_opts {
 	size_t max_body;          /* bytes */
 	size_t max_head;          /* per-connection memory for a request head */
 	cm_http_handler *handler; /* every request, body complete */
+	/* A request whose body is over max_body: 1 when it set the reply
+	 * itself (at once), 0 for the 413; may be NULL. */
+	int (*too_big)(struct cm_http_req *r);
 	cm_http_done_fn *on_done; /* may be NULL */
 	void *app;                /* handed to handlers as r->app */
 	const struct cm_log *log; /* request lines and server messages */

@@ -1,7 +1,8 @@
 /* fuzz_event.c - libFuzzer harness for event normalisation: any JSON text
  * either is rejected with a message or becomes a line that parses again,
- * passes cm_event_check and normalises to itself; the CSV builder's output
- * passes the same check. */
+ * passes cm_event_check and normalises to itself, whether its shape is told
+ * by its keys or it is taken as a Segment call (cm-httpd's /v1 routes); the
+ * CSV builder's output passes the same check. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* a failure leaves the output as it was */
 			CHECK(out.len == 6 && strlen(err.msg) > 0);
 		}
+		/* the same text as a Segment call, the call picked by its length */
+		cm_buf_reset(&out);
+		if (cm_event_normalize_segment(&d, 0, (int)(size % 7), src, size, NOW, &out, NULL,
+		                               &err) == 0)
+			check_canonical(out.data, out.len);
+		else
+			CHECK(out.len == 0 && strlen(err.msg) > 0);
 		/* checking arbitrary values must never crash */
 		(void)cm_event_check(&d, 0, &err);
 	}

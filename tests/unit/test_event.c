@@ -23,8 +23,10 @@ static char out_text[4096];
 static char err_text[600];
 
 /* Normalises json (hashing json itself for a derived id) with the clock at
- * NOW; the line goes to out_text, the message to err_text. */
-static int norm(const char *json)
+ * NOW, its shape told by its keys (call -1) or as Segment call `call`
+ * (cm_event_normalize_segment); the line goes to out_text, the message to
+ * err_text. */
+static int norm_as(const char *json, int call)
 {
 	struct cm_jdoc d;
 	struct cm_buf b = CM_BUF_INIT;
@@ -34,7 +36,11 @@ static int norm(const char *json)
 	out_text[0] = err_text[0] = 0;
 	cm_jdoc_init(&d, 64);
 	assert_int_equal(cm_json_parse(&d, json, strlen(json), &err), 0);
-	rc = cm_event_normalize(&d, 0, json, strlen(json), NOW, &b, &err);
+	if (call < 0)
+		rc = cm_event_normalize(&d, 0, json, strlen(json), NOW, &b, &err);
+	else
+		rc = cm_event_normalize_segment(&d, 0, call, json, strlen(json), NOW, &b, NULL,
+		                                &err);
 	if (rc == 0) {
 		assert_non_null(b.data);
 		assert_true(b.len < sizeof(out_text));
@@ -46,6 +52,12 @@ static int norm(const char *json)
 	cm_buf_release(&b);
 	cm_jdoc_release(&d);
 	return rc;
+}
+
+/* Normalises json, its shape told by its keys. */
+static int norm(const char *json)
+{
+	return norm_as(json, -1);
 }
 
 /* Asserts that json normalises to want. */
@@ -318,9 +330,41 @@ static void test_segment(void **state)
 	ok("{\"event\":\"x\",\"anonymousId\":\"a\"}",
 	   "{\"event_id\":\"ev-41f69294e503a0de2eb1ce7dfdea8218\",\"event_type\":\"x\",\"user_id\":"
 	   "\"a\",\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}");
-	bad("{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"u\"}",
-	    "field 'event': expected 1-64 bytes of [A-Za-z0-9_.:-] for event_type, got \"Order "
-	    "Completed\"; rename it, e.g. cm-ingest --jq '.event |= gsub(\" \"; \"_\")'");
+	/* track names are mapped as Segment's warehouses name tables */
+	ok("{\"type\":\"track\",\"messageId\":\"m\",\"event\":\"Order Completed\",\"userId\":"
+	   "\"u\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"order_completed\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}");
+	ok("{\"messageId\":\"m\",\"event\":\" Checkout  Step-2 v1.0:A \",\"userId\":\"u\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"_checkout__step-2_v1.0:a_\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}");
+	/* an escaped name is mapped once decoded */
+	ok("{\"type\":\"track\",\"messageId\":\"m\",\"event\":\"\\u0053ign\\u0020Up\",\"userId\":"
+	   "\"u\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"sign_up\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}");
+	bad("{\"type\":\"track\",\"event\":\"Order/Done\",\"userId\":\"u\"}",
+	    "field 'event': \"Order/Done\" has '/' at byte 6, which an event_type cannot hold "
+	    "([A-Za-z0-9_.:-]; Segment names are lowercased and spaces become '_')");
+	bad("{\"type\":\"track\",\"event\":\"Caf\xc3\xa9\",\"userId\":\"u\"}",
+	    "field 'event': \"Caf\xc3\xa9\" has '\xc3\xa9' at byte 4, which an event_type cannot "
+	    "hold ([A-Za-z0-9_.:-]; Segment names are lowercased and spaces become '_')");
+	bad("{\"type\":\"track\",\"event\":\"a\\tb\",\"userId\":\"u\"}",
+	    "field 'event': \"a\\tb\" has U+0009 at byte 2, which an event_type cannot hold "
+	    "([A-Za-z0-9_.:-]; Segment names are lowercased and spaces become '_')");
+	bad("{\"type\":\"track\",\"event\":\"\",\"userId\":\"u\"}",
+	    "field 'event': expected a name of 1-64 bytes, got \"\"");
+	bad("{\"type\":\"track\",\"event\":"
+	    "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
+	    "\"userId\":\"u\"}",
+	    "field 'event': expected a name of 1-64 bytes, got "
+	    "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\" (too long)");
+	bad("{\"type\":\"track\",\"event\":7,\"userId\":\"u\"}",
+	    "field 'event': expected a string, got 7");
+	/* a track named identify would set traits */
+	bad("{\"type\":\"track\",\"event\":\"Identify\",\"userId\":\"u\"}",
+	    "field 'event': a track call named \"Identify\" would be an identify event, which sets "
+	    "the user's traits; send an identify call instead");
 	bad("{\"type\":\"track\",\"event\":\"x\"}",
 	    "field 'userId': missing (a Segment track call needs userId or anonymousId)");
 	bad("{\"type\":\"track\",\"event\":\"x\",\"userId\":5}",
@@ -330,9 +374,114 @@ static void test_segment(void **state)
 	    "field 'timestamp': expected an RFC 3339 time, got \"now\"");
 	bad("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\",\"properties\":[]}",
 	    "field 'properties': expected an object, got an array");
-	bad("{\"type\":\"identify\",\"userId\":\"u\",\"traits\":{}}",
-	    "field 'type': a Segment \"identify\" call is not an event; only \"track\" calls are "
-	    "accepted");
+	bad("{\"type\":\"view\",\"userId\":\"u\",\"traits\":{}}",
+	    "field 'type': expected a Segment call (track, identify, page, screen, group or "
+	    "alias), "
+	    "got \"view\"");
+	bad("{\"type\":7,\"event\":\"x\",\"userId\":\"u\"}",
+	    "field 'type': expected a Segment call (track, identify, page, screen, group or "
+	    "alias), "
+	    "got 7");
+}
+
+static void test_segment_calls(void **state)
+{
+	/* identify: traits are the properties (CONTRACT 1.5) */
+	ok("{\"type\":\"identify\",\"messageId\":\"m\",\"userId\":\"u\",\"traits\":{\"plan\":"
+	   "\"pro\",\"age\":null},\"properties\":{\"ignored\":1},\"context\":{}}",
+	   "{\"event_id\":\"m\",\"event_type\":\"identify\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"plan\":\"pro\","
+	   "\"age\":null}}");
+	ok("{\"type\":\"identify\",\"messageId\":\"m\",\"anonymousId\":\"a\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"identify\",\"user_id\":\"a\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}");
+	bad("{\"type\":\"identify\",\"userId\":\"u\",\"traits\":\"pro\"}",
+	    "field 'traits': expected an object, got \"pro\"");
+	bad("{\"type\":\"identify\",\"traits\":{}}",
+	    "field 'userId': missing (a Segment identify call needs userId or anonymousId)");
+	bad("{\"type\":\"identify\",\"userId\":\"u\",\"traits\":{\"a\":\"\\u0000\"}}",
+	    "field 'traits.a': must not contain NUL (\\u0000), got \"\\u0000\"");
+	/* page and screen: the call's name and category win over properties' */
+	ok("{\"type\":\"page\",\"messageId\":\"m\",\"userId\":\"u\",\"name\":\"Home\","
+	   "\"category\":\"Docs\",\"properties\":{\"url\":\"/\",\"name\":\"old\",\"n\": [1, 2]}}",
+	   "{\"event_id\":\"m\",\"event_type\":\"page_view\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"name\":\"Home\","
+	   "\"category\":\"Docs\",\"url\":\"/\",\"n\":[1,2]}}");
+	ok("{\"type\":\"page\",\"messageId\":\"m\",\"userId\":\"u\",\"name\":null,"
+	   "\"properties\":{\"name\":\"kept\"}}",
+	   "{\"event_id\":\"m\",\"event_type\":\"page_view\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"name\":\"kept\"}}");
+	ok("{\"type\":\"screen\",\"messageId\":\"m\",\"userId\":\"u\",\"name\":\"Cart\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"screen_view\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"name\":\"Cart\"}}");
+	ok("{\"type\":\"screen\",\"messageId\":\"m\",\"userId\":\"u\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"screen_view\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{}}");
+	bad("{\"type\":\"page\",\"userId\":\"u\",\"name\":5}",
+	    "field 'name': expected a string, got 5");
+	bad("{\"type\":\"screen\",\"userId\":\"u\",\"category\":\"\\uD800\"}",
+	    "field 'category': unpaired surrogate escape (\\uD800-\\uDFFF), got \"\\uD800\"");
+	/* group and alias: their ids in properties */
+	ok("{\"type\":\"group\",\"messageId\":\"m\",\"userId\":\"u\",\"groupId\":\"g-1\","
+	   "\"traits\":{\"name\":\"Acme\"}}",
+	   "{\"event_id\":\"m\",\"event_type\":\"group\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"groupId\":\"g-1\","
+	   "\"traits\":{\"name\":\"Acme\"}}}");
+	ok("{\"type\":\"group\",\"messageId\":\"m\",\"userId\":\"u\",\"groupId\":\"g\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"group\",\"user_id\":\"u\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"groupId\":\"g\","
+	   "\"traits\":{}}}");
+	bad("{\"type\":\"group\",\"userId\":\"u\"}",
+	    "field 'groupId': missing (a Segment group call needs groupId)");
+	bad("{\"type\":\"group\",\"userId\":\"u\",\"groupId\":7}",
+	    "field 'groupId': expected a string, got 7");
+	ok("{\"type\":\"alias\",\"messageId\":\"m\",\"userId\":\"u-new\",\"previousId\":\"a-old\"}",
+	   "{\"event_id\":\"m\",\"event_type\":\"alias\",\"user_id\":\"u-new\","
+	   "\"occurred_at\":\"2026-11-27T10:15:00Z\",\"properties\":{\"previousId\":\"a-old\"}}");
+	bad("{\"type\":\"alias\",\"userId\":\"u\"}",
+	    "field 'previousId': missing (a Segment alias call needs previousId)");
+	bad("{\"type\":\"alias\",\"userId\":\"u\",\"previousId\":\"\"}",
+	    "field 'previousId': expected a string of 1-128 bytes, got \"\"");
+}
+
+static void test_segment_routes(void **state)
+{
+	char id1[sizeof(out_text)];
+
+	/* the call is the caller's: no type needed, other shapes' keys ignored; the
+	 * derived id is BLAKE2b-128 of "identify" and the body (Python's hashlib) */
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"traits\":{\"a\":1},\"event_type\":\"x\","
+	                         "\"specversion\":\"1.0\"}",
+	                         CM_SEG_IDENTIFY),
+	                 0);
+	assert_string_equal(out_text,
+	                    "{\"event_id\":\"ev-dde83577d6cbbf3ef5cfd07ea3a8cee7\",\"event_type\":"
+	                    "\"identify\",\"user_id\":\"u\",\"occurred_at\":"
+	                    "\"2026-11-27T10:15:00Z\",\"properties\":{\"a\":1}}");
+	/* one body as two calls: two derived ids; a track's is cm-ingest's */
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_PAGE), 0);
+	snprintf(id1, sizeof(id1), "%s", out_text);
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_TRACK), 0);
+	assert_string_not_equal(id1, out_text);
+	assert_int_equal(norm("{\"userId\":\"u\",\"event\":\"x\"}"), 0);
+	snprintf(id1, sizeof(id1), "%s", out_text);
+	assert_int_equal(norm_as("{\"userId\":\"u\",\"event\":\"x\"}", CM_SEG_TRACK), 0);
+	assert_string_equal(id1, out_text);
+	/* a type that disagrees with the call, or a batch item without one */
+	assert_int_equal(norm_as("{\"type\":\"page\",\"userId\":\"u\"}", CM_SEG_TRACK), -1);
+	assert_string_equal(err_text,
+	                    "field 'type': expected \"track\" (the call sent), got \"page\"");
+	assert_int_equal(norm_as("{\"userId\":\"u\"}", CM_SEG_ANY), -1);
+	assert_string_equal(err_text, "field 'type': missing (required: track, identify, page, "
+	                              "screen, group or alias)");
+	assert_int_equal(norm_as("{\"type\":\"Track\",\"userId\":\"u\"}", CM_SEG_ANY), -1);
+	assert_string_equal(err_text, "field 'type': expected track, identify, page, screen, group "
+	                              "or alias, got \"Track\"");
+	assert_int_equal(norm_as("{\"type\":\"screen\",\"userId\":\"u\"}", CM_SEG_ANY), 0);
+	assert_non_null(strstr(out_text, "\"event_type\":\"screen_view\""));
+	assert_int_equal(norm_as("[1]", CM_SEG_TRACK), -1);
+	assert_string_equal(err_text, "expected a JSON object, got an array");
+	assert_int_equal(norm_as("{}", 99), -1);
 }
 
 static void test_cloudevents(void **state)
@@ -1226,6 +1375,8 @@ int main(void)
 	    cmocka_unit_test(test_properties),
 	    cmocka_unit_test(test_unknown_and_meta),
 	    cmocka_unit_test(test_segment),
+	    cmocka_unit_test(test_segment_calls),
+	    cmocka_unit_test(test_segment_routes),
 	    cmocka_unit_test(test_cloudevents),
 	    cmocka_unit_test(test_out_untouched_on_error),
 	    cmocka_unit_test(test_check),
