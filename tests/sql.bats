@@ -32,11 +32,36 @@ submit() {
 	done <"$2" | psql -q -X -v ON_ERROR_STOP=1 "$CM_DATABASE_URL" >/dev/null
 }
 
-@test "migrations 003 and 004 apply to a database of 001, and again as a no-op" {
+@test "migrations 003 to 005 bring a database of 001 up to date, keeping its rows, and again as a no-op" {
+	pg_newdb
+	mkdir "$T/old"
+	cp "$TOP"/share/sql/001_*.sql "$T/old/"
+	cm-admin migrate --dir "$T/old" >/dev/null
+	pg_sql "INSERT INTO campaigns (id, name, status, rule) VALUES (1, 'old', 'active', '{\"event_type\":\"purchase\"}')" \
+		"INSERT INTO events (event_id, event_type, user_id, occurred_at, properties) VALUES ('e1', 'purchase', 'u1', now(), '{}')" \
+		"INSERT INTO matches (campaign_id, event_id, user_id, event_type, occurred_at) SELECT 1, event_id, user_id, event_type, occurred_at FROM events"
 	run cm-admin migrate --dir "$TOP/share/sql"
 	[ "$status" -eq 0 ]
-	[ "$(pg_sql "SELECT count(*) FROM schema_migrations WHERE version IN ('003', '004')")" -eq 2 ]
+	[ "$(pg_sql "SELECT count(*) FROM schema_migrations WHERE version IN ('003', '004', '005')")" -eq 3 ]
 	[ "$(pg_sql "SELECT column_default FROM information_schema.columns WHERE table_name = 'matches' AND column_name = 'outcome'")" = "'matched'::text" ]
+	# the old rows: a match that was matched, a campaign without controls
+	[ "$(pg_sql "SELECT outcome FROM matches")" = matched ]
+	[ "$(pg_sql "SELECT name, \"limit\" IS NULL, holdout IS NULL, variants IS NULL FROM campaigns")" = "old|t|t|t" ]
+	run cm-admin migrate --dir "$TOP/share/sql"
+	[ "$status" -eq 0 ]
+	[ "$(pg_sql "SELECT count(*) FROM schema_migrations")" -eq "$(ls "$TOP"/share/sql/*.sql | wc -l)" ]
+}
+
+@test "campaigns' delivery controls (005): what no client could mean is refused by the table" {
+	pg_sql "DELETE FROM campaigns"
+	pg_sql "INSERT INTO campaigns (id, name, status, rule, \"limit\", holdout, variants) VALUES (1, 'c', 'active', '{}',
+	  '{\"per_user\": 1, \"cooldown\": \"P7D\"}', 0.1, '[{\"name\":\"A\",\"weight\":1}]')"
+	for bad in '"limit" = '"'[1]'" 'holdout = 1' 'holdout = -0.1' "variants = '[]'" "variants = '{}'"; do
+		run pg_sql "UPDATE campaigns SET $bad WHERE id = 1"
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"violates check constraint \"campaigns_"* ]]
+	done
+	[ "$(pg_sql "SELECT holdout FROM campaigns")" = 0.1 ]
 }
 
 @test "profiles: the latest identify wins per trait, null removes, ties go to the greater event_id" {
