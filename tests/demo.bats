@@ -81,7 +81,7 @@ expected() {
 # shape: a demo's output without what changes from run to run (numbers,
 # the directory's name, the build dir, the host's name in the consumers').
 shape() {
-	sed -E 's/[0-9]+/N/g; s/^\[ *N\.Ns\]/[T]/; s/cm-demo\.[A-Za-z0-9]{6}/cm-demo.X/g
+	sed -E 's/cm-demo\.[A-Za-z0-9]{6}/cm-demo.X/g; s/[0-9]+/N/g; s/^\[ *N\.Ns\]/[T]/
 		s/built the tools into [^ ]+/built the tools into DIR/
 		s/consumers [^ ]+ [^ ]+,/consumers C C,/; s/^  [^ ]+ +N pending,/  C N pending,/'
 }
@@ -114,6 +114,9 @@ teardown() {
 
 @test "make demo: the table agrees with cm-match on the same files, the README shows its output, it takes under two minutes, and nothing is left running" {
 	make_demo >"$T/out" 2>&1 3>&- || { cat "$T/out"; false; }
+	# the README shows this output (first, so that a difference is what a
+	# failure shows first)
+	diff <(readme_sample | shape) <(shape <"$T/out")
 	cat "$T/out"
 	started "$T/out"
 	[ ${#PIDS[@]} -eq 5 ]
@@ -136,8 +139,6 @@ teardown() {
 	fi
 	grep -qxF '  cm_events_accepted_total{source="api"} 15' "$T/out"
 	grep -qE '^\[ *[0-9.]+s\] stopped 2 workers, cm-httpd, PostgreSQL, Redis; removed /tmp/cm-demo\.' "$T/out"
-	# the README shows this output
-	diff <(readme_sample | shape) <(shape <"$T/out")
 	secs=$(sed -n 's/^demo done in \([0-9]*\)\.[0-9] s$/\1/p' "$T/out")
 	[ -n "$secs" ]
 	[ "$secs" -lt 120 ]
