@@ -212,11 +212,12 @@ deb-test:
 	@packaging/deps.sh build test pkg
 	@tests/packaging/deb-test.sh
 
-# packaging/demo.sh installs its packages, builds (this make, with O= and
-# SAN= passed on), runs the demo and stops it; make demo-stop stops a demo
-# of this tree that KEEP=1 left running.
+# packaging/demo.sh installs its packages, builds (a make of its own, which
+# gets O= and SAN= through MAKEFLAGS), runs the demo and stops it; make
+# demo-stop stops a demo of this tree that KEEP=1 left running. (No $(MAKE)
+# here: make -n would run the recipe.)
 demo:
-	@MAKE="$(MAKE)" packaging/demo.sh --bin $(OUTBIN) $(if $(filter-out 0,$(KEEP)),--keep)
+	@packaging/demo.sh --bin $(OUTBIN) $(if $(filter-out 0,$(KEEP)),--keep)
 
 demo-stop:
 	@packaging/demo.sh stop

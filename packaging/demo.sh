@@ -260,10 +260,9 @@ echo "$prog: everything goes under $dir"
 "$top/packaging/deps.sh" build demo 3>&- || die "packaging/deps.sh could not install the packages"
 step "packages: all $("$top/packaging/deps.sh" --list build demo | wc -l) of packaging/deps.sh build demo installed"
 
-# A -j of its own unless make demo runs under a job server already.
-jflag=(-j"$(nproc)")
-case " ${MAKEFLAGS:-} " in *jobserver* | *" -j"*) jflag=() ;; esac
-if ! "${MAKE:-make}" -C "$top" --no-print-directory "${jflag[@]}" all >"$dir/build.log" 2>&1 3>&-; then
+# Under make demo, MAKEFLAGS brings O= and SAN= along; a -j of its own, since
+# the recipe does not hand on make's job server.
+if ! make -C "$top" --no-print-directory -j"$(nproc)" all >"$dir/build.log" 2>&1 3>&-; then
 	tail -40 "$dir/build.log" >&2
 	die "the build failed (the end of its log is above)"
 fi
