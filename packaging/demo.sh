@@ -382,7 +382,11 @@ for ((i = 0; i < 100; i++)); do
 	[ -z "$(metric cm_worker_up)" ] && [ $(($(now_ms) - t_step)) -ge 2000 ] && break
 	sleep 0.05
 done
-step "GET /metrics"
+if [ -n "$(metric cm_worker_up)" ]; then
+	step "GET /metrics: $(metric cm_worker_up | wc -l) workers report, $acked entries acknowledged"
+else
+	step "GET /metrics: no worker reported in 2 s"
+fi
 
 echo
 echo "Matches per campaign (PostgreSQL):"
