@@ -11,6 +11,9 @@
 #   make deb        a binary Debian package under build/deb
 #   make deb-test   build it, install it, test it installed, purge it (root)
 #   make completions  bash completions from each tool's --help
+#   make demo       the whole system on this machine, from nothing, then stopped
+#                   (packaging/demo.sh); KEEP=1 leaves it running, make demo-stop
+#                   stops it
 # O=DIR puts every build product under DIR (O=build/asan for the sanitizer
 # build), so several builds can share one tree.
 
@@ -168,7 +171,7 @@ lint:
 	@if grep -nE '^[[:space:]]*! ' tests/*.bats; then \
 		echo "lint: a bare '! cmd' never fails a bats test: write 'run ! cmd'" >&2; exit 1; fi
 	shellcheck -x -P SCRIPTDIR $(SHELL_SCRIPTS) tests/lib/*.bash packaging/debian/*.postinst \
-		packaging/debian/*.prerm packaging/debian/*.postrm tests/cron.bats tests/packaging.bats tests/packaging/*.bats
+		packaging/debian/*.prerm packaging/debian/*.postrm tests/cron.bats tests/demo.bats tests/packaging.bats tests/packaging/*.bats
 
 fmt:
 	clang-format -i src/lib/*.[ch] src/cmd/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
@@ -209,8 +212,18 @@ deb-test:
 	@packaging/deps.sh build test pkg
 	@tests/packaging/deb-test.sh
 
+# packaging/demo.sh installs its packages, builds (a make of its own, which
+# gets O= and SAN= through MAKEFLAGS), runs the demo and stops it; make
+# demo-stop stops a demo of this tree that KEEP=1 left running. (No $(MAKE)
+# here: make -n would run the recipe.)
+demo:
+	@packaging/demo.sh --bin $(OUTBIN) $(if $(filter-out 0,$(KEEP)),--keep)
+
+demo-stop:
+	@packaging/demo.sh stop
+
 clean:
 	rm -rf build $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC))
 
-.PHONY: all unit replay gen testtools testbins test check unit-check completions lint fmt bench fuzz install deb deb-test clean
+.PHONY: all unit replay gen testtools testbins test check unit-check completions lint fmt bench fuzz install deb deb-test demo demo-stop clean
 .DELETE_ON_ERROR:

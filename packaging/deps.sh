@@ -41,7 +41,9 @@ test_pkgs=(
 )
 lint_pkgs=(cppcheck clang-format mandoc shellcheck)
 pkg_pkgs=(debhelper dpkg-dev lintian man-db systemd adduser)
-demo_pkgs=(redis-server postgresql jq curl procps)
+# make demo: the servers it starts, the client tools it talks to them with,
+# ps, and runuser (util-linux) to run PostgreSQL as postgres when root.
+demo_pkgs=(redis-server postgresql jq curl procps util-linux)
 
 usage() {
 	sed -n '2,15s/^# \{0,1\}//p' "$0"

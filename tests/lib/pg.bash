@@ -8,7 +8,9 @@
 #   setup()         { pg_newdb; }      # a fresh, empty database per test
 #
 # pg_start exports PG_DIR, PG_PORT, PG_HOST (the socket directory) and
-# CM_DATABASE_URL ("host=... port=... dbname=cm user=postgres");
+# CM_DATABASE_URL ("host=... port=... dbname=cm user=postgres"); PG_DIR is
+# made under $PG_TMPDIR (default /tmp: not $TMPDIR, which may be long or
+# closed to the postgres user);
 # pg_stop_server / pg_start_server stop and start the same server (data kept);
 # pg_restart does both; pg_sql runs one statement and prints the rows.
 # As root (CI) the server runs as the postgres user through runuser, because
@@ -59,7 +61,7 @@ pg_restart() {
 pg_start() {
 	local base try
 	# Short path: the socket path must fit in 107 bytes.
-	PG_DIR=$(mktemp -d /tmp/cm-pg.XXXXXX)
+	PG_DIR=$(mktemp -d "${PG_TMPDIR:-/tmp}/cm-pg.XXXXXX") || return 1
 	chmod 755 "$PG_DIR"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$PG_DIR"
 	if ! _pg_as_owner "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 \
