@@ -71,6 +71,24 @@ for c in src/lib/*.c; do
 	objs+=("$obj")
 done
 
+# The files cm-httpd serves, embedded as the Makefile embeds them (assets.c
+# refers to them, so every link needs them).
+assets=(share/openapi.json share/docs/*)
+obj=$out/lib/assets_data.o
+stale=0
+for dep in src/lib/assets.sh src/lib/assets.h "${assets[@]}"; do
+	[ "$obj" -nt "$dep" ] || stale=1
+done
+if [ "$stale" = 1 ]; then
+	if ! sh src/lib/assets.sh "${assets[@]}" >"$out/lib/assets_data.c" ||
+		! "$cc" "${cppflags[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c -o "$obj" \
+			"$out/lib/assets_data.c"; then
+		echo "fuzz: the embedded assets do not build with $cc" >&2
+		exit 2
+	fi
+fi
+objs+=("$obj")
+
 per=$((secs / ${#harnesses[@]}))
 [ "$per" -lt 1 ] && per=1
 echo "fuzz: ${#harnesses[@]} harness(es), ${per}s each, $("$cc" --version | head -1)"
