@@ -146,13 +146,8 @@ static void parse_options(struct export *x, int argc, char **argv)
 		case O_STATS:
 			x->stats = 1;
 			break;
-		case 'h':
-			cm_print_help(usage_text);
-		case 'V':
-			cm_print_version();
 		default:
-			if (!cm_opts_common(&x->opt, c, optarg))
-				cm_opts_bad(c, argc, argv);
+			cm_opts_default(&x->opt, c, optarg, argc, argv, usage_text);
 		}
 	}
 	if (optind < argc)

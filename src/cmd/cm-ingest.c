@@ -652,7 +652,6 @@ static void parse_args(struct ingest *g, int argc, char **argv, const char **typ
 	    {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
 	};
 	int c;
-	int64_t v;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":f:t:hV", opts, NULL)) != -1) {
@@ -687,19 +686,11 @@ static void parse_args(struct ingest *g, int argc, char **argv, const char **typ
 			g->stats = 1;
 			break;
 		case 'D':
-			if (cm_parse_i64(optarg, 1, 10000, &v))
-				cm_usage_error(
-				    "--max-depth: expected a number from 1 to 10000, got '%s'",
-				    optarg);
-			g->max_depth = (unsigned)v;
+			g->max_depth =
+			    (unsigned)cm_opts_int("max-depth", optarg, 1, 10000, "a number");
 			break;
-		case 'h':
-			cm_print_help(usage_text);
-		case 'V':
-			cm_print_version();
 		default:
-			if (!cm_opts_common(&g->opt, c, optarg))
-				cm_opts_bad(c, argc, argv);
+			cm_opts_default(&g->opt, c, optarg, argc, argv, usage_text);
 		}
 	}
 	if (g->raw && g->jqprog)
