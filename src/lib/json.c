@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "num.h"
 
 #include <errno.h>
 #include <math.h>
@@ -143,17 +144,6 @@ static inline int is_digit(unsigned char c)
 	return (unsigned)(c - '0') < 10;
 }
 
-/* The value of a hex digit, or -1. */
-static inline int hexval(unsigned char c)
-{
-	if (is_digit(c))
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Length of the strict UTF-8 sequence at p (no overlongs, no surrogates,
  * nothing above U+10FFFF), or 0 when it is invalid. */
 static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
@@ -191,7 +181,7 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 /* The value of the 4 hex digits at p, or -1 when one is not a hex digit. */
 static inline int hex4(const unsigned char *p)
 {
-	int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), d = hexval(p[3]);
+	int a = cm_hexval(p[0]), b = cm_hexval(p[1]), c = cm_hexval(p[2]), d = cm_hexval(p[3]);
 
 	return (a | b | c | d) < 0 ? -1 : a << 12 | b << 8 | c << 4 | d;
 }
@@ -311,7 +301,7 @@ scan_str(const unsigned char *p, const unsigned char *end, const unsigned char *
 				continue;
 			case 'u':
 				for (int i = 2; i < 6; i++) {
-					if (p + i >= end || hexval(p[i]) < 0) {
+					if (p + i >= end || cm_hexval(p[i]) < 0) {
 						*code = SE_HEX;
 						*at = p + i;
 						return NULL;
@@ -720,14 +710,15 @@ static size_t decode_esc(const unsigned char **pp, const unsigned char *e, unsig
 		*pp = p + 2;
 		return 1;
 	}
-	cp = (unsigned)(hexval(p[2]) << 12 | hexval(p[3]) << 8 | hexval(p[4]) << 4 | hexval(p[5]));
+	cp = (unsigned)(cm_hexval(p[2]) << 12 | cm_hexval(p[3]) << 8 | cm_hexval(p[4]) << 4 |
+	                cm_hexval(p[5]));
 	p += 6;
 	if (cp >= 0xD800 && cp < 0xDC00) {
 		unsigned lo = 0;
 
 		if (e - p >= 6 && p[0] == '\\' && p[1] == 'u')
-			lo = (unsigned)(hexval(p[2]) << 12 | hexval(p[3]) << 8 | hexval(p[4]) << 4 |
-			                hexval(p[5]));
+			lo = (unsigned)(cm_hexval(p[2]) << 12 | cm_hexval(p[3]) << 8 |
+			                cm_hexval(p[4]) << 4 | cm_hexval(p[5]));
 		if (lo >= 0xDC00 && lo < 0xE000) {
 			cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
 			p += 6;

@@ -12,4 +12,16 @@ int cm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
  * after it) within [min, max]. Returns 0 or -1. */
 int cm_parse_size(const char *s, size_t min, size_t max, size_t *out);
 
+/* The value of a hex digit, or -1: one for the JSON parser's \u escapes, the
+ * percent-decoding of URLs and of Redis URLs. */
+static inline int cm_hexval(unsigned char c)
+{
+	if ((unsigned)(c - '0') < 10)
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 #endif

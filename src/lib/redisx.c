@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "err.h"
 #include "json.h"
+#include "num.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,18 +28,6 @@ const char *cm_redis_url(const char *opt)
 	return CM_REDIS_DEFAULT_URL;
 }
 
-/* Value of one hex digit, or -1. */
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Copies s[0..n) into out (size cap) decoding %XX escapes, so that a password
  * may hold '@', ':' or '/'; -1 when it does not fit or an escape is bad. */
 static int pct_decode(const char *s, size_t n, char *out, size_t cap)
@@ -53,8 +42,8 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap)
 
 			if (i + 2 >= n)
 				return -1;
-			h = hexval(s[i + 1]);
-			l = hexval(s[i + 2]);
+			h = cm_hexval((unsigned char)s[i + 1]);
+			l = cm_hexval((unsigned char)s[i + 2]);
 			if (h < 0 || l < 0)
 				return -1;
 			c = (char)(h * 16 + l);

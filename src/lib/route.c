@@ -1,6 +1,8 @@
 /* route.c - path templates, percent-decoding and query parameters. */
 #include "route.h"
 
+#include "num.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -98,18 +100,6 @@ void cm_route_find(const struct cm_route *routes, size_t n, const char *method, 
 			}
 }
 
-/* The value of hex digit c, or -1. */
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 size_t cm_url_decode(const char *s, size_t n, char *out, int plus_space, int *has_nul)
 {
 	size_t i, o = 0;
@@ -120,8 +110,8 @@ size_t cm_url_decode(const char *s, size_t n, char *out, int plus_space, int *ha
 	for (i = 0; i < n; i++) {
 		char c = s[i];
 
-		if (c == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-		    (lo = hexval(s[i + 2])) >= 0) {
+		if (c == '%' && i + 2 < n && (hi = cm_hexval((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = cm_hexval((unsigned char)s[i + 2])) >= 0) {
 			c = (char)(hi * 16 + lo);
 			i += 2;
 			if (c == 0 && has_nul)
