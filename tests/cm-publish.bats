@@ -200,7 +200,7 @@ ids() {
 	ms=$((($(date +%s%N) - start) / 1000000))
 	[ "$status" -eq 3 ]
 	[[ "$output" == *"retrying for up to 1 s"* ]]
-	[[ "${lines[-1]}" == "cm-publish: $T/in.jsonl:1: not confirmed by Redis: "*"Connection refused"* ]]
+	[[ "${lines[-1]}" == "cm-publish: $T/in.jsonl:1: not confirmed by Redis: "*"Connection refused (and 2 more lines)" ]]
 	[ "$ms" -ge 900 ] && [ "$ms" -lt 5000 ]
 }
 

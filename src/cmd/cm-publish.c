@@ -1,5 +1,6 @@
-/* cm-publish - canonical events (NDJSON) into a Redis stream, XADD in
- * pipelined batches; retries a failed batch, and trims the stream safely. */
+/* cm-publish - canonical events (NDJSON) into a Redis stream through the one
+ * publisher (xadd.h: pipelined batches, a confirmation per entry, resending
+ * what is unconfirmed), and trims the stream safely. */
 #include "buf.h"
 #include "tool.h"
 #include "err.h"
@@ -8,10 +9,12 @@
 #include "lines.h"
 #include "redisx.h"
 #include "retry.h"
+#include "xadd.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +43,6 @@ static const char usage_text[] =
     "2 usage error or unreadable file; 3 Redis unreachable for --retry-for;\n"
     "4 Redis refused an entry or the password; 5 a read error.\n";
 
-/* One XADD of the batch: its RESP text in the batch buffer and its origin. */
-struct entry {
-	size_t off, len;
-	unsigned long line;
-	int file;
-	int done;
-};
-
 struct pub {
 	struct cm_common_opts opt; /* --redis, --stream, --retry-for, --max-line */
 	struct cm_redis_url url;
@@ -56,14 +51,22 @@ struct pub {
 	int nfiles;
 	size_t batch;
 	int64_t retry_ms;
-	redisContext *ctx;
-	struct cm_buf resp; /* the batch's commands, RESP-encoded */
+	redisContext *ctx;  /* --trim's */
+	struct cm_xadd *x;  /* the one publisher (xadd.h) */
 	struct cm_buf json; /* scratch: one event in compact form */
-	struct cm_buf head; /* "*5\r\n$4\r\nXADD\r\n$n\r\nKEY\r\n..." up to the data */
-	struct entry *ent;  /* up to two batches: nsent sent, the rest filling */
-	size_t nent, nsent;
-	unsigned long long published;
+	/* the first entry given up, and how many were */
+	uint64_t failed_tag;
+	unsigned long long failed;
+	char failed_msg[512];
+	int warned; /* "retrying" was said */
+	/* entries added since the last pump, and since the last flush */
+	size_t filling, held;
 };
+
+/* An entry's tag: its input file and line. */
+#define TAG(file, line) ((uint64_t)(file) << 40 | (uint64_t)(line))
+#define TAG_FILE(t)     ((int)((t) >> 40))
+#define TAG_LINE(t)     ((unsigned long)((t) & ((UINT64_C(1) << 40) - 1)))
 
 /* The name of input file i for messages. */
 static const char *file_name(const struct pub *p, int i)
@@ -71,19 +74,6 @@ static const char *file_name(const struct pub *p, int i)
 	if (p->nfiles == 0 || strcmp(p->files[i], "-") == 0)
 		return "stdin";
 	return p->files[i];
-}
-
-/* Precomputes the constant start of every XADD command, so that each event
- * costs one length prefix and one copy. */
-static int build_head(struct pub *p)
-{
-	size_t klen = strlen(p->key), flen = strlen(CM_REDIS_FIELD);
-
-	if (cm_buf_addf(&p->head, "*5\r\n$4\r\nXADD\r\n$%zu\r\n", klen) < 0 ||
-	    cm_buf_add(&p->head, p->key, klen) < 0 ||
-	    cm_buf_addf(&p->head, "\r\n$1\r\n*\r\n$%zu\r\n%s\r\n", flen, CM_REDIS_FIELD) < 0)
-		return -1;
-	return 0;
 }
 
 /* Writes the event in compact form into p->json, leaving out a top-level
@@ -103,207 +93,74 @@ static int compact_event(struct pub *p, const struct cm_jdoc *d)
 	return cm_stream_event_compact(d, &p->json);
 }
 
-/* Appends the XADD for the event now in p->json to the batch. */
-static int add_entry(struct pub *p, int file, unsigned long line)
+/* The publisher's report of one entry: only the ones given up matter here
+ * (the first is named when publishing fails). */
+static void on_entry(void *ctx, uint64_t tag, const char *id, size_t idlen, const char *error)
 {
-	struct entry *e = &p->ent[p->nent];
+	struct pub *p = ctx;
 
-	e->off = p->resp.len;
-	e->file = file;
-	e->line = line;
-	e->done = 0;
-	if (cm_buf_add(&p->resp, p->head.data, p->head.len) < 0 ||
-	    cm_buf_addf(&p->resp, "$%zu\r\n", p->json.len) < 0 ||
-	    cm_buf_add(&p->resp, p->json.data, p->json.len) < 0 ||
-	    cm_buf_add(&p->resp, "\r\n", 2) < 0)
-		return -1;
-	e->len = p->resp.len - e->off;
-	p->nent++;
-	return 0;
-}
-
-/* Drops the context after an I/O error, keeping its message in err. */
-static int lost(struct pub *p, struct cm_err *err)
-{
-	cm_errf(err, "%s", p->ctx->errstr[0] ? p->ctx->errstr : "connection lost");
-	redisFree(p->ctx);
-	p->ctx = NULL;
-	return -1;
-}
-
-/* Queues the unconfirmed commands among entries [from, to) and writes them
- * to the socket; -1 after an I/O error (the context is dropped). */
-static int send_range(struct pub *p, size_t from, size_t to, struct cm_err *err)
-{
-	size_t i;
-	int done = 0;
-
-	for (i = from; i < to; i++) {
-		struct entry *e = &p->ent[i];
-		size_t n = e->len;
-
-		if (e->done)
-			continue;
-		/* A run of unconfirmed entries is contiguous in the buffer. */
-		while (i + 1 < to && !p->ent[i + 1].done) {
-			i++;
-			n += p->ent[i].len;
-		}
-		if (redisAppendFormattedCommand(p->ctx, p->resp.data + e->off, n) != REDIS_OK)
-			return lost(p, err);
-	}
-	do
-		if (redisBufferWrite(p->ctx, &done) != REDIS_OK)
-			return lost(p, err);
-	while (!done);
-	return 0;
-}
-
-/* Reads the replies of the unconfirmed entries [from, to), in order, marking
- * each confirmed one. Returns 0 when all are confirmed; -1 after an I/O error
- * (the context is dropped); -2 when Redis refused one for good; -3 when it
- * refused some for now (LOADING, OOM...). err gets the first error. */
-static int read_range(struct pub *p, size_t from, size_t to, struct cm_err *err)
-{
-	size_t i;
-	int rc = 0;
-
-	for (i = from; i < to; i++) {
-		struct entry *e = &p->ent[i];
-		redisReply *r = NULL;
-
-		if (e->done)
-			continue;
-		if (redisGetReply(p->ctx, (void **)&r) != REDIS_OK)
-			return lost(p, err);
-		if (r->type == REDIS_REPLY_ERROR) {
-			if (rc == 0)
-				cm_errf(err, "%.300s", r->str);
-			if (!cm_redis_error_transient(r->str, r->len))
-				rc = -2;
-			else if (rc == 0)
-				rc = -3;
-		} else {
-			e->done = 1;
-			p->published++;
-		}
-		freeReplyObject(r);
-	}
-	return rc;
-}
-
-/* Reports the first entry that Redis has not confirmed. */
-static void report_unconfirmed(const struct pub *p, const struct cm_err *err)
-{
-	size_t i;
-
-	for (i = 0; i < p->nent; i++)
-		if (!p->ent[i].done) {
-			cm_warn("%s:%lu: not confirmed by Redis: %s", file_name(p, p->ent[i].file),
-			        p->ent[i].line, err->msg);
-			return;
-		}
-}
-
-/* Forgets the first n entries (confirmed) and their commands. */
-static void drop_front(struct pub *p, size_t n)
-{
-	size_t base, i;
-
-	if (n == 0)
+	if (!error)
 		return;
-	if (n == p->nent) {
-		p->nent = 0;
-		cm_buf_reset(&p->resp);
-		return;
+	if (p->failed++ == 0) {
+		p->failed_tag = tag;
+		snprintf(p->failed_msg, sizeof(p->failed_msg), "%s", error);
 	}
-	base = p->ent[n].off;
-	memmove(p->resp.data, p->resp.data + base, p->resp.len - base);
-	p->resp.len -= base;
-	memmove(p->ent, p->ent + n, (p->nent - n) * sizeof(*p->ent));
-	p->nent -= n;
-	for (i = 0; i < p->nent; i++)
-		p->ent[i].off -= base;
 }
 
-/* Publishes every entry held, reconnecting and resending the unconfirmed
- * ones on the one backoff (retry.h) for up to --retry-for; 0, or the exit
- * status (reported) when Redis stayed unreachable (3) or refused an entry or
- * the connection for good (4). */
+/* What the publisher's retry loop says, on stderr. */
+static void on_note(void *ctx, int what, const char *msg, int64_t left_ms)
+{
+	struct pub *p = ctx;
+
+	if (what == CM_XADD_RETRYING) {
+		cm_warn("%s; retrying for up to %lld s", msg, (long long)((left_ms + 999) / 1000));
+		p->warned = 1;
+	} else if (p->warned) {
+		cm_warn("%s: publishing again", p->url.safe);
+		p->warned = 0;
+	}
+}
+
+/* After the publisher gave up: names the first line not confirmed and
+ * returns the exit status that err's code means (3 unreachable, 4 refused). */
+static int given_up(struct pub *p, const struct cm_err *err)
+{
+	const char *why = p->failed ? p->failed_msg : err->msg;
+
+	if (p->failed)
+		cm_warn("%s:%lu: not confirmed by Redis: %s%s",
+		        file_name(p, TAG_FILE(p->failed_tag)), TAG_LINE(p->failed_tag), why,
+		        p->failed > 1 ? " (and the lines after it not confirmed either)" : "");
+	else
+		cm_warn("not confirmed by Redis: %s", why);
+	return err->code == CM_EXIT_UNREACHABLE || err->code == CM_EXIT_REFUSED ||
+	               err->code == CM_EXIT_SYSTEM
+	           ? err->code
+	           : CM_EXIT_REFUSED;
+}
+
+/* Sends and confirms everything added; 0 or the exit status (reported). */
 static int flush_all(struct pub *p)
 {
 	struct cm_err err = {"", 0};
-	struct cm_backoff bo;
-	int64_t left;
-	int rc, warned = 0;
 
-	/* Collect the replies still due for the batch in flight first. */
-	if (p->ctx && p->nsent > 0)
-		read_range(p, 0, p->nsent, &err);
-	p->nsent = 0;
-	if (p->nent == 0)
-		return 0;
-	cm_backoff_start(&bo, p->retry_ms);
-	for (;;) {
-		if (!p->ctx)
-			p->ctx = cm_redis_connect_url(&p->url, &err);
-		if (p->ctx) {
-			rc = send_range(p, 0, p->nent, &err);
-			if (rc == 0)
-				rc = read_range(p, 0, p->nent, &err);
-			if (rc == 0)
-				break;
-			cm_err_prefix(&err, "%s: ", p->url.safe);
-			if (rc == -2) {
-				report_unconfirmed(p, &err);
-				return CM_EXIT_REFUSED;
-			}
-		} else if (err.code == CM_EXIT_REFUSED || err.code == CM_EXIT_SYSTEM) {
-			report_unconfirmed(p, &err);
-			return err.code;
-		}
-		left = cm_backoff_left(&bo);
-		if (left == 0) {
-			report_unconfirmed(p, &err);
-			return CM_EXIT_UNREACHABLE;
-		}
-		if (!warned)
-			cm_warn("%s; retrying for up to %lld s", err.msg,
-			        (long long)((left + 999) / 1000));
-		warned = 1;
-		cm_backoff_wait(&bo, NULL);
-	}
-	if (warned)
-		cm_warn("%s: publishing again", p->url.safe);
-	p->nent = p->nsent = 0;
-	cm_buf_reset(&p->resp);
+	p->filling = p->held = 0;
+	if (cm_xadd_flush(p->x, &err) < 0)
+		return given_up(p, &err);
 	return 0;
 }
 
-/* Called when a new batch is full: sends it, then collects the replies of
- * the batch sent before, so that Redis works on one batch while the next is
- * read and encoded. Any trouble falls back to flush_all. */
+/* Called when a batch is full: sends it and collects the replies of the
+ * batch before, so that Redis works on one batch while the next is read and
+ * encoded; 0 or the exit status (reported). */
 static int pump(struct pub *p)
 {
-	struct cm_err err;
-	int rc;
+	struct cm_err err = {"", 0};
 
-	if (!p->ctx)
-		return flush_all(p);
-	rc = send_range(p, p->nsent, p->nent, &err);
-	if (rc == 0)
-		rc = read_range(p, 0, p->nsent, &err);
-	if (rc == 0) {
-		drop_front(p, p->nsent);
-		p->nsent = p->nent;
-		return 0;
-	}
-	/* Refused entries: collect the newer batch's replies too, so that the
-	 * connection has nothing outstanding when flush_all resends. */
-	if (p->ctx)
-		read_range(p, p->nsent, p->nent, &err);
-	p->nsent = 0;
-	return flush_all(p);
+	p->filling = 0;
+	if (cm_xadd_pump(p->x, 1, &err) < 0)
+		return given_up(p, &err);
+	return 0;
 }
 
 /* Reads one input and publishes its events, adding the lines rejected to
@@ -328,7 +185,7 @@ static int publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc *
 	for (;;) {
 		/* a trickle of events is published at once instead of waiting
 		 * for a full batch: when the next line is not there yet */
-		if (p->nent > 0 && !cm_lines_ready(&r, 1) && (status = flush_all(p)) != 0)
+		if (p->held > 0 && !cm_lines_ready(&r, 1) && (status = flush_all(p)) != 0)
 			break;
 		st = cm_lines_next(&r, &line, &len, &err);
 		if (st == CM_LINE_EOF)
@@ -349,12 +206,15 @@ static int publish_file(struct pub *p, int fi, size_t max_line, struct cm_jdoc *
 			(*rejected)++;
 			continue;
 		}
-		if (compact_event(p, doc) < 0 || add_entry(p, fi, r.lineno) < 0) {
+		if (compact_event(p, doc) < 0 ||
+		    cm_xadd_add(p->x, p->json.data, p->json.len, TAG(fi, r.lineno)) < 0) {
 			cm_warn("%s:%lu: out of memory", name, r.lineno);
 			status = CM_EXIT_SYSTEM;
 			break;
 		}
-		if (p->nent - p->nsent == p->batch && (status = pump(p)) != 0)
+		p->filling++;
+		p->held++;
+		if (p->filling == p->batch && (status = pump(p)) != 0)
 			break;
 	}
 	cm_lines_release(&r);
@@ -470,13 +330,15 @@ int main(int argc, char **argv)
 		}
 		close(fd);
 	}
-	cm_buf_init(&p.resp, 0);
 	cm_buf_init(&p.json, 0);
-	cm_buf_init(&p.head, 0);
 	cm_jdoc_init(&doc, 0);
 	cm_progress_init(&prog);
-	p.ent = calloc(2 * p.batch, sizeof(*p.ent));
-	if (!p.ent || build_head(&p) < 0) {
+	{
+		struct cm_xadd_opts xo = {&p.url, p.key, p.retry_ms, 0, 0, on_note};
+
+		p.x = cm_xadd_new(&xo, on_entry, &p);
+	}
+	if (!p.x) {
 		cm_warn("out of memory");
 		status = CM_EXIT_SYSTEM;
 		goto out;
@@ -493,12 +355,8 @@ int main(int argc, char **argv)
 		status = CM_EXIT_REJECTED;
 out:
 	cm_progress_end(&prog);
-	if (p.ctx)
-		redisFree(p.ctx);
-	free(p.ent);
+	cm_xadd_free(p.x);
 	cm_jdoc_release(&doc);
-	cm_buf_release(&p.resp);
 	cm_buf_release(&p.json);
-	cm_buf_release(&p.head);
 	return status;
 }

@@ -114,7 +114,7 @@ static void *run(void *arg)
 
 struct cm_pubq *cm_pubq_start(const struct cm_pubq_opts *o, struct cm_err *err)
 {
-	struct cm_xadd_opts xo = {o->url, o->key, o->retry_ms, o->connect_ms, o->io_ms};
+	struct cm_xadd_opts xo = {o->url, o->key, o->retry_ms, o->connect_ms, o->io_ms, NULL};
 	struct cm_pubq *q = calloc(1, sizeof(*q));
 
 	if (!q) {

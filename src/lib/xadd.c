@@ -38,6 +38,7 @@ struct cm_xadd {
 	int64_t retry_ms;
 	int connect_ms, io_ms;
 	cm_xadd_done_fn *done;
+	cm_xadd_note_fn *note;
 	void *ctx;
 	redisContext *c;
 	struct cm_buf cmd;
@@ -52,6 +53,7 @@ struct cm_xadd {
 	int64_t down_since; /* 0, or when Redis was given up on (monotonic ms) */
 	int64_t last_try;   /* last reconnection attempt while down */
 	struct cm_err last; /* the latest trouble */
+	struct cm_err gave; /* why the first entry given up since the last pump was */
 };
 
 struct cm_xadd *cm_xadd_new(const struct cm_xadd_opts *o, cm_xadd_done_fn *done, void *ctx)
@@ -66,6 +68,7 @@ struct cm_xadd *cm_xadd_new(const struct cm_xadd_opts *o, cm_xadd_done_fn *done,
 	x->connect_ms = o->connect_ms > 0 ? o->connect_ms : CM_REDIS_CONNECT_MS;
 	x->io_ms = o->io_ms > 0 ? o->io_ms : CM_REDIS_IO_MS;
 	x->done = done;
+	x->note = o->note;
 	x->ctx = ctx;
 	x->oldest = 1;
 	cm_buf_init(&x->cmd, 0);
@@ -231,6 +234,8 @@ int cm_xadd_down(const struct cm_xadd *x)
 static void report(struct cm_xadd *x, const struct unit *u, uint32_t i, const char *id,
                    size_t idlen, const char *error)
 {
+	if (error && !x->gave.msg[0])
+		x->gave = x->last;
 	if (x->done)
 		x->done(x->ctx, x->tags[u->first + i], id, idlen, error);
 }
@@ -332,7 +337,8 @@ enum { RX_OK = 0, RX_IO = -1, RX_TRANSIENT = -2 };
 /* Keeps the text of an error reply as the last error. */
 static void keep_error(struct cm_xadd *x, const redisReply *r)
 {
-	cm_errf(&x->last, "%s: %.*s", x->url.safe, (int)(r->len > 200 ? 200 : r->len), r->str);
+	cm_errc(&x->last, CM_EXIT_REFUSED, "%s: %.*s", x->url.safe,
+	        (int)(r->len > 200 ? 200 : r->len), r->str);
 }
 
 /* Reads one reply; NULL after an I/O error (connection dropped). */
@@ -367,7 +373,8 @@ static int settle_entry(struct cm_xadd *x, struct unit *u, uint32_t i, const red
 		*gave_up = 1;
 		return RX_OK;
 	}
-	cm_errf(&x->last, "%s: unexpected reply type %d to XADD", x->url.safe, r->type);
+	cm_errc(&x->last, CM_EXIT_REFUSED, "%s: unexpected reply type %d to XADD", x->url.safe,
+	        r->type);
 	report(x, u, i, NULL, 0, x->last.msg);
 	*gave_up = 1;
 	return RX_OK;
@@ -458,7 +465,8 @@ static int read_batch(struct cm_xadd *x, uint64_t b, int *gave_up)
 }
 
 /* Connects when there is no connection; while Redis counts as down, at most
- * every DOWN_RETRY_MS. */
+ * every DOWN_RETRY_MS. -1 when there is none for now, -2 when Redis refused
+ * it for good (x->last says why, with its code). */
 static int ensure_connected(struct cm_xadd *x)
 {
 	struct cm_err err;
@@ -473,7 +481,7 @@ static int ensure_connected(struct cm_xadd *x)
 	x->c = cm_redis_connect_timed(&x->url, x->connect_ms, x->io_ms, &err);
 	if (!x->c) {
 		x->last = err;
-		return -1;
+		return err.code == CM_EXIT_REFUSED || err.code == CM_EXIT_SYSTEM ? -2 : -1;
 	}
 	return 0;
 }
@@ -482,6 +490,9 @@ static int ensure_connected(struct cm_xadd *x)
 static void give_up_unconfirmed(struct cm_xadd *x)
 {
 	size_t i;
+
+	if (!x->down_since)
+		x->down_since = cm_mono_ms();
 
 	for (i = 0; i < x->nsent; i++)
 		if (x->units[i].state != U_DONE)
@@ -496,11 +507,17 @@ static void give_up_unconfirmed(struct cm_xadd *x)
 static int settle_all(struct cm_xadd *x, int *gave_up)
 {
 	struct cm_backoff bo;
-	int st;
+	int st, noted = 0;
 
 	cm_backoff_start(&bo, x->down_since ? 0 : x->retry_ms);
 	for (;;) {
-		if (ensure_connected(x) == 0) {
+		st = ensure_connected(x);
+		if (st == -2) {
+			give_up_unconfirmed(x);
+			*gave_up = 1;
+			return -1;
+		}
+		if (st == 0) {
 			new_batch(x, 0, x->nsent);
 			st = write_batch(x, 0, x->nsent);
 			if (st == 0)
@@ -508,16 +525,20 @@ static int settle_all(struct cm_xadd *x, int *gave_up)
 			if (st == RX_OK) {
 				x->oldest = x->batch + 1;
 				x->down_since = 0;
+				if (noted && x->note)
+					x->note(x->ctx, CM_XADD_RESUMED, NULL, 0);
 				return 0;
 			}
 		}
+		if (!x->last.msg[0])
+			cm_errf(&x->last, "%s: unreachable", x->url.safe);
+		if (!noted && x->note && cm_backoff_left(&bo) > 0)
+			x->note(x->ctx, CM_XADD_RETRYING, x->last.msg, cm_backoff_left(&bo));
+		noted = 1;
 		if (cm_backoff_wait(&bo, NULL) < 0) {
-			if (!x->last.msg[0])
-				cm_errf(&x->last, "%s: unreachable", x->url.safe);
+			x->last.code = CM_EXIT_UNREACHABLE;
 			give_up_unconfirmed(x);
 			*gave_up = 1;
-			if (!x->down_since)
-				x->down_since = cm_mono_ms();
 			return -1;
 		}
 	}
@@ -551,8 +572,12 @@ int cm_xadd_pump(struct cm_xadd *x, unsigned keep, struct cm_err *err)
 	}
 out:
 	drop_front(x);
-	if (gave_up)
-		return cm_errf(err, "%s", x->last.msg);
+	if (gave_up) {
+		cm_errc(err, x->gave.code > CM_EXIT_USAGE ? x->gave.code : CM_EXIT_REFUSED, "%s",
+		        x->gave.msg[0] ? x->gave.msg : x->last.msg);
+		x->gave.msg[0] = 0;
+		return -1;
+	}
 	return 0;
 }
 

@@ -18,7 +18,13 @@
  * twice; consumers deduplicate by event_id). After giving up, the publisher
  * counts Redis as down: later calls try one reconnection (at most every
  * 250 ms) and give up at once when it fails, instead of waiting out the
- * budget for every batch.
+ * budget for every batch. A connection Redis refuses for good (a wrong
+ * password, a missing permission) is not retried: the unconfirmed entries
+ * are given up at once.
+ *
+ * A failure's code (err.h) says which: CM_EXIT_UNREACHABLE when Redis stayed
+ * unreachable or busy for the budget, CM_EXIT_REFUSED (or the connection's
+ * own code) when it refused an entry or the connection for good.
  *
  * The entry format is CONTRACT's: XADD KEY * data JSON. A struct cm_xadd is
  * used by one thread; the callback runs inside cm_xadd_pump and
@@ -35,11 +41,19 @@ struct cm_err;
 struct cm_redis_url;
 struct cm_xadd;
 
+/* What the retry loop tells a caller that says how it is doing (cm-publish
+ * on stderr): CM_XADD_RETRYING once when a round fails and waiting starts
+ * (msg: the trouble, left_ms: the budget left), CM_XADD_RESUMED when Redis
+ * confirmed everything again after that. */
+enum { CM_XADD_RETRYING = 1, CM_XADD_RESUMED };
+typedef void cm_xadd_note_fn(void *ctx, int what, const char *msg, int64_t left_ms);
+
 struct cm_xadd_opts {
 	const struct cm_redis_url *url; /* copied */
 	const char *key;                /* the stream, copied */
 	int64_t retry_ms;               /* budget for an unreachable or busy Redis */
 	int connect_ms, io_ms;          /* socket timeouts; 0: redisx's defaults */
+	cm_xadd_note_fn *note;          /* optional, called with the done callback's ctx */
 };
 
 /* The fate of the entry added with tag: id[0..idlen) is its stream entry id
@@ -75,7 +89,8 @@ int cm_xadd_down(const struct cm_xadd *x);
 /* Sends the filling batch (if any), then waits for the replies of the
  * oldest batches until at most keep batches are in flight. Trouble on the
  * way (a lost connection, a busy server) is retried as in cm_xadd_flush.
- * Returns 0, or -1 when some entry was given up (err: the first reason). */
+ * Returns 0, or -1 when some entry was given up (err: the first reason,
+ * with its code). */
 int cm_xadd_pump(struct cm_xadd *x, unsigned keep, struct cm_err *err);
 /* Sends and confirms everything: cm_xadd_pump with keep 0. */
 int cm_xadd_flush(struct cm_xadd *x, struct cm_err *err);

@@ -46,6 +46,23 @@ static void on_done(void *ctx, uint64_t tag, const char *id, size_t idlen, const
 		snprintf(r->id, sizeof(r->id), "%.*s", (int)idlen, id);
 }
 
+/* What the note callback saw: how many of each, and the last message. */
+static int nretrying, nresumed;
+static char note_msg[256];
+
+static void on_note(void *ctx, int what, const char *msg, int64_t left_ms)
+{
+	(void)ctx;
+	if (what == CM_XADD_RETRYING) {
+		nretrying++;
+		assert_true(left_ms > 0);
+		snprintf(note_msg, sizeof(note_msg), "%s", msg);
+	} else {
+		assert_int_equal(what, CM_XADD_RESUMED);
+		nresumed++;
+	}
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -57,11 +74,12 @@ static int64_t now_ms(void)
 /* A publisher on stream key with budget ms. */
 static struct cm_xadd *publisher(const char *key, int64_t budget)
 {
-	struct cm_xadd_opts o = {&url, key, budget, 500, 2000};
+	struct cm_xadd_opts o = {&url, key, budget, 500, 2000, on_note};
 	struct cm_xadd *x = cm_xadd_new(&o, on_done, NULL);
 
 	assert_non_null(x);
 	nreps = 0;
+	nretrying = nresumed = 0;
 	return x;
 }
 
@@ -186,6 +204,8 @@ static void test_refused_for_good(void **state)
 	/* given up at once, not after the budget */
 	assert_true(now_ms() - t0 < 1000);
 	assert_non_null(strstr(err.msg, "WRONGTYPE"));
+	assert_int_equal(err.code, CM_EXIT_REFUSED);
+	assert_int_equal(nretrying, 0);
 	assert_int_equal(nreps, 3);
 	for (size_t i = 0; i < 3; i++) {
 		assert_int_equal(reps[i].tag, i + 1);
@@ -249,6 +269,10 @@ static void test_transient_budget(void **state)
 	assert_int_equal(cm_xadd_flush(x, &err), -1);
 	assert_true(now_ms() - t0 >= 290);
 	assert_non_null(strstr(err.msg, "OOM"));
+	assert_int_equal(err.code, CM_EXIT_UNREACHABLE);
+	assert_int_equal(nretrying, 1);
+	assert_non_null(strstr(note_msg, "OOM"));
+	assert_int_equal(nresumed, 0);
 	assert_int_equal(nreps, 2);
 	assert_non_null(strstr(reps[0].error, "OOM"));
 	assert_non_null(strstr(reps[1].error, "OOM"));
@@ -287,6 +311,9 @@ static void test_reconnect_after_restart(void **state)
 	}
 	assert_int_equal(cm_xadd_flush(x, &err), 0);
 	pthread_join(th, NULL);
+	/* said once that it waits, and once that it goes on */
+	assert_int_equal(nretrying, 1);
+	assert_int_equal(nresumed, 1);
 	assert_int_equal(nreps, 301);
 	for (i = 0; i < nreps; i++) {
 		assert_int_equal(reps[i].tag, i + 1);
@@ -308,6 +335,7 @@ static void test_down_fails_fast(void **state)
 	assert_int_equal(cm_xadd_flush(x, &err), -1);
 	assert_true(now_ms() - t0 >= 390);
 	assert_non_null(strstr(err.msg, srv.url));
+	assert_int_equal(err.code, CM_EXIT_UNREACHABLE);
 	assert_int_equal(nreps, 1);
 	assert_true(reps[0].error[0] != 0);
 	assert_true(cm_xadd_down(x));
@@ -316,6 +344,7 @@ static void test_down_fails_fast(void **state)
 	t0 = now_ms();
 	assert_int_equal(cm_xadd_flush(x, &err), -1);
 	assert_true(now_ms() - t0 < 200);
+	assert_int_equal(err.code, CM_EXIT_UNREACHABLE);
 	assert_int_equal(nreps, 2);
 	assert_true(reps[1].error[0] != 0);
 	/* back up: the next attempt (after 250 ms) reconnects */
@@ -328,6 +357,36 @@ static void test_down_fails_fast(void **state)
 	assert_string_equal(reps[2].error, "");
 	assert_int_equal(test_redis_int(&srv, "XLEN %s", "s:down"), 1);
 	cm_xadd_free(x);
+}
+
+static void test_wrong_password_at_once(void **state)
+{
+	struct cm_redis_url good = url;
+	struct cm_xadd *x;
+	struct cm_err err;
+	char u[256];
+	redisReply *r = test_redis_cmd(&srv, "ACL SETUSER xt on >right ~* &* +@all");
+	int64_t t0;
+
+	freeReplyObject(r);
+	snprintf(u, sizeof(u), "redis://xt:wrong@%s", strstr(srv.url, "//") + 2);
+	assert_int_equal(cm_redis_url_parse(u, &url, &err), 0);
+	x = publisher("s:auth", 10000);
+	assert_int_equal(cm_xadd_add(x, "{}", 2, 1), 0);
+	t0 = now_ms();
+	assert_int_equal(cm_xadd_flush(x, &err), -1);
+	/* refused for good: given up at once, not after the 10 s budget */
+	assert_true(now_ms() - t0 < 2000);
+	assert_int_equal(err.code, CM_EXIT_REFUSED);
+	assert_non_null(strstr(err.msg, "WRONGPASS"));
+	assert_null(strstr(err.msg, "wrong@"));
+	assert_int_equal(nretrying, 0);
+	assert_int_equal(nreps, 1);
+	assert_non_null(strstr(reps[0].error, "WRONGPASS"));
+	cm_xadd_free(x);
+	url = good;
+	r = test_redis_cmd(&srv, "ACL DELUSER xt");
+	freeReplyObject(r);
 }
 
 static void test_nothing_to_do(void **state)
@@ -352,6 +411,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_transient_budget, ensure_up),
 	    cmocka_unit_test_setup(test_reconnect_after_restart, ensure_up),
 	    cmocka_unit_test_setup(test_down_fails_fast, ensure_up),
+	    cmocka_unit_test_setup(test_wrong_password_at_once, ensure_up),
 	    cmocka_unit_test_setup(test_nothing_to_do, ensure_up),
 	};
 	signal(SIGPIPE, SIG_IGN);
