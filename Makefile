@@ -214,13 +214,13 @@ deb-test:
 
 # packaging/demo.sh installs its packages, builds (a make of its own, which
 # gets O= and SAN= through MAKEFLAGS), runs the demo and stops it; make
-# demo-stop stops a demo of this tree that KEEP=1 left running. (No $(MAKE)
+# demo-stop stops a demo of this tree and build that KEEP=1 left running. (No $(MAKE)
 # here: make -n would run the recipe.)
 demo:
 	@packaging/demo.sh --bin $(OUTBIN) $(if $(filter-out 0,$(KEEP)),--keep)
 
 demo-stop:
-	@packaging/demo.sh stop
+	@packaging/demo.sh stop --bin $(OUTBIN)
 
 clean:
 	rm -rf build $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC))

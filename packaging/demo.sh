@@ -10,13 +10,14 @@
 # stops everything it started, also on Ctrl-C.
 #
 #   packaging/demo.sh [--keep] [--bin DIR]   make demo, make demo KEEP=1
-#   packaging/demo.sh stop [DIR...]          make demo-stop
+#   packaging/demo.sh stop [--bin DIR | DIR...]   make demo-stop
 #
 # --keep leaves it running and prints the URLs, the admin's password, the
 # write key and the command that stops it. --bin DIR runs the tools of DIR
 # (make demo passes its build's, O=...; default bin/ of the source tree).
 # stop DIR stops the demo whose temporary directory is DIR; without DIR,
-# every demo of this source tree that this user left running. Only the
+# every demo of this source tree that this user left running (with --bin
+# DIR, only those running DIR's tools: make demo-stop passes its build's). Only the
 # processes whose ids a demo wrote into DIR/state are stopped, each checked
 # against the start time recorded with it.
 set -uo pipefail
@@ -182,14 +183,23 @@ stop_all() {
 	fi
 }
 
-# stop_cmd [DIR...]: the stop subcommand.
+# stop_cmd [--bin BIN | DIR...]: the stop subcommand; without a DIR, the
+# demos of this tree (with --bin, only those running the tools of BIN: make
+# demo-stop of one build leaves another build's demo alone).
 stop_cmd() {
-	local d found=()
+	local d found=() only=
+	if [ "${1:-}" = --bin ]; then
+		[ $# -eq 2 ] || die "stop --bin takes one directory"
+		only=$(cd "$2" 2>/dev/null && pwd) || only=$2
+		shift 2
+	fi
 	if [ $# -gt 0 ]; then
 		found=("$@")
 	else
 		for d in /tmp/cm-demo.*; do
-			[ -O "$d/state" ] && grep -qxF "top $top" "$d/state" && found+=("$d")
+			{ [ -O "$d/state" ] && grep -qxF "top $top" "$d/state"; } || continue
+			[ -z "$only" ] || grep -qxF "bin $only" "$d/state" || continue
+			found+=("$d")
 		done
 		[ ${#found[@]} -gt 0 ] || { echo "$prog: no demo of $top is running"; return 0; }
 	fi
@@ -267,6 +277,7 @@ if ! make -C "$top" --no-print-directory -j"$(nproc)" all >"$dir/build.log" 2>&1
 	die "the build failed (the end of its log is above)"
 fi
 bin=$(cd "$bin" && pwd) || die "no $bin after the build"
+record bin "$bin"
 export CM_SQL_DIR=$top/share/sql
 step "built the tools into ${bin#"$top"/}"
 

@@ -115,7 +115,10 @@ JSON
 		('p1', 'purchase', 'u1', '2026-11-02'), ('p2', 'purchase', 'u2', '2026-11-07'),
 		('p3', 'purchase', 'u3', '2026-11-20'), ('p5', 'purchase', 'u5', '2026-11-03'),
 		('p9', 'purchase', 'u9', '2026-11-02'), ('v6', 'page_view', 'u6', '2026-11-02')"
-	awk '/^```sql$/ { on = 1; next } on && /^```$/ { exit } on' "$TOP/README.md" >"$T/lift.sql"
+	# the README's sql block that starts with the lift comment
+	awk '/^```sql$/ { on = 1; buf = ""; next }
+		on && /^```$/ { on = 0; if (buf ~ /^-- lift of campaign/) { printf "%s", buf; exit } next }
+		on { buf = buf $0 "\n" }' "$TOP/README.md" >"$T/lift.sql"
 	grep -q 'lift of campaign 100' "$T/lift.sql"
 	run psql -X -q -A -t -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 -f "$T/lift.sql"
 	[ "$status" -eq 0 ]

@@ -211,7 +211,8 @@ teardown() {
 	run -0 "${cmd[@]}"
 	[ "$output" = "stopped 2 workers, cm-httpd, PostgreSQL, Redis; removed $DIR" ]
 	all_gone
-	# and nothing left to stop
-	run -0 "$TOP/packaging/demo.sh" stop
+	# and nothing left to stop (of this build: the other build's demo may
+	# run at the same time)
+	run -0 "$TOP/packaging/demo.sh" stop --bin "$CM_BIN"
 	[ "$output" = "demo: no demo of $TOP is running" ]
 }

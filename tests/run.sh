@@ -108,7 +108,9 @@ run_build() {
 		[ -f "$f" ] || continue
 		out=$log/$b-$(basename "$f").tap
 		start=$SECONDS
-		bats --tap "$f" >"$out" 2>&1
+		# a build run in the background has SIGINT ignored, which its
+		# children could not undo (the demo's Ctrl-C test needs it)
+		env --default-signal=INT,QUIT bats --tap "$f" >"$out" 2>&1
 		rc=$?
 		if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out"; then
 			tail=$(tail -20 "$out" | sed 's/^/# /')

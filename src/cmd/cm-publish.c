@@ -125,14 +125,15 @@ static void on_note(void *ctx, int what, const char *msg, int64_t left_ms)
  * returns the exit status that err's code means (3 unreachable, 4 refused). */
 static int given_up(struct pub *p, const struct cm_err *err)
 {
-	const char *why = p->failed ? p->failed_msg : err->msg;
-
-	if (p->failed)
-		cm_warn("%s:%lu: not confirmed by Redis: %s%s",
-		        file_name(p, TAG_FILE(p->failed_tag)), TAG_LINE(p->failed_tag), why,
-		        p->failed > 1 ? " (and the lines after it not confirmed either)" : "");
+	if (p->failed > 1)
+		cm_warn("%s:%lu: not confirmed by Redis: %s (and %llu more lines)",
+		        file_name(p, TAG_FILE(p->failed_tag)), TAG_LINE(p->failed_tag),
+		        p->failed_msg, p->failed - 1);
+	else if (p->failed)
+		cm_warn("%s:%lu: not confirmed by Redis: %s", file_name(p, TAG_FILE(p->failed_tag)),
+		        TAG_LINE(p->failed_tag), p->failed_msg);
 	else
-		cm_warn("not confirmed by Redis: %s", why);
+		cm_warn("not confirmed by Redis: %s", err->msg);
 	return err->code == CM_EXIT_UNREACHABLE || err->code == CM_EXIT_REFUSED ||
 	               err->code == CM_EXIT_SYSTEM
 	           ? err->code

@@ -500,18 +500,21 @@ int cm_rule_explain(struct cm_ruleset *s, const struct cm_rule_event *ev, int64_
 		       cm_buf_adds(out, "]}") < 0;
 		all &= ok;
 	}
-	/* jq, by libjq itself */
+	/* jq: natively where the matcher is (the same verdicts, and none of
+	 * libjq 1.6's leaking builtins), else by libjq itself */
 	if (c->jq >= 0) {
-		jv in = rule_event_jv(s, ev->doc, ev->profile);
+		int r = cm_jqx_eval_event(s->jqx, (uint32_t)c->jq, ev->doc, ev->profile);
 		struct cm_err jerr;
-		int r;
 
-		if (!jv_is_valid(in)) {
-			jv_free(in);
-			r = CM_JQX_ERROR;
-			cm_errf(&jerr, "the event cannot be converted for jq");
-		} else {
-			r = cm_jqx_eval(s->jqx, (uint32_t)c->jq, in, &jerr);
+		if (r == CM_JQX_FALLBACK) {
+			jv in = rule_event_jv(s, ev->doc, ev->profile);
+
+			if (!jv_is_valid(in)) {
+				r = CM_JQX_ERROR;
+				cm_errf(&jerr, "the event cannot be converted for jq");
+			} else {
+				r = cm_jqx_eval(s->jqx, (uint32_t)c->jq, in, &jerr);
+			}
 			jv_free(in);
 		}
 		if (r == CM_JQX_ERROR) {
