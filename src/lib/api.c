@@ -33,8 +33,7 @@ static void h_me(struct cm_api_call *c);
 static void h_health(struct cm_api_call *c);
 
 /* The routes. A path with a literal segment must come before a template
- * that would also match it (none does yet: POST /campaigns/backtest and
- * GET /events/{event_id}/explain will slot in without conflict). */
+ * that would also match it. */
 static const struct cm_route routes[] = {
     {"POST", "/auth/token", CM_API_ANYONE, h_token},
     {"GET", "/auth/users/me", CM_API_USER, h_me},
@@ -47,6 +46,7 @@ static const struct cm_route routes[] = {
     {"GET", "/campaigns/{id}/audit", CM_API_USER, cm_api_campaign_audit},
     {"POST", "/events", CM_API_WRITE, cm_api_events_post},
     {"GET", "/events/{event_id}", CM_API_USER, cm_api_event_get},
+    {"GET", "/events/{event_id}/explain", CM_API_USER, cm_api_event_explain},
     {"GET", "/profiles/{user_id}", CM_API_USER, cm_api_profile_get},
     {"POST", "/v1/track", CM_API_SEGMENT, cm_api_segment_track},
     {"POST", "/v1/identify", CM_API_SEGMENT, cm_api_segment_identify},
@@ -100,7 +100,7 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 		goto fail;
 	}
 	a->auth = cm_auth_new(&ao, err);
-	if (!a->auth || cm_api_metrics_init(a, err) < 0)
+	if (!a->auth || cm_api_metrics_init(a, err) < 0 || cm_api_explain_init(a, err) < 0)
 		goto fail;
 	memset(&po, 0, sizeof(po));
 	po.url = &a->redis;
@@ -153,6 +153,7 @@ void cm_api_free(struct cm_api *a)
 	cm_auth_free(a->auth);
 	cm_throttle_free(a->throttle);
 	cm_api_metrics_free(a);
+	cm_api_explain_free(a);
 	free(a->conninfo);
 	free(a->stream);
 	free(a);
@@ -266,6 +267,17 @@ int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col)
 	if (PQgetisnull(res, row, col))
 		return cm_buf_adds(b, "null");
 	return cm_log_add_str(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
+}
+
+int cm_api_add_outcome(struct cm_buf *b, const PGresult *res, int row, int col)
+{
+	int rc = cm_buf_adds(b, ",\"outcome\":") | cm_api_add_col(b, res, row, col);
+
+	if (!PQgetisnull(res, row, col + 1))
+		rc |= cm_buf_adds(b, ",\"variant\":") | cm_api_add_col(b, res, row, col + 1);
+	if (!PQgetisnull(res, row, col + 2))
+		rc |= cm_buf_adds(b, ",\"capped_by\":") | cm_api_add_col(b, res, row, col + 2);
+	return rc;
 }
 
 /* --- Database jobs. --- */

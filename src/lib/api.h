@@ -61,6 +61,7 @@ struct cm_api {
 	struct cm_pubq *pub;
 	struct cm_health *health;
 	struct cm_api_metrics *metrics; /* api_metrics.c */
+	struct cm_api_explain *explain; /* api_explain.c */
 };
 
 /* Starts the threads (none needs Redis or PostgreSQL to be up: GET /health
@@ -144,6 +145,12 @@ int cm_api_add_json(struct cm_buf *b, const char *text, size_t n);
 enum { CM_API_DOC_BODY = 0, CM_API_DOC_STORED = 1 };
 /* Appends column col of row as a JSON string, or null. */
 int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col);
+/* Appends a stored match's outcome from columns col (outcome), col + 1
+ * (variant) and col + 2 (capped_by) of row: ,"outcome":"capped" and then
+ * ,"variant":... and ,"capped_by":... where they are not null. */
+int cm_api_add_outcome(struct cm_buf *b, const PGresult *res, int row, int col);
+/* The outcome columns of matches (alias m) for cm_api_add_outcome. */
+#define CM_API_OUTCOME_COLS "m.outcome, m.variant, m.capped_by"
 
 /* Routes of api_campaigns.c. */
 void cm_api_campaign_create(struct cm_api_call *c);
@@ -156,6 +163,29 @@ void cm_api_campaign_audit(struct cm_api_call *c);
 /* Routes of api_events.c. */
 void cm_api_events_post(struct cm_api_call *c);
 void cm_api_event_get(struct cm_api_call *c);
+/* Checks that the path parameter can be an event id; -1 after answering
+ * 404. */
+int cm_api_event_param(struct cm_api_call *c);
+/* The matches (alias m) of event $1, columns cols, by campaign: without an
+ * index on matches.event_id, a skip scan walks the distinct campaign ids of
+ * the primary key, then probes (campaign_id, event_id) for each, so the
+ * cost grows with the number of campaigns, not of matches. */
+#define CM_API_EVENT_MATCHES_SQL(cols)                                                             \
+	"WITH RECURSIVE c AS ("                                                                    \
+	" (SELECT campaign_id FROM matches ORDER BY campaign_id LIMIT 1)"                          \
+	" UNION ALL"                                                                               \
+	" SELECT (SELECT m.campaign_id FROM matches m WHERE m.campaign_id > c.campaign_id"         \
+	"         ORDER BY m.campaign_id LIMIT 1)"                                                 \
+	" FROM c WHERE c.campaign_id IS NOT NULL)"                                                 \
+	"SELECT " cols " FROM c"                                                                   \
+	" JOIN matches m ON m.campaign_id = c.campaign_id AND m.event_id = $1"                     \
+	" ORDER BY m.campaign_id"
+
+/* Routes of api_explain.c: GET /events/{event_id}/explain, over one cached
+ * set of the active campaigns per server. */
+int cm_api_explain_init(struct cm_api *a, struct cm_err *err);
+void cm_api_explain_free(struct cm_api *a);
+void cm_api_event_explain(struct cm_api_call *c);
 
 /* The events of one request on their way to the stream (POST /events and
  * the /v1 routes): the canonical lines and where their ids are. Owned by

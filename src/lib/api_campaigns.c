@@ -26,15 +26,32 @@
 /* The columns every campaign reply is built from, in this order. */
 #define COLS                                                                                       \
 	"id, name, status, cm_utc(starts_at), cm_utc(ends_at), rule::text, version, "              \
-	"cm_utc(created_at), cm_utc(updated_at)"
+	"cm_utc(created_at), cm_utc(updated_at), \"limit\"::text, holdout, variants::text"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX     1000
 #define OFFSET_MAX   10000000
 
-/* The fields of a campaign body, each as compact JSON (NULL: absent). */
-enum { F_NAME = 0, F_STATUS, F_STARTS, F_ENDS, F_RULE, NFIELDS };
-static const char *const field_names[NFIELDS] = {"name", "status", "starts_at", "ends_at", "rule"};
+/* The fields of a campaign body, each as compact JSON (NULL: absent): the
+ * delivery controls (CONTRACT 1.6) last. */
+enum { F_NAME = 0, F_STATUS, F_STARTS, F_ENDS, F_RULE, F_LIMIT, F_HOLDOUT, F_VARIANTS, NFIELDS };
+static const char *const field_names[NFIELDS] = {"name", "status", "starts_at", "ends_at",
+                                                 "rule", "limit",  "holdout",   "variants"};
+/* Each field's column in COLS. */
+static const int field_col[NFIELDS] = {1, 2, 3, 4, 5, 9, 10, 11};
+
+/* True for the fields stored as JSON (or, holdout, a number): the others
+ * are strings. */
+static int is_json_field(int i)
+{
+	return i == F_RULE || i >= F_LIMIT;
+}
+
+/* True for the fields that PATCH may set to null (unset). */
+static int nullable_field(int i)
+{
+	return i == F_STARTS || i == F_ENDS || i >= F_LIMIT;
+}
 
 struct fields {
 	struct cm_buf text; /* the values, one after another */
@@ -53,16 +70,30 @@ static int field_set(struct fields *f, int i, const char *json, size_t n)
 	return cm_buf_add(&f->text, json, n);
 }
 
-/* Appends the campaign of row (columns COLS) as JSON. */
+/* Appends the campaign of row (columns COLS) as JSON. The delivery controls
+ * are there only when set, so that a campaign without them reads as the
+ * original service's did. */
 static int add_campaign(struct cm_buf *b, const PGresult *res, int row)
 {
-	return cm_buf_addf(b, "{\"id\":%s,\"name\":", PQgetvalue(res, row, 0)) |
-	       cm_api_add_col(b, res, row, 1) | cm_buf_adds(b, ",\"status\":") |
-	       cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"starts_at\":") |
-	       cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"ends_at\":") |
-	       cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"rule\":") |
-	       cm_api_add_json(b, PQgetvalue(res, row, 5), (size_t)PQgetlength(res, row, 5)) |
-	       cm_buf_addf(b, ",\"version\":%s,\"created_at\":", PQgetvalue(res, row, 6)) |
+	int rc = cm_buf_addf(b, "{\"id\":%s,\"name\":", PQgetvalue(res, row, 0)) |
+	         cm_api_add_col(b, res, row, 1) | cm_buf_adds(b, ",\"status\":") |
+	         cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"starts_at\":") |
+	         cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"ends_at\":") |
+	         cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"rule\":") |
+	         cm_api_add_json(b, PQgetvalue(res, row, 5), (size_t)PQgetlength(res, row, 5));
+
+	for (int i = F_LIMIT; i < NFIELDS; i++) {
+		int col = field_col[i];
+
+		if (PQgetisnull(res, row, col))
+			continue;
+		rc |= cm_buf_addf(b, ",\"%s\":", field_names[i]);
+		rc |= i == F_HOLDOUT ? cm_buf_add(b, PQgetvalue(res, row, col),
+		                                  (size_t)PQgetlength(res, row, col))
+		                     : cm_api_add_json(b, PQgetvalue(res, row, col),
+		                                       (size_t)PQgetlength(res, row, col));
+	}
+	return rc | cm_buf_addf(b, ",\"version\":%s,\"created_at\":", PQgetvalue(res, row, 6)) |
 	       cm_api_add_col(b, res, row, 7) | cm_buf_adds(b, ",\"updated_at\":") |
 	       cm_api_add_col(b, res, row, 8) | cm_buf_addc(b, '}');
 }
@@ -142,8 +173,7 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 				break;
 		if (j < NFIELDS) {
 			cm_buf_reset(&val);
-			if (patch && j != F_STARTS && j != F_ENDS &&
-			    d->tok[t + 1].type == CM_JNULL) {
+			if (patch && !nullable_field(j) && d->tok[t + 1].type == CM_JNULL) {
 				reply_at(r, k, klen, "none is not an allowed value",
 				         "type_error.none.not_allowed");
 				goto out;
@@ -187,7 +217,7 @@ out:
 /* The values the database gets, decoded from a validated campaign. */
 struct values {
 	struct cm_buf text;
-	const char *p[5]; /* name, status, starts_at, ends_at, rule; NULL: SQL null */
+	const char *p[NFIELDS]; /* in the order of field_names; NULL: SQL null */
 };
 
 /* Builds the campaign from f, validates it as cm-match would, and decodes
@@ -198,10 +228,12 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 	struct cm_jdoc d;
 	struct cm_err err;
 	const char *text, *s;
-	size_t n, off[5] = {0};
-	int i, rc = -1, first = 1, isnull[5] = {1, 1, 1, 1, 1};
+	size_t n, off[NFIELDS] = {0};
+	int i, rc = -1, first = 1, isnull[NFIELDS];
 	uint32_t t;
 
+	for (i = 0; i < NFIELDS; i++)
+		isnull[i] = 1;
 	cm_jdoc_init(&d, CM_RULE_MAX_DEPTH + 8);
 	cm_buf_init(&v->text, 0);
 	cm_buf_addc(&doc, '{');
@@ -236,7 +268,7 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 		if (t == CM_JNONE || d.tok[t].type == CM_JNULL)
 			continue;
 		isnull[i] = 0;
-		if (i == F_RULE) {
+		if (is_json_field(i)) {
 			if (cm_json_write(&d, t, &v->text) < 0)
 				goto oom;
 		} else {
@@ -377,9 +409,10 @@ static void create_db(struct cm_api_call *c, PGconn *pg)
 	if (tx_begin(c, pg) < 0)
 		return;
 	res = tx_query(c, pg,
-	               "INSERT INTO campaigns (name, status, starts_at, ends_at, rule) "
-	               "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING " COLS,
-	               5, v->p);
+	               "INSERT INTO campaigns (name, status, starts_at, ends_at, rule, \"limit\", "
+	               "holdout, variants) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, "
+	               "$7::float8, $8::jsonb) RETURNING " COLS,
+	               NFIELDS, v->p);
 	if (res)
 		tx_commit(c, pg, res, 201);
 }
@@ -417,7 +450,7 @@ void cm_api_campaign_create(struct cm_api_call *c)
 /* --- GET /campaigns --- */
 
 struct list {
-	char status[16], limit[24], offset[24];
+	char status[16], limit[24], offset[24]; /* status: or the outcome of matches */
 	int64_t id;
 	char id_text[24]; /* id for SQL */
 	int64_t version;  /* DELETE's ?version=, 0: none */
@@ -563,11 +596,14 @@ static int merge_current(struct fields *f, const PGresult *res)
 	for (i = 0; i < NFIELDS && rc == 0; i++) {
 		if (f->has[i])
 			continue;
-		col = i + 1; /* name, status, starts_at, ends_at, rule follow id */
+		col = field_col[i];
 		cm_buf_reset(&b);
 		if (PQgetisnull(res, 0, col))
 			rc |= cm_buf_adds(&b, "null");
-		else if (i == F_RULE)
+		else if (i == F_HOLDOUT)
+			rc |= cm_buf_add(&b, PQgetvalue(res, 0, col),
+			                 (size_t)PQgetlength(res, 0, col));
+		else if (is_json_field(i))
 			rc |= cm_api_add_json(&b, PQgetvalue(res, 0, col),
 			                      (size_t)PQgetlength(res, 0, col));
 		else
@@ -584,7 +620,7 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 	struct patch *pt = c->state;
 	struct values v;
 	char id[24];
-	const char *params[6];
+	const char *params[NFIELDS + 1];
 	PGresult *res;
 
 	snprintf(id, sizeof(id), "%lld", (long long)pt->id);
@@ -607,8 +643,9 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 	memcpy(params + 1, v.p, sizeof(v.p));
 	res = tx_query(c, pg,
 	               "UPDATE campaigns SET name = $2, status = $3, starts_at = $4, ends_at = $5, "
-	               "rule = $6::jsonb WHERE id = $1 RETURNING " COLS,
-	               6, params);
+	               "rule = $6::jsonb, \"limit\" = $7::jsonb, holdout = $8::float8, "
+	               "variants = $9::jsonb WHERE id = $1 RETURNING " COLS,
+	               NFIELDS + 1, params);
 	cm_buf_release(&v.text);
 	if (res)
 		tx_commit(c, pg, res, 200);
@@ -693,7 +730,7 @@ static void reply_rows(struct cm_api_call *c, PGresult *res,
 }
 
 /* A match row: campaign_id, event_id, user_id, event_type, occurred_at,
- * matched_at. */
+ * matched_at, then the outcome columns. */
 static int add_match(struct cm_buf *b, const PGresult *res, int row)
 {
 	return cm_buf_addf(b, "{\"campaign_id\":%s,\"event_id\":", PQgetvalue(res, row, 0)) |
@@ -701,13 +738,14 @@ static int add_match(struct cm_buf *b, const PGresult *res, int row)
 	       cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"event_type\":") |
 	       cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"occurred_at\":") |
 	       cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"matched_at\":") |
-	       cm_api_add_col(b, res, row, 5) | cm_buf_addc(b, '}');
+	       cm_api_add_col(b, res, row, 5) | cm_api_add_outcome(b, res, row, 6) |
+	       cm_buf_addc(b, '}');
 }
 
 static void matches_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	const char *params[3] = {l->id_text, l->limit, l->offset};
+	const char *params[4] = {l->id_text, l->limit, l->offset, l->status};
 	struct cm_err err;
 	PGresult *res;
 	int st;
@@ -719,10 +757,11 @@ static void matches_db(struct cm_api_call *c, PGconn *pg)
 		return;
 	}
 	res = cm_pg_query(pg,
-	                  "SELECT campaign_id, event_id, user_id, event_type, cm_utc(occurred_at), "
-	                  "cm_utc(matched_at) FROM matches WHERE campaign_id = $1 "
-	                  "ORDER BY matched_at DESC, event_id DESC LIMIT $2 OFFSET $3",
-	                  3, params, &err);
+	                  "SELECT m.campaign_id, m.event_id, m.user_id, m.event_type, "
+	                  "cm_utc(m.occurred_at), cm_utc(m.matched_at), " CM_API_OUTCOME_COLS
+	                  " FROM matches m WHERE m.campaign_id = $1 AND ($4 = '' OR m.outcome = $4)"
+	                  " ORDER BY m.matched_at DESC, m.event_id DESC LIMIT $2 OFFSET $3",
+	                  4, params, &err);
 	if (!res) {
 		cm_api_db_error(c, pg, &err);
 		return;
@@ -730,6 +769,13 @@ static void matches_db(struct cm_api_call *c, PGconn *pg)
 	reply_rows(c, res, add_match);
 	PQclear(res);
 }
+
+/* A campaign snapshot of the audit (002's cm_campaign_doc, every column)
+ * without the delivery controls that are not set, as the campaign replies
+ * leave them out. */
+#define UNSET(col)                                                                                 \
+	"(" col " - ARRAY(SELECT k FROM jsonb_each(" col ") AS e(k, v) "                           \
+	"WHERE k IN ('limit', 'holdout', 'variants') AND v = 'null'))"
 
 /* An audit row: id, campaign_id, actor, action, at, before, after. */
 static int add_audit(struct cm_buf *b, const PGresult *res, int row)
@@ -760,11 +806,12 @@ static void audit_db(struct cm_api_call *c, PGconn *pg)
 	PGresult *res;
 	int st;
 
-	res = cm_pg_query(pg,
-	                  "SELECT id, campaign_id, actor, action, cm_utc(at), before::text, "
-	                  "after::text FROM campaign_audit WHERE campaign_id = $1 "
-	                  "ORDER BY id DESC LIMIT $2 OFFSET $3",
-	                  3, params, &err);
+	res = cm_pg_query(
+	    pg,
+	    "SELECT id, campaign_id, actor, action, cm_utc(at), " UNSET("before") "::text, " UNSET(
+	        "after") "::text FROM campaign_audit WHERE campaign_id = $1 "
+	                 "ORDER BY id DESC LIMIT $2 OFFSET $3",
+	    3, params, &err);
 	if (!res) {
 		cm_api_db_error(c, pg, &err);
 		return;
@@ -784,12 +831,29 @@ static void audit_db(struct cm_api_call *c, PGconn *pg)
 	PQclear(res);
 }
 
+/* GET /campaigns/{id}/matches, with ?outcome= (matched, holdout, capped)
+ * to see one kind only. */
 void cm_api_campaign_matches(struct cm_api_call *c)
 {
+	struct cm_http_req *r = c->r;
 	struct list *l = new_list(c);
+	int st;
 
-	if (l && list_id(c, l) == 0 && read_page(c->r, l) == 0)
-		cm_api_db(c, matches_db);
+	if (!l || list_id(c, l) < 0 || read_page(r, l) < 0)
+		return;
+	st = r->query
+	         ? cm_query_get(r->query, r->query_len, "outcome", l->status, sizeof(l->status))
+	         : 0;
+	if (st != 0 &&
+	    (st < 0 || (strcmp(l->status, "matched") != 0 && strcmp(l->status, "holdout") != 0 &&
+	                strcmp(l->status, "capped") != 0))) {
+		cm_api_422(r, "\"query\",\"outcome\"",
+		           "value is not a valid enumeration member; permitted: 'matched', "
+		           "'holdout', 'capped'",
+		           "type_error.enum");
+		return;
+	}
+	cm_api_db(c, matches_db);
 }
 
 void cm_api_campaign_audit(struct cm_api_call *c)
