@@ -82,7 +82,7 @@ event() {
 	[[ "$output" =~ ^cm-httpd\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 	for bad in "--listen nope" "--listen 127.0.0.1:0" "--listen 127.0.0.1:70000" \
 		"--listen [::1]8000" "--threads 0" "--threads 100000" "--token-ttl 5" \
-		"--max-body 12" "--timeout 0" "--log-level loud" "--bogus" "extra"; do
+		"--max-body 12" "--timeout 0" "--log-level loud" "--backtest-time 0" "--bogus" "extra"; do
 		run cm-httpd --jwt-secret-file "$JWT_SECRET_FILE" $bad
 		echo "$bad: $output"
 		[ "$status" -eq 2 ]
@@ -966,6 +966,131 @@ PY
 	[ "$CODE" = 404 ]
 	api GET /events/ex-2/explain
 	[ "$CODE" = 401 ]
+}
+
+# bt_events: 60 events of October 2026 (bt-1 .. bt-60, every 2 hours, 5
+# users, amount 10 * i), an identify event of bt-u1 at the start, and a
+# page of another type, stored once for the backtest tests.
+bt_events() {
+	[ "$(pg_sql "SELECT count(*) FROM events WHERE event_id LIKE 'bt-%'")" -gt 0 ] && return 0
+	pg_sql "INSERT INTO events (event_id, event_type, user_id, occurred_at, properties)
+	        SELECT 'bt-' || i, 'bt-buy', 'bt-u' || (i % 5), timestamptz '2026-10-01T00:00:00Z' + i * interval '2 hours',
+	               jsonb_build_object('amount', i * 10) FROM generate_series(1, 60) AS i" \
+		"INSERT INTO events (event_id, event_type, user_id, occurred_at, properties) VALUES
+	        ('bt-id', 'identify', 'bt-u1', '2026-10-01T00:00:00Z', '{\"plan\": \"pro\"}'),
+	        ('bt-page', 'bt-page', 'bt-u2', '2026-10-02T00:00:00Z', '{}')"
+}
+
+# A campaign to backtest: amount >= 100, two matches per user at most, a
+# fifth held out, two variants.
+BT_CAMPAIGN='{"id":9001,"name":"bt","rule":{"event_type":"bt-buy","where":{"field":"properties.amount","op":"gte","value":100}},
+  "limit":{"per_user":2},"holdout":0.2,"variants":[{"name":"A","weight":1},{"name":"B","weight":1}]}'
+
+@test "cm-httpd: POST /campaigns/backtest counts what cm-export | cm-match --summary counts, per day, with the first matches" {
+	bt_events
+	api POST /campaigns/backtest -H "$(A)" -d "{\"campaign\":$BT_CAMPAIGN,\"since\":\"2026-10-01T00:00:00Z\",\"until\":\"2026-11-01T00:00:00+00:00\"}"
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' <<<"$BODY")" = '[true,null,62]' ]
+	cm-export --since 2026-10-01T00:00:00Z --until 2026-11-01T00:00:00Z >"$T/ev"
+	jq -c "[$BT_CAMPAIGN | .status = \"active\"]" <<<'null' >"$T/c.json"
+	cm-match -c "$T/c.json" --summary "$T/ev" >"$T/sum"
+	cm-match -c "$T/c.json" --emit matches "$T/ev" >"$T/m"
+	cat "$T/sum"
+	[ "$(jq -c '[.candidates, .outcomes.matched, .outcomes.holdout, .outcomes.capped, .distinct_users]' <<<"$BODY")" = \
+		"$(jq -c '[.candidates, .matched, .holdout, .capped, .distinct_users]' "$T/sum")" ]
+	[ "$(jq -r .candidates <<<"$BODY")" -eq 51 ]
+	[ "$(jq -r .outcomes.capped <<<"$BODY")" -gt 0 ]
+	[ "$(jq -r .outcomes.holdout <<<"$BODY")" -gt 0 ]
+	# the first 20 candidates are cm-match's match lines, in order
+	[ "$(jq -c '.first_matches | map([.campaign_id, .event_id, .user_id, .occurred_at, .outcome, .variant])' <<<"$BODY")" = \
+		"$(head -20 "$T/m" | jq -c -s 'map([.campaign_id, .event_id, .user_id, .occurred_at, .outcome, .variant])')" ]
+	[ "$(jq -c '[.first_matches[] | select(.outcome == "capped") | has("capped_by")] | unique' <<<"$BODY")" = '[true]' ]
+	# per day, in day order, summing up
+	[ "$(jq -c '.per_day | map(.day)' <<<"$BODY")" = '["2026-10-01","2026-10-02","2026-10-03","2026-10-04","2026-10-05","2026-10-06"]' ]
+	[ "$(jq -c '.per_day' <<<"$BODY")" = "$(jq -c -s 'group_by(.occurred_at[:10]) | map({day: .[0].occurred_at[:10], candidates: length,
+		matched: map(select(.outcome == "matched")) | length, holdout: map(select(.outcome == "holdout")) | length,
+		capped: map(select(.outcome == "capped")) | length})' "$T/m")" ]
+	# nothing was saved
+	[ "$(pg_sql "SELECT count(*) FROM campaigns WHERE name = 'bt'")" -eq 0 ]
+	# without a range: every stored event; without an id: the next campaign's
+	api POST /campaigns/backtest -H "$(A)" -d '{"campaign":{"name":"bt2","rule":{"event_type":"bt-buy"}}}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -r .candidates <<<"$BODY")" -eq 60 ]
+	[ "$(jq -r '.first_matches[0].campaign_id' <<<"$BODY")" -eq "$(($(pg_sql "SELECT coalesce(max(id), 0) FROM campaigns") + 1))" ]
+	# a paused campaign is tested as if active; profiles come from the identify events before
+	api POST /campaigns/backtest -H "$(A)" -d '{"since":"2026-10-01T00:00:00Z","until":"2026-11-01T00:00:00Z",
+	  "campaign":{"name":"bt3","status":"paused","rule":{"event_type":"bt-buy","where":{"field":"profile.plan","op":"eq","value":"pro"}}}}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.candidates, .distinct_users, (.first_matches | map(.user_id) | unique)]' <<<"$BODY")" = '[12,1,["bt-u1"]]' ]
+}
+
+@test "cm-httpd: a backtest stops at max_events or its time limit, saying so; one at a time (429 with Retry-After)" {
+	bt_events
+	api POST /campaigns/backtest -H "$(A)" -d "{\"campaign\":$BT_CAMPAIGN,\"since\":\"2026-10-01T00:00:00Z\",\"max_events\":10}"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' <<<"$BODY")" = '[false,"event limit",10]' ]
+	# exactly the events there are is complete
+	api POST /campaigns/backtest -H "$(A)" -d "{\"campaign\":$BT_CAMPAIGN,\"since\":\"2026-10-01T00:00:00Z\",\"until\":\"2026-11-01T00:00:00Z\",\"max_events\":62}"
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' <<<"$BODY")" = '[true,null,62]' ]
+	# a table locked for a while: the first backtest waits for it past its
+	# time limit, the second is refused meanwhile
+	httpd_start --backtest-time 300
+	tok=$(login admin adm1n-pass)
+	pg_sql "BEGIN" "LOCK TABLE events IN ACCESS EXCLUSIVE MODE" "SELECT pg_sleep(2)" "COMMIT" >/dev/null &
+	locker=$!
+	for _ in $(seq 40); do
+		[ "$(pg_sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'events' AND l.mode = 'AccessExclusiveLock' AND l.granted")" -gt 0 ] && break
+		sleep 0.05
+	done
+	curl -s -o "$T/first" --max-time 30 -H "Authorization: Bearer $tok" -d "{\"campaign\":$BT_CAMPAIGN}" "$HTTPD_URL/campaigns/backtest" &
+	first=$!
+	sleep 0.3
+	api POST /campaigns/backtest -H "Authorization: Bearer $tok" -d "{\"campaign\":$BT_CAMPAIGN}"
+	[ "$CODE" = 429 ]
+	[ "$(header Retry-After)" = 1 ]
+	[[ "$(detail)" == *"backtest is running"* ]]
+	wait "$first"
+	wait "$locker"
+	cat "$T/first"
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' "$T/first")" = '[false,"time limit",0]' ]
+	# and the next one runs
+	api POST /campaigns/backtest -H "Authorization: Bearer $tok" -d "{\"campaign\":$BT_CAMPAIGN,\"max_events\":5}"
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: POST /campaigns/backtest: 422 saying where, 403 for a user, 401 without a token" {
+	while IFS= read -r line; do
+		body=${line% => *}
+		loc=${line##* => }
+		api POST /campaigns/backtest -H "$(A)" -d "$body"
+		echo "$body -> $CODE $BODY"
+		[ "$CODE" = 422 ]
+		[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = "$loc" ]
+	done <<'CASES'
+{} => ["body","campaign"]
+{"campaign":[]} => ["body","campaign"]
+{"campaign":{"rule":{}}} => ["body","campaign","name"]
+{"campaign":{"name":"x","rule":{"where":{"field":"a","op":"nope","value":1}}}} => ["body","campaign","rule","where","op"]
+{"campaign":{"name":"x","rule":{},"limit":{"cooldown":"7 days"}}} => ["body","campaign","limit","cooldown"]
+{"campaign":{"name":"x","rule":{},"variants":[{"name":"A","weight":-1}]}} => ["body","campaign","variants",0,"weight"]
+{"campaign":{"name":"x","rule":{},"colour":"red"}} => ["body","campaign","colour"]
+{"campaign":{"id":"seven","name":"x","rule":{}}} => ["body","campaign","id"]
+{"campaign":{"name":"x","rule":{}},"since":"yesterday"} => ["body","since"]
+{"campaign":{"name":"x","rule":{}},"until":5} => ["body","until"]
+{"campaign":{"name":"x","rule":{}},"since":"2026-10-02T00:00:00Z","until":"2026-10-01T00:00:00Z"} => ["body","until"]
+{"campaign":{"name":"x","rule":{}},"max_events":0} => ["body","max_events"]
+{"campaign":{"name":"x","rule":{}},"max_events":10000001} => ["body","max_events"]
+{"campaign":{"name":"x","rule":{}},"max_events":1.5} => ["body","max_events"]
+{"campaign":{"name":"x","rule":{}},"dry":true} => ["body","dry"]
+{"campaign": => ["body",12]
+CASES
+	api POST /campaigns/backtest -H "$(U)" -d "{\"campaign\":$BT_CAMPAIGN}"
+	[ "$CODE" = 403 ]
+	api POST /campaigns/backtest -d "{\"campaign\":$BT_CAMPAIGN}"
+	[ "$CODE" = 401 ]
+	api GET /campaigns/backtest -H "$(U)"
+	[ "$CODE" = 422 ]
 }
 
 # --- Segment's HTTP Tracking API (/v1) and profiles ---

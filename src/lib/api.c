@@ -23,6 +23,7 @@
 
 #define LOGIN_QUEUE  64    /* password checks waiting at most */
 #define DB_QUEUE     1024  /* database jobs waiting at most */
+#define BACKTEST_Q   4     /* backtests waiting at most (api_backtest.c admits fewer) */
 #define KEY_TTL_MS   10000 /* how long a write-key lookup is remembered */
 #define PASSWORD_MAX 1024  /* as cm-admin */
 
@@ -38,6 +39,7 @@ static const struct cm_route routes[] = {
     {"POST", "/auth/token", CM_API_ANYONE, h_token},
     {"GET", "/auth/users/me", CM_API_USER, h_me},
     {"POST", "/campaigns", CM_API_ADMIN, cm_api_campaign_create},
+    {"POST", "/campaigns/backtest", CM_API_ADMIN, cm_api_backtest},
     {"GET", "/campaigns", CM_API_USER, cm_api_campaign_list},
     {"GET", "/campaigns/{id}", CM_API_USER, cm_api_campaign_get},
     {"PATCH", "/campaigns/{id}", CM_API_ADMIN, cm_api_campaign_patch},
@@ -77,6 +79,13 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 	struct cm_workq_opts dbo = {
 	    o->db_threads ? o->db_threads : 4, DB_QUEUE, o->conninfo, 3, 10000, o->redis};
 	struct cm_workq_opts lo = {1, LOGIN_QUEUE, o->conninfo, 3, 10000, NULL};
+	/* The statement timeout only backs up the backtest's own clock. */
+	struct cm_workq_opts bo = {1,
+	                           BACKTEST_Q,
+	                           o->conninfo,
+	                           3,
+	                           (int)((o->backtest_ms ? o->backtest_ms : 10000) + 5000),
+	                           NULL};
 	struct cm_pubq_opts po;
 	struct cm_health_opts ho;
 	struct cm_throttle_opts to;
@@ -87,6 +96,7 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 	a->stream = strdup(o->stream);
 	a->redis = *o->redis;
 	a->worker_ttl_s = o->worker_ttl_s;
+	a->backtest_ms = o->backtest_ms ? o->backtest_ms : 10000;
 	a->max_body = o->max_body;
 	a->log = o->log;
 	if (!a->conninfo || !a->stream) {
@@ -117,6 +127,9 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 	a->login = cm_workq_start(&lo, err);
 	if (!a->login)
 		goto fail;
+	a->backtest = cm_workq_start(&bo, err);
+	if (!a->backtest)
+		goto fail;
 	memset(&ho, 0, sizeof(ho));
 	ho.conninfo = a->conninfo;
 	ho.redis = &a->redis;
@@ -140,9 +153,10 @@ void cm_api_stop(struct cm_api *a)
 	cm_pubq_stop(a->pub);
 	cm_workq_stop(a->db);
 	cm_workq_stop(a->login);
+	cm_workq_stop(a->backtest);
 	cm_health_stop(a->health);
 	a->pub = NULL;
-	a->db = a->login = NULL;
+	a->db = a->login = a->backtest = NULL;
 	a->health = NULL;
 }
 
@@ -331,9 +345,14 @@ static void db_job(struct cm_worker *w, void *arg)
 
 void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn)
 {
+	cm_api_db_on(c, c->api->db, fn);
+}
+
+void cm_api_db_on(struct cm_api_call *c, struct cm_workq *q, cm_api_db_fn *fn)
+{
 	c->db = fn;
 	cm_http_suspend(c->r);
-	if (cm_workq_submit(c->api->db, db_job, c) < 0) {
+	if (cm_workq_submit(q, db_job, c) < 0) {
 		/* Nobody else has the request: answer it here. */
 		cm_api_unavailable(c->r, "Server busy");
 		cm_http_resume(c->r);

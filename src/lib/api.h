@@ -44,6 +44,7 @@ struct cm_api_opts {
 	size_t secret_len;
 	int64_t token_ttl_s;
 	int64_t worker_ttl_s;
+	int64_t backtest_ms; /* a backtest's time limit; 0: 10 s */
 	unsigned db_threads;
 	size_t max_body; /* the HTTP core's (--max-body), for messages */
 	const struct cm_log *log;
@@ -58,6 +59,9 @@ struct cm_api {
 	struct cm_auth *auth;
 	struct cm_throttle *throttle;
 	struct cm_workq *db, *login;
+	struct cm_workq *backtest; /* its own thread: a long job never holds up the others */
+	int64_t backtest_ms;
+	_Atomic int backtests; /* taken or running */
 	struct cm_pubq *pub;
 	struct cm_health *health;
 	struct cm_api_metrics *metrics; /* api_metrics.c */
@@ -121,6 +125,8 @@ int cm_api_key(struct cm_api_call *c, const char *key, size_t len);
  * that the caller still exists (and is an admin where the route needs
  * it); a full queue is a 503. */
 void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn);
+/* The same on the threads of q. */
+void cm_api_db_on(struct cm_api_call *c, struct cm_workq *q, cm_api_db_fn *fn);
 /* Replies status with the JSON body b (taken), or 500 when building it
  * failed (bad: some append returned -1). */
 void cm_api_reply_json(struct cm_http_req *r, int status, struct cm_buf *b, int bad);
@@ -152,6 +158,21 @@ int cm_api_add_outcome(struct cm_buf *b, const PGresult *res, int row, int col);
 /* The outcome columns of matches (alias m) for cm_api_add_outcome. */
 #define CM_API_OUTCOME_COLS "m.outcome, m.variant, m.capped_by"
 
+/* Parses the request's body into d as a JSON object, or answers FastAPI's
+ * 422 and returns -1. */
+int cm_api_parse_object(struct cm_http_req *r, struct cm_jdoc *d);
+/* A 422 at the location at (the inside of the list, NULL: "body")
+ * followed by key[0..klen). */
+void cm_api_422_at(struct cm_http_req *r, const char *at, const char *key, size_t klen,
+                   const char *msg, const char *type);
+/* Reads the campaign object at token obj of d as POST /campaigns reads its
+ * body and validates it the same way, with 422 locations under loc (the
+ * inside of the list, "\"body\",\"campaign\""); an id is ignored. Appends
+ * the campaign as JSON to out, its status made active (what a backtest
+ * tests); -1 after answering. */
+int cm_api_campaign_read(struct cm_http_req *r, const struct cm_jdoc *d, uint32_t obj,
+                         const char *loc, struct cm_buf *out);
+
 /* Routes of api_campaigns.c. */
 void cm_api_campaign_create(struct cm_api_call *c);
 void cm_api_campaign_list(struct cm_api_call *c);
@@ -180,6 +201,9 @@ int cm_api_event_param(struct cm_api_call *c);
 	"SELECT " cols " FROM c"                                                                   \
 	" JOIN matches m ON m.campaign_id = c.campaign_id AND m.event_id = $1"                     \
 	" ORDER BY m.campaign_id"
+
+/* Route of api_backtest.c: POST /campaigns/backtest. */
+void cm_api_backtest(struct cm_api_call *c);
 
 /* Routes of api_explain.c: GET /events/{event_id}/explain, over one cached
  * set of the active campaigns per server. */

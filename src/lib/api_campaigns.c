@@ -54,6 +54,7 @@ static int nullable_field(int i)
 }
 
 struct fields {
+	const char *loc;    /* where the campaign is in the body, for 422s; NULL: "body" */
 	struct cm_buf text; /* the values, one after another */
 	size_t off[NFIELDS], len[NFIELDS];
 	int has[NFIELDS];
@@ -111,8 +112,7 @@ static void reply_campaign(struct cm_http_req *r, int status, const PGresult *re
 	cm_http_reply(r, status, "application/json", &b);
 }
 
-/* Parses the body as a JSON object, or answers FastAPI's 422. */
-static int parse_object(struct cm_http_req *r, struct cm_jdoc *d)
+int cm_api_parse_object(struct cm_http_req *r, struct cm_jdoc *d)
 {
 	struct cm_err err;
 	char loc[48];
@@ -133,38 +133,33 @@ static int parse_object(struct cm_http_req *r, struct cm_jdoc *d)
 	return 0;
 }
 
-/* Answers 422 at body.KEY. */
-static void reply_at(struct cm_http_req *r, const char *key, size_t klen, const char *msg,
-                     const char *type)
+void cm_api_422_at(struct cm_http_req *r, const char *at, const char *key, size_t klen,
+                   const char *msg, const char *type)
 {
 	struct cm_buf loc = CM_BUF_INIT;
 
-	if (cm_buf_adds(&loc, "\"body\",") == 0 && cm_log_add_str(&loc, key, klen) == 0)
+	if (cm_buf_adds(&loc, at ? at : "\"body\"") == 0 && cm_buf_addc(&loc, ',') == 0 &&
+	    cm_log_add_str(&loc, key, klen) == 0)
 		cm_api_422(r, loc.data, msg, type);
 	else
 		cm_http_detail(r, 500, "Internal Server Error");
 	cm_buf_release(&loc);
 }
 
-/* Reads a campaign body into f: the known fields as JSON texts; read-only
- * fields (id, created_at, updated_at) ignored; version kept for PATCH's
- * check; anything else refused. -1 after answering. */
-static int read_body(struct cm_http_req *r, int patch, struct fields *f)
+/* Reads the campaign object at token obj of d into f: the known fields as
+ * JSON texts; read-only fields (id, created_at, updated_at) ignored;
+ * version kept for PATCH's check; anything else refused. -1 after
+ * answering. */
+static int read_fields(struct cm_http_req *r, const struct cm_jdoc *d, uint32_t obj, int patch,
+                       struct fields *f)
 {
-	struct cm_jdoc *d = cm_jdoc_thread(CM_API_DOC_BODY, CM_RULE_MAX_DEPTH + 8);
 	struct cm_buf key = CM_BUF_INIT, val = CM_BUF_INIT;
 	const char *k;
 	size_t klen;
 	uint32_t t, i;
 	int rc = -1, j;
 
-	if (!d) {
-		cm_http_detail(r, 500, "Internal Server Error");
-		return -1;
-	}
-	if (parse_object(r, d) < 0)
-		return -1;
-	for (t = 1, i = 0; i < d->tok[0].count; i++, t = d->tok[t + 1].next) {
+	for (t = obj + 1, i = 0; i < d->tok[obj].count; i++, t = d->tok[t + 1].next) {
 		k = cm_json_str(d, t, &key, &klen);
 		if (!k)
 			goto oom;
@@ -174,8 +169,8 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 		if (j < NFIELDS) {
 			cm_buf_reset(&val);
 			if (patch && !nullable_field(j) && d->tok[t + 1].type == CM_JNULL) {
-				reply_at(r, k, klen, "none is not an allowed value",
-				         "type_error.none.not_allowed");
+				cm_api_422_at(r, f->loc, k, klen, "none is not an allowed value",
+				              "type_error.none.not_allowed");
 				goto out;
 			}
 			if (cm_json_write(d, t + 1, &val) < 0 ||
@@ -190,8 +185,8 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 			if (v->type != CM_JNUM || v->len >= sizeof(num) ||
 			    (memcpy(num, d->src + v->off, v->len), num[v->len] = 0,
 			     cm_parse_i64(num, 1, INT32_MAX, &f->version) < 0)) {
-				reply_at(r, k, klen, "value is not a valid integer",
-				         "type_error.integer");
+				cm_api_422_at(r, f->loc, k, klen, "value is not a valid integer",
+				              "type_error.integer");
 				goto out;
 			}
 			f->has_version = 1;
@@ -200,7 +195,8 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 		                           memcmp(k, "updated_at", 10) == 0))) {
 			continue;
 		} else {
-			reply_at(r, k, klen, "extra fields not permitted", "value_error.extra");
+			cm_api_422_at(r, f->loc, k, klen, "extra fields not permitted",
+			              "value_error.extra");
 			goto out;
 		}
 	}
@@ -214,6 +210,20 @@ out:
 	return rc;
 }
 
+/* Reads the request's body, a campaign object, into f (read_fields). */
+static int read_body(struct cm_http_req *r, int patch, struct fields *f)
+{
+	struct cm_jdoc *d = cm_jdoc_thread(CM_API_DOC_BODY, CM_RULE_MAX_DEPTH + 8);
+
+	if (!d) {
+		cm_http_detail(r, 500, "Internal Server Error");
+		return -1;
+	}
+	if (cm_api_parse_object(r, d) < 0)
+		return -1;
+	return read_fields(r, d, 0, patch, f);
+}
+
 /* The values the database gets, decoded from a validated campaign. */
 struct values {
 	struct cm_buf text;
@@ -221,8 +231,10 @@ struct values {
 };
 
 /* Builds the campaign from f, validates it as cm-match would, and decodes
- * the values for SQL; -1 after answering 422. */
-static int validate(struct cm_http_req *r, const struct fields *f, struct values *v)
+ * the values for SQL (and, with out, appends the campaign to it as JSON);
+ * -1 after answering 422. */
+static int validate(struct cm_http_req *r, const struct fields *f, struct values *v,
+                    struct cm_buf *out)
 {
 	struct cm_buf doc = CM_BUF_INIT, scratch = CM_BUF_INIT;
 	struct cm_jdoc d;
@@ -250,7 +262,7 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 		struct cm_buf loc = CM_BUF_INIT;
 		size_t plen = cm_detail_split_path(err.msg, &text);
 
-		cm_buf_adds(&loc, "\"body\"");
+		cm_buf_adds(&loc, f->loc ? f->loc : "\"body\"");
 		cm_detail_path_loc(&loc, err.msg, plen);
 		cm_api_422(r, loc.data ? loc.data : "\"body\"", text,
 		           strncmp(text, "missing", 7) == 0 ? "value_error.missing"
@@ -258,7 +270,8 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 		cm_buf_release(&loc);
 		goto out;
 	}
-	if (cm_json_parse(&d, doc.data, doc.len, &err) < 0)
+	if (cm_json_parse(&d, doc.data, doc.len, &err) < 0 ||
+	    (out && cm_buf_add(out, doc.data, doc.len) < 0))
 		goto oom;
 	/* The strings PostgreSQL gets: decoded, times in the canonical form. */
 	for (i = 0; i < NFIELDS; i++) {
@@ -276,8 +289,8 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 			if (!s)
 				goto oom;
 			if (memchr(s, 0, n)) {
-				reply_at(r, field_names[i], strlen(field_names[i]),
-				         "must not contain NUL (\\u0000)", "value_error");
+				cm_api_422_at(r, f->loc, field_names[i], strlen(field_names[i]),
+				              "must not contain NUL (\\u0000)", "value_error");
 				goto out;
 			}
 			if (i == F_STARTS || i == F_ENDS) {
@@ -441,10 +454,33 @@ void cm_api_campaign_create(struct cm_api_call *c)
 	if (read_body(c->r, 0, &f) == 0) {
 		if (!f.has[F_STATUS])
 			field_set(&f, F_STATUS, "\"active\"", 8);
-		if (validate(c->r, &f, v) == 0)
+		if (validate(c->r, &f, v, NULL) == 0)
 			cm_api_db(c, create_db);
 	}
 	cm_buf_release(&f.text);
+}
+
+int cm_api_campaign_read(struct cm_http_req *r, const struct cm_jdoc *d, uint32_t obj,
+                         const char *loc, struct cm_buf *out)
+{
+	struct fields f;
+	struct values v;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	memset(&v, 0, sizeof(v));
+	f.loc = loc;
+	cm_buf_init(&f.text, 0);
+	rc = read_fields(r, d, obj, 0, &f);
+	if (rc == 0 && field_set(&f, F_STATUS, "\"active\"", 8) < 0) {
+		cm_http_detail(r, 500, "Internal Server Error");
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = validate(r, &f, &v, out);
+	cm_buf_release(&v.text);
+	cm_buf_release(&f.text);
+	return rc;
 }
 
 /* --- GET /campaigns --- */
@@ -635,7 +671,7 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 		return;
 	}
 	PQclear(res);
-	if (validate(c->r, &pt->f, &v) < 0) {
+	if (validate(c->r, &pt->f, &v, NULL) < 0) {
 		cm_buf_release(&v.text);
 		cm_pg_exec(pg, "ROLLBACK", NULL);
 		return;
