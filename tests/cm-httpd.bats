@@ -73,6 +73,35 @@ event() {
 	printf '{"event_id":"%s","event_type":"%s","user_id":"u-1","occurred_at":"2026-11-27T10:15:00Z","properties":{"amount":120.5}}' "$1" "${2:-purchase}"
 }
 
+# live_start: a worker's cm-match -c CONNINFO --emit matches in the
+# background ($bg), reading the events written to fd 7, its matches in
+# $T/out.
+live_start() {
+	mkfifo "$T/fifo"
+	cm-match -c "$CM_DATABASE_URL" --emit matches <"$T/fifo" >"$T/out" 2>"$T/err" &
+	bg=$!
+	exec 7>"$T/fifo"
+}
+
+# live_send ID: sends event ID to live_start's cm-match and waits up to 2 s
+# for its match (the whole 2 s for an event that matches nothing).
+live_send() {
+	event "$1" >&7
+	echo >&7
+	for _ in $(seq 40); do
+		grep -q "\"event_id\":\"$1\"" "$T/out" && break
+		sleep 0.05
+	done
+}
+
+# live_stop: ends live_start's cm-match and shows what it wrote.
+live_stop() {
+	exec 7>&-
+	wait "$bg"
+	bg=
+	cat "$T/out" "$T/err"
+}
+
 @test "cm-httpd: --help, --version and usage errors" {
 	run cm-httpd --help
 	[ "$status" -eq 0 ]
@@ -659,29 +688,13 @@ CASES
 @test "cm-httpd: a running cm-match -c CONNINFO picks PATCHed limits and variants up" {
 	api POST /campaigns -H "$(A)" -d '{"name":"live-limit","rule":{"event_type":"purchase"}}'
 	id=$(jq -r .id <<<"$BODY")
-	mkfifo "$T/fifo"
-	cm-match -c "$CM_DATABASE_URL" --emit matches <"$T/fifo" >"$T/out" 2>"$T/err" &
-	bg=$!
-	exec 7>"$T/fifo"
-	event limit-1 >&7
-	echo >&7
-	for _ in $(seq 40); do
-		grep -q '"event_id":"limit-1"' "$T/out" && break
-		sleep 0.05
-	done
+	live_start
+	live_send limit-1
 	api PATCH "/campaigns/$id" -H "$(A)" -d '{"limit":{"per_user":2},"variants":[{"name":"only","weight":1}]}'
 	[ "$CODE" = 200 ]
 	sleep 1
-	event limit-2 >&7
-	echo >&7
-	for _ in $(seq 40); do
-		grep -q '"event_id":"limit-2"' "$T/out" && break
-		sleep 0.05
-	done
-	exec 7>&-
-	wait "$bg"
-	bg=
-	cat "$T/out" "$T/err"
+	live_send limit-2
+	live_stop
 	# a worker leaves the limit to cm-store: the match carries it verbatim
 	[ "$(jq -c --argjson id "$id" 'select(.campaign_id == $id) | [.event_id, .outcome, .variant, .limit]' "$T/out")" = \
 		"$(printf '%s\n' '["limit-1","matched",null,null]' '["limit-2","matched","only",{"per_user":2}]')" ]
@@ -763,26 +776,13 @@ CASES
 @test "cm-httpd: a running cm-match -c CONNINFO sees a PATCHed rule" {
 	api POST /campaigns -H "$(A)" -d '{"name":"live","rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":1000}}}'
 	id=$(jq -r .id <<<"$BODY")
-	mkfifo "$T/fifo"
-	cm-match -c "$CM_DATABASE_URL" --emit matches <"$T/fifo" >"$T/out" 2>"$T/err" &
-	bg=$!
-	exec 7>"$T/fifo"
-	event live-1 >&7
-	echo >&7
-	sleep 0.5
+	live_start
+	live_send live-1
 	api PATCH "/campaigns/$id" -H "$(A)" -d '{"rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":100}}}'
 	[ "$CODE" = 200 ]
 	sleep 1
-	event live-2 >&7
-	echo >&7
-	for _ in $(seq 40); do
-		grep -q '"event_id":"live-2"' "$T/out" && break
-		sleep 0.05
-	done
-	exec 7>&-
-	wait "$bg"
-	bg=
-	cat "$T/out" "$T/err"
+	live_send live-2
+	live_stop
 	[ "$(jq -c --argjson id "$id" 'select(.campaign_id == $id) | .event_id' "$T/out")" = '"live-2"' ]
 }
 
