@@ -73,6 +73,35 @@ event() {
 	printf '{"event_id":"%s","event_type":"%s","user_id":"u-1","occurred_at":"2026-11-27T10:15:00Z","properties":{"amount":120.5}}' "$1" "${2:-purchase}"
 }
 
+# live_start: a worker's cm-match -c CONNINFO --emit matches in the
+# background ($bg), reading the events written to fd 7, its matches in
+# $T/out.
+live_start() {
+	mkfifo "$T/fifo"
+	cm-match -c "$CM_DATABASE_URL" --emit matches <"$T/fifo" >"$T/out" 2>"$T/err" &
+	bg=$!
+	exec 7>"$T/fifo"
+}
+
+# live_send ID: sends event ID to live_start's cm-match and waits up to 2 s
+# for its match (the whole 2 s for an event that matches nothing).
+live_send() {
+	event "$1" >&7
+	echo >&7
+	for _ in $(seq 40); do
+		grep -q "\"event_id\":\"$1\"" "$T/out" && break
+		sleep 0.05
+	done
+}
+
+# live_stop: ends live_start's cm-match and shows what it wrote.
+live_stop() {
+	exec 7>&-
+	wait "$bg"
+	bg=
+	cat "$T/out" "$T/err"
+}
+
 @test "cm-httpd: --help, --version and usage errors" {
 	run cm-httpd --help
 	[ "$status" -eq 0 ]
@@ -82,7 +111,7 @@ event() {
 	[[ "$output" =~ ^cm-httpd\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 	for bad in "--listen nope" "--listen 127.0.0.1:0" "--listen 127.0.0.1:70000" \
 		"--listen [::1]8000" "--threads 0" "--threads 100000" "--token-ttl 5" \
-		"--max-body 12" "--timeout 0" "--log-level loud" "--bogus" "extra"; do
+		"--max-body 12" "--timeout 0" "--log-level loud" "--backtest-time 0" "--bogus" "extra"; do
 		run cm-httpd --jwt-secret-file "$JWT_SECRET_FILE" $bad
 		echo "$bad: $output"
 		[ "$status" -eq 2 ]
@@ -595,6 +624,82 @@ CASES
 	[ "$CODE" = 404 ]
 }
 
+@test "cm-httpd: POST and PATCH carry limit, holdout and variants: stored, returned when set, audited" {
+	api POST /campaigns -H "$(A)" -d '{"name":"controls","rule":{"event_type":"purchase"},
+	  "limit":{"per_user":1,"cooldown":"P7D"},"holdout":0.1,"variants":[{"name":"A","weight":1},{"name":"B","weight":2.5}]}'
+	echo "$CODE $BODY"
+	[ "$CODE" = 201 ]
+	id=$(jq -r .id <<<"$BODY")
+	# (jsonb keeps an object's keys in its own order)
+	[ "$(jq -cS '[.limit,.holdout,.variants]' <<<"$BODY")" = \
+		'[{"cooldown":"P7D","per_user":1},0.1,[{"name":"A","weight":1},{"name":"B","weight":2.5}]]' ]
+	[ "$(pg_sql "SELECT \"limit\"::text || ' ' || holdout || ' ' || variants::text FROM campaigns WHERE id = $id")" = \
+		'{"cooldown": "P7D", "per_user": 1} 0.1 [{"name": "A", "weight": 1}, {"name": "B", "weight": 2.5}]' ]
+	api GET "/campaigns/$id" -H "$(U)"
+	[ "$(jq -c '[.limit.per_user,.holdout,(.variants | length)]' <<<"$BODY")" = '[1,0.1,2]' ]
+	# a campaign without them has none of the keys (as the original service's replies)
+	api POST /campaigns -H "$(A)" -d '{"name":"no-controls","rule":{},"limit":null}'
+	[ "$CODE" = 201 ]
+	plain=$(jq -r .id <<<"$BODY")
+	[ "$(jq -c 'keys' <<<"$BODY")" = '["created_at","ends_at","id","name","rule","starts_at","status","updated_at","version"]' ]
+	api GET /campaigns -H "$(U)"
+	[ "$(jq -c --argjson id "$plain" '.[] | select(.id == $id) | has("limit") or has("holdout") or has("variants")' <<<"$BODY")" = false ]
+	# PATCH changes one, keeps the others, and null unsets
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"limit":{"cooldown":"PT12H"}}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.limit,.holdout,.version]' <<<"$BODY")" = '[{"cooldown":"PT12H"},0.1,2]' ]
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"holdout":null,"variants":null}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[has("holdout"),has("variants"),.limit.cooldown]' <<<"$BODY")" = '[false,false,"PT12H"]' ]
+	[ "$(pg_sql "SELECT holdout IS NULL AND variants IS NULL FROM campaigns WHERE id = $id")" = t ]
+	# invalid controls are 422 at their place, on create and on edit
+	while IFS= read -r line; do
+		body=${line% => *}
+		loc=${line##* => }
+		api PATCH "/campaigns/$id" -H "$(A)" -d "$body"
+		echo "$body -> $CODE $BODY"
+		[ "$CODE" = 422 ]
+		[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = "$loc" ]
+		api POST /campaigns -H "$(A)" -d "{\"name\":\"bad-controls\",\"rule\":{},${body#\{}"
+		[ "$CODE" = 422 ]
+		[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = "$loc" ]
+	done <<'CASES'
+{"limit":{"cooldown":"7 days"}} => ["body","limit","cooldown"]
+{"limit":{"per_user":0}} => ["body","limit","per_user"]
+{"limit":{}} => ["body","limit"]
+{"limit":{"per_user":1,"every":"P1D"}} => ["body","limit","every"]
+{"holdout":1} => ["body","holdout"]
+{"holdout":"0.1"} => ["body","holdout"]
+{"variants":[]} => ["body","variants"]
+{"variants":[{"name":"A","weight":1},{"name":"A","weight":1}]} => ["body","variants",1,"name"]
+{"variants":[{"name":"A","weight":0}]} => ["body","variants",0,"weight"]
+CASES
+	[ "$(pg_sql "SELECT count(*) FROM campaigns WHERE name = 'bad-controls'")" -eq 0 ]
+	[ "$(pg_sql "SELECT version FROM campaigns WHERE id = $id")" -eq 3 ]
+	# the audit trail has them where set, and leaves them out where not
+	api GET "/campaigns/$id/audit" -H "$(U)"
+	[ "$(jq -c '.[0] | [.before.holdout, .before.limit.cooldown, (.after | has("holdout")), .after.limit]' <<<"$BODY")" = \
+		'[0.1,"PT12H",false,{"cooldown":"PT12H"}]' ]
+	[ "$(jq -c '.[-1] | [.after.limit, .after.variants[1].weight]' <<<"$BODY")" = '[{"cooldown":"P7D","per_user":1},2.5]' ]
+	api GET "/campaigns/$plain/audit" -H "$(U)"
+	[ "$(jq -c '.[0].after | has("limit") or has("holdout") or has("variants")' <<<"$BODY")" = false ]
+}
+
+@test "cm-httpd: a running cm-match -c CONNINFO picks PATCHed limits and variants up" {
+	api POST /campaigns -H "$(A)" -d '{"name":"live-limit","rule":{"event_type":"purchase"}}'
+	id=$(jq -r .id <<<"$BODY")
+	live_start
+	live_send limit-1
+	api PATCH "/campaigns/$id" -H "$(A)" -d '{"limit":{"per_user":2},"variants":[{"name":"only","weight":1}]}'
+	[ "$CODE" = 200 ]
+	sleep 1
+	live_send limit-2
+	live_stop
+	# a worker leaves the limit to cm-store: the match carries it verbatim
+	[ "$(jq -c --argjson id "$id" 'select(.campaign_id == $id) | [.event_id, .outcome, .variant, .limit]' "$T/out")" = \
+		"$(printf '%s\n' '["limit-1","matched",null,null]' '["limit-2","matched","only",{"per_user":2}]')" ]
+}
+
 @test "cm-httpd: DELETE archives: 200 with the archived campaign, its history kept" {
 	api POST /campaigns -H "$(A)" -d '{"name":"old","rule":{}}'
 	id=$(jq -r .id <<<"$BODY")
@@ -629,7 +734,7 @@ CASES
 	api GET "/campaigns/$id/matches?limit=2" -H "$(U)"
 	[ "$CODE" = 200 ]
 	[ "$(jq -c 'map(.event_id)' <<<"$BODY")" = '["m-5","m-4"]' ]
-	[ "$(jq -c '.[0]' <<<"$BODY")" = "{\"campaign_id\":$id,\"event_id\":\"m-5\",\"user_id\":\"u-5\",\"event_type\":\"purchase\",\"occurred_at\":\"2026-11-27T10:00:05Z\",\"matched_at\":\"2026-11-28T00:00:05Z\"}" ]
+	[ "$(jq -c '.[0]' <<<"$BODY")" = "{\"campaign_id\":$id,\"event_id\":\"m-5\",\"user_id\":\"u-5\",\"event_type\":\"purchase\",\"occurred_at\":\"2026-11-27T10:00:05Z\",\"matched_at\":\"2026-11-28T00:00:05Z\",\"outcome\":\"matched\"}" ]
 	api GET "/campaigns/$id/matches?limit=2&offset=4" -H "$(U)"
 	[ "$(jq -c 'map(.event_id)' <<<"$BODY")" = '["m-1"]' ]
 	api GET /campaigns/999999/matches -H "$(U)"
@@ -638,29 +743,46 @@ CASES
 	[ "$CODE" = 422 ]
 }
 
+@test "cm-httpd: matches carry their outcome, variant and capped_by; ?outcome= selects one kind" {
+	api POST /campaigns -H "$(A)" -d '{"name":"with-outcomes","rule":{},"limit":{"per_user":1},"holdout":0.2,"variants":[{"name":"A","weight":1}]}'
+	id=$(jq -r .id <<<"$BODY")
+	pg_sql "INSERT INTO matches (campaign_id, event_id, user_id, event_type, occurred_at, matched_at, outcome, variant, capped_by) VALUES
+	        ($id, 'o-1', 'u-1', 'purchase', '2026-11-27T10:00:01Z', '2026-11-28T00:00:01Z', 'matched', 'A', NULL),
+	        ($id, 'o-2', 'u-1', 'purchase', '2026-11-27T10:00:02Z', '2026-11-28T00:00:02Z', 'capped', 'A', 'o-1'),
+	        ($id, 'o-3', 'u-2', 'purchase', '2026-11-27T10:00:03Z', '2026-11-28T00:00:03Z', 'holdout', NULL, NULL)"
+	api GET "/campaigns/$id/matches" -H "$(U)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c 'map([.event_id, .outcome, .variant, .capped_by])' <<<"$BODY")" = \
+		'[["o-3","holdout",null,null],["o-2","capped","A","o-1"],["o-1","matched","A",null]]' ]
+	# keys that are not set are absent, not null
+	[ "$(jq -c '.[0] | has("variant") or has("capped_by")' <<<"$BODY")" = false ]
+	for o in matched holdout capped; do
+		api GET "/campaigns/$id/matches?outcome=$o" -H "$(U)"
+		[ "$CODE" = 200 ]
+		[ "$(jq -c "map(.outcome) | unique" <<<"$BODY")" = "[\"$o\"]" ]
+	done
+	api GET "/campaigns/$id/matches?outcome=capped&limit=1&offset=1" -H "$(U)"
+	[ "$BODY" = '[]' ]
+	api GET "/campaigns/$id/matches?outcome=sent" -H "$(U)"
+	[ "$CODE" = 422 ]
+	[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = '["query","outcome"]' ]
+	# the event's own reply has them too
+	pg_sql "INSERT INTO events (event_id, event_type, user_id, occurred_at) VALUES ('o-2', 'purchase', 'u-1', '2026-11-27T10:00:02Z')"
+	api GET /events/o-2 -H "$(U)"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '.matches | map([.campaign_id, .outcome, .variant, .capped_by])' <<<"$BODY")" = "[[$id,\"capped\",\"A\",\"o-1\"]]" ]
+}
+
 @test "cm-httpd: a running cm-match -c CONNINFO sees a PATCHed rule" {
 	api POST /campaigns -H "$(A)" -d '{"name":"live","rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":1000}}}'
 	id=$(jq -r .id <<<"$BODY")
-	mkfifo "$T/fifo"
-	cm-match -c "$CM_DATABASE_URL" --emit matches <"$T/fifo" >"$T/out" 2>"$T/err" &
-	bg=$!
-	exec 7>"$T/fifo"
-	event live-1 >&7
-	echo >&7
-	sleep 0.5
+	live_start
+	live_send live-1
 	api PATCH "/campaigns/$id" -H "$(A)" -d '{"rule":{"event_type":"purchase","where":{"field":"properties.amount","op":"gte","value":100}}}'
 	[ "$CODE" = 200 ]
 	sleep 1
-	event live-2 >&7
-	echo >&7
-	for _ in $(seq 40); do
-		grep -q '"event_id":"live-2"' "$T/out" && break
-		sleep 0.05
-	done
-	exec 7>&-
-	wait "$bg"
-	bg=
-	cat "$T/out" "$T/err"
+	live_send live-2
+	live_stop
 	[ "$(jq -c --argjson id "$id" 'select(.campaign_id == $id) | .event_id' "$T/out")" = '"live-2"' ]
 }
 
@@ -782,7 +904,7 @@ PY
 	[ "$CODE" = 200 ]
 	[ "$(jq -cS '[.event_id,.event_type,.user_id,.occurred_at,.properties]' <<<"$BODY")" = \
 		'["stored/1","purchase","u-1","2026-11-27T10:15:00.500Z",{"amount":120.5,"tags":["a"]}]' ]
-	[ "$(jq -c '[.matches[].campaign_id]' <<<"$BODY")" = '[3,7]' ]
+	[ "$(jq -c '[.matches[] | [.campaign_id, .outcome]]' <<<"$BODY")" = '[[3,"matched"],[7,"matched"]]' ]
 	[[ "$(jq -r '.matches[0].matched_at' <<<"$BODY")" == *Z ]]
 	api GET /events/nope -H "$(U)"
 	[ "$CODE" = 404 ]
@@ -793,6 +915,182 @@ PY
 	[ "$CODE" = 404 ]
 	api GET /events/%ff -H "$(U)"
 	[ "$CODE" = 404 ]
+}
+
+@test "cm-httpd: GET /events/{event_id}/explain: cm-match's explain against the active campaigns, and the stored outcomes with reasons" {
+	api POST /campaigns -H "$(A)" -d '{"name":"ex-capped","rule":{"event_type":"ex-buy","where":{"field":"properties.amount","op":"gte","value":100}},
+	  "limit":{"per_user":1},"variants":[{"name":"A","weight":1}]}'
+	a=$(jq -r .id <<<"$BODY")
+	api POST /campaigns -H "$(A)" -d '{"name":"ex-big","rule":{"event_type":"ex-buy","where":{"all":[{"field":"properties.amount","op":"gte","value":1000},{"field":"profile.plan","op":"eq","value":"pro"}]}}}'
+	b=$(jq -r .id <<<"$BODY")
+	api POST /campaigns -H "$(A)" -d '{"name":"ex-paused","status":"paused","rule":{"event_type":"ex-buy"}}'
+	p=$(jq -r .id <<<"$BODY")
+	pg_sql "INSERT INTO events (event_id, event_type, user_id, occurred_at, properties) VALUES
+	        ('ex-1', 'ex-buy', 'ex-u', '2026-11-27T10:15:00Z', '{\"amount\": 120}'),
+	        ('ex-2', 'ex-buy', 'ex-u', '2026-11-28T09:00:00.250Z', '{\"amount\": 150}')" \
+		"INSERT INTO matches (campaign_id, event_id, user_id, event_type, occurred_at, outcome, variant, capped_by) VALUES
+	        ($a, 'ex-1', 'ex-u', 'ex-buy', '2026-11-27T10:15:00Z', 'matched', 'A', NULL),
+	        ($a, 'ex-2', 'ex-u', 'ex-buy', '2026-11-28T09:00:00.250Z', 'capped', 'A', 'ex-1')" \
+		"INSERT INTO profiles (user_id, traits) VALUES ('ex-u', '{\"plan\": \"free\"}')"
+	api GET /events/ex-2/explain -H "$(U)"
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$(jq -r .event_id <<<"$BODY")" = ex-2 ]
+	# the active campaigns of its type (not the paused one), each as cm-match --explain says
+	[ "$(jq -c --argjson a "$a" --argjson b "$b" '[.explain[] | select(.campaign_id == $a or .campaign_id == $b) | [.campaign_id, .matched, .outcome, .variant]]' <<<"$BODY")" = \
+		"[[$a,true,\"matched\",\"A\"],[$b,false,null,null]]" ]
+	[ "$(jq --argjson p "$p" '[.explain[] | select(.campaign_id == $p)] | length' <<<"$BODY")" = 0 ]
+	[ "$(jq -c --argjson b "$b" '.explain[] | select(.campaign_id == $b) | .checks[] | select(.check == "where") | [.leaves[] | [.field, .found, .ok]]' <<<"$BODY")" = \
+		'[["properties.amount",150,false],["profile.plan","free",false]]' ]
+	cm-export --since 2026-11-28T00:00:00Z --until 2026-11-29T00:00:00Z --type ex-buy >"$T/ev"
+	cm-match -c "$CM_DATABASE_URL" --profiles "$CM_DATABASE_URL" --explain "$T/ev" >"$T/explain"
+	diff <(jq -cS ".explain | sort_by(.campaign_id)" <<<"$BODY") <(jq -cS -s "sort_by(.campaign_id)" "$T/explain")
+	# the stored outcome, its reason resolved from capped_by
+	[ "$(jq -c '.stored' <<<"$BODY" | jq -c 'map(del(.matched_at))')" = \
+		"[{\"campaign_id\":$a,\"outcome\":\"capped\",\"variant\":\"A\",\"capped_by\":\"ex-1\",\"reason\":\"capped: user already matched on 2026-11-27T10:15:00Z by event ex-1\"}]" ]
+	api GET /events/ex-1/explain -H "$(U)"
+	[ "$(jq -r '.stored[0].reason' <<<"$BODY")" = "matched: variant A" ]
+	# a change of the campaigns is seen by the next request
+	api PATCH "/campaigns/$b" -H "$(A)" -d '{"rule":{"event_type":"ex-buy","where":{"field":"properties.amount","op":"gte","value":10}}}'
+	[ "$CODE" = 200 ]
+	api GET /events/ex-2/explain -H "$(U)"
+	[ "$(jq -c --argjson b "$b" '.explain[] | select(.campaign_id == $b) | [.matched, .outcome]' <<<"$BODY")" = '[true,"matched"]' ]
+	pg_sql "UPDATE campaigns SET status = 'paused' WHERE id = $b"
+	api GET /events/ex-2/explain -H "$(U)"
+	[ "$(jq --argjson b "$b" '[.explain[] | select(.campaign_id == $b)] | length' <<<"$BODY")" = 0 ]
+	# no such event, no token
+	api GET /events/nope/explain -H "$(U)"
+	[ "$CODE" = 404 ]
+	[ "$(detail)" = "Event not found" ]
+	api GET /events/a%00b/explain -H "$(U)"
+	[ "$CODE" = 404 ]
+	api GET /events/ex-2/explain
+	[ "$CODE" = 401 ]
+}
+
+# bt_events: 60 events of October 2026 (bt-1 .. bt-60, every 2 hours, 5
+# users, amount 10 * i), an identify event of bt-u1 at the start, and a
+# page of another type, stored once for the backtest tests.
+bt_events() {
+	[ "$(pg_sql "SELECT count(*) FROM events WHERE event_id LIKE 'bt-%'")" -gt 0 ] && return 0
+	pg_sql "INSERT INTO events (event_id, event_type, user_id, occurred_at, properties)
+	        SELECT 'bt-' || i, 'bt-buy', 'bt-u' || (i % 5), timestamptz '2026-10-01T00:00:00Z' + i * interval '2 hours',
+	               jsonb_build_object('amount', i * 10) FROM generate_series(1, 60) AS i" \
+		"INSERT INTO events (event_id, event_type, user_id, occurred_at, properties) VALUES
+	        ('bt-id', 'identify', 'bt-u1', '2026-10-01T00:00:00Z', '{\"plan\": \"pro\"}'),
+	        ('bt-page', 'bt-page', 'bt-u2', '2026-10-02T00:00:00Z', '{}')"
+}
+
+# A campaign to backtest: amount >= 100, two matches per user at most, a
+# fifth held out, two variants.
+BT_CAMPAIGN='{"id":9001,"name":"bt","rule":{"event_type":"bt-buy","where":{"field":"properties.amount","op":"gte","value":100}},
+  "limit":{"per_user":2},"holdout":0.2,"variants":[{"name":"A","weight":1},{"name":"B","weight":1}]}'
+
+@test "cm-httpd: POST /campaigns/backtest counts what cm-export | cm-match --summary counts, per day, with the first matches" {
+	bt_events
+	api POST /campaigns/backtest -H "$(A)" -d "{\"campaign\":$BT_CAMPAIGN,\"since\":\"2026-10-01T00:00:00Z\",\"until\":\"2026-11-01T00:00:00+00:00\"}"
+	echo "$CODE $BODY"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' <<<"$BODY")" = '[true,null,62]' ]
+	cm-export --since 2026-10-01T00:00:00Z --until 2026-11-01T00:00:00Z >"$T/ev"
+	jq -c "[$BT_CAMPAIGN | .status = \"active\"]" <<<'null' >"$T/c.json"
+	cm-match -c "$T/c.json" --summary "$T/ev" >"$T/sum"
+	cm-match -c "$T/c.json" --emit matches "$T/ev" >"$T/m"
+	cat "$T/sum"
+	[ "$(jq -c '[.candidates, .outcomes.matched, .outcomes.holdout, .outcomes.capped, .distinct_users]' <<<"$BODY")" = \
+		"$(jq -c '[.candidates, .matched, .holdout, .capped, .distinct_users]' "$T/sum")" ]
+	[ "$(jq -r .candidates <<<"$BODY")" -eq 51 ]
+	[ "$(jq -r .outcomes.capped <<<"$BODY")" -gt 0 ]
+	[ "$(jq -r .outcomes.holdout <<<"$BODY")" -gt 0 ]
+	# the first 20 candidates are cm-match's match lines, in order
+	[ "$(jq -c '.first_matches | map([.campaign_id, .event_id, .user_id, .occurred_at, .outcome, .variant])' <<<"$BODY")" = \
+		"$(head -20 "$T/m" | jq -c -s 'map([.campaign_id, .event_id, .user_id, .occurred_at, .outcome, .variant])')" ]
+	[ "$(jq -c '[.first_matches[] | select(.outcome == "capped") | has("capped_by")] | unique' <<<"$BODY")" = '[true]' ]
+	# per day, in day order, summing up
+	[ "$(jq -c '.per_day | map(.day)' <<<"$BODY")" = '["2026-10-01","2026-10-02","2026-10-03","2026-10-04","2026-10-05","2026-10-06"]' ]
+	[ "$(jq -c '.per_day' <<<"$BODY")" = "$(jq -c -s 'group_by(.occurred_at[:10]) | map({day: .[0].occurred_at[:10], candidates: length,
+		matched: map(select(.outcome == "matched")) | length, holdout: map(select(.outcome == "holdout")) | length,
+		capped: map(select(.outcome == "capped")) | length})' "$T/m")" ]
+	# nothing was saved
+	[ "$(pg_sql "SELECT count(*) FROM campaigns WHERE name = 'bt'")" -eq 0 ]
+	# without a range: every stored event; without an id: the next campaign's
+	api POST /campaigns/backtest -H "$(A)" -d '{"campaign":{"name":"bt2","rule":{"event_type":"bt-buy"}}}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -r .candidates <<<"$BODY")" -eq 60 ]
+	[ "$(jq -r '.first_matches[0].campaign_id' <<<"$BODY")" -eq "$(($(pg_sql "SELECT coalesce(max(id), 0) FROM campaigns") + 1))" ]
+	# a paused campaign is tested as if active; profiles come from the identify events before
+	api POST /campaigns/backtest -H "$(A)" -d '{"since":"2026-10-01T00:00:00Z","until":"2026-11-01T00:00:00Z",
+	  "campaign":{"name":"bt3","status":"paused","rule":{"event_type":"bt-buy","where":{"field":"profile.plan","op":"eq","value":"pro"}}}}'
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.candidates, .distinct_users, (.first_matches | map(.user_id) | unique)]' <<<"$BODY")" = '[12,1,["bt-u1"]]' ]
+}
+
+@test "cm-httpd: a backtest stops at max_events or its time limit, saying so; one at a time (429 with Retry-After)" {
+	bt_events
+	api POST /campaigns/backtest -H "$(A)" -d "{\"campaign\":$BT_CAMPAIGN,\"since\":\"2026-10-01T00:00:00Z\",\"max_events\":10}"
+	[ "$CODE" = 200 ]
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' <<<"$BODY")" = '[false,"event limit",10]' ]
+	# exactly the events there are is complete
+	api POST /campaigns/backtest -H "$(A)" -d "{\"campaign\":$BT_CAMPAIGN,\"since\":\"2026-10-01T00:00:00Z\",\"until\":\"2026-11-01T00:00:00Z\",\"max_events\":62}"
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' <<<"$BODY")" = '[true,null,62]' ]
+	# a table locked for a while: the first backtest waits for it past its
+	# time limit, the second is refused meanwhile
+	httpd_start --backtest-time 300
+	tok=$(login admin adm1n-pass)
+	pg_sql "BEGIN" "LOCK TABLE events IN ACCESS EXCLUSIVE MODE" "SELECT pg_sleep(2)" "COMMIT" >/dev/null &
+	locker=$!
+	for _ in $(seq 40); do
+		[ "$(pg_sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'events' AND l.mode = 'AccessExclusiveLock' AND l.granted")" -gt 0 ] && break
+		sleep 0.05
+	done
+	curl -s -o "$T/first" --max-time 30 -H "Authorization: Bearer $tok" -d "{\"campaign\":$BT_CAMPAIGN}" "$HTTPD_URL/campaigns/backtest" &
+	first=$!
+	sleep 0.3
+	api POST /campaigns/backtest -H "Authorization: Bearer $tok" -d "{\"campaign\":$BT_CAMPAIGN}"
+	[ "$CODE" = 429 ]
+	[ "$(header Retry-After)" = 1 ]
+	[[ "$(detail)" == *"backtest is running"* ]]
+	wait "$first"
+	wait "$locker"
+	cat "$T/first"
+	[ "$(jq -c '[.complete, .stopped, .events_scanned]' "$T/first")" = '[false,"time limit",0]' ]
+	# and the next one runs
+	api POST /campaigns/backtest -H "Authorization: Bearer $tok" -d "{\"campaign\":$BT_CAMPAIGN,\"max_events\":5}"
+	[ "$CODE" = 200 ]
+}
+
+@test "cm-httpd: POST /campaigns/backtest: 422 saying where, 403 for a user, 401 without a token" {
+	while IFS= read -r line; do
+		body=${line% => *}
+		loc=${line##* => }
+		api POST /campaigns/backtest -H "$(A)" -d "$body"
+		echo "$body -> $CODE $BODY"
+		[ "$CODE" = 422 ]
+		[ "$(jq -c '.detail[0].loc' <<<"$BODY")" = "$loc" ]
+	done <<'CASES'
+{} => ["body","campaign"]
+{"campaign":[]} => ["body","campaign"]
+{"campaign":{"rule":{}}} => ["body","campaign","name"]
+{"campaign":{"name":"x","rule":{"where":{"field":"a","op":"nope","value":1}}}} => ["body","campaign","rule","where","op"]
+{"campaign":{"name":"x","rule":{},"limit":{"cooldown":"7 days"}}} => ["body","campaign","limit","cooldown"]
+{"campaign":{"name":"x","rule":{},"variants":[{"name":"A","weight":-1}]}} => ["body","campaign","variants",0,"weight"]
+{"campaign":{"name":"x","rule":{},"colour":"red"}} => ["body","campaign","colour"]
+{"campaign":{"id":"seven","name":"x","rule":{}}} => ["body","campaign","id"]
+{"campaign":{"name":"x","rule":{}},"since":"yesterday"} => ["body","since"]
+{"campaign":{"name":"x","rule":{}},"until":5} => ["body","until"]
+{"campaign":{"name":"x","rule":{}},"since":"2026-10-02T00:00:00Z","until":"2026-10-01T00:00:00Z"} => ["body","until"]
+{"campaign":{"name":"x","rule":{}},"max_events":0} => ["body","max_events"]
+{"campaign":{"name":"x","rule":{}},"max_events":10000001} => ["body","max_events"]
+{"campaign":{"name":"x","rule":{}},"max_events":1.5} => ["body","max_events"]
+{"campaign":{"name":"x","rule":{}},"dry":true} => ["body","dry"]
+{"campaign": => ["body",12]
+CASES
+	api POST /campaigns/backtest -H "$(U)" -d "{\"campaign\":$BT_CAMPAIGN}"
+	[ "$CODE" = 403 ]
+	api POST /campaigns/backtest -d "{\"campaign\":$BT_CAMPAIGN}"
+	[ "$CODE" = 401 ]
+	api GET /campaigns/backtest -H "$(U)"
+	[ "$CODE" = 422 ]
 }
 
 # --- Segment's HTTP Tracking API (/v1) and profiles ---

@@ -64,7 +64,7 @@ chrome_cmd() {
 	}
 	grep -q 'data-state="ready"' "$T/dom.html"
 	n=$(jq '[.paths[][] | objects | select(.responses)] | length' "$DOC")
-	[ "$n" -eq 23 ]
+	[ "$n" -eq 25 ]
 	grep -q "data-operations=\"$n\"" "$T/dom.html"
 	# Every operation, with its method badge and path.
 	jq -r '.paths | to_entries[] | .key as $p | .value | keys[]

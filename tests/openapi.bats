@@ -49,6 +49,7 @@ lint() {
 		POST /auth/token
 		GET /auth/users/me
 		POST /campaigns
+		POST /campaigns/backtest
 		GET /campaigns
 		GET /campaigns/{id}
 		PATCH /campaigns/{id}
@@ -57,6 +58,7 @@ lint() {
 		GET /campaigns/{id}/audit
 		POST /events
 		GET /events/{event_id}
+		GET /events/{event_id}/explain
 		GET /profiles/{user_id}
 		POST /v1/track
 		POST /v1/identify
@@ -96,6 +98,8 @@ lint() {
 	check get /campaigns/{id}/audit 200 401 404 422
 	check post /events 202 401 413 422 503
 	check get /events/{event_id} 200 401 404
+	check get /events/{event_id}/explain 200 401 404
+	check post /campaigns/backtest 200 401 403 422 429
 	check get /profiles/{user_id} 200 401 404
 	for p in track identify page screen group alias batch; do
 		check post "/v1/$p" 200 400 401 503
@@ -153,6 +157,24 @@ lint() {
 	[ "$(jq -r '.paths["/metrics"].get.responses["200"].content | keys[0]' "$DOC")" = text/plain ]
 	# profiles (CONTRACT 1.5) and Segment's bodies and answers
 	[ "$(jq -c '.components.schemas.Profile.required' "$DOC")" = '["user_id","traits","updated_at"]' ]
+	# delivery controls (CONTRACT 1.6), outcomes, explain and backtest
+	for s in CampaignCreate CampaignPatch Campaign; do
+		[ "$(jq -c --arg s "$s" '.components.schemas[$s].properties | [has("limit"), has("holdout"), has("variants")]' "$DOC")" = '[true,true,true]' ]
+	done
+	[ "$(jq -c '.components.schemas.Limit.properties | keys' "$DOC")" = '["cooldown","per_user"]' ]
+	[ "$(jq -c '.components.schemas.Variant.required' "$DOC")" = '["name","weight"]' ]
+	[ "$(jq -c '.components.schemas.Match.properties.outcome.enum' "$DOC")" = '["matched","holdout","capped"]' ]
+	[ "$(jq -c '.components.schemas.EventMatch.properties | [has("outcome"), has("variant"), has("capped_by")]' "$DOC")" = '[true,true,true]' ]
+	[ "$(jq -c '[.paths["/campaigns/{id}/matches"].get.parameters[] | .name // .["$ref"]] | last' "$DOC")" = '"outcome"' ]
+	[ "$(jq -c '.components.schemas.EventExplain.required' "$DOC")" = '["event_id","explain","stored"]' ]
+	[ "$(jq -c '.components.schemas.Explain.required' "$DOC")" = '["event_id","campaign_id","matched","outcome","checks"]' ]
+	[ "$(jq -c '.components.schemas.ExplainCheck.properties.check.enum' "$DOC")" = '["status","event_type","window","where","jq","bucket","limit"]' ]
+	[ "$(jq -c '.components.schemas.BacktestRequest.properties | keys' "$DOC")" = '["campaign","max_events","since","until"]' ]
+	[ "$(jq -c '.components.schemas.BacktestRequest.properties.max_events | [.default, .maximum]' "$DOC")" = '[1000000,10000000]' ]
+	[ "$(jq -c '.components.schemas.BacktestResult.required' "$DOC")" = \
+		'["complete","stopped","events_scanned","candidates","outcomes","distinct_users","per_day","first_matches"]' ]
+	[ "$(jq -c '.components.schemas.BacktestResult.properties.stopped.enum' "$DOC")" = '["time limit","event limit",null]' ]
+	[ "$(jq -c '.components.responses.BacktestBusy.headers | keys' "$DOC")" = '["Retry-After"]' ]
 	[ "$(jq -c '.components.responses.SegmentSuccess.content["application/json"].example' "$DOC")" = '{"success":true}' ]
 	[ "$(jq -c '.components.schemas.SegmentError.required' "$DOC")" = '["success","message"]' ]
 	[ "$(jq -c '.components.responses.SegmentUnauthorized.headers | keys' "$DOC")" = '["WWW-Authenticate"]' ]

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "err.h"
 #include "event.h"
+#include "evrow.h"
 #include "json.h"
 #include "out.h"
 #include "pg.h"
@@ -187,9 +188,7 @@ static int build_query(const struct export *x, PGconn *c, struct cm_buf *q)
 {
 	int rc = 0;
 
-	rc |= cm_buf_adds(q, "SELECT e.event_id, e.event_type, e.user_id, "
-	                     "floor(extract(epoch FROM e.occurred_at) * 1000)::bigint, "
-	                     "e.properties");
+	rc |= cm_buf_adds(q, "SELECT " CM_EVROW_COLS);
 	if (x->with_matches)
 		rc |= cm_buf_adds(q, x->has_outcome ? ", m.campaign_id, m.outcome, m.variant"
 		                                    : ", m.campaign_id");
@@ -215,32 +214,13 @@ static int put_text(struct cm_buf *b, const char *s, int32_t n)
 	return cm_event_put_str(b, s, (size_t)n);
 }
 
-/* Starts an event's line from the first row of its group. */
+/* Starts an event's line from the first row of its group; properties
+ * written by other means than cm-store may be deeper than we take. */
 static int begin_event(struct export *x, const struct cm_pgcopy *r, struct cm_err *err)
 {
-	struct cm_buf *b = &x->line;
-	char t[CM_TIME_MAX];
-	size_t tn;
-
-	cm_buf_reset(b);
-	if (r->flen[0] < 0 || r->flen[1] < 0 || r->flen[2] < 0 || r->flen[3] != 8 ||
-	    r->flen[4] < 1 || r->field[4][0] != 1)
-		return cm_errc(err, CM_EXIT_REFUSED, "unexpected row shape from PostgreSQL");
-	/* jsonb is sent as its text, with spaces: parse it to write it compact;
-	 * one written by other means than cm-store may be deeper than we take */
-	if (cm_json_parse(&x->doc, r->field[4] + 1, (size_t)r->flen[4] - 1, err) < 0) {
-		cm_err_prefix(err, "event %.*s: properties: ", (int)r->flen[0], r->field[0]);
-		err->code = CM_EXIT_REJECTED;
+	if (cm_evrow_line(r, &x->doc, &x->line, err) < 0)
 		return -1;
-	}
-	tn = cm_time_format(cm_pg_be64(r->field[3]), t);
-	if (cm_buf_adds(b, "{\"event_id\":") || put_text(b, r->field[0], r->flen[0]) ||
-	    cm_buf_adds(b, ",\"event_type\":") || put_text(b, r->field[1], r->flen[1]) ||
-	    cm_buf_adds(b, ",\"user_id\":") || put_text(b, r->field[2], r->flen[2]) ||
-	    cm_buf_adds(b, ",\"occurred_at\":\"") || cm_buf_add(b, t, tn) ||
-	    cm_buf_adds(b, "\",\"properties\":") || cm_json_write(&x->doc, 0, b))
-		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
-	if (x->with_matches && cm_buf_adds(b, ",\"matches\":["))
+	if (x->with_matches && cm_buf_adds(&x->line, ",\"matches\":["))
 		return cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
 	return 0;
 }

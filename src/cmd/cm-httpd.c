@@ -33,6 +33,7 @@ static const char usage_text[] =
     "                [--redis URL] [--stream KEY] [--threads N] [--token-ttl SECONDS]\n"
     "                [--max-body SIZE] [--max-connections N] [--max-per-ip N]\n"
     "                [--timeout SECONDS] [--worker-ttl SECONDS] [--log-level LEVEL]\n"
+    "                [--backtest-time MS]\n"
     "Serve the Campaign Manager REST API: campaigns, events into the Redis stream\n"
     "(also as Segment's Tracking API, /v1), profiles, users' tokens and write keys,\n"
     "health, metrics.\n"
@@ -57,6 +58,8 @@ static const char usage_text[] =
     "                          (default 30)\n"
     "  --log-level LEVEL       debug, info (a line per request), warning or error\n"
     "                          (default info)\n"
+    "  --backtest-time MS      a backtest stops after this many milliseconds, saying\n"
+    "                          so (default 10000)\n"
     "  -h, --help              this help\n"
     "  -V, --version           version\n"
     "\n"
@@ -275,12 +278,14 @@ enum {
 	OPT_TIMEOUT,
 	OPT_WORKERTTL,
 	OPT_LOGLEVEL,
+	OPT_BACKTEST,
 };
 
 struct opts {
 	const char *listen, *secret_file, *db, *redis, *stream;
 	int64_t threads, token_ttl, max_conn, per_ip, timeout, worker_ttl;
 	size_t max_body;
+	int64_t backtest_ms;
 };
 
 /* Parses an option number within [min, max] or exits with a usage error. */
@@ -310,6 +315,7 @@ static void parse_opts(int argc, char **argv, struct opts *o, long cores)
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"worker-ttl", required_argument, NULL, OPT_WORKERTTL},
 	    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
+	    {"backtest-time", required_argument, NULL, OPT_BACKTEST},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -359,6 +365,9 @@ static void parse_opts(int argc, char **argv, struct opts *o, long cores)
 		case OPT_WORKERTTL:
 			o->worker_ttl = num_opt("worker-ttl", optarg, 1, 86400);
 			break;
+		case OPT_BACKTEST:
+			o->backtest_ms = num_opt("backtest-time", optarg, 1, 3600 * 1000);
+			break;
 		case OPT_LOGLEVEL:
 			lvl = cm_log_level_parse(optarg);
 			if (lvl < 0)
@@ -385,8 +394,8 @@ static void parse_opts(int argc, char **argv, struct opts *o, long cores)
 int main(int argc, char **argv)
 {
 	static unsigned char secret[SECRET_MAX + 1];
-	struct opts o = {NULL, NULL, NULL, NULL,       CM_REDIS_DEFAULT_STREAM, 0, 1800, 1024,
-	                 256,  30,   30,   1024 * 1024};
+	struct opts o = {NULL, NULL, NULL,        NULL, CM_REDIS_DEFAULT_STREAM, 0, 1800, 1024, 256,
+	                 30,   30,   1024 * 1024, 10000};
 	struct cm_redis_url url;
 	struct cm_api_opts ao;
 	struct cm_http_opts ho;
@@ -438,6 +447,7 @@ int main(int argc, char **argv)
 	ao.secret_len = secret_len;
 	ao.token_ttl_s = o.token_ttl;
 	ao.worker_ttl_s = o.worker_ttl;
+	ao.backtest_ms = o.backtest_ms;
 	ao.max_body = o.max_body;
 	ao.log = &logger;
 	api = cm_api_start(&ao, &err);

@@ -23,6 +23,7 @@
 
 #define LOGIN_QUEUE  64    /* password checks waiting at most */
 #define DB_QUEUE     1024  /* database jobs waiting at most */
+#define BACKTEST_Q   4     /* backtests waiting at most (api_backtest.c admits fewer) */
 #define KEY_TTL_MS   10000 /* how long a write-key lookup is remembered */
 #define PASSWORD_MAX 1024  /* as cm-admin */
 
@@ -33,12 +34,12 @@ static void h_me(struct cm_api_call *c);
 static void h_health(struct cm_api_call *c);
 
 /* The routes. A path with a literal segment must come before a template
- * that would also match it (none does yet: POST /campaigns/backtest and
- * GET /events/{event_id}/explain will slot in without conflict). */
+ * that would also match it. */
 static const struct cm_route routes[] = {
     {"POST", "/auth/token", CM_API_ANYONE, h_token},
     {"GET", "/auth/users/me", CM_API_USER, h_me},
     {"POST", "/campaigns", CM_API_ADMIN, cm_api_campaign_create},
+    {"POST", "/campaigns/backtest", CM_API_ADMIN, cm_api_backtest},
     {"GET", "/campaigns", CM_API_USER, cm_api_campaign_list},
     {"GET", "/campaigns/{id}", CM_API_USER, cm_api_campaign_get},
     {"PATCH", "/campaigns/{id}", CM_API_ADMIN, cm_api_campaign_patch},
@@ -47,6 +48,7 @@ static const struct cm_route routes[] = {
     {"GET", "/campaigns/{id}/audit", CM_API_USER, cm_api_campaign_audit},
     {"POST", "/events", CM_API_WRITE, cm_api_events_post},
     {"GET", "/events/{event_id}", CM_API_USER, cm_api_event_get},
+    {"GET", "/events/{event_id}/explain", CM_API_USER, cm_api_event_explain},
     {"GET", "/profiles/{user_id}", CM_API_USER, cm_api_profile_get},
     {"POST", "/v1/track", CM_API_SEGMENT, cm_api_segment_track},
     {"POST", "/v1/identify", CM_API_SEGMENT, cm_api_segment_identify},
@@ -77,6 +79,13 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 	struct cm_workq_opts dbo = {
 	    o->db_threads ? o->db_threads : 4, DB_QUEUE, o->conninfo, 3, 10000, o->redis};
 	struct cm_workq_opts lo = {1, LOGIN_QUEUE, o->conninfo, 3, 10000, NULL};
+	/* The statement timeout only backs up the backtest's own clock. */
+	struct cm_workq_opts bo = {1,
+	                           BACKTEST_Q,
+	                           o->conninfo,
+	                           3,
+	                           (int)((o->backtest_ms ? o->backtest_ms : 10000) + 5000),
+	                           NULL};
 	struct cm_pubq_opts po;
 	struct cm_health_opts ho;
 	struct cm_throttle_opts to;
@@ -87,6 +96,7 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 	a->stream = strdup(o->stream);
 	a->redis = *o->redis;
 	a->worker_ttl_s = o->worker_ttl_s;
+	a->backtest_ms = o->backtest_ms ? o->backtest_ms : 10000;
 	a->max_body = o->max_body;
 	a->log = o->log;
 	if (!a->conninfo || !a->stream) {
@@ -100,7 +110,7 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 		goto fail;
 	}
 	a->auth = cm_auth_new(&ao, err);
-	if (!a->auth || cm_api_metrics_init(a, err) < 0)
+	if (!a->auth || cm_api_metrics_init(a, err) < 0 || cm_api_explain_init(a, err) < 0)
 		goto fail;
 	memset(&po, 0, sizeof(po));
 	po.url = &a->redis;
@@ -116,6 +126,9 @@ struct cm_api *cm_api_start(const struct cm_api_opts *o, struct cm_err *err)
 		goto fail;
 	a->login = cm_workq_start(&lo, err);
 	if (!a->login)
+		goto fail;
+	a->backtest = cm_workq_start(&bo, err);
+	if (!a->backtest)
 		goto fail;
 	memset(&ho, 0, sizeof(ho));
 	ho.conninfo = a->conninfo;
@@ -140,9 +153,10 @@ void cm_api_stop(struct cm_api *a)
 	cm_pubq_stop(a->pub);
 	cm_workq_stop(a->db);
 	cm_workq_stop(a->login);
+	cm_workq_stop(a->backtest);
 	cm_health_stop(a->health);
 	a->pub = NULL;
-	a->db = a->login = NULL;
+	a->db = a->login = a->backtest = NULL;
 	a->health = NULL;
 }
 
@@ -153,6 +167,7 @@ void cm_api_free(struct cm_api *a)
 	cm_auth_free(a->auth);
 	cm_throttle_free(a->throttle);
 	cm_api_metrics_free(a);
+	cm_api_explain_free(a);
 	free(a->conninfo);
 	free(a->stream);
 	free(a);
@@ -268,6 +283,17 @@ int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col)
 	return cm_log_add_str(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
 }
 
+int cm_api_add_outcome(struct cm_buf *b, const PGresult *res, int row, int col)
+{
+	int rc = cm_buf_adds(b, ",\"outcome\":") | cm_api_add_col(b, res, row, col);
+
+	if (!PQgetisnull(res, row, col + 1))
+		rc |= cm_buf_adds(b, ",\"variant\":") | cm_api_add_col(b, res, row, col + 1);
+	if (!PQgetisnull(res, row, col + 2))
+		rc |= cm_buf_adds(b, ",\"capped_by\":") | cm_api_add_col(b, res, row, col + 2);
+	return rc;
+}
+
 /* --- Database jobs. --- */
 
 /* Checks on the database thread that the token's user still exists, and
@@ -319,9 +345,14 @@ static void db_job(struct cm_worker *w, void *arg)
 
 void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn)
 {
+	cm_api_db_on(c, c->api->db, fn);
+}
+
+void cm_api_db_on(struct cm_api_call *c, struct cm_workq *q, cm_api_db_fn *fn)
+{
 	c->db = fn;
 	cm_http_suspend(c->r);
-	if (cm_workq_submit(c->api->db, db_job, c) < 0) {
+	if (cm_workq_submit(q, db_job, c) < 0) {
 		/* Nobody else has the request: answer it here. */
 		cm_api_unavailable(c->r, "Server busy");
 		cm_http_resume(c->r);

@@ -44,6 +44,7 @@ struct cm_api_opts {
 	size_t secret_len;
 	int64_t token_ttl_s;
 	int64_t worker_ttl_s;
+	int64_t backtest_ms; /* a backtest's time limit; 0: 10 s */
 	unsigned db_threads;
 	size_t max_body; /* the HTTP core's (--max-body), for messages */
 	const struct cm_log *log;
@@ -58,9 +59,13 @@ struct cm_api {
 	struct cm_auth *auth;
 	struct cm_throttle *throttle;
 	struct cm_workq *db, *login;
+	struct cm_workq *backtest; /* its own thread: a long job never holds up the others */
+	int64_t backtest_ms;
+	_Atomic int backtests; /* taken or running */
 	struct cm_pubq *pub;
 	struct cm_health *health;
 	struct cm_api_metrics *metrics; /* api_metrics.c */
+	struct cm_api_explain *explain; /* api_explain.c */
 };
 
 /* Starts the threads (none needs Redis or PostgreSQL to be up: GET /health
@@ -120,6 +125,8 @@ int cm_api_key(struct cm_api_call *c, const char *key, size_t len);
  * that the caller still exists (and is an admin where the route needs
  * it); a full queue is a 503. */
 void cm_api_db(struct cm_api_call *c, cm_api_db_fn *fn);
+/* The same on the threads of q. */
+void cm_api_db_on(struct cm_api_call *c, struct cm_workq *q, cm_api_db_fn *fn);
 /* Replies status with the JSON body b (taken), or 500 when building it
  * failed (bad: some append returned -1). */
 void cm_api_reply_json(struct cm_http_req *r, int status, struct cm_buf *b, int bad);
@@ -144,6 +151,27 @@ int cm_api_add_json(struct cm_buf *b, const char *text, size_t n);
 enum { CM_API_DOC_BODY = 0, CM_API_DOC_STORED = 1 };
 /* Appends column col of row as a JSON string, or null. */
 int cm_api_add_col(struct cm_buf *b, const PGresult *res, int row, int col);
+/* Appends a stored match's outcome from columns col (outcome), col + 1
+ * (variant) and col + 2 (capped_by) of row: ,"outcome":"capped" and then
+ * ,"variant":... and ,"capped_by":... where they are not null. */
+int cm_api_add_outcome(struct cm_buf *b, const PGresult *res, int row, int col);
+/* The outcome columns of matches (alias m) for cm_api_add_outcome. */
+#define CM_API_OUTCOME_COLS "m.outcome, m.variant, m.capped_by"
+
+/* Parses the request's body into d as a JSON object, or answers FastAPI's
+ * 422 and returns -1. */
+int cm_api_parse_object(struct cm_http_req *r, struct cm_jdoc *d);
+/* A 422 at the location at (the inside of the list, NULL: "body")
+ * followed by key[0..klen). */
+void cm_api_422_at(struct cm_http_req *r, const char *at, const char *key, size_t klen,
+                   const char *msg, const char *type);
+/* Reads the campaign object at token obj of d as POST /campaigns reads its
+ * body and validates it the same way, with 422 locations under loc (the
+ * inside of the list, "\"body\",\"campaign\""); an id is ignored. Appends
+ * the campaign as JSON to out, its status made active (what a backtest
+ * tests); -1 after answering. */
+int cm_api_campaign_read(struct cm_http_req *r, const struct cm_jdoc *d, uint32_t obj,
+                         const char *loc, struct cm_buf *out);
 
 /* Routes of api_campaigns.c. */
 void cm_api_campaign_create(struct cm_api_call *c);
@@ -156,6 +184,32 @@ void cm_api_campaign_audit(struct cm_api_call *c);
 /* Routes of api_events.c. */
 void cm_api_events_post(struct cm_api_call *c);
 void cm_api_event_get(struct cm_api_call *c);
+/* Checks that the path parameter can be an event id; -1 after answering
+ * 404. */
+int cm_api_event_param(struct cm_api_call *c);
+/* The matches (alias m) of event $1, columns cols, by campaign: without an
+ * index on matches.event_id, a skip scan walks the distinct campaign ids of
+ * the primary key, then probes (campaign_id, event_id) for each, so the
+ * cost grows with the number of campaigns, not of matches. */
+#define CM_API_EVENT_MATCHES_SQL(cols)                                                             \
+	"WITH RECURSIVE c AS ("                                                                    \
+	" (SELECT campaign_id FROM matches ORDER BY campaign_id LIMIT 1)"                          \
+	" UNION ALL"                                                                               \
+	" SELECT (SELECT m.campaign_id FROM matches m WHERE m.campaign_id > c.campaign_id"         \
+	"         ORDER BY m.campaign_id LIMIT 1)"                                                 \
+	" FROM c WHERE c.campaign_id IS NOT NULL)"                                                 \
+	"SELECT " cols " FROM c"                                                                   \
+	" JOIN matches m ON m.campaign_id = c.campaign_id AND m.event_id = $1"                     \
+	" ORDER BY m.campaign_id"
+
+/* Route of api_backtest.c: POST /campaigns/backtest. */
+void cm_api_backtest(struct cm_api_call *c);
+
+/* Routes of api_explain.c: GET /events/{event_id}/explain, over one cached
+ * set of the active campaigns per server. */
+int cm_api_explain_init(struct cm_api *a, struct cm_err *err);
+void cm_api_explain_free(struct cm_api *a);
+void cm_api_event_explain(struct cm_api_call *c);
 
 /* The events of one request on their way to the stream (POST /events and
  * the /v1 routes): the canonical lines and where their ids are. Owned by

@@ -26,17 +26,35 @@
 /* The columns every campaign reply is built from, in this order. */
 #define COLS                                                                                       \
 	"id, name, status, cm_utc(starts_at), cm_utc(ends_at), rule::text, version, "              \
-	"cm_utc(created_at), cm_utc(updated_at)"
+	"cm_utc(created_at), cm_utc(updated_at), \"limit\"::text, holdout, variants::text"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX     1000
 #define OFFSET_MAX   10000000
 
-/* The fields of a campaign body, each as compact JSON (NULL: absent). */
-enum { F_NAME = 0, F_STATUS, F_STARTS, F_ENDS, F_RULE, NFIELDS };
-static const char *const field_names[NFIELDS] = {"name", "status", "starts_at", "ends_at", "rule"};
+/* The fields of a campaign body, each as compact JSON (NULL: absent): the
+ * delivery controls (CONTRACT 1.6) last. */
+enum { F_NAME = 0, F_STATUS, F_STARTS, F_ENDS, F_RULE, F_LIMIT, F_HOLDOUT, F_VARIANTS, NFIELDS };
+static const char *const field_names[NFIELDS] = {"name", "status", "starts_at", "ends_at",
+                                                 "rule", "limit",  "holdout",   "variants"};
+/* Each field's column in COLS. */
+static const int field_col[NFIELDS] = {1, 2, 3, 4, 5, 9, 10, 11};
+
+/* True for the fields stored as JSON (or, holdout, a number): the others
+ * are strings. */
+static int is_json_field(int i)
+{
+	return i == F_RULE || i >= F_LIMIT;
+}
+
+/* True for the fields that PATCH may set to null (unset). */
+static int nullable_field(int i)
+{
+	return i == F_STARTS || i == F_ENDS || i >= F_LIMIT;
+}
 
 struct fields {
+	const char *loc;    /* where the campaign is in the body, for 422s; NULL: "body" */
 	struct cm_buf text; /* the values, one after another */
 	size_t off[NFIELDS], len[NFIELDS];
 	int has[NFIELDS];
@@ -53,16 +71,30 @@ static int field_set(struct fields *f, int i, const char *json, size_t n)
 	return cm_buf_add(&f->text, json, n);
 }
 
-/* Appends the campaign of row (columns COLS) as JSON. */
+/* Appends the campaign of row (columns COLS) as JSON. The delivery controls
+ * are there only when set, so that a campaign without them reads as the
+ * original service's did. */
 static int add_campaign(struct cm_buf *b, const PGresult *res, int row)
 {
-	return cm_buf_addf(b, "{\"id\":%s,\"name\":", PQgetvalue(res, row, 0)) |
-	       cm_api_add_col(b, res, row, 1) | cm_buf_adds(b, ",\"status\":") |
-	       cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"starts_at\":") |
-	       cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"ends_at\":") |
-	       cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"rule\":") |
-	       cm_api_add_json(b, PQgetvalue(res, row, 5), (size_t)PQgetlength(res, row, 5)) |
-	       cm_buf_addf(b, ",\"version\":%s,\"created_at\":", PQgetvalue(res, row, 6)) |
+	int rc = cm_buf_addf(b, "{\"id\":%s,\"name\":", PQgetvalue(res, row, 0)) |
+	         cm_api_add_col(b, res, row, 1) | cm_buf_adds(b, ",\"status\":") |
+	         cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"starts_at\":") |
+	         cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"ends_at\":") |
+	         cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"rule\":") |
+	         cm_api_add_json(b, PQgetvalue(res, row, 5), (size_t)PQgetlength(res, row, 5));
+
+	for (int i = F_LIMIT; i < NFIELDS; i++) {
+		int col = field_col[i];
+
+		if (PQgetisnull(res, row, col))
+			continue;
+		rc |= cm_buf_addf(b, ",\"%s\":", field_names[i]);
+		rc |= i == F_HOLDOUT ? cm_buf_add(b, PQgetvalue(res, row, col),
+		                                  (size_t)PQgetlength(res, row, col))
+		                     : cm_api_add_json(b, PQgetvalue(res, row, col),
+		                                       (size_t)PQgetlength(res, row, col));
+	}
+	return rc | cm_buf_addf(b, ",\"version\":%s,\"created_at\":", PQgetvalue(res, row, 6)) |
 	       cm_api_add_col(b, res, row, 7) | cm_buf_adds(b, ",\"updated_at\":") |
 	       cm_api_add_col(b, res, row, 8) | cm_buf_addc(b, '}');
 }
@@ -80,8 +112,7 @@ static void reply_campaign(struct cm_http_req *r, int status, const PGresult *re
 	cm_http_reply(r, status, "application/json", &b);
 }
 
-/* Parses the body as a JSON object, or answers FastAPI's 422. */
-static int parse_object(struct cm_http_req *r, struct cm_jdoc *d)
+int cm_api_parse_object(struct cm_http_req *r, struct cm_jdoc *d)
 {
 	struct cm_err err;
 	char loc[48];
@@ -102,38 +133,33 @@ static int parse_object(struct cm_http_req *r, struct cm_jdoc *d)
 	return 0;
 }
 
-/* Answers 422 at body.KEY. */
-static void reply_at(struct cm_http_req *r, const char *key, size_t klen, const char *msg,
-                     const char *type)
+void cm_api_422_at(struct cm_http_req *r, const char *at, const char *key, size_t klen,
+                   const char *msg, const char *type)
 {
 	struct cm_buf loc = CM_BUF_INIT;
 
-	if (cm_buf_adds(&loc, "\"body\",") == 0 && cm_log_add_str(&loc, key, klen) == 0)
+	if (cm_buf_adds(&loc, at ? at : "\"body\"") == 0 && cm_buf_addc(&loc, ',') == 0 &&
+	    cm_log_add_str(&loc, key, klen) == 0)
 		cm_api_422(r, loc.data, msg, type);
 	else
 		cm_http_detail(r, 500, "Internal Server Error");
 	cm_buf_release(&loc);
 }
 
-/* Reads a campaign body into f: the known fields as JSON texts; read-only
- * fields (id, created_at, updated_at) ignored; version kept for PATCH's
- * check; anything else refused. -1 after answering. */
-static int read_body(struct cm_http_req *r, int patch, struct fields *f)
+/* Reads the campaign object at token obj of d into f: the known fields as
+ * JSON texts; read-only fields (id, created_at, updated_at) ignored;
+ * version kept for PATCH's check; anything else refused. -1 after
+ * answering. */
+static int read_fields(struct cm_http_req *r, const struct cm_jdoc *d, uint32_t obj, int patch,
+                       struct fields *f)
 {
-	struct cm_jdoc *d = cm_jdoc_thread(CM_API_DOC_BODY, CM_RULE_MAX_DEPTH + 8);
 	struct cm_buf key = CM_BUF_INIT, val = CM_BUF_INIT;
 	const char *k;
 	size_t klen;
 	uint32_t t, i;
 	int rc = -1, j;
 
-	if (!d) {
-		cm_http_detail(r, 500, "Internal Server Error");
-		return -1;
-	}
-	if (parse_object(r, d) < 0)
-		return -1;
-	for (t = 1, i = 0; i < d->tok[0].count; i++, t = d->tok[t + 1].next) {
+	for (t = obj + 1, i = 0; i < d->tok[obj].count; i++, t = d->tok[t + 1].next) {
 		k = cm_json_str(d, t, &key, &klen);
 		if (!k)
 			goto oom;
@@ -142,10 +168,9 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 				break;
 		if (j < NFIELDS) {
 			cm_buf_reset(&val);
-			if (patch && j != F_STARTS && j != F_ENDS &&
-			    d->tok[t + 1].type == CM_JNULL) {
-				reply_at(r, k, klen, "none is not an allowed value",
-				         "type_error.none.not_allowed");
+			if (patch && !nullable_field(j) && d->tok[t + 1].type == CM_JNULL) {
+				cm_api_422_at(r, f->loc, k, klen, "none is not an allowed value",
+				              "type_error.none.not_allowed");
 				goto out;
 			}
 			if (cm_json_write(d, t + 1, &val) < 0 ||
@@ -160,8 +185,8 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 			if (v->type != CM_JNUM || v->len >= sizeof(num) ||
 			    (memcpy(num, d->src + v->off, v->len), num[v->len] = 0,
 			     cm_parse_i64(num, 1, INT32_MAX, &f->version) < 0)) {
-				reply_at(r, k, klen, "value is not a valid integer",
-				         "type_error.integer");
+				cm_api_422_at(r, f->loc, k, klen, "value is not a valid integer",
+				              "type_error.integer");
 				goto out;
 			}
 			f->has_version = 1;
@@ -170,7 +195,8 @@ static int read_body(struct cm_http_req *r, int patch, struct fields *f)
 		                           memcmp(k, "updated_at", 10) == 0))) {
 			continue;
 		} else {
-			reply_at(r, k, klen, "extra fields not permitted", "value_error.extra");
+			cm_api_422_at(r, f->loc, k, klen, "extra fields not permitted",
+			              "value_error.extra");
 			goto out;
 		}
 	}
@@ -184,24 +210,42 @@ out:
 	return rc;
 }
 
+/* Reads the request's body, a campaign object, into f (read_fields). */
+static int read_body(struct cm_http_req *r, int patch, struct fields *f)
+{
+	struct cm_jdoc *d = cm_jdoc_thread(CM_API_DOC_BODY, CM_RULE_MAX_DEPTH + 8);
+
+	if (!d) {
+		cm_http_detail(r, 500, "Internal Server Error");
+		return -1;
+	}
+	if (cm_api_parse_object(r, d) < 0)
+		return -1;
+	return read_fields(r, d, 0, patch, f);
+}
+
 /* The values the database gets, decoded from a validated campaign. */
 struct values {
 	struct cm_buf text;
-	const char *p[5]; /* name, status, starts_at, ends_at, rule; NULL: SQL null */
+	const char *p[NFIELDS]; /* in the order of field_names; NULL: SQL null */
 };
 
 /* Builds the campaign from f, validates it as cm-match would, and decodes
- * the values for SQL; -1 after answering 422. */
-static int validate(struct cm_http_req *r, const struct fields *f, struct values *v)
+ * the values for SQL (and, with out, appends the campaign to it as JSON);
+ * -1 after answering 422. */
+static int validate(struct cm_http_req *r, const struct fields *f, struct values *v,
+                    struct cm_buf *out)
 {
 	struct cm_buf doc = CM_BUF_INIT, scratch = CM_BUF_INIT;
 	struct cm_jdoc d;
 	struct cm_err err;
 	const char *text, *s;
-	size_t n, off[5] = {0};
-	int i, rc = -1, first = 1, isnull[5] = {1, 1, 1, 1, 1};
+	size_t n, off[NFIELDS] = {0};
+	int i, rc = -1, first = 1, isnull[NFIELDS];
 	uint32_t t;
 
+	for (i = 0; i < NFIELDS; i++)
+		isnull[i] = 1;
 	cm_jdoc_init(&d, CM_RULE_MAX_DEPTH + 8);
 	cm_buf_init(&v->text, 0);
 	cm_buf_addc(&doc, '{');
@@ -218,7 +262,7 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 		struct cm_buf loc = CM_BUF_INIT;
 		size_t plen = cm_detail_split_path(err.msg, &text);
 
-		cm_buf_adds(&loc, "\"body\"");
+		cm_buf_adds(&loc, f->loc ? f->loc : "\"body\"");
 		cm_detail_path_loc(&loc, err.msg, plen);
 		cm_api_422(r, loc.data ? loc.data : "\"body\"", text,
 		           strncmp(text, "missing", 7) == 0 ? "value_error.missing"
@@ -226,7 +270,8 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 		cm_buf_release(&loc);
 		goto out;
 	}
-	if (cm_json_parse(&d, doc.data, doc.len, &err) < 0)
+	if (cm_json_parse(&d, doc.data, doc.len, &err) < 0 ||
+	    (out && cm_buf_add(out, doc.data, doc.len) < 0))
 		goto oom;
 	/* The strings PostgreSQL gets: decoded, times in the canonical form. */
 	for (i = 0; i < NFIELDS; i++) {
@@ -236,7 +281,7 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 		if (t == CM_JNONE || d.tok[t].type == CM_JNULL)
 			continue;
 		isnull[i] = 0;
-		if (i == F_RULE) {
+		if (is_json_field(i)) {
 			if (cm_json_write(&d, t, &v->text) < 0)
 				goto oom;
 		} else {
@@ -244,8 +289,8 @@ static int validate(struct cm_http_req *r, const struct fields *f, struct values
 			if (!s)
 				goto oom;
 			if (memchr(s, 0, n)) {
-				reply_at(r, field_names[i], strlen(field_names[i]),
-				         "must not contain NUL (\\u0000)", "value_error");
+				cm_api_422_at(r, f->loc, field_names[i], strlen(field_names[i]),
+				              "must not contain NUL (\\u0000)", "value_error");
 				goto out;
 			}
 			if (i == F_STARTS || i == F_ENDS) {
@@ -377,9 +422,10 @@ static void create_db(struct cm_api_call *c, PGconn *pg)
 	if (tx_begin(c, pg) < 0)
 		return;
 	res = tx_query(c, pg,
-	               "INSERT INTO campaigns (name, status, starts_at, ends_at, rule) "
-	               "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING " COLS,
-	               5, v->p);
+	               "INSERT INTO campaigns (name, status, starts_at, ends_at, rule, \"limit\", "
+	               "holdout, variants) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, "
+	               "$7::float8, $8::jsonb) RETURNING " COLS,
+	               NFIELDS, v->p);
 	if (res)
 		tx_commit(c, pg, res, 201);
 }
@@ -408,16 +454,39 @@ void cm_api_campaign_create(struct cm_api_call *c)
 	if (read_body(c->r, 0, &f) == 0) {
 		if (!f.has[F_STATUS])
 			field_set(&f, F_STATUS, "\"active\"", 8);
-		if (validate(c->r, &f, v) == 0)
+		if (validate(c->r, &f, v, NULL) == 0)
 			cm_api_db(c, create_db);
 	}
 	cm_buf_release(&f.text);
 }
 
+int cm_api_campaign_read(struct cm_http_req *r, const struct cm_jdoc *d, uint32_t obj,
+                         const char *loc, struct cm_buf *out)
+{
+	struct fields f;
+	struct values v;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	memset(&v, 0, sizeof(v));
+	f.loc = loc;
+	cm_buf_init(&f.text, 0);
+	rc = read_fields(r, d, obj, 0, &f);
+	if (rc == 0 && field_set(&f, F_STATUS, "\"active\"", 8) < 0) {
+		cm_http_detail(r, 500, "Internal Server Error");
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = validate(r, &f, &v, out);
+	cm_buf_release(&v.text);
+	cm_buf_release(&f.text);
+	return rc;
+}
+
 /* --- GET /campaigns --- */
 
 struct list {
-	char status[16], limit[24], offset[24];
+	char status[16], limit[24], offset[24]; /* status: or the outcome of matches */
 	int64_t id;
 	char id_text[24]; /* id for SQL */
 	int64_t version;  /* DELETE's ?version=, 0: none */
@@ -563,11 +632,14 @@ static int merge_current(struct fields *f, const PGresult *res)
 	for (i = 0; i < NFIELDS && rc == 0; i++) {
 		if (f->has[i])
 			continue;
-		col = i + 1; /* name, status, starts_at, ends_at, rule follow id */
+		col = field_col[i];
 		cm_buf_reset(&b);
 		if (PQgetisnull(res, 0, col))
 			rc |= cm_buf_adds(&b, "null");
-		else if (i == F_RULE)
+		else if (i == F_HOLDOUT)
+			rc |= cm_buf_add(&b, PQgetvalue(res, 0, col),
+			                 (size_t)PQgetlength(res, 0, col));
+		else if (is_json_field(i))
 			rc |= cm_api_add_json(&b, PQgetvalue(res, 0, col),
 			                      (size_t)PQgetlength(res, 0, col));
 		else
@@ -584,7 +656,7 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 	struct patch *pt = c->state;
 	struct values v;
 	char id[24];
-	const char *params[6];
+	const char *params[NFIELDS + 1];
 	PGresult *res;
 
 	snprintf(id, sizeof(id), "%lld", (long long)pt->id);
@@ -599,7 +671,7 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 		return;
 	}
 	PQclear(res);
-	if (validate(c->r, &pt->f, &v) < 0) {
+	if (validate(c->r, &pt->f, &v, NULL) < 0) {
 		cm_buf_release(&v.text);
 		cm_pg_exec(pg, "ROLLBACK", NULL);
 		return;
@@ -607,8 +679,9 @@ static void patch_db(struct cm_api_call *c, PGconn *pg)
 	memcpy(params + 1, v.p, sizeof(v.p));
 	res = tx_query(c, pg,
 	               "UPDATE campaigns SET name = $2, status = $3, starts_at = $4, ends_at = $5, "
-	               "rule = $6::jsonb WHERE id = $1 RETURNING " COLS,
-	               6, params);
+	               "rule = $6::jsonb, \"limit\" = $7::jsonb, holdout = $8::float8, "
+	               "variants = $9::jsonb WHERE id = $1 RETURNING " COLS,
+	               NFIELDS + 1, params);
 	cm_buf_release(&v.text);
 	if (res)
 		tx_commit(c, pg, res, 200);
@@ -693,7 +766,7 @@ static void reply_rows(struct cm_api_call *c, PGresult *res,
 }
 
 /* A match row: campaign_id, event_id, user_id, event_type, occurred_at,
- * matched_at. */
+ * matched_at, then the outcome columns. */
 static int add_match(struct cm_buf *b, const PGresult *res, int row)
 {
 	return cm_buf_addf(b, "{\"campaign_id\":%s,\"event_id\":", PQgetvalue(res, row, 0)) |
@@ -701,13 +774,14 @@ static int add_match(struct cm_buf *b, const PGresult *res, int row)
 	       cm_api_add_col(b, res, row, 2) | cm_buf_adds(b, ",\"event_type\":") |
 	       cm_api_add_col(b, res, row, 3) | cm_buf_adds(b, ",\"occurred_at\":") |
 	       cm_api_add_col(b, res, row, 4) | cm_buf_adds(b, ",\"matched_at\":") |
-	       cm_api_add_col(b, res, row, 5) | cm_buf_addc(b, '}');
+	       cm_api_add_col(b, res, row, 5) | cm_api_add_outcome(b, res, row, 6) |
+	       cm_buf_addc(b, '}');
 }
 
 static void matches_db(struct cm_api_call *c, PGconn *pg)
 {
 	struct list *l = c->state;
-	const char *params[3] = {l->id_text, l->limit, l->offset};
+	const char *params[4] = {l->id_text, l->limit, l->offset, l->status};
 	struct cm_err err;
 	PGresult *res;
 	int st;
@@ -719,10 +793,11 @@ static void matches_db(struct cm_api_call *c, PGconn *pg)
 		return;
 	}
 	res = cm_pg_query(pg,
-	                  "SELECT campaign_id, event_id, user_id, event_type, cm_utc(occurred_at), "
-	                  "cm_utc(matched_at) FROM matches WHERE campaign_id = $1 "
-	                  "ORDER BY matched_at DESC, event_id DESC LIMIT $2 OFFSET $3",
-	                  3, params, &err);
+	                  "SELECT m.campaign_id, m.event_id, m.user_id, m.event_type, "
+	                  "cm_utc(m.occurred_at), cm_utc(m.matched_at), " CM_API_OUTCOME_COLS
+	                  " FROM matches m WHERE m.campaign_id = $1 AND ($4 = '' OR m.outcome = $4)"
+	                  " ORDER BY m.matched_at DESC, m.event_id DESC LIMIT $2 OFFSET $3",
+	                  4, params, &err);
 	if (!res) {
 		cm_api_db_error(c, pg, &err);
 		return;
@@ -730,6 +805,13 @@ static void matches_db(struct cm_api_call *c, PGconn *pg)
 	reply_rows(c, res, add_match);
 	PQclear(res);
 }
+
+/* A campaign snapshot of the audit (002's cm_campaign_doc, every column)
+ * without the delivery controls that are not set, as the campaign replies
+ * leave them out. */
+#define UNSET(col)                                                                                 \
+	"(" col " - ARRAY(SELECT k FROM jsonb_each(" col ") AS e(k, v) "                           \
+	"WHERE k IN ('limit', 'holdout', 'variants') AND v = 'null'))"
 
 /* An audit row: id, campaign_id, actor, action, at, before, after. */
 static int add_audit(struct cm_buf *b, const PGresult *res, int row)
@@ -760,11 +842,12 @@ static void audit_db(struct cm_api_call *c, PGconn *pg)
 	PGresult *res;
 	int st;
 
-	res = cm_pg_query(pg,
-	                  "SELECT id, campaign_id, actor, action, cm_utc(at), before::text, "
-	                  "after::text FROM campaign_audit WHERE campaign_id = $1 "
-	                  "ORDER BY id DESC LIMIT $2 OFFSET $3",
-	                  3, params, &err);
+	res = cm_pg_query(
+	    pg,
+	    "SELECT id, campaign_id, actor, action, cm_utc(at), " UNSET("before") "::text, " UNSET(
+	        "after") "::text FROM campaign_audit WHERE campaign_id = $1 "
+	                 "ORDER BY id DESC LIMIT $2 OFFSET $3",
+	    3, params, &err);
 	if (!res) {
 		cm_api_db_error(c, pg, &err);
 		return;
@@ -784,12 +867,29 @@ static void audit_db(struct cm_api_call *c, PGconn *pg)
 	PQclear(res);
 }
 
+/* GET /campaigns/{id}/matches, with ?outcome= (matched, holdout, capped)
+ * to see one kind only. */
 void cm_api_campaign_matches(struct cm_api_call *c)
 {
+	struct cm_http_req *r = c->r;
 	struct list *l = new_list(c);
+	int st;
 
-	if (l && list_id(c, l) == 0 && read_page(c->r, l) == 0)
-		cm_api_db(c, matches_db);
+	if (!l || list_id(c, l) < 0 || read_page(r, l) < 0)
+		return;
+	st = r->query
+	         ? cm_query_get(r->query, r->query_len, "outcome", l->status, sizeof(l->status))
+	         : 0;
+	if (st != 0 &&
+	    (st < 0 || (strcmp(l->status, "matched") != 0 && strcmp(l->status, "holdout") != 0 &&
+	                strcmp(l->status, "capped") != 0))) {
+		cm_api_422(r, "\"query\",\"outcome\"",
+		           "value is not a valid enumeration member; permitted: 'matched', "
+		           "'holdout', 'capped'",
+		           "type_error.enum");
+		return;
+	}
+	cm_api_db(c, matches_db);
 }
 
 void cm_api_campaign_audit(struct cm_api_call *c)

@@ -383,21 +383,6 @@ void cm_api_events_post(struct cm_api_call *c)
 
 /* --- GET /events/{event_id} --- */
 
-/* The matches of one event without an index on matches.event_id: a skip
- * scan walks the distinct campaign ids of the primary key, then probes
- * (campaign_id, event_id) for each, so the cost grows with the number of
- * campaigns, not of matches. */
-#define EVENT_MATCHES_SQL                                                                          \
-	"WITH RECURSIVE c AS ("                                                                    \
-	" (SELECT campaign_id FROM matches ORDER BY campaign_id LIMIT 1)"                          \
-	" UNION ALL"                                                                               \
-	" SELECT (SELECT m.campaign_id FROM matches m WHERE m.campaign_id > c.campaign_id"         \
-	"         ORDER BY m.campaign_id LIMIT 1)"                                                 \
-	" FROM c WHERE c.campaign_id IS NOT NULL)"                                                 \
-	"SELECT m.campaign_id, cm_utc(m.matched_at) FROM c"                                        \
-	" JOIN matches m ON m.campaign_id = c.campaign_id AND m.event_id = $1"                     \
-	" ORDER BY m.campaign_id"
-
 static void event_db(struct cm_api_call *c, PGconn *pg)
 {
 	const char *params[1] = {c->param};
@@ -419,7 +404,10 @@ static void event_db(struct cm_api_call *c, PGconn *pg)
 		cm_http_detail(c->r, 404, "Event not found");
 		return;
 	}
-	m = cm_pg_query(pg, EVENT_MATCHES_SQL, 1, params, &err);
+	m = cm_pg_query(
+	    pg,
+	    CM_API_EVENT_MATCHES_SQL("m.campaign_id, cm_utc(m.matched_at), " CM_API_OUTCOME_COLS),
+	    1, params, &err);
 	if (!m) {
 		PQclear(ev);
 		cm_api_db_error(c, pg, &err);
@@ -436,21 +424,28 @@ static void event_db(struct cm_api_call *c, PGconn *pg)
 	for (i = 0; i < PQntuples(m); i++)
 		bad |= cm_buf_addf(&b, "%s{\"campaign_id\":%s,\"matched_at\":", i ? "," : "",
 		                   PQgetvalue(m, i, 0)) |
-		       cm_api_add_col(&b, m, i, 1) | cm_buf_addc(&b, '}');
+		       cm_api_add_col(&b, m, i, 1) | cm_api_add_outcome(&b, m, i, 2) |
+		       cm_buf_addc(&b, '}');
 	bad |= cm_buf_adds(&b, "]}");
 	PQclear(ev);
 	PQclear(m);
 	cm_api_reply_json(c->r, 200, &b, bad);
 }
 
-void cm_api_event_get(struct cm_api_call *c)
+int cm_api_event_param(struct cm_api_call *c)
 {
 	/* An id no event can have is not looked up (PostgreSQL would refuse
 	 * bytes that are not UTF-8). */
 	if (c->param_nul || c->param_cut || c->param_len == 0 || c->param_len > CM_EVENT_ID_MAX ||
 	    cm_utf8_valid_prefix(c->param, c->param_len) != c->param_len) {
 		cm_http_detail(c->r, 404, "Event not found");
-		return;
+		return -1;
 	}
-	cm_api_db(c, event_db);
+	return 0;
+}
+
+void cm_api_event_get(struct cm_api_call *c)
+{
+	if (cm_api_event_param(c) == 0)
+		cm_api_db(c, event_db);
 }

@@ -185,11 +185,8 @@ out:
 	return s;
 }
 
-/* Reads the active campaigns over c and builds a set; -1 with err when the
- * query fails (the connection may be gone). *skipped counts the campaigns
- * left out. */
-static int load(struct cm_campdb *db, PGconn *c, struct cm_ruleset **out, size_t *skipped,
-                struct cm_err *err)
+int cm_campdb_load(PGconn *c, cm_rule_reportfn *report, void *ctx, struct cm_ruleset **out,
+                   size_t *skipped, struct cm_err *err)
 {
 	PGresult *r = cm_pg_query(c, load_sql, 0, NULL, err);
 
@@ -200,11 +197,20 @@ static int load(struct cm_campdb *db, PGconn *c, struct cm_ruleset **out, size_t
 		return cm_errf(err, "loading campaigns: unexpected result");
 	}
 	*out = cm_campdb_build(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), "database",
-	                       db->report, db->ctx, skipped);
+	                       report, ctx, skipped);
 	PQclear(r);
 	if (!*out)
 		return cm_errf(err, "loading campaigns: out of memory");
 	return 0;
+}
+
+/* Reads the active campaigns over c and builds a set; -1 with err when the
+ * query fails (the connection may be gone). *skipped counts the campaigns
+ * left out. */
+static int load(struct cm_campdb *db, PGconn *c, struct cm_ruleset **out, size_t *skipped,
+                struct cm_err *err)
+{
+	return cm_campdb_load(c, db->report, db->ctx, out, skipped, err);
 }
 
 /* Connects, subscribes, then loads (in that order, so that no change falls

@@ -18,6 +18,8 @@
 
 #include "rule.h"
 
+#include <libpq-fe.h>
+
 struct cm_err;
 struct cm_campdb;
 
@@ -35,6 +37,13 @@ size_t cm_campdb_skipped(const struct cm_campdb *db);
 int cm_campdb_pending(struct cm_campdb *db);
 /* Stops the thread and frees everything. */
 void cm_campdb_close(struct cm_campdb *db);
+
+/* Reads the active campaigns over c, as cm_campdb_open does, into a new
+ * compiled set *out (campaigns that fail are reported and skipped, counted
+ * in *skipped); -1 with err when the query fails. For a reader that keeps
+ * its own connection (cm-httpd's explain). */
+int cm_campdb_load(PGconn *c, cm_rule_reportfn *report, void *ctx, struct cm_ruleset **out,
+                   size_t *skipped, struct cm_err *err);
 
 /* Builds a compiled set from a JSON array of campaigns, skipping (and
  * reporting) each campaign that fails; never NULL unless memory runs out.

@@ -399,6 +399,89 @@ int cm_outcome_explain(const struct cm_outcome *oc, int matched, const char *use
 	return bad ? -1 : 0;
 }
 
+/* The raw JSON text of the value at token t of d (a string with its quotes). */
+static void raw_value(const struct cm_jdoc *d, uint32_t t, const char **p, size_t *n)
+{
+	const struct cm_jtok *k = &d->tok[t];
+
+	*p = d->src + k->off - (k->type == CM_JSTR);
+	*n = (size_t)k->len + (k->type == CM_JSTR ? 2 : 0);
+}
+
+int cm_outcomes_explain(struct cm_outcomes *o, struct cm_ruleset *s, const struct cm_rule_event *ev,
+                        const int64_t *ids, size_t n, char sep, struct cm_buf *out,
+                        size_t *candidates, struct cm_err *err)
+{
+	struct cm_buf checks = CM_BUF_INIT, scratch = CM_BUF_INIT;
+	size_t *off = calloc(n + 1, sizeof(*off)), nc = 0, elen, ulen;
+	int *holds = calloc(n + 1, sizeof(*holds)), rc = -1;
+	struct cm_outcome *outs = calloc(n + 1, sizeof(*outs));
+	const char *eid, *user;
+
+	*candidates = 0;
+	if (!off || !holds || !outs)
+		goto oom;
+	for (size_t k = 0; k < n; k++) {
+		off[k] = checks.len;
+		if (cm_rule_explain(s, ev, ids[k], &checks, &holds[k], err) < 0)
+			goto out;
+		if (holds[k]) {
+			outs[nc].campaign_id = ids[k];
+			outs[nc].ctl = cm_ruleset_controls(s, ids[k]);
+			nc++;
+		}
+	}
+	off[n] = checks.len;
+	if (cm_outcomes_decide(o, ev, outs, nc, err) < 0)
+		goto out;
+	raw_value(ev->doc, ev->id_tok, &eid, &elen);
+	user = cm_json_str(ev->doc, ev->user_tok, &scratch, &ulen);
+	if (!user)
+		goto oom;
+	for (size_t k = 0, c = 0; k < n; k++) {
+		struct cm_outcome none;
+		const struct cm_outcome *oc = holds[k] ? &outs[c++] : NULL;
+		int bad = 0;
+
+		if (!oc) {
+			memset(&none, 0, sizeof(none));
+			none.campaign_id = ids[k];
+			none.ctl = cm_ruleset_controls(s, ids[k]);
+			none.variant = -1;
+		}
+		bad |= cm_buf_adds(out, "{\"event_id\":") < 0 || cm_buf_add(out, eid, elen) < 0 ||
+		       cm_buf_addf(out, ",\"campaign_id\":%lld,\"matched\":%s,\"outcome\":",
+		                   (long long)ids[k], oc ? "true" : "false") < 0;
+		if (!oc) {
+			bad |= cm_buf_adds(out, "null") < 0;
+		} else {
+			bad |= cm_buf_addf(out, "\"%s\"", cm_outcome_name(oc->outcome)) < 0;
+			if (oc->variant >= 0)
+				bad |= cm_buf_adds(out, ",\"variant\":") < 0 ||
+				       cm_buf_add(out, oc->ctl->variants[oc->variant].json,
+				                  oc->ctl->variants[oc->variant].json_len) < 0;
+		}
+		bad |= cm_buf_adds(out, ",\"checks\":[") < 0 ||
+		       cm_buf_add(out, checks.data + off[k], off[k + 1] - off[k]) < 0 ||
+		       cm_outcome_explain(oc ? oc : &none, oc != NULL, user, ulen, out) < 0 ||
+		       cm_buf_adds(out, "]}") < 0 || cm_buf_addc(out, sep) < 0;
+		if (bad)
+			goto oom;
+	}
+	*candidates = nc;
+	rc = 0;
+	goto out;
+oom:
+	rc = cm_errc(err, CM_EXIT_SYSTEM, "out of memory");
+out:
+	free(off);
+	free(holds);
+	free(outs);
+	cm_buf_release(&checks);
+	cm_buf_release(&scratch);
+	return rc;
+}
+
 /* ---- summary ---- */
 
 struct cm_summary {

@@ -88,6 +88,19 @@ int cm_outcome_put(const struct cm_outcome *oc, struct cm_buf *b);
 int cm_outcome_explain(const struct cm_outcome *oc, int matched, const char *user, size_t n,
                        struct cm_buf *b);
 
+/* Explains event ev against campaigns ids[0..n) of s (those of
+ * cm_ruleset_explain_ids, or one): each campaign is explained by the slow
+ * evaluator (cm_rule_explain), those that hold are decided by o as
+ * candidates in id order (as the matcher's would be), and one object per
+ * campaign is appended to out, each followed by sep:
+ *   {"event_id":"e-1","campaign_id":7,"matched":true,"outcome":"matched",
+ *    "variant":"A","checks":[...,{"check":"bucket",...},{"check":"limit",...}]}
+ * (outcome null when it did not match; variant only with one). *candidates
+ * gets how many matched. Returns 0, or -1 with err (out of memory). */
+int cm_outcomes_explain(struct cm_outcomes *o, struct cm_ruleset *s, const struct cm_rule_event *ev,
+                        const int64_t *ids, size_t n, char sep, struct cm_buf *out,
+                        size_t *candidates, struct cm_err *err);
+
 /* ---- summary ---- */
 
 /* The counts of one campaign. */

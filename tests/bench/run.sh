@@ -13,7 +13,9 @@
 #                    publish store worker latency (issue 3: these start their
 #                    own redis-server and PostgreSQL on odd ports), httpd
 #                    (issue 7: cm-httpd under wrk, with those servers), limits
-#                    (issue 10), profiles (issue 9: PostgreSQL too)
+#                    (issue 10), profiles (issue 9: PostgreSQL too), backtest
+#                    (issue 10: cm-httpd's POST /campaigns/backtest over the
+#                    events stored in PostgreSQL)
 #   BENCH_DIR=DIR    keep the generated data there (default: a temp dir, removed)
 #   BENCH_EVENTS=N   events in the main file (default 1000000)
 #   BENCH_RUNS=N     runs per figure, the best is kept (default 3)
@@ -38,7 +40,7 @@ SEED=${BENCH_SEED:-1}
 EVENTS=${BENCH_EVENTS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 TYPES=50
-SECTIONS=(match_one match_many load ingest memory limits publish store worker latency httpd profiles)
+SECTIONS=(match_one match_many load ingest memory limits publish store worker latency httpd profiles backtest)
 export LC_ALL=C
 
 errors=0
@@ -958,6 +960,64 @@ bench_profiles() {
 	measure /dev/null "$EV" "$BIN/cm-match" -c "$CM_DATABASE_URL" --profiles "$CM_DATABASE_URL" --stats
 	q=$(grep -o '[0-9]* profiles read in [0-9]* queries' "$D/.stderr")
 	say "one run with --stats: $q (--profile-ttl 1000 ms, batches of up to 4096 events)"
+}
+
+# load_events FILE: the NDJSON events of FILE into the events table, with
+# psql's COPY into a one-column staging table (no escaping of the lines).
+load_events() {
+	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
+		-c "CREATE UNLOGGED TABLE bench_e (doc jsonb)" \
+		-c "\\copy bench_e (doc) from '$1' with (format csv, quote E'\\x01', delimiter E'\\x02')" \
+		-c "INSERT INTO events (event_id, event_type, user_id, occurred_at, properties)
+		    SELECT doc->>'event_id', doc->>'event_type', doc->>'user_id',
+		           (doc->>'occurred_at')::timestamptz, doc->'properties' FROM bench_e" \
+		-c "DROP TABLE bench_e" -c "VACUUM ANALYZE events" >/dev/null
+}
+
+# (m) backtest: POST /campaigns/backtest over the $EVENTS generated events
+# stored in PostgreSQL (COPY, not timed), timed with curl from request to
+# reply: a generated campaign of a common type with a limit, a holdout and
+# variants; checks that every event was scanned; target < 10 s.
+bench_backtest() {
+	printf '\n== (m) cm-httpd POST /campaigns/backtest over %s stored events\n' "$EVENTS"
+	have cm-httpd && have cm-admin && servers || return 0
+	fresh_db || { tool_error "cm-admin migrate" $?; return 0; }
+	printf 'bench-pass\n' | "$BIN/cm-admin" --db "$CM_DATABASE_URL" user add bench --role admin \
+		>/dev/null || { tool_error "cm-admin user add" $?; return 0; }
+	need_events
+	need_campaigns 1000 1
+	local t0 t1 tok c n
+	t0=$EPOCHREALTIME
+	load_events "$EV" || { tool_error "loading the events" $?; return 0; }
+	t1=$EPOCHREALTIME
+	say "stored $(pg_sql 'SELECT count(*) FROM events') events in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s (psql COPY, not timed below)"
+	# shellcheck source=../lib/httpd.bash
+	. "$top/tests/lib/httpd.bash"
+	CM_BIN=$BIN HTTPD_DIR=$D JWT_SECRET_FILE='' httpd_start --backtest-time 120000 ||
+		{ tool_error "cm-httpd" 1; return 0; }
+	HTTPD_UP=1
+	tok=$(login bench bench-pass) || { tool_error "POST /auth/token" 1; return 0; }
+	# the first campaign whose rule names one event type, with controls
+	c=$(jq -c '[.[] | select(.rule.event_type | type == "string") | select(.rule.jq == null)][0]
+		| del(.id) | .limit = {"per_user": 3, "cooldown": "PT1H"} | .holdout = 0.1
+		| .variants = [{"name": "A", "weight": 1}, {"name": "B", "weight": 1}]' "$CAMP")
+	printf '{"campaign":%s,"max_events":%s}\n' "$c" "$EVENTS" >"$D/backtest.json"
+	say "campaign: $(jq -c '.campaign.rule' "$D/backtest.json" | cut -c1-100)"
+	best_of "$D/backtest.out" /dev/null curl -s -S --fail-with-body --max-time 300 \
+		-H "Authorization: Bearer $tok" -d @"$D/backtest.json" "$HTTPD_URL/campaigns/backtest"
+	[ "$M_RC" -eq 0 ] || { tool_error "POST /campaigns/backtest" "$M_RC"; cat "$D/backtest.out" >&2; }
+	columns
+	row "POST /campaigns/backtest" "$EVENTS" 0 "" ""
+	n=$(jq -r .events_scanned "$D/backtest.out")
+	[ "$n" = "$EVENTS" ] || loud "MISMATCH: $n events scanned of $EVENTS"
+	say "reply: $(jq -c '{complete, stopped, events_scanned, candidates, outcomes, distinct_users, days: (.per_day | length)}' "$D/backtest.out")"
+	say "RSS is curl's; the server's after the runs: $(awk '/^VmHWM:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$HTTPD_PID/status")"
+	summary+=("$(printf '%-34s %9s s (target < 10 s: %s)' "cm-httpd backtest, $EVENTS events" "$M_SECS" \
+		"$(awk -v s="$M_SECS" 'BEGIN { print (s < 10) ? "met" : "NOT MET" }')")")
+	httpd_stop TERM
+	HTTPD_UP=0
+	[ "$HTTPD_STATUS" -eq 0 ] || tool_error "cm-httpd (at SIGTERM)" "$HTTPD_STATUS"
+	rm -f "$D"/httpd.*.log
 }
 
 # machine: what the figures were measured on.

@@ -442,13 +442,57 @@ static void test_summary_empty(void **state)
 	cm_ruleset_free(s);
 }
 
+/* cm_outcomes_explain: an object per campaign, in the order given, each
+ * with its verdict and outcome, the candidates decided in order (a limit
+ * applied offline), each object followed by the separator. */
+static void test_explain(void **state)
+{
+	struct cm_ruleset *s = load(
+	    "[{\"id\":1,\"name\":\"a\",\"status\":\"active\",\"rule\":{\"event_type\":\"t\"},"
+	    "\"limit\":{\"per_user\":1},\"variants\":[{\"name\":\"V\",\"weight\":1}]},"
+	    "{\"id\":2,\"name\":\"b\",\"status\":\"active\",\"rule\":{\"event_type\":\"other\"}}]");
+	struct cm_outcomes *o = cm_outcomes_new(CM_OUTCOMES_LIMITS);
+	struct cm_buf out = CM_BUF_INIT;
+	struct cm_err err;
+	struct tev e1, e2;
+	const int64_t ids[2] = {1, 2};
+	size_t nc;
+
+	(void)state;
+	assert_non_null(o);
+	tev_init(&e1, "e-1", "u", "2026-11-27T10:15:00Z");
+	tev_init(&e2, "e-2", "u", "2026-11-28T10:15:00Z");
+	assert_int_equal(cm_outcomes_explain(o, s, &e1.ev, ids, 2, '\n', &out, &nc, &err), 0);
+	assert_int_equal(nc, 1);
+	assert_non_null(strstr(out.data, "{\"event_id\":\"e-1\",\"campaign_id\":1,\"matched\":true,"
+	                                 "\"outcome\":\"matched\",\"variant\":\"V\",\"checks\":["));
+	assert_non_null(strstr(out.data,
+	                       "{\"event_id\":\"e-1\",\"campaign_id\":2,\"matched\":false,"
+	                       "\"outcome\":null,\"checks\":["));
+	assert_int_equal(out.data[out.len - 1], '\n');
+	/* two lines: the first ends before the last byte */
+	assert_true(strchr(out.data, '\n') + 1 < out.data + out.len);
+	cm_buf_reset(&out);
+	/* the second candidate of the user is capped by the first */
+	assert_int_equal(cm_outcomes_explain(o, s, &e2.ev, ids, 1, ',', &out, &nc, &err), 0);
+	assert_int_equal(nc, 1);
+	assert_non_null(strstr(out.data, "\"outcome\":\"capped\""));
+	assert_non_null(strstr(out.data, "\"capped_by\":\"e-1\""));
+	assert_int_equal(out.data[out.len - 1], ',');
+	tev_release(&e1);
+	tev_release(&e2);
+	cm_buf_release(&out);
+	cm_outcomes_free(o);
+	cm_ruleset_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_groups),        cmocka_unit_test(test_per_user),
 	    cmocka_unit_test(test_cooldown),      cmocka_unit_test(test_worker_mode),
 	    cmocka_unit_test(test_texts),         cmocka_unit_test(test_summary),
-	    cmocka_unit_test(test_summary_empty),
+	    cmocka_unit_test(test_summary_empty), cmocka_unit_test(test_explain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
