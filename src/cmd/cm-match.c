@@ -154,18 +154,14 @@ struct run {
 	int64_t profile_ttl;                /* --profile-ttl */
 	struct batch batches[2];            /* with profdb: read into cur, the other waits */
 	int cur;
-	int waiting;            /* the other batch waits for its lookup */
-	struct cm_buf *stage;   /* where records go meanwhile, or NULL: the output */
-	int ordered;            /* the outcomes depend on the order of the events */
-	struct slot probe;      /* an event matched before it is known to wait */
-	struct cm_summary *sum; /* --summary */
-	int explain;            /* --explain */
-	int64_t explain_id;     /* --campaign, or 0 */
-	struct cm_buf exbuf;    /* the checks of each campaign of the event */
-	struct cm_buf exline;   /* one explain line */
-	size_t *exoff;          /* per campaign: where its checks start in exbuf */
-	int *exholds;
-	size_t excap;
+	int waiting;                  /* the other batch waits for its lookup */
+	struct cm_buf *stage;         /* where records go meanwhile, or NULL: the output */
+	int ordered;                  /* the outcomes depend on the order of the events */
+	struct slot probe;            /* an event matched before it is known to wait */
+	struct cm_summary *sum;       /* --summary */
+	int explain;                  /* --explain */
+	int64_t explain_id;           /* --campaign, or 0 */
+	struct cm_buf exline;         /* an event's explain lines */
 	const char *profiles_spec;    /* --profiles */
 	struct cm_profiles *profiles; /* in memory: the file's and the input's identify events */
 	struct cm_jdoc prof_doc;      /* the profile of the event being matched */
@@ -748,37 +744,14 @@ static const struct cm_jdoc *profile_of(struct run *r, const struct cm_rule_even
 	return &r->prof_doc;
 }
 
-/* Grows the explain arrays to hold n campaigns; -1 when memory is out. */
-static int explain_room(struct run *r, size_t n)
-{
-	size_t *off;
-	int *holds;
-
-	if (n <= r->excap)
-		return 0;
-	off = realloc(r->exoff, n * sizeof(*off));
-	if (!off)
-		return -1;
-	r->exoff = off;
-	holds = realloc(r->exholds, n * sizeof(*holds));
-	if (!holds)
-		return -1;
-	r->exholds = holds;
-	r->excap = n;
-	return 0;
-}
-
-/* Writes the explain lines of ev: every campaign of its type (or only
- * --campaign) is explained by the slow evaluator, the campaigns that hold
- * are decided as candidates in id order, as the matcher's would be, and
- * each line gets its outcome and the checks of its bucket and limit. */
+/* Writes the explain lines of ev (outcome.c's): every campaign of its type
+ * (or only --campaign) by the slow evaluator, the campaigns that hold
+ * decided as candidates in id order, as the matcher's would be. */
 static void explain_event(struct run *r, const struct cm_rule_event *ev)
 {
 	const int64_t *ids;
-	size_t n, nc = 0;
+	size_t n, nc;
 	struct cm_err err;
-	const char *eid, *user;
-	size_t elen, ulen;
 
 	if (r->explain_id) {
 		ids = &r->explain_id;
@@ -786,24 +759,10 @@ static void explain_event(struct run *r, const struct cm_rule_event *ev)
 	} else {
 		n = cm_ruleset_explain_ids(r->set, ev->type, ev->type_len, &ids);
 	}
-	if (explain_room(r, n + 1) < 0 || (n > r->outcap && !decide_room(r, n)))
-		goto oom;
-	cm_buf_reset(&r->exbuf);
-	for (size_t k = 0; k < n; k++) {
-		r->exoff[k] = r->exbuf.len;
-		if (cm_rule_explain(r->set, ev, ids[k], &r->exbuf, &r->exholds[k], &err) < 0) {
-			cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
-			r->fatal = CM_EXIT_SYSTEM;
-			return;
-		}
-		if (r->exholds[k]) {
-			r->outs[nc].campaign_id = ids[k];
-			r->outs[nc].ctl = cm_ruleset_controls(r->set, ids[k]);
-			nc++;
-		}
-	}
-	r->exoff[n] = r->exbuf.len;
-	if (cm_outcomes_decide(r->oc, ev, r->outs, nc, &err) < 0) {
+	if (n == 0)
+		return;
+	cm_buf_reset(&r->exline);
+	if (cm_outcomes_explain(r->oc, r->set, ev, ids, n, '\n', &r->exline, &nc, &err) < 0) {
 		cm_warn("%s:%lu: %s", r->file, r->line, err.msg);
 		r->fatal = CM_EXIT_SYSTEM;
 		return;
@@ -812,49 +771,9 @@ static void explain_event(struct run *r, const struct cm_rule_event *ev)
 		r->matched++;
 		r->matches += nc;
 	}
-	raw_value(ev->doc, ev->id_tok, &eid, &elen);
-	user = cm_json_str(ev->doc, ev->user_tok, &r->scratch2, &ulen);
-	if (!user)
-		goto oom;
-	for (size_t k = 0, c = 0; k < n; k++) {
-		struct cm_buf *b = &r->exline;
-		struct cm_outcome none;
-		const struct cm_outcome *oc = r->exholds[k] ? &r->outs[c++] : NULL;
-		int bad = 0;
-
-		if (!oc) {
-			memset(&none, 0, sizeof(none));
-			none.campaign_id = ids[k];
-			none.ctl = cm_ruleset_controls(r->set, ids[k]);
-			none.variant = -1;
-		}
-		cm_buf_reset(b);
-		bad |= cm_buf_adds(b, "{\"event_id\":") < 0 || cm_buf_add(b, eid, elen) < 0 ||
-		       cm_buf_addf(b, ",\"campaign_id\":%lld,\"matched\":%s,\"outcome\":",
-		                   (long long)ids[k], oc ? "true" : "false") < 0;
-		if (!oc) {
-			bad |= cm_buf_adds(b, "null") < 0;
-		} else {
-			bad |= cm_buf_addf(b, "\"%s\"", cm_outcome_name(oc->outcome)) < 0;
-			if (oc->variant >= 0)
-				bad |= cm_buf_adds(b, ",\"variant\":") < 0 ||
-				       cm_buf_add(b, oc->ctl->variants[oc->variant].json,
-				                  oc->ctl->variants[oc->variant].json_len) < 0;
-		}
-		bad |=
-		    cm_buf_adds(b, ",\"checks\":[") < 0 ||
-		    cm_buf_add(b, r->exbuf.data + r->exoff[k], r->exoff[k + 1] - r->exoff[k]) < 0 ||
-		    cm_outcome_explain(oc ? oc : &none, oc != NULL, user, ulen, b) < 0 ||
-		    cm_buf_adds(b, "]}") < 0;
-		if (bad)
-			goto oom;
-		out_write(r, b->data, b->len);
-		out_end(r);
-	}
-	return;
-oom:
-	cm_warn("out of memory");
-	r->fatal = CM_EXIT_SYSTEM;
+	/* the lines, the last one ended as a record (flushed on a terminal) */
+	out_write(r, r->exline.data, r->exline.len - 1);
+	out_end(r);
 }
 
 /* Decides, writes (or counts) what the n matches ids of ev yield, then
@@ -1580,10 +1499,7 @@ static void release_run(struct run *r)
 	cm_buf_release(&r->scratch2);
 	cm_buf_release(&r->rec);
 	cm_buf_release(&r->tail);
-	cm_buf_release(&r->exbuf);
 	cm_buf_release(&r->exline);
-	free(r->exoff);
-	free(r->exholds);
 }
 
 /* Options, the campaigns, then the inputs in order; the exit status of
@@ -1668,7 +1584,6 @@ int main(int argc, char **argv)
 	cm_buf_init(&r.scratch2, 0);
 	cm_buf_init(&r.rec, 0);
 	cm_buf_init(&r.tail, 0);
-	cm_buf_init(&r.exbuf, 0);
 	cm_buf_init(&r.probe.user, 0);
 	cm_buf_init(&r.probe.tmp, 0);
 	cm_buf_init(&r.batches[0].stage, 0);
