@@ -19,7 +19,7 @@ start_worker() {
 	local id=$1
 	shift
 	(
-		while [ ! -e "$T/stop" ]; do
+		while [ ! -e "$T/stop" ] && [ ! -e "$T/stop.$id" ]; do
 			CM_WORKER_ID=$id cm-worker --db "$CM_DATABASE_URL" --claim-idle 2000 \
 				--max-deliveries 1000 "$@" 2>>"$T/w$id.log" &
 			echo $! >"$T/w$id.pid"
@@ -30,6 +30,19 @@ start_worker() {
 		done
 	) &
 	echo $! >"$T/s$id.pid"
+}
+
+# stop_worker ID: ends worker ID and its supervisor (SIGTERM: a drain),
+# waiting for them.
+stop_worker() {
+	local id=$1 s
+	touch "$T/stop.$id"
+	[ -f "$T/w$id.pid" ] && kill -TERM "$(cat "$T/w$id.pid")" 2>/dev/null
+	[ -f "$T/s$id.pid" ] || return 0
+	s=$(cat "$T/s$id.pid")
+	for _ in $(seq 100); do kill -0 "$s" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$s" 2>/dev/null || true
+	rm -f "$T/s$id.pid"
 }
 
 # stop_workers: ends the supervisors and their workers (SIGTERM: a drain).
@@ -112,7 +125,7 @@ wait_drained() {
 		[ "$stored" = "$n" ] && [ "$pending" = 0 ] && break
 		sleep 0.2
 	done
-	cat "$T/chaos.log" >&3 || true
+	cat "$T/chaos.log" >&3 2>/dev/null || true
 	echo "stored=$stored pending=$pending" >&3 || true
 	[ "$stored" = "$n" ]
 	[ "$pending" = 0 ]
