@@ -17,26 +17,6 @@ N=${CM_CHAOS_LIMIT_EVENTS:-6000}
 USERS=${CM_CHAOS_USERS:-30}
 PY=/usr/bin/python3
 
-setup_file() {
-	redis_start
-	pg_start
-}
-
-teardown_file() {
-	redis_cleanup
-	pg_stop
-}
-
-setup() {
-	export CM_SQL_DIR=$TOP/share/sql
-	pg_newdb
-	cm-admin migrate >/dev/null
-}
-
-teardown() {
-	stop_workers
-}
-
 # gen_limits DIR N USERS: writes DIR/campaigns.json (limited, held out,
 # split into variants, unlimited, one paused), DIR/unlimited.json (the same
 # without their limits: what the bucket alone decides), DIR/limits.json

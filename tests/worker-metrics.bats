@@ -13,29 +13,7 @@ load lib/worker
 
 N=${CM_METRICS_EVENTS:-3000}
 PY=/usr/bin/python3
-
-setup_file() {
-	redis_start
-	pg_start
-}
-
-teardown_file() {
-	redis_cleanup
-	pg_stop
-}
-
-setup() {
-	export CM_SQL_DIR=$TOP/share/sql
-	pg_newdb
-	cm-admin migrate >/dev/null
-	GEN=$CM_BUILD/tests/cm-gen
-	HOST=$(hostname)
-}
-
-teardown() {
-	stop_workers
-	[ -z "${HTTPD_PID:-}" ] || httpd_stop
-}
+HOST=$(hostname)
 
 # metric NAME CONSUMER: the value of sample NAME{consumer="CONSUMER"} in
 # $T/metrics, or nothing.

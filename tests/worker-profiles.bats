@@ -19,26 +19,6 @@ N=${CM_CHAOS_PROFILE_EVENTS:-6000}
 USERS=${CM_CHAOS_PROFILE_USERS:-200}
 PY=/usr/bin/python3
 
-setup_file() {
-	redis_start
-	pg_start
-}
-
-teardown_file() {
-	redis_cleanup
-	pg_stop
-}
-
-setup() {
-	export CM_SQL_DIR=$TOP/share/sql
-	pg_newdb
-	cm-admin migrate >/dev/null
-}
-
-teardown() {
-	stop_workers
-}
-
 # gen_profiles DIR N USERS: writes DIR/campaigns.json (campaigns on profile
 # traits, in where leaves and jq, and one without), DIR/events.jsonl (N
 # events of USERS users, half identify, in random time order, times often

@@ -9,27 +9,6 @@ load lib/worker
 
 N=${CM_CHAOS_EVENTS:-20000}
 
-setup_file() {
-	redis_start
-	pg_start
-}
-
-teardown_file() {
-	redis_cleanup
-	pg_stop
-}
-
-setup() {
-	export CM_SQL_DIR=$TOP/share/sql
-	pg_newdb
-	cm-admin migrate >/dev/null
-	GEN=$CM_BUILD/tests/cm-gen
-}
-
-teardown() {
-	stop_workers
-}
-
 @test "worker: nothing lost, nothing doubled under kills and server restarts" {
 	"$GEN" events "$N" --seed 11 >"$T/events.jsonl"
 	"$GEN" campaigns 300 --seed 11 --jq-percent 2 >"$T/campaigns.json"

@@ -3,7 +3,12 @@
 # shellcheck disable=SC2034
 # Helpers for the tests that run whole workers (bin/cm-worker) under chaos:
 # supervised workers, stage kills, campaigns loaded into the database, and
-# waiting for a stream to drain. Needs lib/common, lib/redis and lib/pg.
+# waiting for a stream to drain. Needs lib/common, lib/redis and lib/pg
+# (and lib/httpd, loaded before it, for a test that starts cm-httpd).
+#
+# It also gives the test file its bats hooks: a Redis and a PostgreSQL for
+# the file; for each test a fresh, migrated database (and GEN, the data
+# generator), and at its end the workers (and a cm-httpd) stopped.
 #
 #   start_worker 1 [CM-WORKER-ARGS...]; start_worker 2; ...
 #   kill_stage; pg_restart; redis_restart; ...
@@ -142,4 +147,29 @@ SELECT (c->>'id')::bigint, c->>'name', c->>'status', (c->>'starts_at')::timestam
        c->'variants'
 FROM jsonb_array_elements(:'doc'::jsonb) AS c;
 SQL
+}
+
+setup_file() {
+	redis_start
+	pg_start
+}
+
+teardown_file() {
+	redis_cleanup
+	pg_stop
+}
+
+setup() {
+	export CM_SQL_DIR=$TOP/share/sql
+	pg_newdb
+	cm-admin migrate >/dev/null
+	GEN=$CM_BUILD/tests/cm-gen
+}
+
+teardown() {
+	stop_workers
+	if [ -n "${HTTPD_PID:-}" ] && declare -F httpd_stop >/dev/null; then
+		httpd_stop
+	fi
+	return 0
 }
