@@ -130,17 +130,7 @@ check_buckets() {
 	jq -s 'map([.campaign_id, .event_id])' "$T/offline.jsonl" >"$T/cands.json"
 	[ "$(jq length "$T/cands.json")" -gt $((N * 2)) ]
 
-	start_worker 1
-	start_worker 2
-	publish_slowly "$T/publish.jsonl" 20
-	sleep 0.5
-	chaos
-	wait "$PUB"
-	[ -e "$T/published" ]
-	run ! grep -q failed "$T/chaos.log"
-	wait_drained "$N"
-	[ "$(rcli XLEN cm:events:dead)" = 0 ]
-	[ "$(grep -c killed "$T/chaos.log")" -ge 5 ]
+	chaos_run "$T/publish.jsonl" "$N"
 
 	pg_sql "SELECT coalesce(json_agg(json_build_object('c', campaign_id, 'e', m.event_id,
 	          'u', m.user_id, 't', extract(epoch FROM m.occurred_at) * 1000, 'o', outcome,

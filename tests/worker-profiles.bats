@@ -118,17 +118,7 @@ same_json() {
 	gen_profiles "$T" "$N" "$USERS"
 	load_campaigns "$T/campaigns.json"
 
-	start_worker 1
-	start_worker 2
-	publish_slowly "$T/publish.jsonl" 20
-	sleep 0.5
-	chaos
-	wait "$PUB"
-	[ -e "$T/published" ]
-	run ! grep -q failed "$T/chaos.log"
-	wait_drained "$N"
-	[ "$(rcli XLEN cm:events:dead)" = 0 ]
-	[ "$(grep -c killed "$T/chaos.log")" -ge 5 ]
+	chaos_run "$T/publish.jsonl" "$N"
 
 	# The profiles are the file's, whatever the order and the redeliveries.
 	pg_sql "SELECT coalesce(json_agg(json_build_object('user_id', user_id, 'traits', traits)

@@ -10,6 +10,7 @@
 # the file; for each test a fresh, migrated database (and GEN, the data
 # generator), and at its end the workers (and a cm-httpd) stopped.
 #
+#   chaos_run FILE N         (all of the below, checked)
 #   start_worker 1 [CM-WORKER-ARGS...]; start_worker 2; ...
 #   kill_stage; pg_restart; redis_restart; ...
 #   wait_drained N; stop_workers      (teardown)
@@ -118,6 +119,24 @@ publish_slowly() {
 		touch "$T/published"
 	) &
 	PUB=$!
+}
+
+# chaos_run FILE N: the chaos test's run: two workers, FILE published
+# slowly while chaos strikes, then every one of the N distinct events of
+# FILE stored, nothing pending or dead-lettered, every piece published, and
+# at least five stages killed.
+chaos_run() {
+	start_worker 1
+	start_worker 2
+	publish_slowly "$1" 20
+	sleep 0.5
+	chaos
+	wait "$PUB"
+	[ -e "$T/published" ]
+	run ! grep -q failed "$T/chaos.log"
+	wait_drained "$2"
+	[ "$(rcli XLEN cm:events:dead)" = 0 ]
+	[ "$(grep -c killed "$T/chaos.log")" -ge 5 ]
 }
 
 # wait_drained N: waits (at most 2 minutes) until N events are stored and
