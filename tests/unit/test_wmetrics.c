@@ -1,8 +1,7 @@
 /* Tests for wmetrics.c against a real redis-server: tests/run.sh starts
  * one and sets CM_TEST_REDIS_URL. The writer's hash fields, ZADD and
  * PEXPIRE, failures kept and retried, the flush thread (and that it takes
- * no signals), and the reader's
- * rendering, TTL and robustness to odd data. */
+ * no signals), and the reader's rendering, TTL and robustness to odd data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
