@@ -13,8 +13,7 @@
 #                    publish store worker latency (issue 3: these start their
 #                    own redis-server and PostgreSQL on odd ports), httpd
 #                    (issue 7: cm-httpd under wrk, with those servers), limits
-#                    (issue 10), profiles (issue 9: PostgreSQL too),
-#                    worker_controls (issues 9 and 10 through a whole worker)
+#                    (issue 10), profiles (issue 9: PostgreSQL too)
 #   BENCH_DIR=DIR    keep the generated data there (default: a temp dir, removed)
 #   BENCH_EVENTS=N   events in the main file (default 1000000)
 #   BENCH_RUNS=N     runs per figure, the best is kept (default 3)
@@ -25,7 +24,8 @@
 #   BENCH_N=N        events in the issue 3 sections (default 1000000)
 #   BENCH_LAT_SECS=S length of the latency run at 1,000 events/s (default 10)
 #   BENCH_HTTPD_SECS=S length of each wrk run of the httpd section (default 10)
-#   BENCH_WORKER_ROUNDS=N  rounds of the worker_controls section (default 2)
+#   BENCH_WORKER_ROUNDS=N  rounds of section worker_controls (issues 9 and 10
+#                    through a whole worker; BENCH_ONLY=worker_controls), default 2
 #
 # Adding a section: write bench_NAME, append NAME to SECTIONS, and use
 # need_* for data, measure/best_of for runs and row for the table.
@@ -40,8 +40,7 @@ SEED=${BENCH_SEED:-1}
 EVENTS=${BENCH_EVENTS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 TYPES=50
-SECTIONS=(match_one match_many load ingest memory limits publish store worker latency httpd profiles
-	worker_controls)
+SECTIONS=(match_one match_many load ingest memory limits publish store worker latency httpd profiles)
 export LC_ALL=C
 
 errors=0
@@ -755,6 +754,54 @@ bench_worker() {
 		"$(awk -v a="$RATE" -v b="$one" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')" "$v")")
 }
 
+# (n) one worker end to end (as (h)) on the 1,000 campaigns with a limit on
+# 10% of them, and with a profile condition on 10% of them and the 100,000
+# users' profiles in the table, against the same worker on the campaigns
+# without either: the three taken in turn, twice, the best of each kept.
+bench_worker_controls() {
+	printf '\n== %s\n' "(n) cm-worker end to end, 10% of 1,000 campaigns limited / on profiles, vs neither"
+	have cm-worker && have cm-publish && have cm-admin && servers || return 0
+	columns
+	need_events3
+	need_campaigns 1000 1
+	local base ctl=$D/campaigns-1000-jq1-ctl10-seed$SEED.json
+	local pc=$D/campaigns-1000-jq1-prof10-seed$SEED.json
+	[ -s "$ctl" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
+		--controls-percent 10 >"$ctl" || exit 2
+	[ -s "$pc" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
+		--profile-percent 10 >"$pc" || exit 2
+	[ -s "$D/profiles.ndjson" ] || "$GEN" profiles 100000 >"$D/profiles.ndjson" || exit 2
+	say "$N3 events in the stream, timed as (h); one worker each time, the three runs"
+	say "taken in turn $WC_ROUNDS times (the machine's load drifts), the best of each kept"
+	local r i best=(0 0 0) camps=("$CAMP" "$ctl" "$pc") profs=("" "" "$D/profiles.ndjson")
+	local what=("1 worker, 1000 campaigns (base)" "1 worker, 10% limited" "1 worker, 10% on profiles")
+	local after=("" "" "")
+	for ((r = 0; r < WC_ROUNDS; r++)); do
+		for i in 0 1 2; do
+			worker_run 1 "${camps[$i]}" "${profs[$i]}" || return 0
+			if [ "${best[$i]}" = 0 ] || awk -v a="$M_SECS" -v b="${best[$i]}" 'BEGIN { exit !(a > 0 && a < b) }'; then
+				best[i]=$M_SECS
+			fi
+			after[i]="$(pg_sql "SELECT count(*) FROM matches") matches of $(pg_sql "SELECT count(DISTINCT event_id) FROM matches") events"
+			[ "$i" -eq 1 ] && after[i]+="; outcomes: $(pg_sql "SELECT string_agg(outcome || ' ' || n, ', ' ORDER BY outcome) FROM
+				(SELECT outcome, count(*) AS n FROM matches GROUP BY outcome) o")"
+			[ "$i" -eq 2 ] && after[i]+="; $(pg_sql "SELECT count(*) FROM profiles") profiles in the table"
+		done
+	done
+	M_RSS=0
+	M_SECS=${best[0]}
+	row "${what[0]}" "$N3" "$EV3_BYTES" "" ""
+	base=$RATE
+	say "${after[0]}"
+	M_SECS=${best[1]}
+	row "${what[1]}" "$N3" "$EV3_BYTES" "$base" ">=0.75x"
+	say "${after[1]}"
+	M_SECS=${best[2]}
+	row "${what[2]}" "$N3" "$EV3_BYTES" "$base" ">=0.8x"
+	say "${after[2]}"
+}
+SECTIONS+=(worker_controls)
+
 # lat_writer: LAT_RATE events/s for LAT_SECS s, a tenth of a second's worth
 # every 100 ms, each with properties.sent_ms, the time it was written (ms).
 lat_writer() {
@@ -968,53 +1015,6 @@ bench_profiles() {
 	measure /dev/null "$EV" "$BIN/cm-match" -c "$CM_DATABASE_URL" --profiles "$CM_DATABASE_URL" --stats
 	q=$(grep -o '[0-9]* profiles read in [0-9]* queries' "$D/.stderr")
 	say "one run with --stats: $q (--profile-ttl 1000 ms, batches of up to 4096 events)"
-}
-
-# (m) one worker end to end (as (h)) on the 1,000 campaigns with a limit on
-# 10% of them, and with a profile condition on 10% of them and the 100,000
-# users' profiles in the table, against the same worker on the campaigns
-# without either: the three taken in turn, twice, the best of each kept.
-bench_worker_controls() {
-	printf '\n== %s\n' "(m) cm-worker end to end, 10% of 1,000 campaigns limited / on profiles, vs neither"
-	have cm-worker && have cm-publish && have cm-admin && servers || return 0
-	columns
-	need_events3
-	need_campaigns 1000 1
-	local base ctl=$D/campaigns-1000-jq1-ctl10-seed$SEED.json
-	local pc=$D/campaigns-1000-jq1-prof10-seed$SEED.json
-	[ -s "$ctl" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
-		--controls-percent 10 >"$ctl" || exit 2
-	[ -s "$pc" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
-		--profile-percent 10 >"$pc" || exit 2
-	[ -s "$D/profiles.ndjson" ] || "$GEN" profiles 100000 >"$D/profiles.ndjson" || exit 2
-	say "$N3 events in the stream, timed as (h); one worker each time, the three runs"
-	say "taken in turn $WC_ROUNDS times (the machine's load drifts), the best of each kept"
-	local r i best=(0 0 0) camps=("$CAMP" "$ctl" "$pc") profs=("" "" "$D/profiles.ndjson")
-	local what=("1 worker, 1000 campaigns (base)" "1 worker, 10% limited" "1 worker, 10% on profiles")
-	local after=("" "" "")
-	for ((r = 0; r < WC_ROUNDS; r++)); do
-		for i in 0 1 2; do
-			worker_run 1 "${camps[$i]}" "${profs[$i]}" || return 0
-			if [ "${best[$i]}" = 0 ] || awk -v a="$M_SECS" -v b="${best[$i]}" 'BEGIN { exit !(a > 0 && a < b) }'; then
-				best[i]=$M_SECS
-			fi
-			after[i]="$(pg_sql "SELECT count(*) FROM matches") matches of $(pg_sql "SELECT count(DISTINCT event_id) FROM matches") events"
-			[ "$i" -eq 1 ] && after[i]+="; outcomes: $(pg_sql "SELECT string_agg(outcome || ' ' || n, ', ' ORDER BY outcome) FROM
-				(SELECT outcome, count(*) AS n FROM matches GROUP BY outcome) o")"
-			[ "$i" -eq 2 ] && after[i]+="; $(pg_sql "SELECT count(*) FROM profiles") profiles in the table"
-		done
-	done
-	M_RSS=0
-	M_SECS=${best[0]}
-	row "${what[0]}" "$N3" "$EV3_BYTES" "" ""
-	base=$RATE
-	say "${after[0]}"
-	M_SECS=${best[1]}
-	row "${what[1]}" "$N3" "$EV3_BYTES" "$base" ">=0.75x"
-	say "${after[1]}"
-	M_SECS=${best[2]}
-	row "${what[2]}" "$N3" "$EV3_BYTES" "$base" ">=0.8x"
-	say "${after[2]}"
 }
 
 # machine: what the figures were measured on.
