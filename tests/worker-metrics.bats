@@ -120,6 +120,23 @@ get_metrics() {
 	[ "$(rcli EXISTS "cm:events:worker:$HOST-7")" = 0 ]
 	[ ! -s "$T/err" ]
 
+	# Match lines (--emit matches): one latency per entry however many
+	# matches it has, and no events stored (the lines hold none).
+	"$GEN" campaigns 300 --seed 2 >"$T/many.json"
+	cm-publish --stream ml "$T/events.jsonl"
+	cm-consume --stream ml --consumer ml |
+		cm-match -c "$T/many.json" --emit matches --redis "$CM_REDIS_URL" --stream ml --consumer ml |
+		cm-store --ack --stream ml --consumer ml 2>"$T/err"
+	[ ! -s "$T/err" ]
+	local lines entries
+	lines=$(cm-match -c "$T/many.json" --emit matches "$T/events.jsonl" | wc -l)
+	entries=$(cm-match -c "$T/many.json" --matched-only "$T/events.jsonl" | wc -l)
+	[ "$lines" -gt "$entries" ]
+	[ "$(rcli HGET ml:worker:ml acked)" = "$entries" ]
+	[ "$(rcli HGET ml:worker:ml lat_count)" = "$entries" ]
+	[ "$(rcli HGET ml:worker:ml matches)" = "$lines" ]
+	[ "$(rcli HGET ml:worker:ml stored)" = "" ]
+
 	# A file pipeline, Redis unreachable in the environment: no metrics, no
 	# warnings, the same output.
 	pg_newdb

@@ -493,22 +493,32 @@ static void batch_free(struct batch *b)
 
 /* Counts a committed batch in the worker's metrics: its events stored, and
  * for each stream entry the time from its publication (the id's time) to
- * now, its commit. */
+ * now, its commit (once for the match lines of one entry, which follow each
+ * other). */
 static void count_committed(struct store *s, const struct batch *b)
 {
+	const char *last = NULL;
+	size_t lastlen = 0;
 	uint64_t events = 0;
 	size_t i;
 
 	for (i = 0; i < b->sb.n; i++) {
 		const struct cm_store_row *row = &b->sb.rows[i];
 		const struct meta *m = &b->meta[i];
+		const char *sid;
 		struct cm_stream_id id;
 
 		if (row->state != CM_STORE_STORED)
 			continue;
 		events += row->ev_len > 0;
-		if (m->sid_len &&
-		    cm_stream_id_parse(b->sids.data + m->sid_off, m->sid_len, &id) == 0)
+		if (!m->sid_len)
+			continue;
+		sid = b->sids.data + m->sid_off;
+		if (m->sid_len == lastlen && memcmp(sid, last, lastlen) == 0)
+			continue;
+		last = sid;
+		lastlen = m->sid_len;
+		if (cm_stream_id_parse(sid, m->sid_len, &id) == 0)
 			cm_wmetrics_latency_id(s->wm, &id);
 	}
 	cm_wmetrics_add(s->wm, CM_WM_STORED, events);
