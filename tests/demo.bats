@@ -78,12 +78,14 @@ expected() {
 			"\(.name) \($ms | length) \([$ms[].user_id] | unique | length)"'
 }
 
-# shape: a demo's output without what changes from run to run (numbers,
-# the directory's name, the build dir, the host's name in the consumers').
+# shape: a demo's output without what changes from run to run (numbers and
+# the room they take, the directory's name, the build dir, the host's name
+# in the consumers', a worker's mean latency or "-" when it got nothing).
 shape() {
 	sed -E 's/cm-demo\.[A-Za-z0-9]{6}/cm-demo.X/g; s/[0-9]+/N/g; s/^\[ *N\.Ns\]/[T]/
 		s/built the tools into [^ ]+/built the tools into DIR/
-		s/consumers [^ ]+ [^ ]+,/consumers C C,/; s/^  [^ ]+ +N pending,/  C N pending,/'
+		s/consumers [^ ]+ [^ ]+,/consumers C C,/; s/^  [^ ]+ +N pending,/  C N pending,/
+		s/ +/ /g; s/^ [^ ]+(( N){8}) (N\.N ms|-)$/ C\1 L/'
 }
 
 # readme_sample: the output of make demo that the README shows.

@@ -10,6 +10,7 @@
 #include "out.h"
 #include "redisx.h"
 #include "retry.h"
+#include "wmetrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -65,7 +66,7 @@ static void on_signal(int sig)
 }
 
 struct con {
-	struct cm_common_opts opt; /* --redis, --stream, --group, --retry-for */
+	struct cm_common_opts opt; /* --redis, --stream, --group, --consumer, --retry-for */
 	struct cm_redis_url url;
 	const char *key, *group;
 	char consumer[256];
@@ -85,6 +86,7 @@ struct con {
 	const char **ackv; /* --ack: the ids written since the last XACK */
 	size_t nack;
 	unsigned long long emitted, dead, deleted;
+	struct cm_wmetrics *wm; /* the worker's metrics: consumed, dead, errors */
 };
 
 /* Outcome of a Redis exchange. */
@@ -101,6 +103,7 @@ enum {
 /* Drops the connection; the next loop turn reconnects. */
 static int drop(struct con *p, const char *why)
 {
+	cm_wmetrics_add(p->wm, CM_WM_ERRORS, 1);
 	if (!p->warned)
 		cm_warn("%s: %s; reconnecting", p->url.safe, why);
 	p->warned = 1;
@@ -295,6 +298,7 @@ static int dead_letter(struct con *p, const char *id, const char *data, size_t d
 		return helper_failed(p, rc, refusal, &err, "dead-lettering (MULTI/EXEC)");
 	cm_warn("%s %s: %s; moved to %s", p->key, id, reason, p->dead_key.data);
 	p->dead++;
+	cm_wmetrics_add(p->wm, CM_WM_DEAD, 1);
 	return RX_OK;
 }
 
@@ -452,6 +456,7 @@ static int handle_entries(struct con *p, redisReply **ents, size_t n, int known_
 			if (emit(p, id, e->element[0]->len) < 0)
 				break;
 			p->emitted++;
+			cm_wmetrics_add(p->wm, CM_WM_CONSUMED, 1);
 			if (p->ack)
 				p->ackv[p->nack++] = id;
 		}
@@ -576,19 +581,6 @@ static void trim(struct con *p)
 	}
 }
 
-/* The default consumer name: stable across restarts of the same worker, so
- * that a restarted worker re-reads its own pending entries. */
-static void default_consumer(char *out, size_t n)
-{
-	char host[200];
-	const char *id = getenv("CM_WORKER_ID");
-
-	if (gethostname(host, sizeof(host)) < 0 || !host[0])
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	snprintf(out, n, "%s-%s", host, id && *id ? id : "1");
-}
-
 /* Waits before the next attempt after a failed exchange, on the one backoff
  * (retry.h) started at the first failure of an outage; RX_UNREACHABLE once
  * the outage has lasted --retry-for, RX_STOP for a signal. */
@@ -668,8 +660,7 @@ static int run(struct con *p)
 }
 
 enum {
-	OPT_CONSUMER = 256,
-	OPT_COUNT,
+	OPT_COUNT = 256,
 	OPT_BLOCK,
 	OPT_FOLLOW,
 	OPT_CLAIM,
@@ -700,7 +691,7 @@ static void parse_options(struct con *p, int argc, char **argv)
 	    CM_OPTION_REDIS,
 	    CM_OPTION_STREAM,
 	    CM_OPTION_GROUP,
-	    {"consumer", required_argument, NULL, OPT_CONSUMER},
+	    CM_OPTION_CONSUMER,
 	    {"count", required_argument, NULL, OPT_COUNT},
 	    {"block", required_argument, NULL, OPT_BLOCK},
 	    {"follow", no_argument, NULL, OPT_FOLLOW},
@@ -722,12 +713,6 @@ static void parse_options(struct con *p, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (c) {
-		case OPT_CONSUMER:
-			if (!*optarg || strlen(optarg) >= sizeof(p->consumer))
-				cm_usage_error("--consumer: expected a name of 1 to %zu bytes",
-				               sizeof(p->consumer) - 1);
-			snprintf(p->consumer, sizeof(p->consumer), "%s", optarg);
-			break;
 		case OPT_COUNT:
 			p->count = (long)cm_opts_int("count", optarg, 1, 100000, "a number");
 			break;
@@ -765,8 +750,7 @@ static void parse_options(struct con *p, int argc, char **argv)
 	p->key = p->opt.stream;
 	p->group = p->opt.group;
 	p->retry_ms = p->opt.retry_ms >= 0 ? p->opt.retry_ms : p->follow ? -1 : 30000;
-	if (!p->consumer[0])
-		default_consumer(p->consumer, sizeof(p->consumer));
+	cm_opts_consumer(&p->opt, p->consumer, sizeof(p->consumer));
 }
 
 int main(int argc, char **argv)
@@ -811,6 +795,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	p.wm = cm_opts_metrics(&p.opt, cm_opts_redis(&p.opt));
 	status = exit_status(run(&p));
 	if (p.dead || p.deleted)
 		cm_warn("%llu written, %llu dead-lettered, %llu deleted ones acknowledged",
@@ -822,6 +807,7 @@ out:
 	}
 	if (p.ctx)
 		redisFree(p.ctx);
+	cm_wmetrics_free(p.wm);
 	free(p.ackv);
 	cm_jdoc_release(&p.doc);
 	cm_buf_release(&p.scratch);

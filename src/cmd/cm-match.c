@@ -23,6 +23,7 @@
 #include "profdb.h"
 #include "profiles.h"
 #include "rule.h"
+#include "wmetrics.h"
 
 /* jq runtime errors reported one by one before they are only counted. */
 #define JQ_WARN_MAX 5
@@ -61,6 +62,12 @@ static const char usage_text[] =
     "                         table on a terminal, NDJSON otherwise\n"
     "      --check            validate the campaigns and exit; read no events\n"
     "      --stats            print counts on stderr at the end\n"
+    "      --redis URL        report this stage's counts as worker metrics to Redis\n"
+    "                         (cm-worker gives it; without it nothing is reported)\n"
+    "      --stream KEY       with --redis: the stream the worker consumes\n"
+    "                         (default cm:events)\n"
+    "      --consumer NAME    with --redis: the worker's consumer name (default\n"
+    "                         HOSTNAME-$CM_WORKER_ID, else HOSTNAME-1)\n"
     "      --max-line SIZE    longest event line accepted (default 2M: what\n"
     "                         cm-ingest writes, with room for what comes after)\n"
     "  -h, --help             show this help and exit\n"
@@ -97,6 +104,9 @@ static const struct option long_options[] = {
     {"profile-ttl", required_argument, NULL, OPT_PROFILE_TTL},
     {"stats", no_argument, NULL, OPT_STATS},
     CM_OPTION_MAX_LINE,
+    CM_OPTION_REDIS,
+    CM_OPTION_STREAM,
+    CM_OPTION_CONSUMER,
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -166,7 +176,8 @@ struct run {
 	struct cm_profiles *profiles; /* in memory: the file's and the input's identify events */
 	struct cm_jdoc prof_doc;      /* the profile of the event being matched */
 	int matched_only, emit_matches, stats, check, summary;
-	struct cm_common_opts opt; /* --max-line */
+	struct cm_common_opts opt; /* --max-line, --redis, --stream, --consumer */
+	struct cm_wmetrics *wm;    /* with --redis: the worker's metrics */
 	struct cm_ruleset *set;
 	struct cm_campdb *db; /* when the campaigns come from PostgreSQL */
 	struct cm_out out;
@@ -671,6 +682,7 @@ static void reject(struct run *r, const char *msg)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	r->rejected++;
+	cm_wmetrics_add(r->wm, CM_WM_ERRORS, 1);
 	cm_warn("%s:%lu: %s", r->file, r->line, line);
 }
 
@@ -791,6 +803,10 @@ static void deliver(struct run *r, const struct cm_rule_event *ev, const int64_t
 	if (n) {
 		r->matched++;
 		r->matches += n;
+		cm_wmetrics_add(r->wm, CM_WM_MATCHED, 1);
+		cm_wmetrics_add(r->wm, CM_WM_MATCHES, n);
+		for (size_t k = 0; k < n; k++)
+			cm_wmetrics_campaign(r->wm, ids[k], 1);
 	}
 	if (r->summary) {
 		if (cm_summary_event(r->sum, r->set, ev, outs, n, &err) < 0) {
@@ -1460,6 +1476,8 @@ static void parse_options(struct run *r, int argc, char **argv)
 		               "--matched-only");
 	if (!*r->campaigns)
 		cm_usage_error("-c/--campaigns: empty file name");
+	if (!r->opt.redis && (r->opt.stream || r->opt.consumer))
+		cm_usage_error("--stream and --consumer go with --redis");
 }
 
 /* Frees everything of the run (what was never made is zero, and freed
@@ -1476,6 +1494,7 @@ static void release_run(struct run *r)
 	cm_outcomes_free(r->oc);
 	cm_summary_free(r->sum);
 	cm_profdb_close(r->profdb);
+	cm_wmetrics_free(r->wm);
 	for (int b = 0; b < 2; b++) {
 		for (size_t k = 0; k < r->batches[b].cap; k++) {
 			struct slot *sl = &r->batches[b].slots[k];
@@ -1592,6 +1611,8 @@ int main(int argc, char **argv)
 	cm_buf_init(&r.batches[1].kept, 0);
 	cm_buf_init(&r.exline, 0);
 	cm_progress_init(&r.progress);
+	if (r.opt.redis)
+		r.wm = cm_opts_metrics(&r.opt, cm_opts_redis(&r.opt));
 	if (optind >= argc) {
 		input_error = process_file(&r, "-");
 	} else {

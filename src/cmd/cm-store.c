@@ -37,6 +37,7 @@
 #include "retry.h"
 #include "storebatch.h"
 #include "storerow.h"
+#include "wmetrics.h"
 
 #define BATCH_MAX_TEXT (64u << 20) /* flush early when the rows' text is this big */
 #define CLOCK_EVERY    64          /* lines taken from the buffer between looks at the clock */
@@ -62,6 +63,8 @@ static const char usage_text[] =
     "      --redis URL       Redis for --ack (default: $CM_REDIS_URL, redis://127.0.0.1:6379)\n"
     "      --stream KEY      stream of the entries (default cm:events)\n"
     "      --group NAME      consumer group to acknowledge in (default cm-workers)\n"
+    "      --consumer NAME   with --ack: the worker whose metrics this stage reports\n"
+    "                        to Redis (default HOSTNAME-$CM_WORKER_ID, else HOSTNAME-1)\n"
     "      --max-line SIZE   longest line accepted (default 16M: the longest event\n"
     "                        cm-ingest writes, with matches from many campaigns)\n"
     "      --stats           print counts and the rate on stderr at the end\n"
@@ -136,9 +139,10 @@ struct store {
 	struct conn conns[MAX_CONNS];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int wake[2]; /* a storing thread that gives up writes here */
-	int closing; /* under mu: no more batches will come */
-	int failed;  /* under mu: the exit status of a thread that gave up */
+	int wake[2];            /* a storing thread that gives up writes here */
+	int closing;            /* under mu: no more batches will come */
+	int failed;             /* under mu: the exit status of a thread that gave up */
+	struct cm_wmetrics *wm; /* with --ack: the worker's metrics (thread-safe) */
 };
 
 /* Signals seen: the first stops reading, the second stops retrying. */
@@ -286,6 +290,7 @@ static void on_retrying(void *ctx, const char *msg)
 {
 	const struct conn *c = ctx;
 
+	cm_wmetrics_add(c->s->wm, CM_WM_ERRORS, 1);
 	cm_warn("%s; retrying for up to %lld s", msg, (long long)(c->s->opt.retry_ms / 1000));
 }
 
@@ -308,6 +313,7 @@ static void on_refused(void *ctx, size_t i, const char *msg)
 	size_t mark = b->text.len;
 
 	c->st.rejected++;
+	cm_wmetrics_add(s->wm, CM_WM_ERRORS, 1);
 	if (s->ack && m->sid_len && cm_buf_adds(&b->text, "not storable: ") == 0 &&
 	    cm_buf_adds(&b->text, msg) == 0) {
 		m->why_off = mark;
@@ -366,6 +372,7 @@ static int bury_poison(struct conn *c, struct batch *b, struct cm_err *err)
 			return -1;
 		m->buried = 1;
 		c->st.dead++;
+		cm_wmetrics_add(s->wm, CM_WM_DEAD, 1);
 	}
 	return 0;
 }
@@ -395,6 +402,7 @@ static int redis_ack(struct conn *c, struct batch *b, struct cm_err *err)
 	                  NULL, err) < 0)
 		goto out;
 	c->st.acked += (unsigned long long)acked;
+	cm_wmetrics_add(s->wm, CM_WM_ACKED, (uint64_t)acked);
 	rc = bury_poison(c, b, err);
 out:
 	free(ids);
@@ -433,9 +441,11 @@ static int ack_batch(struct conn *c, struct batch *b, struct cm_err *err)
 			redisFree(c->redis);
 			c->redis = NULL;
 		}
-		if (!c->outage)
+		if (!c->outage) {
+			cm_wmetrics_add(c->s->wm, CM_WM_ERRORS, 1);
 			cm_warn("%s; retrying for up to %lld s (the rows are committed)", err->msg,
 			        (long long)(c->s->opt.retry_ms / 1000));
+		}
 		c->outage = 1;
 		if (signals >= 2 || cm_backoff_wait(&bo, &open_mask) < 0 || signals >= 2) {
 			cm_err_prefix(err, "%s: ", signals >= 2 ? "interrupted" : "gave up");
@@ -481,6 +491,39 @@ static void batch_free(struct batch *b)
 	free(b);
 }
 
+/* Counts a committed batch in the worker's metrics: its events stored, and
+ * for each stream entry the time from its publication (the id's time) to
+ * now, its commit (once for the match lines of one entry, which follow each
+ * other). */
+static void count_committed(struct store *s, const struct batch *b)
+{
+	const char *last = NULL;
+	size_t lastlen = 0;
+	uint64_t events = 0;
+	size_t i;
+
+	for (i = 0; i < b->sb.n; i++) {
+		const struct cm_store_row *row = &b->sb.rows[i];
+		const struct meta *m = &b->meta[i];
+		const char *sid;
+		struct cm_stream_id id;
+
+		if (row->state != CM_STORE_STORED)
+			continue;
+		events += row->ev_len > 0;
+		if (!m->sid_len)
+			continue;
+		sid = b->sids.data + m->sid_off;
+		if (m->sid_len == lastlen && memcmp(sid, last, lastlen) == 0)
+			continue;
+		last = sid;
+		lastlen = m->sid_len;
+		if (cm_stream_id_parse(sid, m->sid_len, &id) == 0)
+			cm_wmetrics_latency_id(s->wm, &id);
+	}
+	cm_wmetrics_add(s->wm, CM_WM_STORED, events);
+}
+
 /* Commits a batch (isolating rows the server refuses), then acknowledges
  * what was committed; -1 with c->exit_code when giving up. */
 static int store_batch(struct conn *c, struct batch *b)
@@ -492,6 +535,8 @@ static int store_batch(struct conn *c, struct batch *b)
 		c->exit_code = err.code;
 		goto fail;
 	}
+	if (c->s->wm)
+		count_committed(c->s, b);
 	if (c->s->ack && ack_batch(c, b, &err) < 0)
 		goto fail;
 	return 0;
@@ -612,11 +657,13 @@ static int store_input(struct store *s, struct cm_lines *rd)
 				if (err.code == CM_EXIT_SYSTEM)
 					return CM_EXIT_SYSTEM;
 				s->st.rejected++;
+				cm_wmetrics_add(s->wm, CM_WM_ERRORS, 1);
 			}
 			break;
 		case CM_LINE_LONG:
 			s->st.lines++;
 			s->st.rejected++;
+			cm_wmetrics_add(s->wm, CM_WM_ERRORS, 1);
 			cm_warn("%s:%lu: line longer than %zu bytes: not stored", rd->name,
 			        rd->lineno, s->opt.max_line);
 			break;
@@ -697,6 +744,7 @@ static void parse_options(struct store *s, int argc, char **argv)
 	    CM_OPTION_REDIS,
 	    CM_OPTION_STREAM,
 	    CM_OPTION_GROUP,
+	    CM_OPTION_CONSUMER,
 	    CM_OPTION_MAX_LINE,
 	    {"stats", no_argument, NULL, O_STATS},
 	    {"help", no_argument, NULL, 'h'},
@@ -736,6 +784,8 @@ static void parse_options(struct store *s, int argc, char **argv)
 		s->redis_url = cm_opts_redis(&s->opt);
 	else if (s->opt.redis)
 		cm_usage_error("--redis is only used with --ack");
+	else if (s->opt.consumer)
+		cm_usage_error("--consumer is only used with --ack");
 }
 
 /* Connects the first storing thread's database before reading anything, so
@@ -828,6 +878,8 @@ int main(int argc, char **argv)
 	rc = first_connect(&s);
 	if (rc)
 		goto out;
+	if (s.ack)
+		s.wm = cm_opts_metrics(&s.opt, s.redis_url);
 	/* From here on the signals are only taken while waiting (the threads
 	 * inherit the mask). */
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
@@ -900,6 +952,7 @@ out:
 		     : failed        ? failed
 		     : s.st.rejected ? CM_EXIT_REJECTED
 		                     : CM_EXIT_OK;
+	cm_wmetrics_free(s.wm);
 	if (s.show_stats)
 		print_stats(&s.st, &db, cm_mono_ms() - t0);
 	batch_free(s.cur);

@@ -55,6 +55,7 @@ enum {
 	CM_OPT_GROUP,
 	CM_OPT_RETRY_FOR,
 	CM_OPT_MAX_LINE,
+	CM_OPT_CONSUMER,
 };
 
 /* Their struct option entries, for a tool's table (tests/man.bats knows
@@ -67,6 +68,7 @@ enum {
 #define CM_OPTION_GROUP     {"group", required_argument, NULL, CM_OPT_GROUP}
 #define CM_OPTION_RETRY_FOR {"retry-for", required_argument, NULL, CM_OPT_RETRY_FOR}
 #define CM_OPTION_MAX_LINE  {"max-line", required_argument, NULL, CM_OPT_MAX_LINE}
+#define CM_OPTION_CONSUMER  {"consumer", required_argument, NULL, CM_OPT_CONSUMER}
 /* clang-format on */
 
 /* --max-line bounds, the same for every tool. */
@@ -79,12 +81,13 @@ enum {
  * for redis and db: the environment, then the built-in default, decided by
  * cm_opts_redis/cm_opts_db). */
 struct cm_common_opts {
-	const char *redis;  /* --redis URL */
-	const char *db;     /* --db CONNINFO */
-	const char *stream; /* --stream KEY */
-	const char *group;  /* --group NAME */
-	int64_t retry_ms;   /* --retry-for SECONDS, in ms */
-	size_t max_line;    /* --max-line SIZE */
+	const char *redis;    /* --redis URL */
+	const char *db;       /* --db CONNINFO */
+	const char *stream;   /* --stream KEY */
+	const char *group;    /* --group NAME */
+	const char *consumer; /* --consumer NAME (NULL: cm_opts_consumer's default) */
+	int64_t retry_ms;     /* --retry-for SECONDS, in ms */
+	size_t max_line;      /* --max-line SIZE */
 };
 
 /* Takes option c (a getopt_long result) with value arg when it is one of
@@ -113,5 +116,16 @@ const char *cm_opts_redis(const struct cm_common_opts *o);
 /* The conninfo to use (--db, else $CM_DATABASE_URL, else libpq's defaults),
  * checked: a malformed one exits CM_EXIT_USAGE naming --db. */
 const char *cm_opts_db(const struct cm_common_opts *o);
+/* The consumer name into out[n]: --consumer, else HOSTNAME-$CM_WORKER_ID
+ * (HOSTNAME-1 without it), the same in every stage of one worker, so that
+ * cm-consume's group membership and the worker's metrics share it. */
+void cm_opts_consumer(const struct cm_common_opts *o, char *out, size_t n);
+
+struct cm_wmetrics;
+/* The worker metrics (wmetrics.h) of a stage as consumer
+ * cm_opts_consumer(o) of o->stream, reported to Redis redis_url; NULL
+ * when they cannot start (said on stderr once: the stage works on without
+ * them). */
+struct cm_wmetrics *cm_opts_metrics(const struct cm_common_opts *o, const char *redis_url);
 
 #endif

@@ -4,7 +4,12 @@
  * tool_conn.c, so that a tool without servers links neither client library. */
 #include "tool.h"
 
+#include "wmetrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* One wording for every whole-number option of every tool. */
 int64_t cm_opts_int(const char *name, const char *arg, int64_t min, int64_t max, const char *what)
@@ -40,6 +45,13 @@ int cm_opts_common(struct cm_common_opts *o, int c, const char *arg)
 		if (!*arg)
 			cm_usage_error("--group: expected a group name, not an empty string");
 		o->group = arg;
+		return 1;
+	case CM_OPT_CONSUMER:
+		/* the metrics' bound (wmetrics.h), so that every stage can report */
+		if (!*arg || strlen(arg) > CM_WMETRICS_CONSUMER_MAX)
+			cm_usage_error("--consumer: expected a name of 1 to %d bytes",
+			               CM_WMETRICS_CONSUMER_MAX);
+		o->consumer = arg;
 		return 1;
 	case CM_OPT_RETRY_FOR:
 		v = cm_opts_int("retry-for", arg, 0, CM_RETRY_FOR_MAX, "seconds");
@@ -93,4 +105,21 @@ void cm_opts_default(struct cm_common_opts *o, int c, const char *arg, int argc,
 		cm_print_version();
 	if (!cm_opts_common(o, c, arg))
 		cm_opts_bad(c, argc, argv);
+}
+
+/* The default is stable across restarts of the same worker, so that a
+ * restarted worker re-reads its own pending entries. */
+void cm_opts_consumer(const struct cm_common_opts *o, char *out, size_t n)
+{
+	char host[200];
+	const char *id = getenv("CM_WORKER_ID");
+
+	if (o->consumer) {
+		snprintf(out, n, "%s", o->consumer);
+		return;
+	}
+	if (gethostname(host, sizeof(host)) < 0 || !host[0])
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(out, n, "%s-%s", host, id && *id ? id : "1");
 }

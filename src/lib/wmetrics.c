@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +179,17 @@ struct cm_wmetrics *cm_wmetrics_new(const struct cm_wmetrics_opts *o, struct cm_
 		goto fail;
 	}
 	if (m->interval_ms > 0) {
-		if (pthread_create(&m->thread, NULL, flush_thread, m) != 0) {
+		sigset_t all, old;
+		int rc;
+
+		/* The thread takes no signals: the tools wait for theirs in
+		 * their own loops (ppoll with a mask), which a handler run on
+		 * this thread would not wake. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		rc = pthread_create(&m->thread, NULL, flush_thread, m);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (rc != 0) {
 			cm_errf(err, "metrics: cannot start the flush thread");
 			goto fail;
 		}

@@ -27,6 +27,9 @@
  * others' hashes in one pipeline and writes the cm_worker_* families and
  * cm_campaign_matches_total through a cm_prom_writer.
  *
+ * The flush thread blocks every signal, so a tool's signals reach its own
+ * threads only.
+ *
  * Ownership: the handle owns its connection and thread; cm_wmetrics_free
  * stops the thread, flushes and frees. */
 #ifndef CM_WMETRICS_H

@@ -26,6 +26,8 @@
 #   BENCH_N=N        events in the issue 3 sections (default 1000000)
 #   BENCH_LAT_SECS=S length of the latency run at 1,000 events/s (default 10)
 #   BENCH_HTTPD_SECS=S length of each wrk run of the httpd section (default 10)
+#   BENCH_WORKER_ROUNDS=N  rounds of section worker_controls (issues 9 and 10
+#                    through a whole worker; BENCH_ONLY=worker_controls), default 2
 #
 # Adding a section: write bench_NAME, append NAME to SECTIONS, and use
 # need_* for data, measure/best_of for runs and row for the table.
@@ -404,6 +406,7 @@ STREAM=cm:events
 WORKER_PIDS=()
 HTTPD_UP=0
 HTTPD_SECS=${BENCH_HTTPD_SECS:-10}
+WC_ROUNDS=${BENCH_WORKER_ROUNDS:-2}
 
 # have_cmd CMD...: true when each command is installed; otherwise says the
 # section is skipped.
@@ -531,15 +534,17 @@ fresh_db() {
 		CM_SQL_DIR=$top/share/sql "$BIN/cm-admin" --db "$CM_DATABASE_URL" migrate >/dev/null 2>"$D/.stderr"
 }
 
-# load_campaigns FILE: inserts a JSON array of campaigns into the database
-# (read by psql itself: the file is larger than one argument may be).
+# load_campaigns FILE: inserts a JSON array of campaigns into the database,
+# with their delivery controls (read by psql itself: the file is larger than
+# one argument may be).
 load_campaigns() {
 	psql -X -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$PG_DB" -v ON_ERROR_STOP=1 \
 		-v file="$1" <<'SQL'
 \set doc `cat :'file'`
-INSERT INTO campaigns (id, name, status, starts_at, ends_at, rule)
+INSERT INTO campaigns (id, name, status, starts_at, ends_at, rule, "limit", holdout, variants)
 SELECT (c->>'id')::bigint, c->>'name', c->>'status', (c->>'starts_at')::timestamptz,
-       (c->>'ends_at')::timestamptz, c->'rule'
+       (c->>'ends_at')::timestamptz, c->'rule', c->'limit', (c->>'holdout')::float8,
+       c->'variants'
 FROM jsonb_array_elements(:'doc'::jsonb) AS c;
 SQL
 }
@@ -694,16 +699,20 @@ bench_store() {
 	abs_verdict "cm-store" 100000
 }
 
-# worker_run K: K workers end to end on a fresh stream and database holding
-# N3 published events and 1,000 campaigns; sets M_SECS (0 when they did not
-# finish in time).
+# worker_run K [CAMPAIGNS [PROFILES]]: K workers end to end on a fresh stream
+# and database holding N3 published events and the campaigns (default the
+# 1,000 of $CAMP), with the NDJSON PROFILES in the profiles table when given;
+# sets M_SECS (0 when they did not finish in time).
 worker_run() {
-	local k=$1 i t0 n
+	local k=$1 camps=${2:-$CAMP} profs=${3:-} i t0 n
 	fresh_stream
 	"$BIN/cm-publish" --stream "$STREAM" "$EV3" 2>"$D/.stderr" ||
 		{ tool_error "cm-publish (setup)" $?; return 1; }
 	fresh_db || { tool_error "cm-admin migrate" $?; return 1; }
-	load_campaigns "$CAMP" >/dev/null || { tool_error "loading campaigns" 1; return 1; }
+	load_campaigns "$camps" >/dev/null || { tool_error "loading campaigns" 1; return 1; }
+	if [ -n "$profs" ]; then
+		load_profiles "$profs" || { tool_error "loading profiles" 1; return 1; }
+	fi
 	quiet
 	t0=$EPOCHREALTIME
 	for ((i = 1; i <= k; i++)); do
@@ -746,6 +755,54 @@ bench_worker() {
 	summary+=("$(printf '%-34s %9s (target > 1x: %s)' "2 workers / 1 worker" \
 		"$(awk -v a="$RATE" -v b="$one" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')" "$v")")
 }
+
+# (n) one worker end to end (as (h)) on the 1,000 campaigns with a limit on
+# 10% of them, and with a profile condition on 10% of them and the 100,000
+# users' profiles in the table, against the same worker on the campaigns
+# without either: the three taken in turn, twice, the best of each kept.
+bench_worker_controls() {
+	printf '\n== %s\n' "(n) cm-worker end to end, 10% of 1,000 campaigns limited / on profiles, vs neither"
+	have cm-worker && have cm-publish && have cm-admin && servers || return 0
+	columns
+	need_events3
+	need_campaigns 1000 1
+	local base ctl=$D/campaigns-1000-jq1-ctl10-seed$SEED.json
+	local pc=$D/campaigns-1000-jq1-prof10-seed$SEED.json
+	[ -s "$ctl" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
+		--controls-percent 10 >"$ctl" || exit 2
+	[ -s "$pc" ] || "$GEN" campaigns 1000 --seed "$SEED" --types "$TYPES" --jq-percent 1 \
+		--profile-percent 10 >"$pc" || exit 2
+	[ -s "$D/profiles.ndjson" ] || "$GEN" profiles 100000 >"$D/profiles.ndjson" || exit 2
+	say "$N3 events in the stream, timed as (h); one worker each time, the three runs"
+	say "taken in turn $WC_ROUNDS times (the machine's load drifts), the best of each kept"
+	local r i best=(0 0 0) camps=("$CAMP" "$ctl" "$pc") profs=("" "" "$D/profiles.ndjson")
+	local what=("1 worker, 1000 campaigns (base)" "1 worker, 10% limited" "1 worker, 10% on profiles")
+	local after=("" "" "")
+	for ((r = 0; r < WC_ROUNDS; r++)); do
+		for i in 0 1 2; do
+			worker_run 1 "${camps[$i]}" "${profs[$i]}" || return 0
+			if [ "${best[$i]}" = 0 ] || awk -v a="$M_SECS" -v b="${best[$i]}" 'BEGIN { exit !(a > 0 && a < b) }'; then
+				best[i]=$M_SECS
+			fi
+			after[i]="$(pg_sql "SELECT count(*) FROM matches") matches of $(pg_sql "SELECT count(DISTINCT event_id) FROM matches") events"
+			[ "$i" -eq 1 ] && after[i]+="; outcomes: $(pg_sql "SELECT string_agg(outcome || ' ' || n, ', ' ORDER BY outcome) FROM
+				(SELECT outcome, count(*) AS n FROM matches GROUP BY outcome) o")"
+			[ "$i" -eq 2 ] && after[i]+="; $(pg_sql "SELECT count(*) FROM profiles") profiles in the table"
+		done
+	done
+	M_RSS=0
+	M_SECS=${best[0]}
+	row "${what[0]}" "$N3" "$EV3_BYTES" "" ""
+	base=$RATE
+	say "${after[0]}"
+	M_SECS=${best[1]}
+	row "${what[1]}" "$N3" "$EV3_BYTES" "$base" ">=0.75x"
+	say "${after[1]}"
+	M_SECS=${best[2]}
+	row "${what[2]}" "$N3" "$EV3_BYTES" "$base" ">=0.8x"
+	say "${after[2]}"
+}
+SECTIONS+=(worker_controls)
 
 # lat_writer: LAT_RATE events/s for LAT_SECS s, a tenth of a second's worth
 # every 100 ms, each with properties.sent_ms, the time it was written (ms).

@@ -1,7 +1,7 @@
 /* Tests for wmetrics.c against a real redis-server: tests/run.sh starts
  * one and sets CM_TEST_REDIS_URL. The writer's hash fields, ZADD and
- * PEXPIRE, failures kept and retried, the flush thread, and the reader's
- * rendering, TTL and robustness to odd data. */
+ * PEXPIRE, failures kept and retried, the flush thread (and that it takes
+ * no signals), and the reader's rendering, TTL and robustness to odd data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,46 @@ static void test_thread_flushes(void **state)
 	redisFree(c);
 }
 
+static volatile sig_atomic_t usr1_seen;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_seen = 1;
+}
+
+/* The flush thread takes no signal: one the tool's own thread blocks stays
+ * pending until that thread opens its mask (as the tools wait for theirs in
+ * ppoll), however the thread was started. */
+static void test_thread_takes_no_signals(void **state)
+{
+	struct sigaction sa;
+	struct cm_wmetrics *m;
+	sigset_t usr1, pending;
+	int i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	usr1_seen = 0;
+	/* started while this thread takes SIGUSR1 */
+	m = writer("t:s", "w", 20);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+	kill(getpid(), SIGUSR1);
+	for (i = 0; i < 10; i++)
+		sleep_ms(10);
+	assert_int_equal(usr1_seen, 0);
+	sigpending(&pending);
+	assert_true(sigismember(&pending, SIGUSR1));
+	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+	assert_int_equal(usr1_seen, 1);
+	cm_wmetrics_free(m);
+	signal(SIGUSR1, SIG_DFL);
+}
+
 /* Renders the workers of stream into a string (the caller frees it). */
 static char *render(redisContext *c, const char *stream, int64_t ttl, int64_t now, int *rc,
                     struct cm_err *err)
@@ -474,7 +515,7 @@ int main(void)
 	    cmocka_unit_test(test_new_checks),      cmocka_unit_test(test_flush_fields),
 	    cmocka_unit_test(test_campaign_cap),    cmocka_unit_test(test_failures_kept),
 	    cmocka_unit_test(test_thread_flushes),  cmocka_unit_test(test_render),
-	    cmocka_unit_test(test_render_odd_data),
+	    cmocka_unit_test(test_render_odd_data), cmocka_unit_test(test_thread_takes_no_signals),
 	};
 
 	url = test_server("test_wmetrics", "CM_TEST_REDIS_URL");
