@@ -31,9 +31,10 @@ runtime_pkgs=(
 # with, and the linters and validators of the packaging tests (promtool is in
 # the prometheus package; systemd for systemd-analyze; node for tests/node-pkg
 # and tests/node; curl and wrk for cm-httpd's tests and bench; chromium in a
-# network namespace of iproute2 for the /docs page).
+# network namespace of iproute2 for the /docs page; man-db to render the man
+# pages with groff as lintian does).
 test_pkgs=(
-	bats jq miller mandoc python3 time
+	bats jq miller mandoc man-db python3 time
 	redis-server postgresql postgresql-contrib
 	procps util-linux hostname
 	shellcheck prometheus systemd

@@ -202,6 +202,19 @@ missing_from() {
 	[ -z "$output" ]
 }
 
+@test "groff renders every man page without a warning (lintian reports them)" {
+	local page out bad=0
+	for page in "$TOP"/man/*.[1-8]; do
+		# as lintian runs it, at its width
+		out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$page" 2>&1 >/dev/null)
+		if [ -n "$out" ]; then
+			echo "$page: $out"
+			bad=1
+		fi
+	done
+	[ "$bad" -eq 0 ]
+}
+
 # literal_blocks PAGE SECTION: the .Bd -literal blocks of SECTION in PAGE,
 # unescaped, each followed by a line "--".
 literal_blocks() {
