@@ -46,8 +46,8 @@ LIBCM := $(OBJ)/libcm.a
 CMD_SRC := $(sort $(wildcard src/cmd/cm-*.c))
 # The tools' side of the line (messages, shared options): tool_*.c, linked
 # into every tool but never into the library or its tests.
-TOOL_SRC := $(sort $(wildcard src/cmd/tool_*.c))
-TOOL_OBJ := $(patsubst src/cmd/%.c,$(OBJ)/cmd/%.o,$(TOOL_SRC))
+TOOL_SRC := $(sort $(wildcard src/tool/tool_*.c))
+TOOL_OBJ := $(patsubst src/tool/%.c,$(OBJ)/tool/%.o,$(TOOL_SRC))
 LIBTOOL := $(OBJ)/libcmtool.a
 TOOLS := $(patsubst src/cmd/%.c,$(OUTBIN)/%,$(CMD_SRC))
 SCRIPTS := $(filter-out $(patsubst src/cmd/%.c,bin/%,$(CMD_SRC)),$(wildcard bin/cm-*))
@@ -101,17 +101,17 @@ $(LIBCM): $(LIB_OBJ) $(ASSET_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(OBJ)/cmd/%.o: src/cmd/%.c src/cmd/tool.h $(wildcard src/lib/*.h)
+$(OBJ)/tool/%.o: src/tool/%.c src/tool/tool.h $(wildcard src/lib/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+	$(CC) $(CPPFLAGS) -Isrc/tool $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(LIBTOOL): $(TOOL_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(OUTBIN)/%: src/cmd/%.c src/cmd/tool.h $(LIBTOOL) $(LIBCM)
+$(OUTBIN)/%: src/cmd/%.c src/tool/tool.h $(LIBTOOL) $(LIBCM)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBTOOL) $(LIBCM) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Isrc/tool $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBTOOL) $(LIBCM) $(LDLIBS)
 
 $(OBJ)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LIBCM)
 	@mkdir -p $(@D)
@@ -165,8 +165,8 @@ $(NODE_API): tests/node/package.json tests/node/package-lock.json
 lint:
 	@$(MAKE) --no-print-directory all unit testtools
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib -Isrc/cmd src tests/unit tests/fuzz tests/bench tests/tools
-	clang-format --dry-run --Werror src/lib/*.[ch] src/cmd/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
+		--inline-suppr --suppress=missingIncludeSystem -Isrc/lib -Isrc/tool src tests/unit tests/fuzz tests/bench tests/tools
+	clang-format --dry-run --Werror src/lib/*.[ch] src/tool/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
 	mandoc -Tlint -Werror man/* >/dev/null
 	@if grep -nE '^[[:space:]]*! ' tests/*.bats; then \
 		echo "lint: a bare '! cmd' never fails a bats test: write 'run ! cmd'" >&2; exit 1; fi
@@ -174,7 +174,7 @@ lint:
 		packaging/debian/*.prerm packaging/debian/*.postrm tests/cron.bats tests/demo.bats tests/packaging.bats tests/packaging/*.bats
 
 fmt:
-	clang-format -i src/lib/*.[ch] src/cmd/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
+	clang-format -i src/lib/*.[ch] src/tool/*.[ch] src/cmd/*.c tests/unit/*.c tests/fuzz/*.c tests/bench/*.c tests/tools/*.c
 
 bench: all gen
 	@tests/bench/run.sh

@@ -60,14 +60,14 @@ help_opts() {
 
 # table_opts TOOL: the names in the struct option table of src/cmd/TOOL.c,
 # including the shared options it lists by their CM_OPTION_* macro (whose
-# names src/cmd/tool.h defines).
+# names src/tool/tool.h defines).
 table_opts() {
 	local src=$TOP/src/cmd/$1.c m
 	{
 		grep -oE '\{ *"[a-z][a-z0-9-]*" *, *(no|required|optional)_argument' "$src" |
 			sed -E 's/^\{ *"([^"]*)".*/\1/'
 		for m in $(grep -oE '\bCM_OPTION_[A-Z_]+\b' "$src" | sort -u); do
-			sed -nE "s/^#define $m +\\{\"([a-z0-9-]+)\".*/\\1/p" "$TOP/src/cmd/tool.h"
+			sed -nE "s/^#define $m +\\{\"([a-z0-9-]+)\".*/\\1/p" "$TOP/src/tool/tool.h"
 		done
 	} | sort -u
 }
