@@ -108,10 +108,13 @@ event() {
 	done
 	pg_restart
 	campaign 2 second active 10
-	for _ in $(seq 50); do
+	# the reconnect's backoff reaches 1 s between tries: under a loaded
+	# machine (the ASan build beside the plain one) give it 30 s
+	for _ in $(seq 300); do
 		grep -q 'reloaded 2' "$T/err" && break
 		sleep 0.1
 	done
+	grep -q 'reloaded 2' "$T/err"
 	event 2 50 >&7
 	exec 7>&-
 	wait "$matcher"
